@@ -1,0 +1,270 @@
+//! The local three-region world as `tests/env/world.sh up` left it.
+//!
+//! `world.sh` writes `.rehearsal/world.env`; this module reads that file (so a
+//! plain `cargo test` works once the world is up) and hands out what tests and
+//! the rehearsal need: AWS clients pointed at moto, the core settings the
+//! functions would read, and admin connections to each PostgreSQL node.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use aws_config::BehaviorVersion;
+use cutover_core::aws::Aws;
+use cutover_core::config::{CoreSettings, SslMode, Vars};
+use cutover_core::db::{self, Endpoint, Password, PgTarget, Tls};
+
+/// One PostgreSQL server of the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// Stands in for the on-premises Oracle database.
+    Source,
+    UsEast1,
+    EuWest1,
+    ApSoutheast1,
+}
+
+impl Node {
+    pub const ALL: [Node; 4] = [
+        Node::Source,
+        Node::UsEast1,
+        Node::EuWest1,
+        Node::ApSoutheast1,
+    ];
+    pub const TARGETS: [Node; 3] = [Node::UsEast1, Node::EuWest1, Node::ApSoutheast1];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Node::Source => "source",
+            Node::UsEast1 => "us-east-1",
+            Node::EuWest1 => "eu-west-1",
+            Node::ApSoutheast1 => "ap-southeast-1",
+        }
+    }
+
+    pub fn role(self) -> &'static str {
+        match self {
+            Node::Source => "source (on-prem stand-in, publisher)",
+            Node::UsEast1 => "primary (subscriber, writer)",
+            Node::EuWest1 | Node::ApSoutheast1 => "streaming standby",
+        }
+    }
+
+    /// The suffix of this node's variables in world.env (`CUTOVER_PORT_<SUFFIX>`).
+    fn env_suffix(self) -> &'static str {
+        match self {
+            Node::Source => "SOURCE",
+            Node::UsEast1 => "US_EAST_1",
+            Node::EuWest1 => "EU_WEST_1",
+            Node::ApSoutheast1 => "AP_SOUTHEAST_1",
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error("the local world is not up ({0} not found): run `make env-up` first, or use `make test` / `make demo`, which bring it up")]
+    NotUp(String),
+    #[error("{path}: {message}")]
+    Malformed { path: String, message: String },
+    #[error("world.env has no {0}; re-run `make env-up`")]
+    Missing(String),
+    #[error(transparent)]
+    Core(#[from] cutover_core::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct World {
+    vars: HashMap<String, String>,
+    root: PathBuf,
+}
+
+/// The repository root: `CUTOVER_ROOT` when set, else the workspace above this crate.
+pub fn repo_root() -> PathBuf {
+    if let Ok(root) = std::env::var("CUTOVER_ROOT") {
+        return PathBuf::from(root);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Parses `export KEY=value` / `KEY=value` lines, with optional single or double quotes.
+pub fn parse_env_file(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut vars = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected KEY=value", n + 1))?;
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        vars.insert(key.trim().to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+impl World {
+    /// Reads `<root>/.rehearsal/world.env` (or `CUTOVER_WORLD_ENV`).
+    pub fn load() -> Result<World, WorldError> {
+        let root = repo_root();
+        let path = std::env::var("CUTOVER_WORLD_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join(".rehearsal/world.env"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| WorldError::NotUp(path.display().to_string()))?;
+        let vars = parse_env_file(&text).map_err(|message| WorldError::Malformed {
+            path: path.display().to_string(),
+            message,
+        })?;
+        Ok(World { vars, root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn get(&self, key: &str) -> Result<&str, WorldError> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| WorldError::Missing(key.to_string()))
+    }
+
+    /// Every variable of world.env, as the functions would see them in their environment.
+    pub fn vars(&self) -> Vars {
+        Vars::from_pairs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The variables as `(key, value)` pairs, e.g. to pass to a child process.
+    pub fn env_pairs(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.vars.iter()
+    }
+
+    pub fn core_settings(&self) -> Result<CoreSettings, WorldError> {
+        CoreSettings::from_vars(&self.vars()).map_err(|e| WorldError::Core(e.into()))
+    }
+
+    /// The SDK configuration pointed at moto, built without touching the process environment.
+    pub async fn aws(&self) -> Result<Aws, WorldError> {
+        let endpoint = self.get("AWS_ENDPOINT_URL")?.to_string();
+        let region = self.get("AWS_REGION").unwrap_or("us-east-1").to_string();
+        let key = self
+            .get("AWS_ACCESS_KEY_ID")
+            .unwrap_or("testing")
+            .to_string();
+        let secret = self
+            .get("AWS_SECRET_ACCESS_KEY")
+            .unwrap_or("testing")
+            .to_string();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_credential_types::Credentials::from_keys(
+                key, secret, None,
+            ))
+            .load()
+            .await;
+        Ok(Aws::from_sdk_config(sdk))
+    }
+
+    pub fn port(&self, node: Node) -> Result<u16, WorldError> {
+        let key = format!("CUTOVER_PORT_{}", node.env_suffix());
+        self.get(&key)?.parse().map_err(|_| WorldError::Malformed {
+            path: "world.env".into(),
+            message: format!("{key} is not a port"),
+        })
+    }
+
+    /// The configured apply delay of a standby, in ms (0 for the others).
+    pub fn configured_delay_ms(&self, node: Node) -> u64 {
+        match node {
+            Node::EuWest1 | Node::ApSoutheast1 => self
+                .get(&format!("CUTOVER_DELAY_{}_MS", node.env_suffix()))
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn ca_file(&self) -> Result<PathBuf, WorldError> {
+        Ok(PathBuf::from(self.get("CUTOVER_DB_CA_FILE")?))
+    }
+
+    pub fn tls(&self, mode: SslMode) -> Result<Tls, WorldError> {
+        let pem = std::fs::read(self.ca_file()?).map_err(|e| WorldError::Malformed {
+            path: "CUTOVER_DB_CA_FILE".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Tls::from_pem(&pem, mode)?)
+    }
+
+    pub fn admin_password(&self) -> Result<Password, WorldError> {
+        let path = self.get("CUTOVER_REHEARSAL_ADMIN_PASSWORD_FILE")?;
+        let text = std::fs::read_to_string(path).map_err(|e| WorldError::Malformed {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Password::new(text.trim()))
+    }
+
+    /// The superuser target of one node, over TLS to `localhost`.
+    pub fn admin_target(&self, node: Node) -> Result<PgTarget, WorldError> {
+        let user = self
+            .get("CUTOVER_REHEARSAL_ADMIN_USER")
+            .unwrap_or("rehearsal_admin");
+        Ok(PgTarget::new(
+            node.name(),
+            Endpoint {
+                host: "localhost".into(),
+                port: self.port(node)?,
+            },
+            "app",
+            user,
+        ))
+    }
+
+    /// An admin connection (verify-full against the world's CA).
+    pub async fn admin(&self, node: Node) -> Result<tokio_postgres::Client, WorldError> {
+        let tls = self.tls(SslMode::VerifyFull)?;
+        let client = db::connect(
+            &self.admin_target(node)?,
+            &self.admin_password()?,
+            &tls,
+            std::time::Duration::from_secs(5),
+        )
+        .await?;
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_parse_exports_and_quotes() {
+        let vars =
+            parse_env_file("# comment\nexport A=1\nB='two words'\nexport C=\"x=y\"\n\n").unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two words");
+        assert_eq!(vars["C"], "x=y");
+        assert!(parse_env_file("no equals sign").is_err());
+    }
+}

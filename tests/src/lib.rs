@@ -4,5 +4,6 @@
 //! - [`replication`]: the "is it alive" stage: a row written on the source,
 //!   timed until every target node sees it.
 
+pub mod data_validator_stage;
 pub mod replication;
 pub mod world;

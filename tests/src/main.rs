@@ -1,12 +1,21 @@
 //! `rehearsal`: the program behind `make demo`.
 //!
-//! Stage by stage, it drives the local three-region world and prints what it
-//! measured. Stages later issues add (validation, lag, traffic, failover) run
-//! after the ones here.
+//! Stage by stage, it drives the local three-region world with the functions'
+//! own code and events, prints what it measured, and writes
+//! `rehearsal-report/report.json`. It exits non-zero if any stage fails.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
-use cutover_rehearsal::{replication, world::World};
+use cutover_rehearsal::world::World;
+use cutover_rehearsal::{data_validator_stage, replication};
+use serde_json::{json, Map, Value};
+
+const STAGES: usize = 2;
+
+fn banner(n: usize, title: &str) {
+    println!("\n== stage {n}/{STAGES}: {title}");
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,34 +30,72 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("== stage 1/1: the world is alive — a row written on the source reaches every region ({probes} probes)");
-    let report = match replication::measure(&world, probes, |line| println!("   {line}")).await {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("rehearsal: replication stage failed: {e}");
-            return ExitCode::FAILURE;
+    let started = Instant::now();
+    let mut report = Map::new();
+    let mut summary: Vec<(String, bool, String)> = Vec::new();
+
+    banner(1, &format!("the world is alive — a row written on the source reaches every region ({probes} probes)"));
+    match replication::measure(&world, probes, |line| println!("   {line}")).await {
+        Ok(r) => {
+            println!();
+            print!("{}", replication::render(&r));
+            let mut ok = true;
+            for (node, matches) in replication::delays_match(&r) {
+                println!(
+                    "   {node}: measured primary->standby delay {} the configured delay",
+                    if matches { "matches" } else { "DOES NOT match" }
+                );
+                ok &= matches;
+            }
+            let detail = r
+                .nodes
+                .iter()
+                .filter_map(|n| n.from_source_ms.map(|ms| format!("{} {ms:.0} ms", n.node)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            summary.push(("replication to every region".into(), ok, detail));
+            report.insert("replication".into(), json!(r));
         }
-    };
-    println!();
-    print!("{}", replication::render(&report));
-    let mut ok = true;
-    for (node, matches) in replication::delays_match(&report) {
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("replication to every region".into(), false, e.to_string()));
+        }
+    }
+
+    banner(2, "data validation — drift injected into the target is found row by row, repaired, and validated clean");
+    match data_validator_stage::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let detail = format!(
+                "drift found exactly; {} ms before repair, {} ms after",
+                v["before_repair_ms"], v["after_repair_ms"]
+            );
+            summary.push(("data validation".into(), true, detail));
+            report.insert("validation".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("data validation".into(), false, e.to_string()));
+        }
+    }
+
+    println!("\n== summary ({} s)", started.elapsed().as_secs());
+    for (name, ok, detail) in &summary {
         println!(
-            "   {node}: measured primary->standby delay {} the configured delay",
-            if matches { "matches" } else { "DOES NOT match" }
+            "   [{}] {name}: {detail}",
+            if *ok { " ok " } else { "FAIL" }
         );
-        ok &= matches;
     }
     let out_dir = world.root().join("rehearsal-report");
     if std::fs::create_dir_all(&out_dir).is_ok() {
-        let json = serde_json::json!({ "replication": report });
         let path = out_dir.join("report.json");
-        match serde_json::to_string_pretty(&json).map(|text| std::fs::write(&path, text)) {
-            Ok(Ok(())) => println!("\nreport: {}", path.display()),
+        match serde_json::to_string_pretty(&Value::Object(report))
+            .map(|text| std::fs::write(&path, text))
+        {
+            Ok(Ok(())) => println!("   report: {}", path.display()),
             _ => eprintln!("rehearsal: could not write {}", path.display()),
         }
     }
-    if ok {
+    if summary.iter().all(|(_, ok, _)| *ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -226,6 +226,11 @@ impl World {
 
     /// The superuser target of one node, over TLS to `localhost`.
     pub fn admin_target(&self, node: Node) -> Result<PgTarget, WorldError> {
+        self.admin_target_db(node, "app")
+    }
+
+    /// The superuser target of one database of one node.
+    pub fn admin_target_db(&self, node: Node, database: &str) -> Result<PgTarget, WorldError> {
         let user = self
             .get("CUTOVER_REHEARSAL_ADMIN_USER")
             .unwrap_or("rehearsal_admin");
@@ -235,16 +240,25 @@ impl World {
                 host: "localhost".into(),
                 port: self.port(node)?,
             },
-            "app",
+            database,
             user,
         ))
     }
 
     /// An admin connection (verify-full against the world's CA).
     pub async fn admin(&self, node: Node) -> Result<tokio_postgres::Client, WorldError> {
+        self.admin_db(node, "app").await
+    }
+
+    /// An admin connection to another database of a node.
+    pub async fn admin_db(
+        &self,
+        node: Node,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, WorldError> {
         let tls = self.tls(SslMode::VerifyFull)?;
         let client = db::connect(
-            &self.admin_target(node)?,
+            &self.admin_target_db(node, database)?,
             &self.admin_password()?,
             &tls,
             std::time::Duration::from_secs(5),

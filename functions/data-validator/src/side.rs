@@ -1,0 +1,107 @@
+//! One side of a comparison: a PostgreSQL or an Oracle connection that runs
+//! the queries of [`crate::sql`] and returns their text rows.
+
+use std::sync::Arc;
+
+use cutover_core::error::describe_chain;
+
+use crate::canonical::Dialect;
+use crate::sql::Query;
+use crate::ValidatorError;
+
+pub type TextRow = Vec<Option<String>>;
+
+pub enum Side {
+    Postgres {
+        label: String,
+        client: tokio_postgres::Client,
+    },
+    Oracle {
+        label: String,
+        connection: Arc<oracle::Connection>,
+    },
+}
+
+impl Side {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Side::Postgres { .. } => Dialect::Postgres,
+            Side::Oracle { .. } => Dialect::Oracle,
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            Side::Postgres { label, .. } | Side::Oracle { label, .. } => label,
+        }
+    }
+
+    pub async fn query(&self, query: &Query) -> Result<Vec<TextRow>, ValidatorError> {
+        match self {
+            Side::Postgres { label, client } => {
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = query
+                    .params
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client
+                    .query(query.sql.as_str(), &params)
+                    .await
+                    .map_err(|e| ValidatorError::Query {
+                        side: label.clone(),
+                        message: describe_chain(&e),
+                    })?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.get::<_, Option<String>>(i))
+                            .collect()
+                    })
+                    .collect())
+            }
+            Side::Oracle { label, connection } => {
+                let connection = Arc::clone(connection);
+                let query = query.clone();
+                let label = label.clone();
+                tokio::task::spawn_blocking(move || oracle_query(&connection, &query))
+                    .await
+                    .map_err(|e| ValidatorError::Query {
+                        side: label.clone(),
+                        message: e.to_string(),
+                    })?
+                    .map_err(|message| ValidatorError::Query {
+                        side: label,
+                        message,
+                    })
+            }
+        }
+    }
+}
+
+fn oracle_query(connection: &oracle::Connection, query: &Query) -> Result<Vec<TextRow>, String> {
+    let params: Vec<&dyn oracle::sql_type::ToSql> = query
+        .params
+        .iter()
+        .map(|p| p as &dyn oracle::sql_type::ToSql)
+        .collect();
+    let rows = connection
+        .query(&query.sql, &params)
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row.map_err(|e| e.to_string())?;
+        let values = (0..row.sql_values().len())
+            .map(|i| {
+                row.get::<usize, Option<String>>(i)
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// The session settings an Oracle source needs so its text forms are the canonical ones.
+pub const ORACLE_SESSION_SETUP: &str =
+    "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,' NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS' TIME_ZONE = 'UTC'";

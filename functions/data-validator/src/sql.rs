@@ -1,0 +1,461 @@
+//! The queries each side runs, written for its dialect. Every query returns
+//! text columns only, so one small row type serves both drivers; every
+//! identifier is quoted and every value is a bind parameter.
+
+use crate::canonical::{column_expr, row_hash_expr, row_text_expr, Category, Dialect};
+use crate::ident::{quote, TableRef};
+use crate::schema::TablePlan;
+
+/// Which side of the comparison a query is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+/// A half-open range `[lo, hi)` of the leading key column; `None` is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct KeyRange {
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+}
+
+/// A query and its parameters (all text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub sql: String,
+    pub params: Vec<String>,
+}
+
+/// One side's view of a table plan: names, types and expressions in its dialect.
+#[derive(Debug, Clone)]
+pub struct SideSql {
+    pub dialect: Dialect,
+    pub from: String,
+    pub lead: Option<(String, String)>,
+    pub lead_category: Option<Category>,
+    pub canonical: Vec<String>,
+    pub display: Vec<String>,
+    pub key_canonical: Vec<String>,
+    pub key_display: Vec<String>,
+    pub row_hash: String,
+}
+
+impl SideSql {
+    pub fn new(dialect: Dialect, plan: &TablePlan, role: Role) -> Self {
+        let name = |c: &crate::schema::ColumnPair| match role {
+            Role::Source => (c.source.clone(), c.source_type.clone(), c.source_own),
+            Role::Target => (c.target.clone(), c.target_type.clone(), c.target_own),
+        };
+        let canonical: Vec<String> = plan
+            .columns
+            .iter()
+            .map(|c| {
+                let (n, _, own) = name(c);
+                column_expr(dialect, &n, c.category, own)
+            })
+            .collect();
+        let display: Vec<String> = plan
+            .columns
+            .iter()
+            .map(|c| {
+                let (n, _, own) = name(c);
+                display_expr(dialect, &n, own)
+            })
+            .collect();
+        let key_canonical = plan.key.iter().map(|i| canonical[*i].clone()).collect();
+        let key_display = plan.key.iter().map(|i| display[*i].clone()).collect();
+        let lead = plan.lead().map(|c| {
+            let (n, t, _) = name(c);
+            (quote(&n), t)
+        });
+        let row_hash = row_hash_expr(dialect, &row_text_expr(dialect, &canonical));
+        SideSql {
+            dialect,
+            from: plan.table.quoted(),
+            lead,
+            lead_category: plan.lead().map(|c| c.category),
+            canonical,
+            display,
+            key_canonical,
+            key_display,
+            row_hash,
+        }
+    }
+
+    fn placeholder(&self, params: &[String]) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("${}", params.len()),
+            Dialect::Oracle => format!(":{}", params.len()),
+        }
+    }
+
+    /// A bind parameter converted to the lead column's type.
+    fn lead_value(&self, params: &mut Vec<String>, value: &str) -> String {
+        params.push(value.to_string());
+        let p = self.placeholder(params);
+        let (_, ty) = self
+            .lead
+            .as_ref()
+            .expect("ranges exist only for keyed tables");
+        match self.dialect {
+            Dialect::Postgres => format!("({p}::text)::{ty}"),
+            Dialect::Oracle => match self.lead_category {
+                Some(Category::Integer | Category::Decimal) => format!("TO_NUMBER({p})"),
+                _ => p,
+            },
+        }
+    }
+
+    fn range_predicate(&self, range: &KeyRange, params: &mut Vec<String>) -> String {
+        let Some((lead, _)) = self.lead.clone() else {
+            return "1 = 1".into();
+        };
+        let mut parts = Vec::new();
+        if let Some(lo) = &range.lo {
+            parts.push(format!("{lead} >= {}", self.lead_value(params, lo)));
+        }
+        if let Some(hi) = &range.hi {
+            parts.push(format!("{lead} < {}", self.lead_value(params, hi)));
+        }
+        if parts.is_empty() {
+            "1 = 1".into()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+
+    fn text(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("({expr})::text"),
+            Dialect::Oracle => format!("TO_CHAR({expr})"),
+        }
+    }
+
+    /// Smallest and largest leading-key value in a range.
+    pub fn lead_bounds(&self, range: &KeyRange) -> Query {
+        let mut params = Vec::new();
+        let predicate = self.range_predicate(range, &mut params);
+        let (lead, _) = self.lead.clone().unwrap_or_default();
+        Query {
+            sql: format!(
+                "SELECT {}, {}, {} FROM {} WHERE {predicate}",
+                self.text(&format!("min({lead})")),
+                self.text(&format!("max({lead})")),
+                self.text("count(*)"),
+                self.from
+            ),
+            params,
+        }
+    }
+
+    /// About `buckets` boundaries splitting a range into equal row counts.
+    pub fn sample_boundaries(&self, range: &KeyRange, buckets: u32) -> Query {
+        let mut params = Vec::new();
+        let predicate = self.range_predicate(range, &mut params);
+        let (lead, _) = self.lead.clone().unwrap_or_default();
+        Query {
+            sql: format!(
+                "SELECT {} FROM (SELECT {lead} AS b, NTILE({buckets}) OVER (ORDER BY {lead}) AS g FROM {} WHERE {predicate}) s \
+                 GROUP BY g ORDER BY min(b)",
+                self.text("min(b)"),
+                self.from
+            ),
+            params,
+        }
+    }
+
+    /// Count and hash sum per bucket of a range; bucket `j` holds the rows from
+    /// boundary `j-1` (or the range start) up to boundary `j` (or the range end).
+    pub fn bucket_hashes(&self, range: &KeyRange, boundaries: &[String]) -> Query {
+        let mut params = Vec::new();
+        let predicate = self.range_predicate(range, &mut params);
+        let (lead, ty) = self.lead.clone().unwrap_or_default();
+        let bucket = match self.dialect {
+            Dialect::Postgres => {
+                params.push(array_literal(boundaries));
+                let p = self.placeholder(&params);
+                format!("width_bucket({lead}, ({p}::text)::{ty}[])")
+            }
+            Dialect::Oracle => {
+                let mut case = String::from("CASE");
+                for (j, b) in boundaries.iter().enumerate() {
+                    let v = self.lead_value(&mut params, b);
+                    case.push_str(&format!(" WHEN {lead} < {v} THEN {j}"));
+                }
+                case.push_str(&format!(" ELSE {} END", boundaries.len()));
+                case
+            }
+        };
+        Query {
+            sql: format!(
+                "SELECT {}, {}, {} FROM (SELECT {bucket} AS b, {} AS h FROM {} WHERE {predicate}) s GROUP BY b",
+                self.text("b"),
+                self.text("count(*)"),
+                self.text("sum(h)"),
+                self.row_hash,
+                self.from
+            ),
+            params,
+        }
+    }
+
+    /// Count and hash sum per hash bucket, for tables without a key.
+    pub fn multiset_hashes(&self, modulus: u64) -> Query {
+        Query {
+            sql: format!(
+                "SELECT {}, {}, {} FROM (SELECT {} AS h FROM {}) s GROUP BY MOD(h, {modulus})",
+                self.text(&format!("MOD(h, {modulus})")),
+                self.text("count(*)"),
+                self.text("sum(h)"),
+                self.row_hash,
+                self.from
+            ),
+            params: Vec::new(),
+        }
+    }
+
+    /// Each distinct row of the given hash buckets, with its multiplicity.
+    pub fn multiset_rows(&self, modulus: u64, buckets: &[u64]) -> Query {
+        let list = if buckets.is_empty() {
+            "-1".to_string()
+        } else {
+            buckets
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let display = self.row_display();
+        Query {
+            sql: format!(
+                "SELECT {}, {}, min(d) FROM (SELECT {} AS h, {display} AS d FROM {}) s \
+                 WHERE MOD(h, {modulus}) IN ({list}) GROUP BY h",
+                self.text("h"),
+                self.text("count(*)"),
+                self.row_hash,
+                self.from
+            ),
+            params: Vec::new(),
+        }
+    }
+
+    fn row_display(&self) -> String {
+        let parts: Vec<String> = self
+            .display
+            .iter()
+            .map(|d| match self.dialect {
+                Dialect::Postgres => format!("coalesce({d}, 'NULL')"),
+                Dialect::Oracle => format!("NVL({d}, 'NULL')"),
+            })
+            .collect();
+        match self.dialect {
+            Dialect::Postgres => parts.join(" || ' | ' || "),
+            Dialect::Oracle => format!("SUBSTR({}, 1, 2000)", parts.join(" || ' | ' || ")),
+        }
+    }
+
+    /// The rows of a range: key text, then each column's canonical text, then each column's display text.
+    pub fn rows(&self, range: &KeyRange) -> Query {
+        let mut params = Vec::new();
+        let predicate = self.range_predicate(range, &mut params);
+        let key = match self.dialect {
+            Dialect::Postgres => self.key_canonical.join(" || ',' || "),
+            Dialect::Oracle => self.key_canonical.join(" || ',' || "),
+        };
+        let key_display = self.key_display.join(" || ',' || ");
+        let mut select = vec![key, key_display];
+        select.extend(self.canonical.iter().cloned());
+        select.extend(self.display.iter().cloned());
+        Query {
+            sql: format!(
+                "SELECT {} FROM {} WHERE {predicate}",
+                select.join(", "),
+                self.from
+            ),
+            params,
+        }
+    }
+}
+
+/// A value for people to read (bounded, and LOBs summarised).
+fn display_expr(dialect: Dialect, column: &str, own: Category) -> String {
+    let c = quote(column);
+    match (dialect, own) {
+        (Dialect::Postgres, Category::Binary) => format!("'\\x' || left(encode({c}, 'hex'), 64)"),
+        (Dialect::Postgres, _) => format!("left({c}::text, 200)"),
+        (Dialect::Oracle, Category::Binary | Category::LargeText) => {
+            format!("TO_CHAR(DBMS_LOB.SUBSTR({c}, 200, 1))")
+        }
+        (Dialect::Oracle, Category::TimestampTz) => {
+            format!("TO_CHAR({c}, 'YYYY-MM-DD HH24:MI:SS.FF6 TZH:TZM')")
+        }
+        (Dialect::Oracle, Category::Date | Category::Timestamp) => {
+            format!("TO_CHAR(CAST({c} AS TIMESTAMP), 'YYYY-MM-DD HH24:MI:SS.FF6')")
+        }
+        (Dialect::Oracle, _) => format!("SUBSTR(TO_CHAR({c}), 1, 200)"),
+    }
+}
+
+/// A PostgreSQL array literal of text values, quoted and escaped.
+pub fn array_literal(values: &[String]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// Catalog queries.
+pub mod catalog {
+    use super::*;
+
+    pub fn columns(dialect: Dialect, table: &TableRef) -> Query {
+        match dialect {
+            Dialect::Postgres => Query {
+                sql: "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                      CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, ''::text \
+                      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                      JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                      ORDER BY a.attnum"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+            Dialect::Oracle => Query {
+                sql: "SELECT column_name, data_type, nullable, TO_CHAR(data_scale) FROM all_tab_columns \
+                      WHERE owner = :1 AND table_name = :2 ORDER BY column_id"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+        }
+    }
+
+    pub fn primary_key(dialect: Dialect, table: &TableRef) -> Query {
+        match dialect {
+            Dialect::Postgres => Query {
+                sql: "SELECT a.attname::text FROM pg_index i \
+                      JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+                      WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary ORDER BY k.ord"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+            Dialect::Oracle => Query {
+                sql: "SELECT cc.column_name FROM all_constraints c JOIN all_cons_columns cc \
+                      ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name \
+                      WHERE c.owner = :1 AND c.table_name = :2 AND c.constraint_type = 'P' ORDER BY cc.position"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+        }
+    }
+
+    pub fn tables(dialect: Dialect, schema: &str) -> Query {
+        match dialect {
+            Dialect::Postgres => Query {
+                sql: "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 2"
+                    .into(),
+                params: vec![schema.to_string()],
+            },
+            Dialect::Oracle => Query {
+                sql: "SELECT owner, table_name FROM all_tables WHERE owner = :1 ORDER BY 2".into(),
+                params: vec![schema.to_string()],
+            },
+        }
+    }
+
+    pub fn estimated_rows(dialect: Dialect, table: &TableRef) -> Query {
+        match dialect {
+            Dialect::Postgres => Query {
+                sql: "SELECT greatest(c.reltuples, 0)::bigint::text FROM pg_class c \
+                      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+            Dialect::Oracle => Query {
+                sql: "SELECT TO_CHAR(NVL(num_rows, 0)) FROM all_tables WHERE owner = :1 AND table_name = :2".into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ColumnPair;
+
+    fn plan() -> TablePlan {
+        let col = |n: &str, t: &str, c: Category| ColumnPair {
+            source: n.into(),
+            target: n.into(),
+            source_type: t.into(),
+            target_type: t.into(),
+            category: c,
+            source_own: c,
+            target_own: c,
+        };
+        TablePlan {
+            table: TableRef::new("app", "order \"items\""),
+            columns: vec![
+                col("order_id", "bigint", Category::Integer),
+                col("line no", "integer", Category::Integer),
+                col("sku", "character(12)", Category::FixedChar),
+            ],
+            key: vec![0, 1],
+            integer_lead: true,
+        }
+    }
+
+    #[test]
+    fn postgres_bucket_query_binds_everything_and_quotes_names() {
+        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source);
+        let q = side.bucket_hashes(
+            &KeyRange {
+                lo: Some("10".into()),
+                hi: Some("20".into()),
+            },
+            &["13".into(), "16".into()],
+        );
+        assert!(
+            q.sql.contains("FROM \"app\".\"order \"\"items\"\"\""),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql.contains(
+                "\"order_id\" >= ($1::text)::bigint AND \"order_id\" < ($2::text)::bigint"
+            ),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql
+                .contains("width_bucket(\"order_id\", ($3::text)::bigint[])"),
+            "{}",
+            q.sql
+        );
+        assert_eq!(q.params, vec!["10", "20", "{\"13\",\"16\"}"]);
+        assert!(q.sql.contains("\"line no\""));
+    }
+
+    #[test]
+    fn oracle_bucket_query_uses_a_case_chain_and_numbered_binds() {
+        let side = SideSql::new(Dialect::Oracle, &plan(), Role::Source);
+        let q = side.bucket_hashes(&KeyRange::default(), &["13".into(), "16".into()]);
+        assert!(q.sql.contains("CASE WHEN \"order_id\" < TO_NUMBER(:1) THEN 0 WHEN \"order_id\" < TO_NUMBER(:2) THEN 1 ELSE 2 END"), "{}", q.sql);
+        assert!(q.sql.contains("DBMS_CRYPTO.HASH"), "{}", q.sql);
+        assert_eq!(q.params, vec!["13", "16"]);
+    }
+
+    #[test]
+    fn array_literals_escape_quotes_and_backslashes() {
+        assert_eq!(
+            array_literal(&["a\"b".into(), "c\\d".into()]),
+            "{\"a\\\"b\",\"c\\\\d\"}"
+        );
+    }
+}

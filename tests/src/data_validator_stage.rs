@@ -1,0 +1,258 @@
+//! The validation stage of the rehearsal: drift is injected into the target,
+//! the validator (the function's own handler, with its sample event) must name
+//! exactly the changed rows, the rows are repaired from the source, and a
+//! second run must come back clean.
+
+use std::time::Instant;
+
+use data_validator::handler::{handle, Env, ValidatorConfig};
+use serde_json::{json, Value};
+
+use crate::world::{Node, World, WorldError};
+
+fn fail(message: impl Into<String>) -> WorldError {
+    WorldError::Malformed {
+        path: "data-validator stage".into(),
+        message: message.into(),
+    }
+}
+
+async fn exec(client: &tokio_postgres::Client, sql: &str) -> Result<u64, WorldError> {
+    client.execute(sql, &[]).await.map_err(|e| {
+        fail(format!(
+            "{sql}: {}",
+            cutover_core::error::describe_chain(&e)
+        ))
+    })
+}
+
+async fn scalar(client: &tokio_postgres::Client, sql: &str) -> Result<String, WorldError> {
+    client
+        .query_one(sql, &[])
+        .await
+        .map(|r| r.get::<_, String>(0))
+        .map_err(|e| {
+            fail(format!(
+                "{sql}: {}",
+                cutover_core::error::describe_chain(&e)
+            ))
+        })
+}
+
+/// The drift: what is changed on the target, and the keys the validator must report.
+struct Drift {
+    expected: Vec<(String, String)>,
+    order_item: (String, String),
+    payment: String,
+}
+
+async fn inject(target: &tokio_postgres::Client) -> Result<Drift, WorldError> {
+    let order_item = target
+        .query_one("SELECT order_id::text, line_no::text FROM app.order_items ORDER BY order_id, line_no LIMIT 1 OFFSET 10", &[])
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let order_item: (String, String) = (order_item.get(0), order_item.get(1));
+    let payment = scalar(
+        target,
+        "SELECT id::text FROM app.payments ORDER BY id LIMIT 1 OFFSET 5",
+    )
+    .await?;
+    exec(
+        target,
+        "UPDATE app.customers SET email = 'drift@example.invalid' WHERE id = 42",
+    )
+    .await?;
+    exec(
+        target,
+        "UPDATE app.customers SET credit_limit = credit_limit + 0.01 WHERE id = 7",
+    )
+    .await?;
+    exec(
+        target,
+        &format!(
+            "DELETE FROM app.order_items WHERE order_id = {} AND line_no = {}",
+            order_item
+                .0
+                .parse::<i64>()
+                .map_err(|e| fail(e.to_string()))?,
+            order_item
+                .1
+                .parse::<i64>()
+                .map_err(|e| fail(e.to_string()))?
+        ),
+    )
+    .await?;
+    target
+        .execute(
+            "UPDATE app.payments SET amount = amount + 1 WHERE id = $1::text::uuid",
+            &[&payment],
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    exec(
+        target,
+        "INSERT INTO app.audit_log (event_time, actor, action, detail) \
+         VALUES ('2026-11-24 12:00:00+00', 'rehearsal-drift', 'injected', '{\"why\": \"drift\"}')",
+    )
+    .await?;
+    Ok(Drift {
+        expected: vec![
+            ("app.customers".into(), "id=42".into()),
+            ("app.customers".into(), "id=7".into()),
+            (
+                "app.order_items".into(),
+                format!("order_id={},line_no={}", order_item.0, order_item.1),
+            ),
+            ("app.payments".into(), format!("id={payment}")),
+            ("app.audit_log".into(), "row ".into()),
+        ],
+        order_item,
+        payment,
+    })
+}
+
+/// Copies rows from the source to the target by key: what a DBA's repair script does.
+async fn repair(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    drift: &Drift,
+) -> Result<u64, WorldError> {
+    let mut repaired = 0;
+    let copy = |table: &'static str, predicate: String| async move {
+        let row = source
+            .query_one(
+                &format!("SELECT row_to_json(t)::text FROM app.{table} t WHERE {predicate}"),
+                &[],
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let json: String = row.get(0);
+        exec(
+            target,
+            &format!("DELETE FROM app.{table} WHERE {predicate}"),
+        )
+        .await?;
+        target
+            .execute(
+                &format!("INSERT INTO app.{table} SELECT * FROM json_populate_record(NULL::app.{table}, $1::text::json)"),
+                &[&json],
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))
+    };
+    repaired += copy("customers", "id = 42".into()).await?;
+    repaired += copy("customers", "id = 7".into()).await?;
+    repaired += copy(
+        "order_items",
+        format!(
+            "order_id = {} AND line_no = {}",
+            drift.order_item.0, drift.order_item.1
+        ),
+    )
+    .await?;
+    repaired += copy(
+        "payments",
+        format!("id = '{}'::uuid", drift.payment.replace('\'', "")),
+    )
+    .await?;
+    repaired += exec(
+        target,
+        "DELETE FROM app.audit_log WHERE actor = 'rehearsal-drift'",
+    )
+    .await?;
+    Ok(repaired)
+}
+
+fn found_keys(out: &Value) -> Vec<(String, String)> {
+    out["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| {
+            let table = t["table"].as_str().unwrap_or("").to_string();
+            t["first_keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .map(move |k| (table.clone(), k.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Runs the stage; `progress` gets one line per step.
+pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    let env = Env {
+        config: ValidatorConfig::from_vars(&world.vars()).map_err(|e| fail(e.to_string()))?,
+        aws: world.aws().await?,
+    };
+    let event: Value = serde_json::from_str(include_str!(
+        "../../events/data-validator/validate-tables.json"
+    ))
+    .map_err(|e| fail(e.to_string()))?;
+    let source = world.admin(Node::Source).await?;
+    let target = world.admin(Node::UsEast1).await?;
+
+    progress("injecting drift into the target (us-east-1): 2 updated customers, 1 deleted order item, 1 changed payment, 1 extra audit row".into());
+    let drift = inject(&target).await?;
+
+    let started = Instant::now();
+    let first = handle(&env, event.clone(), None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let first_ms = started.elapsed().as_millis();
+    progress(format!(
+        "validation run {} -> {} in {first_ms} ms",
+        first["run_id"], first["verdict"]
+    ));
+    for line in first["report"].as_str().unwrap_or("").lines() {
+        progress(format!("  {line}"));
+    }
+    let found = found_keys(&first);
+    let mut exact = found.len() == drift.expected.len();
+    for (table, key) in &drift.expected {
+        let hit = found
+            .iter()
+            .any(|(t, k)| t == table && (k == key || (key == "row " && k.starts_with("row "))));
+        exact &= hit;
+        progress(format!(
+            "  expected {table} {key}: {}",
+            if hit { "found" } else { "NOT FOUND" }
+        ));
+    }
+
+    let repaired = repair(&source, &target, &drift).await?;
+    progress(format!(
+        "repaired {repaired} rows on the target from the source"
+    ));
+
+    let started = Instant::now();
+    let second = handle(&env, event, None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let second_ms = started.elapsed().as_millis();
+    progress(format!(
+        "validation run {} -> {} in {second_ms} ms",
+        second["run_id"], second["verdict"]
+    ));
+
+    let ok = first["verdict"] == "MISMATCH" && exact && second["verdict"] == "MATCH";
+    let result = json!({
+        "ok": ok,
+        "drift_found_exactly": exact,
+        "before_repair": first,
+        "before_repair_ms": first_ms,
+        "after_repair": second,
+        "after_repair_ms": second_ms,
+        "expected_keys": drift.expected.iter().map(|(t, k)| format!("{t} {k}")).collect::<Vec<_>>(),
+    });
+    if ok {
+        Ok(result)
+    } else {
+        Err(fail(format!(
+            "validation stage did not come out as expected: first {} (exact: {exact}), second {}",
+            first["verdict"], second["verdict"]
+        )))
+    }
+}

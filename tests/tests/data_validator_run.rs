@@ -1,0 +1,231 @@
+//! data-validator runs end to end: checkpoints in DynamoDB (moto), a run killed
+//! mid-way that resumes without redoing finished segments, the deadline, and
+//! the Lambda handler against the world's real app tables.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cutover_core::state::StateStore;
+use cutover_rehearsal::world::{Node, World};
+use data_validator::engine::Options;
+use data_validator::handler::{handle, new_run_id, Env, ValidatorConfig};
+use data_validator::ident::TableRef;
+use data_validator::run::{Validator, Verdict};
+use data_validator::side::Side;
+
+async fn validator(world: &World, schema: &str, options: Options) -> Validator {
+    for node in [Node::Source, Node::UsEast1] {
+        let admin = world.admin(node).await.unwrap();
+        if admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = 'dv_run'", &[])
+            .await
+            .unwrap()
+            .is_none()
+        {
+            // Another test binary may race us to it; losing that race is fine.
+            let _ = admin.batch_execute("CREATE DATABASE dv_run").await;
+        }
+        let c = world.admin_db(node, "dv_run").await.unwrap();
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.big (id bigint PRIMARY KEY, v text, n numeric(10,2));
+             INSERT INTO {schema}.big SELECT g, 'value ' || g, g / 4.0 FROM generate_series(1, 20000) g;
+             ANALYZE {schema}.big;"
+        ))
+        .await
+        .unwrap();
+        if node == Node::UsEast1 {
+            c.batch_execute(&format!(
+                "UPDATE {schema}.big SET v = 'drift' WHERE id IN (5, 19999); DELETE FROM {schema}.big WHERE id = 10000;"
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let settings = world.core_settings().unwrap();
+    let aws = world.aws().await.unwrap();
+    Validator {
+        source: Side::Postgres {
+            label: "source".into(),
+            client: world.admin_db(Node::Source, "dv_run").await.unwrap(),
+        },
+        target: Side::Postgres {
+            label: "target".into(),
+            client: world.admin_db(Node::UsEast1, "dv_run").await.unwrap(),
+        },
+        store: StateStore::new(aws.dynamodb(), settings.state_table),
+        notifier: None,
+        metrics: None,
+        options,
+    }
+}
+
+fn segmented() -> Options {
+    Options {
+        segment_rows: 2000,
+        bucket_rows: 200,
+        leaf_rows: 32,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn a_killed_run_resumes_without_redoing_finished_segments() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("resume_{}", std::process::id());
+    let validator = Arc::new(validator(&world, &schema, segmented()).await);
+    let tables = vec![TableRef::new(schema.clone(), "big")];
+    let run_id = new_run_id();
+
+    let task = {
+        let (validator, tables, run_id) = (validator.clone(), tables.clone(), run_id.clone());
+        tokio::spawn(async move { validator.validate(&run_id, &tables, None).await })
+    };
+    // Kill it once a few segments are checkpointed.
+    let started = Instant::now();
+    loop {
+        let done = match validator.segments(&run_id).await {
+            Ok(s) => s.iter().filter(|(c, _)| c.done).count(),
+            Err(_) => 0,
+        };
+        if done >= 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "segments never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let segments = validator.segments(&run_id).await.unwrap();
+    let total = segments.len();
+    let done_before = segments.iter().filter(|(c, _)| c.done).count();
+    assert!(total >= 8, "the table was planned into {total} segments");
+    assert!(done_before < total, "the kill came before the end");
+
+    let outcome = validator.validate(&run_id, &tables, None).await.unwrap();
+    assert_eq!(
+        outcome.segments_validated_now as usize,
+        total - done_before,
+        "finished segments are not redone"
+    );
+    let table = &outcome.summary.tables[0];
+    assert_eq!(outcome.summary.verdict, Verdict::Mismatch);
+    assert_eq!(
+        (
+            table.different,
+            table.missing_in_target,
+            table.extra_in_target
+        ),
+        (2, 1, 0)
+    );
+    assert_eq!(table.source_rows, 20000);
+    assert_eq!(table.target_rows, 19999);
+    let mut keys = table.first_keys.clone();
+    keys.sort();
+    assert_eq!(keys, ["id=10000", "id=19999", "id=5"]);
+
+    // A third call finds nothing left to do and the same answer.
+    let again = validator.validate(&run_id, &tables, None).await.unwrap();
+    assert_eq!(again.segments_validated_now, 0);
+    assert_eq!(again.summary.tables[0].different, 2);
+}
+
+#[tokio::test]
+async fn a_run_at_its_deadline_stops_and_says_how_to_continue() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("deadline_{}", std::process::id());
+    let validator = validator(&world, &schema, segmented()).await;
+    let tables = vec![TableRef::new(schema.clone(), "big")];
+    let run_id = new_run_id();
+    let outcome = validator
+        .validate(&run_id, &tables, Some(Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.segments_validated_now, 0);
+    assert_eq!(outcome.summary.verdict, Verdict::Incomplete);
+    let resume = outcome.resume.expect("a resume event");
+    assert_eq!(resume["command"], "validate");
+    assert_eq!(resume["run_id"], run_id.as_str());
+    // Continuing with that event finishes the run.
+    let finished = validator.validate(&run_id, &tables, None).await.unwrap();
+    assert_eq!(finished.summary.verdict, Verdict::Mismatch);
+    assert!(finished.resume.is_none());
+}
+
+#[tokio::test]
+async fn the_handler_validates_the_app_schema_and_rejects_bad_events_before_connecting() {
+    let world = World::load().expect("the local world is up");
+    // world.env holds what the function's environment would: suffix, topic ARNs, endpoints.
+    let vars = world.vars();
+    assert!(vars.optional("CUTOVER_VALIDATION_TOPIC_ARN").is_some());
+    let env = Env {
+        config: ValidatorConfig::from_vars(&vars).unwrap(),
+        aws: world.aws().await.unwrap(),
+    };
+
+    for bad in [
+        include_str!("../../events/data-validator/invalid/unknown-command.json"),
+        include_str!("../../events/data-validator/invalid/bad-run-id.json"),
+    ] {
+        let err = handle(&env, serde_json::from_str(bad).unwrap(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), cutover_core::ErrorKind::InvalidInput, "{err}");
+    }
+
+    let event = serde_json::from_str(include_str!(
+        "../../events/data-validator/validate-tables.json"
+    ))
+    .unwrap();
+    let out = handle(&env, event, None).await.unwrap();
+    assert_eq!(
+        out["verdict"],
+        "MATCH",
+        "{}",
+        out["report"].as_str().unwrap_or("")
+    );
+    assert_eq!(out["tables"].as_array().unwrap().len(), 5);
+    let run_id = out["run_id"].as_str().unwrap().to_string();
+
+    let status = handle(
+        &env,
+        serde_json::json!({"command": "status", "run_id": run_id}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status["verdict"], "MATCH");
+    let unknown = handle(
+        &env,
+        serde_json::json!({"command": "status", "run_id": "no-such-run"}),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        unknown.to_string().contains("no validation run"),
+        "{unknown}"
+    );
+
+    let missing = handle(
+        &env,
+        serde_json::json!({"command": "validate", "tables": ["app.no_such_table"]}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing["verdict"], "MISMATCH");
+    assert!(
+        missing["report"]
+            .as_str()
+            .unwrap()
+            .contains("exists on neither side"),
+        "{}",
+        missing["report"]
+    );
+}

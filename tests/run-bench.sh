@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmarks of every crate that has them, side by side in one run.
+# `make bench`: every benchmark, side by side in one run, against the local world
+# (brought up and taken down here unless it was already up). BENCH_ROWS sets the
+# validator's table size (1,000,000 by default; 10,000,000 for the full figure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-benches=$(ls functions/*/benches/*.rs tests/benches/*.rs 2>/dev/null || true)
-if [ -z "$benches" ]; then
-  echo "[bench] no benchmarks yet: they arrive with the function crates (data-validator, lag-probe, traffic-shifter)"
-  exit 0
-fi
+started=$(date +%s)
+step() { printf '\n[bench] %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+step "building the benchmarks (release)"
+cargo bench --workspace --locked --no-run
+
+was_up=no
+if bash tests/env/world.sh status >/dev/null 2>&1; then was_up=yes; fi
+cleanup() {
+  if [ "$was_up" = no ]; then
+    step "taking the local world down"
+    bash tests/env/world.sh down || true
+  fi
+}
+trap cleanup EXIT
+step "bringing the local world up"
+bash tests/env/world.sh up
+
+step "running the benchmarks"
 cargo bench --workspace --locked

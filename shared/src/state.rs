@@ -457,19 +457,17 @@ impl StateStore {
             .expression_attribute_values(":now", n(now))
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .expression_attribute_names("#e", "epoch")
-            .expression_attribute_values(":epoch", n(lease.epoch));
-        put = match expected_version {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match expected_version {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put
                 .condition_expression(
                     "#v = :expected AND (attribute_not_exists(#e) OR #e <= :epoch)",
                 )
                 .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":expected", n(v)),
+                .expression_attribute_names("#e", "epoch")
+                .expression_attribute_values(":expected", n(v))
+                .expression_attribute_values(":epoch", n(lease.epoch)),
         };
         let put = put.build().map_err(|e| Error::Internal(e.to_string()))?;
         let result = self

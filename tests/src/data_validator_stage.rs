@@ -64,7 +64,7 @@ async fn inject(target: &tokio_postgres::Client) -> Result<Drift, WorldError> {
     .await?;
     exec(
         target,
-        "UPDATE app.customers SET credit_limit = credit_limit + 0.01 WHERE id = 7",
+        "UPDATE app.customers SET credit_limit = coalesce(credit_limit, 0) + 0.01 WHERE id = 7",
     )
     .await?;
     exec(
@@ -84,7 +84,7 @@ async fn inject(target: &tokio_postgres::Client) -> Result<Drift, WorldError> {
     .await?;
     target
         .execute(
-            "UPDATE app.payments SET amount = amount + 1 WHERE id = $1::text::uuid",
+            "UPDATE app.payments SET amount = coalesce(amount, 0) + 1 WHERE id = $1::text::uuid",
             &[&payment],
         )
         .await
@@ -111,7 +111,9 @@ async fn inject(target: &tokio_postgres::Client) -> Result<Drift, WorldError> {
     })
 }
 
-/// Copies rows from the source to the target by key: what a DBA's repair script does.
+/// Copies rows from the source to the target by key, as a DBA's repair script
+/// would: an existing row is updated in place (other tables may reference it),
+/// a missing one is inserted, an extra one deleted.
 async fn repair(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
@@ -119,26 +121,36 @@ async fn repair(
 ) -> Result<u64, WorldError> {
     let mut repaired = 0;
     let copy = |table: &'static str, predicate: String| async move {
-        let row = source
-            .query_one(
-                &format!("SELECT row_to_json(t)::text FROM app.{table} t WHERE {predicate}"),
-                &[],
-            )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let json: String = row.get(0);
-        exec(
-            target,
-            &format!("DELETE FROM app.{table} WHERE {predicate}"),
+        let columns = scalar(
+            source,
+            &format!(
+                "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \
+                 WHERE attrelid = 'app.{table}'::regclass AND attnum > 0 AND NOT attisdropped"
+            ),
         )
         .await?;
-        target
-            .execute(
-                &format!("INSERT INTO app.{table} SELECT * FROM json_populate_record(NULL::app.{table}, $1::text::json)"),
-                &[&json],
-            )
+        let json = scalar(
+            source,
+            &format!("SELECT row_to_json(t)::text FROM app.{table} t WHERE {predicate}"),
+        )
+        .await?;
+        let exists = target
+            .query_opt(&format!("SELECT 1 FROM app.{table} WHERE {predicate}"), &[])
             .await
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?
+            .is_some();
+        let sql = if exists {
+            format!(
+                "UPDATE app.{table} SET ({columns}) = (SELECT {columns} FROM json_populate_record(NULL::app.{table}, $1::text::json)) \
+                 WHERE {predicate}"
+            )
+        } else {
+            format!("INSERT INTO app.{table} SELECT * FROM json_populate_record(NULL::app.{table}, $1::text::json)")
+        };
+        target
+            .execute(&sql, &[&json])
+            .await
+            .map_err(|e| fail(format!("{sql}: {e}")))
     };
     repaired += copy("customers", "id = 42".into()).await?;
     repaired += copy("customers", "id = 7".into()).await?;
@@ -194,6 +206,23 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let source = world.admin(Node::Source).await?;
     let target = world.admin(Node::UsEast1).await?;
 
+    let baseline = handle(&env, event.clone(), None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    progress(format!(
+        "baseline validation run {} -> {}",
+        baseline["run_id"], baseline["verdict"]
+    ));
+    if baseline["verdict"] != "MATCH" {
+        for line in baseline["report"].as_str().unwrap_or("").lines() {
+            progress(format!("  {line}"));
+        }
+        return Err(fail(
+            "the target already differs from the source before any drift was injected \
+             (an interrupted earlier run?); `make env-down && bash tests/env/world.sh purge` starts afresh",
+        ));
+    }
+
     progress("injecting drift into the target (us-east-1): 2 updated customers, 1 deleted order item, 1 changed payment, 1 extra audit row".into());
     let drift = inject(&target).await?;
 
@@ -245,6 +274,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "before_repair_ms": first_ms,
         "after_repair": second,
         "after_repair_ms": second_ms,
+        "baseline": baseline["verdict"],
         "expected_keys": drift.expected.iter().map(|(t, k)| format!("{t} {k}")).collect::<Vec<_>>(),
     });
     if ok {

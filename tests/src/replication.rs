@@ -81,6 +81,7 @@ fn db_error(node: Node, e: tokio_postgres::Error) -> WorldError {
 async fn ensure_probe_table(
     source: &tokio_postgres::Client,
     primary: &tokio_postgres::Client,
+    standbys: &[(Node, &tokio_postgres::Client)],
 ) -> Result<(), WorldError> {
     source
         .batch_execute(PROBE_DDL)
@@ -107,6 +108,34 @@ async fn ensure_probe_table(
             )
             .await
             .map_err(|e| db_error(Node::UsEast1, e))?;
+    }
+    // The standbys replay the DDL after their apply delay.
+    for node in [Node::EuWest1, Node::ApSoutheast1] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let exists: bool = standbys
+                .iter()
+                .find(|(n, _)| *n == node)
+                .map(|(_, c)| c)
+                .expect("both standbys are connected")
+                .query_one(
+                    "SELECT to_regclass('rehearsal.replication_probe') IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_error(node, e))?
+                .get(0);
+            if exists {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(WorldError::Malformed {
+                    path: node.name().into(),
+                    message: "the probe table never reached this standby".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // The new table is ready once its sync state is 'r' (ready).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,7 +209,15 @@ pub async fn measure(
             .1
     };
 
-    ensure_probe_table(client(Node::Source), client(Node::UsEast1)).await?;
+    ensure_probe_table(
+        client(Node::Source),
+        client(Node::UsEast1),
+        &[
+            (Node::EuWest1, client(Node::EuWest1)),
+            (Node::ApSoutheast1, client(Node::ApSoutheast1)),
+        ],
+    )
+    .await?;
 
     let base: i64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

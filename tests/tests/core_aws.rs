@@ -104,8 +104,37 @@ async fn metrics_are_batched_and_stored_at_high_resolution() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.metrics().len(), 1);
-    assert_eq!(listed.metrics()[0].metric_name(), Some("ReplicationLagMs"));
+    assert!(!listed.metrics().is_empty());
+    assert!(listed
+        .metrics()
+        .iter()
+        .all(|m| m.metric_name() == Some("ReplicationLagMs")));
+    // Every point arrived: the sample count over the window is exactly what was sent.
+    let dimension = |name: &str, value: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(name)
+            .value(value)
+            .build()
+    };
+    let stats = cw
+        .get_metric_statistics()
+        .namespace(&namespace)
+        .metric_name("ReplicationLagMs")
+        .dimensions(dimension("Region", "eu-west-1"))
+        .dimensions(dimension("Source", "heartbeat"))
+        .start_time((now - Duration::from_secs(120)).into())
+        .end_time((now + Duration::from_secs(120)).into())
+        .period(60)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
+        .send()
+        .await
+        .unwrap();
+    let samples: f64 = stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| d.sample_count())
+        .sum();
+    assert_eq!(samples, 1205.0);
     drop(world);
 }
 

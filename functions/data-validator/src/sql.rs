@@ -149,20 +149,24 @@ impl SideSql {
         }
     }
 
-    /// About `buckets` boundaries splitting a range into equal row counts.
+    /// About `buckets` boundaries splitting a range into equal row counts: the
+    /// smallest key of each of `buckets` equal groups, in key order.
     pub fn sample_boundaries(&self, range: &KeyRange, buckets: u32) -> Query {
         let mut params = Vec::new();
         let predicate = self.range_predicate(range, &mut params);
         let (lead, _) = self.lead.clone().unwrap_or_default();
-        Query {
-            sql: format!(
-                "SELECT {} FROM (SELECT {lead} AS b, NTILE({buckets}) OVER (ORDER BY {lead}) AS g FROM {} WHERE {predicate}) s \
-                 GROUP BY g ORDER BY min(b)",
-                self.text("min(b)"),
-                self.from
+        let groups = format!(
+            "SELECT {lead} AS b, NTILE({buckets}) OVER (ORDER BY {lead}) AS g FROM {} WHERE {predicate}",
+            self.from
+        );
+        let sql = match self.dialect {
+            // min() does not exist for every type (uuid); DISTINCT ON takes the first of each group.
+            Dialect::Postgres => format!(
+                "SELECT (b)::text FROM (SELECT DISTINCT ON (g) g, b FROM ({groups}) s ORDER BY g, b) f ORDER BY g"
             ),
-            params,
-        }
+            Dialect::Oracle => format!("SELECT TO_CHAR(min(b)) FROM ({groups}) s GROUP BY g ORDER BY g"),
+        };
+        Query { sql, params }
     }
 
     /// Count and hash sum per bucket of a range; bucket `j` holds the rows from

@@ -1,0 +1,436 @@
+//! `make bench` — data-validator against its floors and its peer, side by side in one run.
+//!
+//! Two PostgreSQL servers of the local world (the source and the us-east-1
+//! primary), a database `dv_bench` on each with an orders-like table of
+//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and two
+//! cases: identical, and 120 scattered differences (100 updates, 10 deletes,
+//! 10 inserts on the target). For each case:
+//! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
+//! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
+//! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
+//! (d) cutover's engine.
+//! Printed: wall time, ratio to floor (b), rows/s, peak client memory, keys found.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cutover_rehearsal::world::{Node, World};
+use data_validator::engine::{DiffKind, Options, Pair};
+use data_validator::ident::TableRef;
+use data_validator::run::describe;
+use data_validator::schema::compare;
+use data_validator::side::Side;
+use data_validator::sql::KeyRange;
+use futures::StreamExt;
+
+const DB: &str = "dv_bench";
+
+fn peak_rss_reset() {
+    // Linux: writing 5 resets the peak resident set size of this process.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn client(world: &World, node: Node) -> tokio_postgres::Client {
+    world.admin_db(node, DB).await.unwrap()
+}
+
+async fn setup(world: &World, rows: i64) {
+    for node in [Node::Source, Node::UsEast1] {
+        let admin = world.admin(node).await.unwrap();
+        if admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB])
+            .await
+            .unwrap()
+            .is_none()
+        {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {DB}"))
+                .await
+                .unwrap();
+        }
+        let c = client(world, node).await;
+        let have: Option<i64> = c
+            .query_opt("SELECT count(*) FROM bench.orders", &[])
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        if have == Some(rows) {
+            continue;
+        }
+        println!("[bench] {node}: loading {rows} rows into {DB}.bench.orders");
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
+             CREATE TABLE bench.orders (id bigint PRIMARY KEY, customer_id int NOT NULL, status varchar(16) NOT NULL,
+               total numeric(12,2), ordered_at timestamptz NOT NULL, note text, express boolean NOT NULL);
+             INSERT INTO bench.orders SELECT g, (g * 7919) % 100000, (ARRAY['open','paid','shipped','returned'])[1 + g % 4],
+               ((g * 37) % 100000) / 100.0, timestamptz '2025-01-01 00:00:00+00' + g * interval '17 seconds',
+               CASE WHEN g % 13 = 0 THEN NULL ELSE 'order note ' || g END, g % 5 = 0
+             FROM generate_series(1, {rows}) g;
+             VACUUM ANALYZE bench.orders;"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+/// The 120 differences: (key, what) — applied to the target, and undone after.
+fn drift_keys(rows: i64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let step = rows / 121;
+    let updates: Vec<i64> = (1..=100).map(|k| k * step + 3).collect();
+    let deletes: Vec<i64> = (101..=110).map(|k| k * step + 5).collect();
+    let inserts: Vec<i64> = (1..=10).map(|k| rows + k * 1000).collect();
+    (updates, deletes, inserts)
+}
+
+async fn apply_drift(target: &tokio_postgres::Client, rows: i64) {
+    let (updates, deletes, inserts) = drift_keys(rows);
+    target
+        .execute(
+            "UPDATE bench.orders SET total = total + 0.01 WHERE id = ANY($1)",
+            &[&updates],
+        )
+        .await
+        .unwrap();
+    target
+        .execute("DELETE FROM bench.orders WHERE id = ANY($1)", &[&deletes])
+        .await
+        .unwrap();
+    target
+        .execute(
+            "INSERT INTO bench.orders SELECT g, 1, 'open', 1.00, now(), NULL, false FROM unnest($1::bigint[]) g",
+            &[&inserts],
+        )
+        .await
+        .unwrap();
+}
+
+async fn undo_drift(source: &tokio_postgres::Client, target: &tokio_postgres::Client, rows: i64) {
+    let (updates, deletes, inserts) = drift_keys(rows);
+    target
+        .execute("DELETE FROM bench.orders WHERE id = ANY($1)", &[&inserts])
+        .await
+        .unwrap();
+    let mut restore: Vec<i64> = updates.clone();
+    restore.extend(&deletes);
+    target
+        .execute("DELETE FROM bench.orders WHERE id = ANY($1)", &[&restore])
+        .await
+        .unwrap();
+    let rows = source
+        .query(
+            "SELECT row_to_json(o)::text FROM bench.orders o WHERE id = ANY($1)",
+            &[&restore],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let json: String = row.get(0);
+        target
+            .execute("INSERT INTO bench.orders SELECT * FROM json_populate_record(NULL::bench.orders, $1::text::json)", &[&json])
+            .await
+            .unwrap();
+    }
+}
+
+async fn copy_out(c: &tokio_postgres::Client) -> u64 {
+    let stream = c.copy_out("COPY bench.orders TO STDOUT").await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.unwrap().len() as u64;
+    }
+    bytes
+}
+
+async fn hash_all(c: &tokio_postgres::Client) -> String {
+    c.query_one(
+        "SELECT sum(('x' || substr(md5(o::text), 1, 15))::bit(60)::bigint)::text FROM bench.orders o",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+struct Line {
+    name: &'static str,
+    wall: Duration,
+    peak_mb: Option<f64>,
+    found: Option<(usize, bool)>,
+}
+
+fn reladiff(world: &World, rows: i64) -> Option<(Duration, f64, BTreeSet<i64>)> {
+    let venv = world.root().join(".venv/bin");
+    if !venv.join("reladiff").exists() {
+        println!("[bench] installing reladiff[postgresql] into .venv");
+        let ok = Command::new(venv.join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "reladiff[postgresql]",
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            println!("[bench] reladiff could not be installed; its column is left out");
+            return None;
+        }
+    }
+    let password = world.admin_password().unwrap();
+    let url = |node: Node| {
+        format!(
+            "postgresql://{}:{}@localhost:{}/{DB}?sslmode=verify-full&sslrootcert={}",
+            world
+                .get("CUTOVER_REHEARSAL_ADMIN_USER")
+                .unwrap_or("rehearsal_admin"),
+            password.expose(),
+            world.port(node).unwrap(),
+            world.ca_file().unwrap().display()
+        )
+    };
+    // A wrapper reports the child's peak memory (ru_maxrss, KiB on Linux).
+    let wrapper = "import resource, subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n\
+        sys.stdout.write(r.stdout)\n\
+        sys.stderr.write(r.stderr[-2000:])\n\
+        print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        sys.exit(r.returncode)";
+    let started = Instant::now();
+    let out = Command::new(venv.join("python"))
+        .args(["-c", wrapper])
+        .arg(venv.join("reladiff"))
+        .args([
+            &url(Node::Source),
+            "bench.orders",
+            &url(Node::UsEast1),
+            "bench.orders",
+            "-k",
+            "id",
+            "-c",
+            "%",
+            "-j",
+            "4",
+        ])
+        .output()
+        .ok()?;
+    let wall = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !text.contains("PEAK_KB") {
+        println!(
+            "[bench] reladiff failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let mut keys = BTreeSet::new();
+    let mut peak = 0.0;
+    for line in text.lines() {
+        if let Some(kb) = line.strip_prefix("PEAK_KB ") {
+            peak = kb.trim().parse::<f64>().unwrap_or(0.0) / 1024.0;
+        } else if line.starts_with('+') || line.starts_with('-') {
+            // "- ('17', ...)" — the first value is the key.
+            if let Some(k) = line
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                keys.insert(k);
+            }
+        }
+    }
+    let _ = rows;
+    Some((wall, peak, keys))
+}
+
+async fn cutover(world: &World) -> (Duration, f64, BTreeSet<i64>, u64) {
+    let source = Side::Postgres {
+        label: "source".into(),
+        client: client(world, Node::Source).await,
+    };
+    let target = Side::Postgres {
+        label: "target".into(),
+        client: client(world, Node::UsEast1).await,
+    };
+    let table = TableRef::new("bench", "orders");
+    peak_rss_reset();
+    let started = Instant::now();
+    let (s, t) = tokio::join!(describe(&source, &table), describe(&target, &table));
+    let (plan, _) = compare(&table, &s.unwrap().unwrap(), &t.unwrap().unwrap());
+    let pair = Pair::new(&source, &target, &plan);
+    let estimate: i64 = match &source {
+        Side::Postgres { client, .. } => client
+            .query_one(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = 'bench.orders'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0),
+        Side::Oracle { .. } => unreachable!(),
+    };
+    let result = pair
+        .compare_segment(
+            &KeyRange::default(),
+            estimate.max(1) as u64,
+            &Options {
+                max_diffs: 1000,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    let keys = result
+        .diffs
+        .iter()
+        .filter_map(|d| {
+            d.key
+                .strip_prefix("id=")
+                .and_then(|k| k.parse::<i64>().ok())
+        })
+        .collect();
+    let _ = DiffKind::Different;
+    (wall, peak_rss_mb(), keys, result.source_rows)
+}
+
+async fn case(world: &World, rows: i64, drift: bool) -> Vec<Line> {
+    let (s, t) = (
+        client(world, Node::Source).await,
+        client(world, Node::UsEast1).await,
+    );
+    let expected: BTreeSet<i64> = if drift {
+        let (u, d, i) = drift_keys(rows);
+        u.into_iter().chain(d).chain(i).collect()
+    } else {
+        BTreeSet::new()
+    };
+    let mut lines = Vec::new();
+
+    let started = Instant::now();
+    let (a, b) = tokio::join!(copy_out(&s), copy_out(&t));
+    lines.push(Line {
+        name: "(a) COPY both sides (scan floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let _ = (a, b);
+
+    let started = Instant::now();
+    let (a, b) = tokio::join!(hash_all(&s), hash_all(&t));
+    lines.push(Line {
+        name: "(b) one aggregate hash (hash floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    assert_eq!(
+        a == b,
+        !drift,
+        "the floor's hashes agree exactly when nothing differs"
+    );
+
+    match reladiff(world, rows) {
+        Some((wall, peak, keys)) => lines.push(Line {
+            name: "(c) reladiff -c '%' -j 4",
+            wall,
+            peak_mb: Some(peak),
+            found: Some((keys.len(), keys == expected)),
+        }),
+        None => println!("[bench] reladiff: not measured"),
+    }
+
+    let (wall, peak, keys, compared) = cutover(world).await;
+    assert_eq!(compared as i64, rows, "cutover compared every source row");
+    lines.push(Line {
+        name: "(d) cutover",
+        wall,
+        peak_mb: Some(peak),
+        found: Some((keys.len(), keys == expected)),
+    });
+    lines
+}
+
+fn print(title: &str, rows: i64, lines: &[Line]) {
+    let floor = lines
+        .iter()
+        .find(|l| l.name.starts_with("(b)"))
+        .map(|l| l.wall.as_secs_f64())
+        .unwrap_or(1.0);
+    println!("\n{title} ({rows} rows per side)");
+    println!(
+        "{:<38} {:>9} {:>10} {:>12} {:>10} {:>14}",
+        "method", "wall s", "x floor(b)", "rows/s", "peak MB", "keys found"
+    );
+    for l in lines {
+        let secs = l.wall.as_secs_f64();
+        println!(
+            "{:<38} {:>9.2} {:>10.2} {:>12.0} {:>10} {:>14}",
+            l.name,
+            secs,
+            secs / floor,
+            rows as f64 / secs,
+            l.peak_mb.map_or("-".into(), |m| format!("{m:.0}")),
+            l.found.map_or("-".into(), |(n, exact)| format!(
+                "{n}{}",
+                if exact { " (exact)" } else { " (WRONG)" }
+            )),
+        );
+    }
+    if let (Some(c), Some(r)) = (
+        lines.iter().find(|l| l.name.starts_with("(d)")),
+        lines.iter().find(|l| l.name.starts_with("(c)")),
+    ) {
+        println!(
+            "cutover is {:.1}x faster than reladiff",
+            r.wall.as_secs_f64() / c.wall.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let world = World::load().expect("the local world is up (make bench brings it up)");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        setup(&world, rows).await;
+        println!("[bench] case 1/2: identical");
+        let identical = case(&world, rows, false).await;
+        print("identical", rows, &identical);
+        println!(
+            "\n[bench] case 2/2: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
+        );
+        let (s, t) = (
+            client(&world, Node::Source).await,
+            client(&world, Node::UsEast1).await,
+        );
+        apply_drift(&t, rows).await;
+        let drifted = case(&world, rows, true).await;
+        undo_drift(&s, &t, rows).await;
+        print("120 scattered differences", rows, &drifted);
+    });
+}

@@ -346,7 +346,7 @@ pub fn delays_match(report: &ReplicationReport) -> Vec<(String, bool)> {
             let tolerance = (configured * 0.10).max(25.0);
             let ok = n
                 .from_primary_ms
-                .is_some_and(|m| m >= configured - 5.0 && m <= configured + tolerance);
+                .is_some_and(|m| m >= configured - 10.0 && m <= configured + tolerance);
             (n.node.clone(), ok)
         })
         .collect()

@@ -227,6 +227,12 @@ up_primary() {
   repl=$(secret replicator_password)
   psql_on us-east-1 app <<SQL
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO cutover;
+-- lag-probe's heartbeat, with the minimal grants its README documents.
+CREATE SCHEMA cutover AUTHORIZATION rehearsal_admin;
+CREATE TABLE cutover.heartbeat (probe text PRIMARY KEY, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now());
+GRANT USAGE ON SCHEMA cutover TO cutover;
+GRANT SELECT, INSERT, UPDATE ON cutover.heartbeat TO cutover;
+GRANT pg_monitor TO cutover;
 CREATE SUBSCRIPTION cutover_sub
   CONNECTION 'host=localhost port=$PORT_SOURCE dbname=app user=replicator password=$repl sslmode=verify-full sslrootcert=$R/tls/ca.crt'
   PUBLICATION cutover_pub

@@ -77,6 +77,8 @@ pub enum WorldError {
     Missing(String),
     #[error(transparent)]
     Core(#[from] cutover_core::Error),
+    #[error("{0}")]
+    Setup(String),
 }
 
 #[derive(Clone, Debug)]
@@ -265,6 +267,80 @@ impl World {
         )
         .await?;
         Ok(client)
+    }
+}
+
+impl World {
+    /// Sets a standby's `recovery_min_apply_delay` and reloads its configuration
+    /// (the rehearsal's stand-in for distance and for lag spikes).
+    pub async fn set_apply_delay(&self, node: Node, ms: u64) -> Result<(), WorldError> {
+        let admin = self.admin(node).await?;
+        // ALTER SYSTEM refuses to run inside a transaction block: two round trips.
+        for sql in [
+            format!("ALTER SYSTEM SET recovery_min_apply_delay = '{ms}ms'"),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            admin.batch_execute(&sql).await.map_err(|e| {
+                WorldError::Setup(format!(
+                    "{}: setting the apply delay: {}",
+                    node.name(),
+                    cutover_core::error::describe_chain(&e)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The processes of one server: the postmaster and its children.
+    fn server_pids(&self, node: Node) -> Result<Vec<u32>, WorldError> {
+        let dir = PathBuf::from(self.get("CUTOVER_PG_DATA")?).join(node.name());
+        let text = std::fs::read_to_string(dir.join("postmaster.pid"))
+            .map_err(|e| WorldError::Setup(format!("{}: postmaster.pid: {e}", node.name())))?;
+        let postmaster: u32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| {
+                WorldError::Setup(format!("{}: unreadable postmaster.pid", node.name()))
+            })?;
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .map_err(|e| WorldError::Setup(format!("pgrep: {e}")))?;
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
+        Ok(pids)
+    }
+
+    fn signal(&self, node: Node, signal: &str) -> Result<(), WorldError> {
+        let pids: Vec<String> = self.server_pids(node)?.iter().map(u32::to_string).collect();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .map_err(|e| WorldError::Setup(format!("kill: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(WorldError::Setup(format!(
+                "kill -{signal} {} failed",
+                node.name()
+            )))
+        }
+    }
+
+    /// Freezes a server (SIGSTOP to every one of its processes): its sockets
+    /// stay open and nothing answers, as with a region cut off by the network.
+    pub fn freeze(&self, node: Node) -> Result<(), WorldError> {
+        self.signal(node, "STOP")
+    }
+
+    pub fn thaw(&self, node: Node) -> Result<(), WorldError> {
+        self.signal(node, "CONT")
     }
 }
 

@@ -1,0 +1,289 @@
+//! lag-probe against the world's real standbys: accuracy at apply delays of
+//! 0, 250 ms and 2 s, a 3-second spike, an unreachable region, the missing
+//! heartbeat table, and what reaches CloudWatch and DynamoDB (moto).
+//!
+//! These tests change the standbys' apply delays and freeze servers, so they
+//! take turns (one lock) and put the configured delays back when done.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use cutover_core::state::{keys, LagSample, StateStore};
+use cutover_rehearsal::world::{Node, World};
+use lag_probe::config::{ProbeConfig, TableName};
+use lag_probe::handler::{handle, Env};
+use lag_probe::probe::{self, ProbeReport, ProbeSettings, Sinks};
+use lag_probe::LagError;
+use serde_json::json;
+
+static TURN: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+async fn env(world: &World) -> Env {
+    let config = ProbeConfig::from_vars(&world.vars()).unwrap();
+    Env::new(config, world.aws().await.unwrap())
+}
+
+async fn window(world: &World, env: &Env, settings: &ProbeSettings, sinks: &Sinks) -> ProbeReport {
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+        .await
+        .unwrap();
+    let endpoints = env.endpoints(&access).await.unwrap();
+    let _ = world;
+    probe::run(&access, &endpoints, settings, sinks, None, true)
+        .await
+        .unwrap()
+}
+
+async fn restore_delays(world: &World) {
+    for node in [Node::EuWest1, Node::ApSoutheast1] {
+        world
+            .set_apply_delay(node, world.configured_delay_ms(node))
+            .await
+            .unwrap();
+    }
+}
+
+fn region<'a>(report: &'a ProbeReport, name: &str) -> &'a probe::RegionReport {
+    report.regions.iter().find(|r| r.region == name).unwrap()
+}
+
+fn within(measured: f64, configured: f64) -> bool {
+    (measured - configured).abs() <= (configured * 0.05).max(25.0)
+}
+
+#[tokio::test]
+async fn median_heartbeat_lag_matches_delays_of_0_250_and_2000_ms() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    let settings = env.settings(Duration::from_secs(10), Duration::from_secs(1));
+    let mut results = Vec::new();
+    for (eu, ap) in [(0, 250), (2000, 250)] {
+        world.set_apply_delay(Node::EuWest1, eu).await.unwrap();
+        world.set_apply_delay(Node::ApSoutheast1, ap).await.unwrap();
+        // Let WAL held back under the old delay drain first.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let report = window(&world, &env, &settings, &Sinks::default()).await;
+        for (name, delay) in [("eu-west-1", eu), ("ap-southeast-1", ap)] {
+            let r = region(&report, name);
+            results.push((
+                name,
+                delay,
+                r.heartbeat.p50_ms,
+                r.heartbeat.samples,
+                r.resolution_p50_ms,
+            ));
+        }
+    }
+    restore_delays(&world).await;
+    for (name, delay, p50, samples, resolution) in &results {
+        println!("{name}: configured {delay} ms, median {p50:?} ms over {samples} samples, resolution p50 {resolution:?} ms");
+        let p50 = p50.unwrap();
+        assert!(
+            within(p50, *delay as f64),
+            "{name}: median {p50} ms vs configured {delay} ms"
+        );
+        assert!(*samples >= 8, "{name}: only {samples} samples in 10 s");
+        assert!(
+            resolution.unwrap() <= 10.0,
+            "{name}: resolution {resolution:?} ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_three_second_spike_shows_in_consecutive_samples() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    restore_delays(&world).await;
+    let settings = env.settings(Duration::from_secs(12), Duration::from_secs(1));
+    let spike = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        world.set_apply_delay(Node::EuWest1, 3075).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.set_apply_delay(Node::EuWest1, 75).await.unwrap();
+    };
+    let sinks = Sinks::default();
+    let (report, ()) = tokio::join!(window(&world, &env, &settings, &sinks), spike);
+    restore_delays(&world).await;
+    let eu: Vec<f64> = report
+        .timeline
+        .iter()
+        .filter(|p| p.region == "eu-west-1" && p.source == "heartbeat" && p.status == "ok")
+        .filter_map(|p| p.lag_ms)
+        .collect();
+    println!("eu-west-1 heartbeat lag over the window: {eu:?}");
+    let mut run = 0;
+    let mut longest = 0;
+    for lag in &eu {
+        run = if *lag > 575.0 { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    assert!(
+        longest >= 2,
+        "the spike was seen in {longest} consecutive samples: {eu:?}"
+    );
+    assert!(eu.iter().copied().fold(0.0, f64::max) > 2000.0, "{eu:?}");
+    // Outside the spike the other region kept its own lag.
+    let ap = region(&report, "ap-southeast-1");
+    assert!(
+        within(ap.heartbeat.p50_ms.unwrap(), 220.0),
+        "{:?}",
+        ap.heartbeat
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_region_is_missing_samples_and_the_others_keep_their_cadence() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    restore_delays(&world).await;
+    let mut settings = env.settings(Duration::from_secs(10), Duration::from_secs(1));
+    settings.poll_timeout = Duration::from_millis(500);
+    let outage = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.freeze(Node::ApSoutheast1).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.thaw(Node::ApSoutheast1).unwrap();
+    };
+    let sinks = Sinks::default();
+    let (report, ()) = tokio::join!(window(&world, &env, &settings, &sinks), outage);
+    let ap = region(&report, "ap-southeast-1");
+    let eu = region(&report, "eu-west-1");
+    println!("ap-southeast-1: {ap:?}\neu-west-1: {eu:?}");
+    assert!(ap.unreachable >= 1, "{ap:?}");
+    assert!(report
+        .timeline
+        .iter()
+        .any(|p| p.region == "ap-southeast-1" && p.status == "unreachable"));
+    // Seen again after the thaw.
+    assert!(ap.heartbeat.samples >= 2, "{ap:?}");
+    assert!(eu.heartbeat.samples >= 9 && eu.unreachable == 0, "{eu:?}");
+    assert!(within(eu.heartbeat.p50_ms.unwrap(), 75.0), "{eu:?}");
+}
+
+#[tokio::test]
+async fn a_missing_heartbeat_table_that_cannot_be_created_says_so() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    let mut settings = env.settings(Duration::from_secs(2), Duration::from_secs(1));
+    settings.heartbeat_table = TableName::parse("no_such_schema.heartbeat").unwrap();
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+        .await
+        .unwrap();
+    let endpoints = env.endpoints(&access).await.unwrap();
+    let err = probe::run(
+        &access,
+        &endpoints,
+        &settings,
+        &Sinks::default(),
+        None,
+        false,
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LagError::HeartbeatTable(_)), "{text}");
+    assert!(
+        text.contains("no_such_schema.heartbeat does not exist and could not be created"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CREATE TABLE IF NOT EXISTS \"no_such_schema\".\"heartbeat\""),
+        "{text}"
+    );
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "Fatal");
+}
+
+#[tokio::test]
+async fn the_handler_publishes_metrics_and_the_latest_sample() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    restore_delays(&world).await;
+    let before = lag_probe_now_ms();
+    let out = handle(
+        &env,
+        json!({"command": "probe", "window_ms": 4000, "cadence_ms": 500}),
+        None,
+    )
+    .await
+    .unwrap();
+    let regions = out["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 2);
+    for r in regions {
+        assert!(r["heartbeat"]["samples"].as_u64().unwrap() >= 6, "{r}");
+        assert!(r["heartbeat"]["p99_ms"].as_f64().is_some(), "{r}");
+    }
+    assert_eq!(out["engine"], "postgres");
+    assert!(out["metrics_published"].as_u64().unwrap() >= 12, "{out}");
+    assert_eq!(out["publish_errors"], 0);
+    assert_eq!(out["load"]["connections"], 3);
+
+    let store = StateStore::new(env.aws.dynamodb(), env.config.core.state_table.clone());
+    for name in ["eu-west-1", "ap-southeast-1"] {
+        let latest = store
+            .get::<LagSample>(&keys::lag_latest(name))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(latest.taken_at_ms >= before, "{latest:?}");
+        assert!(latest.heartbeat_ms.unwrap() > 0.0, "{latest:?}");
+        assert!(
+            latest.engine_ms.is_some(),
+            "engine lag needs pg_monitor: {latest:?}"
+        );
+    }
+    let status = handle(&env, json!({"command": "status"}), None)
+        .await
+        .unwrap();
+    assert_eq!(status["regions"][0]["region"], "eu-west-1");
+    assert!(status["regions"][0]["latest"]["heartbeat_ms"]
+        .as_f64()
+        .is_some());
+
+    let cw = env.aws.cloudwatch(&env.config.core.primary_region);
+    let listed = cw
+        .list_metrics()
+        .namespace(&env.config.core.metrics_namespace)
+        .metric_name("ReplicationLagMs")
+        .send()
+        .await
+        .unwrap();
+    let sources: std::collections::BTreeSet<String> = listed
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .filter(|d| d.name() == Some("Source"))
+        .filter_map(|d| d.value().map(str::to_string))
+        .collect();
+    assert!(
+        sources.contains("heartbeat") && sources.contains("engine"),
+        "{sources:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_events_change_nothing() {
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    for event in [
+        json!({"command": "probe", "window_ms": 5}),
+        json!({"command": "nope"}),
+        json!([1, 2]),
+    ] {
+        let err = handle(&env, event.clone(), None).await.unwrap_err();
+        assert!(matches!(err, LagError::InvalidInput(_)), "{event}: {err}");
+    }
+}
+
+fn lag_probe_now_ms() -> u64 {
+    cutover_core::state::now_ms()
+}

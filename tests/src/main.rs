@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cutover_rehearsal::world::World;
-use cutover_rehearsal::{data_validator_stage, replication};
+use cutover_rehearsal::{data_validator_stage, lag_stage, replication};
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 2;
+const STAGES: usize = 3;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -75,6 +75,39 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("   failed: {e}");
             summary.push(("data validation".into(), false, e.to_string()));
+        }
+    }
+
+    banner(3, "replication lag per region at one-second resolution, with a lag spike a 60 s average hides");
+    match lag_stage::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let regions = v["probe"]["regions"]
+                .as_array()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            format!(
+                                "{} p50 {} ms",
+                                r["region"].as_str().unwrap_or("?"),
+                                r["heartbeat"]["p50_ms"]
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let detail = format!(
+                "{regions}; spike peak {:.0} ms vs window mean {:.0} ms",
+                v["spike"]["peak_ms"].as_f64().unwrap_or(0.0),
+                v["spike"]["window_mean_ms"].as_f64().unwrap_or(0.0)
+            );
+            summary.push(("replication lag (heartbeat)".into(), ok, detail));
+            report.insert("lag".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("replication lag (heartbeat)".into(), false, e.to_string()));
         }
     }
 

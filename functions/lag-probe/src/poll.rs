@@ -154,6 +154,28 @@ impl PollPlan {
         }
     }
 
+    /// When to poll next after a poll launched at `now`, for a heartbeat acked at
+    /// `acked` whose dense polling starts at `dense_from`. Before that, a few
+    /// sparse polls (at most 8 per heartbeat) still bound the sample if the lag
+    /// dropped below the expectation; from then on, [`PollPlan::step`].
+    pub fn next_after(&self, now: Instant, acked: Instant, dense_from: Instant) -> Instant {
+        if now < dense_from {
+            let sparse = (dense_from.saturating_duration_since(acked) / 8).max(self.max_step);
+            (now + sparse).min(dense_from)
+        } else {
+            now + self.step(now - dense_from)
+        }
+    }
+
+    /// The first poll for a heartbeat whose dense polling starts at `dense_from`.
+    pub fn first_after_ack(&self, acked: Instant, dense_from: Instant) -> Instant {
+        if dense_from <= acked {
+            acked
+        } else {
+            self.next_after(acked, acked, dense_from)
+        }
+    }
+
     /// The gap after a poll, `dense_for` after dense polling started: it widens
     /// from `min_step` to `max_step` as the heartbeat becomes overdue, so a
     /// stalled reader is polled at most every `max_step`.
@@ -284,6 +306,21 @@ mod tests {
         assert_eq!(plan.first_poll(&h, Some(2000.0)), at(t, 1800));
         // Tiny lag: no negative wait.
         assert_eq!(plan.first_poll(&h, Some(3.0)), h.acked);
+    }
+
+    #[test]
+    fn sparse_polls_before_the_dense_phase_bound_an_overshoot() {
+        let t = Instant::now();
+        let plan = PollPlan::default();
+        let dense = at(t, 1800);
+        // 1800 ms of waiting: sparse polls every 225 ms, the last one exactly at the dense start.
+        assert_eq!(plan.first_after_ack(t, dense), at(t, 225));
+        assert_eq!(plan.next_after(at(t, 1700), t, dense), dense);
+        // A short wait is still polled at least every max_step.
+        assert_eq!(plan.first_after_ack(t, at(t, 40)), at(t, 8));
+        // No wait: at once; dense phase: the widening step.
+        assert_eq!(plan.first_after_ack(t, t), t);
+        assert_eq!(plan.next_after(at(t, 1800), t, dense), at(t, 1802));
     }
 
     #[test]

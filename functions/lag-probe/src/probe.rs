@@ -553,9 +553,8 @@ async fn watch(
         if current.map(|h| h.seq) != front {
             front = current.map(|h| h.seq);
             next_at = current.map(|h| {
-                let first = plan.first_poll(&h, expectation.expected_ms());
-                dense_from = first;
-                first
+                dense_from = plan.first_poll(&h, expectation.expected_ms());
+                plan.first_after_ack(h.acked, dense_from)
             });
         }
         if !open && resolver.is_idle() && inflight.is_empty() {
@@ -622,7 +621,8 @@ async fn watch(
                     }));
                     polls += 1;
                     let now = Instant::now();
-                    next_at = Some(now + plan.step(now.saturating_duration_since(dense_from)));
+                    let acked = resolver.front().map_or(now, |h| h.acked);
+                    next_at = Some(plan.next_after(now, acked, dense_from));
                 }
             }
         }

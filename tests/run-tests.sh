@@ -8,6 +8,8 @@ step() { printf '\n[test] %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 step "building the workspace and its tests"
 cargo test --workspace --no-run --locked
+cargo build --workspace --bins --locked
+make --no-print-directory deps-lambda
 
 was_up=no
 if bash tests/env/world.sh status >/dev/null 2>&1; then was_up=yes; fi
@@ -25,6 +27,9 @@ bash tests/env/world.sh up
 status=0
 step "Rust tests (unit, moto, real PostgreSQL)"
 cargo test --workspace --locked -- --test-threads=4 || status=1
+
+step "every sample event through cargo lambda (watch + invoke)"
+bash tests/lambda-invoke.sh || status=1
 
 step "infra tests"
 make --no-print-directory infra-test || status=1

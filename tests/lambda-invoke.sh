@@ -17,7 +17,7 @@ R=$ROOT/.rehearsal
 ENV_FILE=$R/lambda.env
 # world.env is shell; the emulator wants KEY=VALUE lines. Function settings for the rehearsal:
 {
-  sed -n 's/^export //p' "$R/world.env"
+  sed -n "s/^export \([A-Za-z0-9_]*\)=\(.*\)$/\1='\2'/p" "$R/world.env"
   echo "CUTOVER_VALIDATION_SCHEMAS=app"
   echo "CUTOVER_LAG_WINDOW_MS=4000"
   echo "RUST_LOG=warn"
@@ -27,6 +27,10 @@ ENV_FILE=$R/lambda.env
 order_for() {
   case "$1" in
     data-validator) echo "validate-resume validate-segment merge status plan validate-tables validate scheduled" ;;
+    # Every start needs 100 % blue; "reset" puts the listeners back between the ones that end green.
+    traffic-shifter) echo "reset status start-canary tick scheduled-tick pause resume alarm-ok-eventbridge \
+      alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote \
+      reset start-all-at-once reset" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac
 }
@@ -61,7 +65,17 @@ invoke() { # function file expect(ok|InvalidInput)
 for dir in events/*/; do
   fn=$(basename "$dir")
   [ -d "functions/$fn" ] || continue
-  for name in $(order_for "$fn"); do invoke "$fn" "events/$fn/$name.json" ok; done
+  for name in $(order_for "$fn"); do
+    if [ "$name" = reset ]; then
+      (set -a; . "$R/world.env"; "$VENV/bin/python" tests/env/reset_traffic.py)
+      continue
+    fi
+    invoke "$fn" "events/$fn/$name.json" ok
+  done
+  # Every sample must be in the order list (or be invoked by the default order).
+  for file in events/"$fn"/*.json; do
+    grep -qw "$(basename "$file" .json)" <<<"$(order_for "$fn")" || { echo "[invoke] FAIL $file is not invoked"; fail=$((fail + 1)); }
+  done
   if [ -d "events/$fn/invalid" ]; then
     for file in events/"$fn"/invalid/*.json; do invoke "$fn" "$file" InvalidInput; done
   fi

@@ -62,6 +62,10 @@ impl Aws {
         aws_sdk_cloudwatch::Client::new(&self.regional(region))
     }
 
+    pub fn elbv2(&self, region: &Region) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.regional(region))
+    }
+
     /// The home region's name.
     pub fn home_region(&self) -> Option<&str> {
         self.sdk.region().map(|r| r.as_ref())

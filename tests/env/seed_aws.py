@@ -175,6 +175,13 @@ def main():
         out[f"CUTOVER_ALB_ARN_{key}"] = lb
         log(f"{region}: ALB alb-{suffix} (blue 100 / green 0), {len(alarms)} alarms OK")
 
+    # The traffic-shifter's settings: every region's listener and groups in one variable each.
+    for var, kind in [("LISTENER_ARNS", "LISTENER_ARN"), ("BLUE_TG_ARNS", "BLUE_TG_ARN"), ("GREEN_TG_ARNS", "GREEN_TG_ARN")]:
+        out[f"CUTOVER_{var}"] = ",".join(
+            f"{region}={out['CUTOVER_' + kind + '_' + region.upper().replace('-', '_')]}" for region in REGIONS
+        )
+    out["CUTOVER_SERVICE"] = "app"
+    out["CUTOVER_WATCHED_ALARMS"] = f"app-5xx-{suffix},app-p99-latency-{suffix}"
     for key, value in out.items():
         print(f"export {key}={value}")
 

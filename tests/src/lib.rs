@@ -8,4 +8,5 @@
 pub mod data_validator_stage;
 pub mod lag_stage;
 pub mod replication;
+pub mod traffic;
 pub mod world;

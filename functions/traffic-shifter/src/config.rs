@@ -1,0 +1,198 @@
+//! The shifter's settings, read once at cold start.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `CUTOVER_SERVICE` | the service shifted (default `app`) |
+//! | `CUTOVER_LISTENER_ARNS` | `region=arn,…` the ALB listener of every region |
+//! | `CUTOVER_BLUE_TG_ARNS` / `CUTOVER_GREEN_TG_ARNS` | `region=arn,…` the blue and green target groups |
+//! | `CUTOVER_WATCHED_ALARMS` | alarm names (in every region) that gate steps and trigger rollback |
+//! | `CUTOVER_MIN_HEALTHY_GREEN` | healthy green targets needed per region (default 1) |
+//! | `CUTOVER_LATENCY_GATE_MS` | p99 TargetResponseTime limit; unset = gate off (the app's target is 200) |
+
+use std::collections::BTreeMap;
+
+use cutover_core::config::{ConfigError, CoreSettings, Vars};
+
+use crate::alb::RegionAlb;
+use crate::gates::GateSettings;
+
+#[derive(Debug, Clone)]
+pub struct ShifterConfig {
+    pub core: CoreSettings,
+    pub service: String,
+    /// Every region of the deployment, in the configured order, with its ALB.
+    pub albs: Vec<RegionAlb>,
+    pub gates: GateSettings,
+}
+
+fn region_map(vars: &Vars, var: &str, kind: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let form = format!(
+        "region=<{kind} ARN>,… for every region, e.g. us-east-1=arn:aws:elasticloadbalancing:…"
+    );
+    let items = vars.list(var, &form)?.ok_or_else(|| ConfigError::Missing {
+        var: var.into(),
+        form: form.clone(),
+    })?;
+    let mut map = BTreeMap::new();
+    for item in &items {
+        let Some((region, arn)) = item.split_once('=') else {
+            return Err(ConfigError::Malformed {
+                var: var.into(),
+                value: item.clone(),
+                form,
+            });
+        };
+        if !arn.starts_with("arn:") || !arn.contains(":elasticloadbalancing:") {
+            return Err(ConfigError::Malformed {
+                var: var.into(),
+                value: item.clone(),
+                form,
+            });
+        }
+        map.insert(region.trim().to_string(), arn.trim().to_string());
+    }
+    Ok(map)
+}
+
+impl ShifterConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let core = CoreSettings::from_vars(vars)?;
+        let service = vars
+            .optional("CUTOVER_SERVICE")
+            .unwrap_or_else(|| "app".into());
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Malformed {
+                var: "CUTOVER_SERVICE".into(),
+                value: service,
+                form: "letters, digits, '-' or '_'".into(),
+            });
+        }
+        let listeners = region_map(vars, "CUTOVER_LISTENER_ARNS", "listener")?;
+        let blues = region_map(vars, "CUTOVER_BLUE_TG_ARNS", "blue target group")?;
+        let greens = region_map(vars, "CUTOVER_GREEN_TG_ARNS", "green target group")?;
+        let mut albs = Vec::new();
+        for region in &core.regions {
+            let r = region.as_str();
+            let pick = |map: &BTreeMap<String, String>, var: &str| {
+                map.get(r).cloned().ok_or_else(|| ConfigError::Malformed {
+                    var: var.into(),
+                    value: map.keys().cloned().collect::<Vec<_>>().join(","),
+                    form: format!("an entry for every region, including {r}"),
+                })
+            };
+            albs.push(RegionAlb {
+                region: r.to_string(),
+                listener_arn: pick(&listeners, "CUTOVER_LISTENER_ARNS")?,
+                blue_tg_arn: pick(&blues, "CUTOVER_BLUE_TG_ARNS")?,
+                green_tg_arn: pick(&greens, "CUTOVER_GREEN_TG_ARNS")?,
+            });
+        }
+        let watched_alarms = vars
+            .list(
+                "CUTOVER_WATCHED_ALARMS",
+                "comma-separated CloudWatch alarm names",
+            )?
+            .unwrap_or_default();
+        let min_healthy_green = vars.parse_or(
+            "CUTOVER_MIN_HEALTHY_GREEN",
+            1usize,
+            "a whole number of targets",
+        )?;
+        let latency_p99_ms = match vars.optional("CUTOVER_LATENCY_GATE_MS") {
+            None => None,
+            Some(_) => Some(
+                vars.parse_required::<f64>("CUTOVER_LATENCY_GATE_MS", "milliseconds, e.g. 200")?,
+            ),
+        };
+        Ok(ShifterConfig {
+            core,
+            service,
+            albs,
+            gates: GateSettings {
+                watched_alarms,
+                min_healthy_green,
+                latency_p99_ms,
+            },
+        })
+    }
+
+    pub fn alb(&self, region: &str) -> Option<&RegionAlb> {
+        self.albs.iter().find(|a| a.region == region)
+    }
+
+    pub fn region_names(&self) -> Vec<String> {
+        self.albs.iter().map(|a| a.region.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arns(kind: &str) -> String {
+        ["us-east-1", "eu-west-1", "ap-southeast-1"]
+            .iter()
+            .map(|r| format!("{r}=arn:aws:elasticloadbalancing:{r}:1:{kind}/x/{r}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn every_region_gets_its_alb() {
+        let (l, b, g) = (
+            arns("listener/app"),
+            arns("targetgroup/blue"),
+            arns("targetgroup/green"),
+        );
+        let c = ShifterConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_LISTENER_ARNS", l.as_str()),
+            ("CUTOVER_BLUE_TG_ARNS", b.as_str()),
+            ("CUTOVER_GREEN_TG_ARNS", g.as_str()),
+            ("CUTOVER_WATCHED_ALARMS", "app-5xx-dev,app-p99-latency-dev"),
+        ]))
+        .unwrap();
+        assert_eq!(c.albs.len(), 3);
+        assert_eq!(c.albs[1].region, "eu-west-1");
+        assert!(c.albs[1].listener_arn.ends_with("/eu-west-1"));
+        assert_eq!(c.gates.watched_alarms.len(), 2);
+        assert_eq!(c.gates.latency_p99_ms, None);
+    }
+
+    #[test]
+    fn missing_or_malformed_arns_name_the_variable() {
+        let l = arns("listener/app");
+        let two = "us-east-1=arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x,eu-west-1=arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/y";
+        for (pairs, var) in [
+            (
+                vec![("CUTOVER_LISTENER_ARNS", l.as_str())],
+                "CUTOVER_BLUE_TG_ARNS",
+            ),
+            (
+                vec![
+                    ("CUTOVER_LISTENER_ARNS", "us-east-1:arn"),
+                    ("CUTOVER_BLUE_TG_ARNS", two),
+                    ("CUTOVER_GREEN_TG_ARNS", two),
+                ],
+                "CUTOVER_LISTENER_ARNS",
+            ),
+            (
+                vec![
+                    ("CUTOVER_LISTENER_ARNS", l.as_str()),
+                    ("CUTOVER_BLUE_TG_ARNS", two),
+                    ("CUTOVER_GREEN_TG_ARNS", two),
+                ],
+                "CUTOVER_BLUE_TG_ARNS",
+            ),
+        ] {
+            let mut all = vec![("CUTOVER_SUFFIX", "dev")];
+            all.extend(pairs);
+            let e = ShifterConfig::from_vars(&Vars::from_pairs(all)).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}: {e}");
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! A deployment's state and how it moves: pure, tested without AWS.
+//!
+//! Stored as `DEPLOYMENT#<service>` / `CURRENT`, every write conditional on the
+//! version read. The weights are absolute (green's share per region), so
+//! applying the same step twice changes nothing: a step is recorded once, and
+//! a command delivered twice (same request id) returns the state it produced.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Scope, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Running,
+    Paused,
+    Succeeded,
+    RolledBack,
+    Aborted,
+}
+
+impl Status {
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// What a failed gate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnGateFailure {
+    /// Stay at the current step and check again on the next tick.
+    #[default]
+    Hold,
+    /// Roll every region back to 100 % blue.
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub service: String,
+    /// The plan as given (a name, or "explicit").
+    pub plan: String,
+    pub steps: Vec<Step>,
+    pub scope: Scope,
+    /// Regions shifted together, in order.
+    pub waves: Vec<Vec<String>>,
+    pub region_bake_secs: u64,
+    pub on_gate_failure: OnGateFailure,
+    pub status: Status,
+    /// The wave being shifted.
+    pub wave: usize,
+    /// Steps of the current wave already applied and verified.
+    pub step: usize,
+    /// Green's verified share per region of the scope.
+    pub weights: BTreeMap<String, u8>,
+    /// When the next step is due (ms since the epoch).
+    pub next_at_ms: u64,
+    /// Why the last gate check held the deployment, if it did.
+    pub held: Option<String>,
+    /// Why it ended, for rollbacks and aborts.
+    pub reason: Option<String>,
+    pub started_at_ms: u64,
+    pub changed_at_ms: u64,
+    /// Request ids of the last commands applied (a redelivered one is a no-op).
+    pub request_ids: Vec<String>,
+}
+
+/// The next change a due deployment makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextStep {
+    pub regions: Vec<String>,
+    pub weight: u8,
+}
+
+const KEEP_REQUEST_IDS: usize = 32;
+
+impl Deployment {
+    /// Every region the deployment may touch.
+    pub fn regions(&self) -> Vec<String> {
+        self.waves.iter().flatten().cloned().collect()
+    }
+
+    pub fn seen(&self, request_id: Option<&str>) -> bool {
+        request_id.is_some_and(|id| self.request_ids.iter().any(|r| r == id))
+    }
+
+    pub fn remember(&mut self, request_id: Option<&str>) {
+        if let Some(id) = request_id {
+            if !self.seen(Some(id)) {
+                self.request_ids.push(id.to_string());
+                if self.request_ids.len() > KEEP_REQUEST_IDS {
+                    self.request_ids.remove(0);
+                }
+            }
+        }
+    }
+
+    /// The step to apply now, if the deployment is running and it is due.
+    pub fn due(&self, now_ms: u64) -> Option<NextStep> {
+        if self.status != Status::Running || now_ms < self.next_at_ms {
+            return None;
+        }
+        let regions = self.waves.get(self.wave)?.clone();
+        let step = self.steps.get(self.step)?;
+        Some(NextStep {
+            regions,
+            weight: step.weight,
+        })
+    }
+
+    /// Records a verified step and schedules the next one (or the next wave, or the end).
+    pub fn advance(&mut self, applied: &NextStep, now_ms: u64) {
+        for r in &applied.regions {
+            self.weights.insert(r.clone(), applied.weight);
+        }
+        let bake = self.steps.get(self.step).map_or(0, |s| s.bake_secs);
+        self.step += 1;
+        self.held = None;
+        self.changed_at_ms = now_ms;
+        if self.step < self.steps.len() {
+            self.next_at_ms = now_ms + bake * 1000;
+        } else if self.wave + 1 < self.waves.len() {
+            self.wave += 1;
+            self.step = 0;
+            self.next_at_ms = now_ms + self.region_bake_secs * 1000;
+        } else {
+            self.status = Status::Succeeded;
+            self.next_at_ms = now_ms;
+        }
+    }
+
+    /// Every region of the scope back to 100 % blue.
+    pub fn roll_back(&mut self, status: Status, reason: String, now_ms: u64) {
+        for r in self.regions() {
+            self.weights.insert(r, 0);
+        }
+        self.status = status;
+        self.reason = Some(reason);
+        self.held = None;
+        self.changed_at_ms = now_ms;
+    }
+
+    /// Every region of the scope to 100 % green, now.
+    pub fn promote(&mut self, now_ms: u64) {
+        for r in self.regions() {
+            self.weights.insert(r, 100);
+        }
+        self.wave = self.waves.len().saturating_sub(1);
+        self.step = self.steps.len();
+        self.status = Status::Succeeded;
+        self.reason = Some("promoted by an operator".into());
+        self.held = None;
+        self.changed_at_ms = now_ms;
+    }
+
+    /// Where the deployment stands, in one line.
+    pub fn describe(&self) -> String {
+        let weights = self
+            .weights
+            .iter()
+            .map(|(r, w)| format!("{r} {}/{w}", 100 - w))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{} {} ({}): {:?}, wave {}/{}, step {}/{}; blue/green {weights}",
+            self.service,
+            self.id,
+            self.plan,
+            self.status,
+            (self.wave + 1).min(self.waves.len()),
+            self.waves.len(),
+            self.step,
+            self.steps.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::parse_named;
+
+    fn deployment(plan: &str, scope: Scope, regions: &[&str]) -> Deployment {
+        let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+        Deployment {
+            id: "d-1".into(),
+            service: "app".into(),
+            plan: plan.into(),
+            steps: parse_named(plan).unwrap(),
+            waves: scope.waves(&regions),
+            scope,
+            region_bake_secs: 60,
+            on_gate_failure: OnGateFailure::Hold,
+            status: Status::Running,
+            wave: 0,
+            step: 0,
+            weights: regions.iter().map(|r| (r.clone(), 0)).collect(),
+            next_at_ms: 0,
+            held: None,
+            reason: None,
+            started_at_ms: 0,
+            changed_at_ms: 0,
+            request_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn a_canary_bakes_then_completes() {
+        let mut d = deployment("canary-10-5m", Scope::All, &["a", "b"]);
+        let s = d.due(0).unwrap();
+        assert_eq!(s.weight, 10);
+        assert_eq!(s.regions, vec!["a", "b"]);
+        d.advance(&s, 1_000);
+        assert_eq!(d.next_at_ms, 301_000);
+        assert_eq!(d.due(300_999), None, "still baking");
+        let s = d.due(301_000).unwrap();
+        assert_eq!(s.weight, 100);
+        d.advance(&s, 301_000);
+        assert_eq!(d.status, Status::Succeeded);
+        assert_eq!(d.weights["b"], 100);
+        assert_eq!(d.due(u64::MAX), None);
+    }
+
+    #[test]
+    fn region_by_region_bakes_between_regions() {
+        let mut d = deployment("all-at-once", Scope::RegionByRegion, &["a", "b"]);
+        let s = d.due(0).unwrap();
+        assert_eq!(s.regions, vec!["a"]);
+        d.advance(&s, 10);
+        assert_eq!((d.wave, d.step, d.next_at_ms), (1, 0, 60_010));
+        assert_eq!(d.weights["a"], 100);
+        assert_eq!(d.weights["b"], 0);
+        let s = d.due(60_010).unwrap();
+        assert_eq!(s.regions, vec!["b"]);
+        d.advance(&s, 60_010);
+        assert_eq!(d.status, Status::Succeeded);
+    }
+
+    #[test]
+    fn paused_and_finished_deployments_do_nothing() {
+        let mut d = deployment("linear-50-every-0s", Scope::All, &["a"]);
+        d.status = Status::Paused;
+        assert_eq!(d.due(u64::MAX), None);
+        d.status = Status::Running;
+        d.roll_back(Status::RolledBack, "alarm".into(), 5);
+        assert_eq!(d.due(u64::MAX), None);
+        assert_eq!(d.weights["a"], 0);
+        assert!(!d.status.is_active());
+    }
+
+    #[test]
+    fn promote_goes_to_green_everywhere() {
+        let mut d = deployment("canary-10-1h", Scope::RegionByRegion, &["a", "b", "c"]);
+        d.promote(7);
+        assert!(d.weights.values().all(|w| *w == 100));
+        assert_eq!(d.status, Status::Succeeded);
+    }
+
+    #[test]
+    fn request_ids_make_commands_idempotent_and_stay_bounded() {
+        let mut d = deployment("all-at-once", Scope::All, &["a"]);
+        assert!(!d.seen(Some("r1")));
+        d.remember(Some("r1"));
+        d.remember(Some("r1"));
+        assert!(d.seen(Some("r1")));
+        assert_eq!(d.request_ids.len(), 1);
+        for i in 0..100 {
+            d.remember(Some(&format!("x{i}")));
+        }
+        assert_eq!(d.request_ids.len(), KEEP_REQUEST_IDS);
+        assert!(!d.seen(None));
+    }
+}

@@ -1,0 +1,675 @@
+//! The commands, against ALB, CloudWatch and the state table.
+//!
+//! Order of every change: claim or read the state (with its version) → check
+//! gates → write the listener weights in every region of the step at once →
+//! re-read each listener until the weights are in effect → record the step,
+//! conditional on the version read. If that record loses a race, the state that
+//! won is re-asserted on the listeners before the conflict is reported, so the
+//! listeners never disagree with the recorded state for longer than one call.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cutover_core::aws::Aws;
+use cutover_core::notify::{Notification, Notifier, Severity};
+use cutover_core::state::{keys, now_ms, StateStore, Versioned};
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::alb::{self, RegionAlb};
+use crate::config::ShifterConfig;
+use crate::deployment::{Deployment, NextStep, OnGateFailure, Status};
+use crate::gates::{self, GateResult};
+use crate::plan::{Scope, Step};
+use crate::ShiftError;
+
+/// At most this many due steps (zero bakes) are applied in one tick.
+const MAX_STEPS_PER_TICK: usize = 50;
+const HISTORY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub struct Shifter {
+    pub config: ShifterConfig,
+    pub store: StateStore,
+    elb: BTreeMap<String, aws_sdk_elasticloadbalancingv2::Client>,
+    cw: BTreeMap<String, aws_sdk_cloudwatch::Client>,
+    notifier: Option<Notifier>,
+}
+
+/// A request to start a deployment, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartSpec {
+    pub plan: String,
+    pub steps: Vec<Step>,
+    pub scope: Scope,
+    pub region_bake_secs: u64,
+    pub on_gate_failure: OnGateFailure,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// started | stepped | held | nothing-due | paused | resumed | promoted |
+    /// aborted | rolled-back | ignored | duplicate | status | succeeded
+    pub action: String,
+    pub summary: String,
+    pub deployment: Option<Deployment>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<AppliedStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEvent>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedStep {
+    pub regions: Vec<String>,
+    pub weight: u8,
+    /// Listener reads until the weights were in effect, per region.
+    pub verify_reads: Vec<u32>,
+    pub elapsed_ms: u64,
+}
+
+/// One line of a deployment's history (`DEPLOYMENT#<service>` / `EVENT#<ts>`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct HistoryEvent {
+    pub deployment_id: String,
+    pub action: String,
+    pub status: Status,
+    pub weights: BTreeMap<String, u8>,
+    pub detail: String,
+    pub at_ms: u64,
+}
+
+fn outcome(action: &str, d: Option<&Deployment>) -> Outcome {
+    Outcome {
+        action: action.into(),
+        summary: d.map_or_else(|| "no deployment".to_string(), Deployment::describe),
+        deployment: d.cloned(),
+        gates: vec![],
+        steps: vec![],
+        history: None,
+    }
+}
+
+impl Shifter {
+    pub fn new(config: ShifterConfig, aws: &Aws) -> Self {
+        let mut elb = BTreeMap::new();
+        let mut cw = BTreeMap::new();
+        for region in &config.core.regions {
+            elb.insert(region.as_str().to_string(), aws.elbv2(region));
+            cw.insert(region.as_str().to_string(), aws.cloudwatch(region));
+        }
+        let notifier = config
+            .core
+            .ops_topic_arn
+            .as_ref()
+            .map(|arn| Notifier::new(aws.sns(), arn.clone()));
+        Shifter {
+            store: StateStore::new(aws.dynamodb(), config.core.state_table.clone()),
+            config,
+            elb,
+            cw,
+            notifier,
+        }
+    }
+
+    fn alb(&self, region: &str) -> Result<&RegionAlb, ShiftError> {
+        self.config
+            .alb(region)
+            .ok_or_else(|| ShiftError::InvalidInput(format!("unknown region {region:?}")))
+    }
+
+    fn elb(&self, region: &str) -> Result<&aws_sdk_elasticloadbalancingv2::Client, ShiftError> {
+        self.elb
+            .get(region)
+            .ok_or_else(|| ShiftError::InvalidInput(format!("unknown region {region:?}")))
+    }
+
+    pub fn check_service(&self, service: Option<&str>) -> Result<(), ShiftError> {
+        match service {
+            Some(s) if s != self.config.service => Err(ShiftError::InvalidInput(format!(
+                "unknown service {s:?}: this function shifts {:?}",
+                self.config.service
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn load(&self) -> Result<Option<Versioned<Deployment>>, ShiftError> {
+        Ok(self
+            .store
+            .get::<Deployment>(&keys::deployment_current(&self.config.service))
+            .await?)
+    }
+
+    async fn record(
+        &self,
+        d: &Deployment,
+        version: Option<u64>,
+        action: &str,
+        detail: String,
+    ) -> Result<u64, ShiftError> {
+        let v = self
+            .store
+            .save(&keys::deployment_current(&self.config.service), d, version)
+            .await?;
+        let at_ms = now_ms();
+        let event = HistoryEvent {
+            deployment_id: d.id.clone(),
+            action: action.into(),
+            status: d.status,
+            weights: d.weights.clone(),
+            detail,
+            at_ms,
+        };
+        let ts = format!("{at_ms:013}#{}#{v:06}", d.id);
+        if let Err(e) = self
+            .store
+            .append(
+                &keys::deployment_event(&self.config.service, &ts),
+                &event,
+                Some(HISTORY_TTL),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "writing the history event failed");
+        }
+        Ok(v)
+    }
+
+    pub async fn history(&self, deployment_id: &str) -> Result<Vec<HistoryEvent>, ShiftError> {
+        let pk = format!("DEPLOYMENT#{}", self.config.service);
+        let events = self
+            .store
+            .query_prefix::<HistoryEvent>(&pk, "EVENT#")
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .filter(|e| e.deployment_id == deployment_id)
+            .collect())
+    }
+
+    async fn notify(&self, event_type: &str, severity: Severity, d: &Deployment, text: String) {
+        if let Some(n) = &self.notifier {
+            let note = Notification {
+                subject: format!("cutover traffic {}: {}", d.service, event_type),
+                event_type: format!("traffic.{event_type}"),
+                severity,
+                text,
+                detail: json!(d),
+            };
+            if let Err(e) = n.publish(&note).await {
+                tracing::warn!(error = %e, "notification failed");
+            }
+        }
+    }
+
+    /// Checks every gate for every region of a step, all at once.
+    pub async fn gates(&self, regions: &[String]) -> Result<Vec<GateResult>, ShiftError> {
+        let g = &self.config.gates;
+        let mut checks = Vec::new();
+        for region in regions {
+            let alb = self.alb(region)?.clone();
+            let elb = self.elb(region)?.clone();
+            let cw = self.cw[region].clone();
+            let watched = g.watched_alarms.clone();
+            let (min, limit) = (g.min_healthy_green, g.latency_p99_ms);
+            let region = region.clone();
+            checks.push(async move {
+                let mut out = vec![
+                    gates::alarms(&cw, &region, &watched).await,
+                    gates::green_healthy(&elb, &alb, min).await,
+                ];
+                if let Some(limit) = limit {
+                    out.push(gates::latency(&cw, &alb, limit).await);
+                }
+                out
+            });
+        }
+        Ok(join_all(checks).await.into_iter().flatten().collect())
+    }
+
+    /// Writes green's share in every region at once and waits until each is in effect.
+    async fn apply(&self, regions: &[String], weight: u8) -> Result<AppliedStep, ShiftError> {
+        let started = Instant::now();
+        let mut writes = Vec::new();
+        for region in regions {
+            let alb = self.alb(region)?.clone();
+            let elb = self.elb(region)?.clone();
+            writes.push(async move { alb::set_green(&elb, &alb, weight).await });
+        }
+        let results = join_all(writes).await;
+        let mut reads = Vec::new();
+        for r in results {
+            reads.push(r?);
+        }
+        Ok(AppliedStep {
+            regions: regions.to_vec(),
+            weight,
+            verify_reads: reads,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// After losing a race on the state: make the listeners match what won.
+    async fn reassert(&self, regions: &[String]) {
+        if let Ok(Some(current)) = self.load().await {
+            for region in regions {
+                if let Some(w) = current.value.weights.get(region) {
+                    if let Err(e) = self.apply(std::slice::from_ref(region), *w).await {
+                        tracing::error!(region = %region, error = %e, "re-asserting the recorded weights failed");
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn start(
+        &self,
+        spec: StartSpec,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, ShiftError> {
+        let current = self.load().await?;
+        if let Some(c) = &current {
+            if c.value.seen(request_id) {
+                return Ok(outcome("duplicate", Some(&c.value)));
+            }
+            if c.value.status.is_active() {
+                return Err(ShiftError::Core(cutover_core::Error::Conflict {
+                    pk: format!("DEPLOYMENT#{}", self.config.service),
+                    sk: "CURRENT".into(),
+                    detail: format!(
+                        "deployment {} is {:?}; promote or abort it before starting another",
+                        c.value.id, c.value.status
+                    ),
+                }));
+            }
+        }
+        let waves = spec.scope.waves(&self.config.region_names());
+        // Every listener of the scope must be a clean blue/green forward at 100/0.
+        let regions: Vec<String> = waves.iter().flatten().cloned().collect();
+        let mut reads = Vec::new();
+        for region in &regions {
+            let alb = self.alb(region)?.clone();
+            let elb = self.elb(region)?.clone();
+            reads.push(async move {
+                alb::current(&elb, &alb)
+                    .await
+                    .map(|w| (alb.region.clone(), w))
+            });
+        }
+        for r in join_all(reads).await {
+            let (region, w) = r?;
+            if w.green != 0 {
+                return Err(ShiftError::InvalidInput(format!(
+                    "{region} already sends {} % to green (blue {} / green {}); abort or promote the previous deployment first",
+                    w.green, w.blue, w.green
+                )));
+            }
+        }
+        let now = now_ms();
+        let mut d = Deployment {
+            id: format!(
+                "d-{now}-{:04x}",
+                (u64::from(std::process::id()) ^ now) & 0xffff
+            ),
+            service: self.config.service.clone(),
+            plan: spec.plan,
+            steps: spec.steps,
+            scope: spec.scope,
+            waves,
+            region_bake_secs: spec.region_bake_secs,
+            on_gate_failure: spec.on_gate_failure,
+            status: Status::Running,
+            wave: 0,
+            step: 0,
+            weights: regions.iter().map(|r| (r.clone(), 0)).collect(),
+            next_at_ms: now,
+            held: None,
+            reason: None,
+            started_at_ms: now,
+            changed_at_ms: now,
+            request_ids: vec![],
+        };
+        d.remember(request_id);
+        // Claim first: of two concurrent starts, the loser stops here, before any listener changes.
+        let version = self
+            .record(&d, current.map(|c| c.version), "started", d.describe())
+            .await?;
+        let mut out = self
+            .advance(
+                Versioned {
+                    value: d,
+                    version,
+                    epoch: None,
+                },
+                None,
+                deadline,
+            )
+            .await?;
+        out.action = format!("started; {}", out.action);
+        Ok(out)
+    }
+
+    pub async fn tick(
+        &self,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, ShiftError> {
+        let Some(current) = self.load().await? else {
+            return Ok(outcome("nothing-due", None));
+        };
+        if current.value.seen(request_id) {
+            return Ok(outcome("duplicate", Some(&current.value)));
+        }
+        self.advance(current, request_id, deadline).await
+    }
+
+    /// Applies every step that is due (zero bakes run back to back), gate first.
+    async fn advance(
+        &self,
+        mut current: Versioned<Deployment>,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, ShiftError> {
+        let mut steps = Vec::new();
+        let mut gate_log = Vec::new();
+        for _ in 0..MAX_STEPS_PER_TICK {
+            if deadline.is_some_and(|d| Instant::now() + Duration::from_secs(5) > d) {
+                break;
+            }
+            let Some(next) = current.value.due(now_ms()) else {
+                break;
+            };
+            let gate_results = self.gates(&next.regions).await?;
+            let failed: Vec<&GateResult> = gate_results.iter().filter(|g| !g.ok).collect();
+            if !failed.is_empty() {
+                let why = failed
+                    .iter()
+                    .map(|g| format!("{} {}: {}", g.region, g.gate, g.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                gate_log.extend(gate_results.clone());
+                return match current.value.on_gate_failure {
+                    OnGateFailure::Hold => {
+                        let mut d = current.value.clone();
+                        d.held = Some(why.clone());
+                        d.changed_at_ms = now_ms();
+                        d.remember(request_id);
+                        self.record(&d, Some(current.version), "held", why.clone())
+                            .await?;
+                        let mut o = outcome("held", Some(&d));
+                        o.gates = gate_log;
+                        o.steps = steps;
+                        Ok(o)
+                    }
+                    OnGateFailure::Rollback => {
+                        let mut o = self
+                            .roll_back(
+                                Status::RolledBack,
+                                format!("gate failed: {why}"),
+                                request_id,
+                            )
+                            .await?;
+                        o.gates = gate_log;
+                        Ok(o)
+                    }
+                };
+            }
+            gate_log.extend(gate_results);
+            let applied = self.apply(&next.regions, next.weight).await?;
+            let mut d = current.value.clone();
+            d.advance(&next, now_ms());
+            d.remember(request_id);
+            let detail = format!(
+                "{} -> green {} % (verified in {} ms)",
+                next.regions.join(", "),
+                next.weight,
+                applied.elapsed_ms
+            );
+            match self
+                .record(&d, Some(current.version), "stepped", detail)
+                .await
+            {
+                Ok(v) => {
+                    current = Versioned {
+                        value: d,
+                        version: v,
+                        epoch: None,
+                    }
+                }
+                Err(e) => {
+                    self.reassert(&next.regions).await;
+                    return Err(e);
+                }
+            }
+            steps.push(applied);
+            if current.value.status == Status::Succeeded {
+                let d = &current.value;
+                self.notify(
+                    "succeeded",
+                    Severity::Info,
+                    d,
+                    format!("100 % green: {}", d.describe()),
+                )
+                .await;
+                break;
+            }
+        }
+        let action = match (steps.is_empty(), current.value.status) {
+            (_, Status::Succeeded) if !steps.is_empty() => "succeeded",
+            (false, _) => "stepped",
+            (true, _) => "nothing-due",
+        };
+        if steps.is_empty() && request_id.is_some() && current.value.status.is_active() {
+            // Remember the request even when nothing was due, so a redelivery stays a no-op.
+            let mut d = current.value.clone();
+            d.remember(request_id);
+            if let Ok(v) = self
+                .store
+                .update(
+                    &keys::deployment_current(&self.config.service),
+                    &d,
+                    current.version,
+                )
+                .await
+            {
+                current = Versioned {
+                    value: d,
+                    version: v,
+                    epoch: None,
+                };
+            }
+        }
+        let mut o = outcome(action, Some(&current.value));
+        o.gates = gate_log;
+        o.steps = steps;
+        Ok(o)
+    }
+
+    /// Every region of the active deployment back to 100 % blue, at once.
+    pub async fn roll_back(
+        &self,
+        status: Status,
+        reason: String,
+        request_id: Option<&str>,
+    ) -> Result<Outcome, ShiftError> {
+        // The listeners first (that is what stops the harm), then the record; a
+        // lost race on the record is retried on the fresh state.
+        for _attempt in 0..5 {
+            let Some(current) = self.load().await? else {
+                return Ok(outcome("nothing-to-roll-back", None));
+            };
+            if current.value.seen(request_id) {
+                return Ok(outcome("duplicate", Some(&current.value)));
+            }
+            if !current.value.status.is_active() {
+                let mut o = outcome("nothing-to-roll-back", Some(&current.value));
+                o.summary = format!("no active deployment ({})", current.value.describe());
+                return Ok(o);
+            }
+            let regions = current.value.regions();
+            let applied = self.apply(&regions, 0).await?;
+            let mut d = current.value.clone();
+            d.roll_back(status, reason.clone(), now_ms());
+            d.remember(request_id);
+            let detail = format!(
+                "{reason}; blue 100 % in {} ({} ms)",
+                regions.join(", "),
+                applied.elapsed_ms
+            );
+            match self
+                .record(&d, Some(current.version), "rolled-back", detail)
+                .await
+            {
+                Ok(_) => {
+                    self.notify(
+                        if status == Status::Aborted {
+                            "aborted"
+                        } else {
+                            "rollback"
+                        },
+                        Severity::Critical,
+                        &d,
+                        format!("rolled back to 100 % blue: {reason}"),
+                    )
+                    .await;
+                    let mut o = outcome(
+                        if status == Status::Aborted {
+                            "aborted"
+                        } else {
+                            "rolled-back"
+                        },
+                        Some(&d),
+                    );
+                    o.steps = vec![applied];
+                    return Ok(o);
+                }
+                Err(ShiftError::Core(cutover_core::Error::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ShiftError::Internal(
+            "the rollback lost the state race five times".into(),
+        ))
+    }
+
+    /// Pause or resume: a state change only.
+    pub async fn set_paused(
+        &self,
+        paused: bool,
+        request_id: Option<&str>,
+    ) -> Result<Outcome, ShiftError> {
+        let current = self.load().await?.ok_or_else(|| {
+            ShiftError::InvalidInput("there is no deployment to pause or resume".into())
+        })?;
+        let (from, to, action) = if paused {
+            (Status::Running, Status::Paused, "paused")
+        } else {
+            (Status::Paused, Status::Running, "resumed")
+        };
+        if current.value.seen(request_id) || current.value.status == to {
+            return Ok(outcome(action, Some(&current.value)));
+        }
+        if current.value.status != from {
+            return Err(ShiftError::InvalidInput(format!(
+                "deployment {} is {:?}; only a {from:?} deployment can be {action}",
+                current.value.id, current.value.status
+            )));
+        }
+        let mut d = current.value.clone();
+        d.status = to;
+        d.changed_at_ms = now_ms();
+        if !paused {
+            d.next_at_ms = d.next_at_ms.max(now_ms());
+        }
+        d.remember(request_id);
+        self.record(&d, Some(current.version), action, d.describe())
+            .await?;
+        Ok(outcome(action, Some(&d)))
+    }
+
+    /// Every region of the scope to 100 % green now, skipping bakes (an operator's call).
+    pub async fn promote(&self, request_id: Option<&str>) -> Result<Outcome, ShiftError> {
+        let current = self
+            .load()
+            .await?
+            .ok_or_else(|| ShiftError::InvalidInput("there is no deployment to promote".into()))?;
+        if current.value.seen(request_id) || current.value.status == Status::Succeeded {
+            return Ok(outcome("promoted", Some(&current.value)));
+        }
+        if !current.value.status.is_active() {
+            return Err(ShiftError::InvalidInput(format!(
+                "deployment {} is {:?}; start a new one instead",
+                current.value.id, current.value.status
+            )));
+        }
+        let regions = current.value.regions();
+        let applied = self.apply(&regions, 100).await?;
+        let mut d = current.value.clone();
+        d.promote(now_ms());
+        d.remember(request_id);
+        if let Err(e) = self
+            .record(&d, Some(current.version), "promoted", d.describe())
+            .await
+        {
+            self.reassert(&regions).await;
+            return Err(e);
+        }
+        self.notify(
+            "succeeded",
+            Severity::Info,
+            &d,
+            format!("promoted to 100 % green: {}", d.describe()),
+        )
+        .await;
+        let mut o = outcome("promoted", Some(&d));
+        o.steps = vec![applied];
+        Ok(o)
+    }
+
+    pub async fn status(&self) -> Result<Outcome, ShiftError> {
+        let current = self.load().await?;
+        let mut o = outcome("status", current.as_ref().map(|c| &c.value));
+        if let Some(c) = &current {
+            o.history = Some(self.history(&c.value.id).await?);
+        }
+        Ok(o)
+    }
+
+    /// An alarm changed state: a watched one going to ALARM rolls back at once.
+    pub async fn alarm(
+        &self,
+        name: &str,
+        state: &str,
+        region: Option<&str>,
+        request_id: Option<&str>,
+    ) -> Result<Outcome, ShiftError> {
+        if !self.config.gates.watched_alarms.iter().any(|a| a == name) {
+            tracing::info!(alarm = %name, "not a watched alarm; ignored");
+            let mut o = outcome("ignored", None);
+            o.summary = format!("alarm {name} is not watched by the traffic-shifter; ignored");
+            return Ok(o);
+        }
+        if state != "ALARM" {
+            let mut o = outcome("ignored", None);
+            o.summary = format!("alarm {name} went to {state}; only ALARM rolls back");
+            return Ok(o);
+        }
+        let reason = format!(
+            "alarm {name} went to ALARM{}",
+            region.map(|r| format!(" in {r}")).unwrap_or_default()
+        );
+        self.roll_back(Status::RolledBack, reason, request_id).await
+    }
+}
+
+impl NextStep {
+    pub fn describe(&self) -> String {
+        format!("{} -> {}", self.regions.join(","), self.weight)
+    }
+}

@@ -1,0 +1,443 @@
+//! traffic-shifter against moto's ELBv2, CloudWatch and DynamoDB in three
+//! regions: every plan, command, gate, conflict and bad input. The tests share
+//! the world's listeners, so they take turns and start from 100 % blue.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use cutover_rehearsal::traffic::{green_weights, reset, set_alarm, shifter};
+use cutover_rehearsal::world::World;
+use serde_json::{json, Value};
+use traffic_shifter::deployment::Status;
+use traffic_shifter::handler::handle;
+use traffic_shifter::shifter::{Outcome, Shifter};
+use traffic_shifter::ShiftError;
+
+static TURN: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+async fn setup() -> (World, Shifter) {
+    let world = World::load().unwrap();
+    let s = shifter(&world).await.unwrap();
+    reset(&world, &s).await.unwrap();
+    (world, s)
+}
+
+async fn run(s: &Shifter, event: Value) -> Outcome {
+    handle(s, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{event}: {e}"))
+}
+
+fn all(w: i32) -> BTreeMap<String, i32> {
+    ["ap-southeast-1", "eu-west-1", "us-east-1"]
+        .iter()
+        .map(|r| (r.to_string(), w))
+        .collect()
+}
+
+fn status(o: &Outcome) -> Status {
+    o.deployment.as_ref().unwrap().status
+}
+
+fn alarm_event(name: &str, state: &str, region: &str, id: &str) -> Value {
+    json!({
+        "version": "0", "id": id, "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": "123456789012", "time": "2026-11-24T10:00:00Z",
+        "region": region, "resources": [],
+        "detail": {"alarmName": name, "state": {"value": state}, "previousState": {"value": "OK"}}
+    })
+}
+
+#[tokio::test]
+async fn a_canary_bakes_pauses_resumes_and_is_promoted() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "canary-10-5m", "request_id": "c-1"}),
+    )
+    .await;
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    assert_eq!(o.steps.len(), 1);
+    assert!(o.steps[0].verify_reads.iter().all(|r| *r >= 1));
+    // Redelivered start: the same state, no second step.
+    let again = run(
+        &s,
+        json!({"command": "start", "plan": "canary-10-5m", "request_id": "c-1"}),
+    )
+    .await;
+    assert_eq!(again.action, "duplicate");
+    assert_eq!(again.deployment.as_ref().unwrap().step, 1);
+    // Baking: a tick does nothing.
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "nothing-due");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    let p = run(&s, json!({"command": "pause"})).await;
+    assert_eq!(status(&p), Status::Paused);
+    assert_eq!(
+        status(&run(&s, json!({"command": "pause"})).await),
+        Status::Paused
+    );
+    assert_eq!(
+        status(&run(&s, json!({"command": "resume"})).await),
+        Status::Running
+    );
+    let done = run(&s, json!({"command": "promote"})).await;
+    assert_eq!(status(&done), Status::Succeeded);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    let st = run(&s, json!({"command": "status"})).await;
+    let history = st.history.unwrap();
+    let actions: Vec<&str> = history.iter().map(|h| h.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["started", "stepped", "paused", "resumed", "promoted"],
+        "{history:?}"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn linear_with_zero_bake_runs_every_step_and_records_each() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "linear-25-every-0s"}),
+    )
+    .await;
+    assert_eq!(
+        o.steps.iter().map(|s| s.weight).collect::<Vec<_>>(),
+        vec![25, 50, 75, 100]
+    );
+    assert_eq!(status(&o), Status::Succeeded);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    let history = s.history(&o.deployment.unwrap().id).await.unwrap();
+    assert_eq!(history.iter().filter(|h| h.action == "stepped").count(), 4);
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn region_by_region_bakes_between_regions_and_abort_restores_blue() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let o = run(
+        &s,
+        json!({"command": "start", "steps": [{"weight": 20}, {"weight": 100}], "scope": "region-by-region", "region_bake": "1h"}),
+    )
+    .await;
+    let d = o.deployment.unwrap();
+    assert_eq!((d.wave, d.step), (1, 0));
+    let w = green_weights(&world, &s).await.unwrap();
+    assert_eq!(
+        (w["us-east-1"], w["eu-west-1"], w["ap-southeast-1"]),
+        (100, 0, 0)
+    );
+    assert_eq!(
+        run(&s, json!({"command": "tick"})).await.action,
+        "nothing-due"
+    );
+    let a = run(&s, json!({"command": "abort", "reason": "test"})).await;
+    assert_eq!(status(&a), Status::Aborted);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_region_scope_touches_only_that_region() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    run(
+        &s,
+        json!({"command": "start", "plan": "all-at-once", "scope": "eu-west-1"}),
+    )
+    .await;
+    let w = green_weights(&world, &s).await.unwrap();
+    assert_eq!(
+        (w["us-east-1"], w["eu-west-1"], w["ap-southeast-1"]),
+        (0, 100, 0)
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_watched_alarm_rolls_every_region_back_and_says_why() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    run(&s, json!({"command": "start", "plan": "canary-30-10m"})).await;
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(30));
+    // Not watched, and watched-but-OK: ignored.
+    let i = run(
+        &s,
+        alarm_event("replication-lag-local", "ALARM", "us-east-1", "e-1"),
+    )
+    .await;
+    assert_eq!(i.action, "ignored");
+    let i = run(&s, alarm_event("app-5xx-local", "OK", "eu-west-1", "e-2")).await;
+    assert_eq!(i.action, "ignored");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(30));
+    let r = run(
+        &s,
+        alarm_event("app-5xx-local", "ALARM", "eu-west-1", "e-3"),
+    )
+    .await;
+    assert_eq!(r.action, "rolled-back");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    let d = r.deployment.unwrap();
+    assert_eq!(d.status, Status::RolledBack);
+    assert!(d
+        .reason
+        .unwrap()
+        .contains("app-5xx-local went to ALARM in eu-west-1"));
+    // The same event again changes nothing.
+    let again = run(
+        &s,
+        alarm_event("app-5xx-local", "ALARM", "eu-west-1", "e-3"),
+    )
+    .await;
+    assert_ne!(again.action, "rolled-back");
+    // The SNS-wrapped alarm sample also rolls back.
+    run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    let sns: Value = serde_json::from_str(
+        &std::fs::read_to_string(world.root().join("events/traffic-shifter/alarm-sns.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run(&s, sns).await.action, "rolled-back");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_gate_holds_or_rolls_back_as_the_plan_says() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let aws = world.aws().await.unwrap();
+    let eu = aws.cloudwatch(&"eu-west-1".parse().unwrap());
+    set_alarm(&eu, "app-p99-latency-local", "ALARM")
+        .await
+        .unwrap();
+    let held = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(held.action, "started; held");
+    let why = held.deployment.as_ref().unwrap().held.clone().unwrap();
+    assert!(
+        why.contains("eu-west-1 alarms: app-p99-latency-local is in ALARM"),
+        "{why}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    assert!(held.gates.iter().any(|g| !g.ok));
+    set_alarm(&eu, "app-p99-latency-local", "OK").await.unwrap();
+    let stepped = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(stepped.action, "stepped");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    reset(&world, &s).await.unwrap();
+
+    // Unhealthy green targets in one region, with on_gate_failure = rollback.
+    let elb = aws.elbv2(&"ap-southeast-1".parse().unwrap());
+    let green = s.config.alb("ap-southeast-1").unwrap().green_tg_arn.clone();
+    let targets: Vec<_> = elb
+        .describe_target_health()
+        .target_group_arn(&green)
+        .send()
+        .await
+        .unwrap()
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().cloned())
+        .collect();
+    elb.deregister_targets()
+        .target_group_arn(&green)
+        .set_targets(Some(targets.clone()))
+        .send()
+        .await
+        .unwrap();
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "linear-50-every-0s", "on_gate_failure": "rollback"}),
+    )
+    .await;
+    elb.register_targets()
+        .target_group_arn(&green)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&o), Status::RolledBack);
+    let reason = o.deployment.unwrap().reason.unwrap();
+    assert!(
+        reason.contains("ap-southeast-1 green-healthy: 0 of 0 green targets healthy"),
+        "{reason}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn two_concurrent_starts_one_wins_the_other_gets_a_conflict() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let s2 = shifter(&world).await.unwrap();
+    let (a, b) = tokio::join!(
+        handle(
+            &s,
+            json!({"command": "start", "plan": "canary-10-5m"}),
+            None
+        ),
+        handle(
+            &s2,
+            json!({"command": "start", "plan": "canary-20-5m"}),
+            None
+        )
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (a, b) => panic!("expected one winner: {a:?} / {b:?}"),
+    };
+    assert!(
+        matches!(
+            &lost,
+            ShiftError::Core(cutover_core::Error::Conflict { .. })
+        ),
+        "{lost}"
+    );
+    assert!(
+        lost.to_string().contains("someone else moved first")
+            || lost.to_string().contains("promote or abort"),
+        "{lost}"
+    );
+    let expected = if won.deployment.as_ref().unwrap().plan == "canary-10-5m" {
+        10
+    } else {
+        20
+    };
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(expected));
+    // A third start while one runs: a clear conflict, nothing changed.
+    let third = handle(&s, json!({"command": "start", "plan": "all-at-once"}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        third
+            .to_string()
+            .contains("promote or abort it before starting another"),
+        "{third}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(expected));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_tick_never_steps_twice() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    run(
+        &s,
+        json!({"command": "start", "steps": [{"weight": 10}, {"weight": 40}, {"weight": 100}]}),
+    )
+    .await;
+    // The zero-bake steps ran at start; a fresh deployment with a bake shows the tick dedup.
+    reset(&world, &s).await.unwrap();
+    run(&s, json!({"command": "start", "steps": [{"weight": 10, "bake": "0s"}, {"weight": 40, "bake": "1h"}, {"weight": 100}]})).await;
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(40));
+    let tick = json!({"version": "0", "id": "tick-1", "detail-type": "Scheduled Event", "source": "aws.events",
+                      "account": "1", "time": "t", "region": "us-east-1", "resources": [], "detail": {}});
+    let first = run(&s, tick.clone()).await;
+    assert_eq!(first.action, "nothing-due");
+    let second = run(&s, tick).await;
+    assert_eq!(second.action, "duplicate");
+    assert_eq!(second.deployment.unwrap().step, 2);
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_changes() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    for (event, needle) in [
+        (
+            json!({"command": "start", "plan": "canary-10-5m", "service": "billing"}),
+            "unknown service \"billing\"",
+        ),
+        (
+            json!({"command": "start", "plan": "canary-10-5m", "scope": "mars-north-1"}),
+            "unknown scope or region",
+        ),
+        (
+            json!({"command": "start", "plan": "canary-x"}),
+            "canary-<pct>-<bake>",
+        ),
+        (
+            json!({"command": "start", "steps": [{"weight": 70}, {"weight": 130}]}),
+            "not 1 to 100",
+        ),
+        (json!({"command": "pause"}), "no deployment to pause"),
+    ] {
+        let err = handle(&s, event.clone(), None).await.unwrap_err();
+        assert!(matches!(err, ShiftError::InvalidInput(_)), "{event}: {err}");
+        assert!(err.to_string().contains(needle), "{event}: {err}");
+    }
+    assert!(s.load().await.unwrap().is_none());
+
+    // A listener that is not a clean blue/green forward: refused, naming the region; nothing changed.
+    let aws = world.aws().await.unwrap();
+    let eu = s.config.alb("eu-west-1").unwrap().clone();
+    let elb = aws.elbv2(&"eu-west-1".parse().unwrap());
+    for (blue, green, needle) in [
+        (60, 60, "= 120, not 100"),
+        (70, 30, "already sends 30 % to green"),
+    ] {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+        };
+        let forward = ForwardActionConfig::builder()
+            .target_groups(
+                TargetGroupTuple::builder()
+                    .target_group_arn(&eu.blue_tg_arn)
+                    .weight(blue)
+                    .build(),
+            )
+            .target_groups(
+                TargetGroupTuple::builder()
+                    .target_group_arn(&eu.green_tg_arn)
+                    .weight(green)
+                    .build(),
+            )
+            .build();
+        elb.modify_listener()
+            .listener_arn(&eu.listener_arn)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .forward_config(forward)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let err = handle(
+            &s,
+            json!({"command": "start", "plan": "canary-10-5m"}),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("eu-west-1") && err.to_string().contains(needle),
+            "{err}"
+        );
+        assert!(
+            s.load().await.unwrap().is_none(),
+            "no deployment was recorded"
+        );
+        let w = green_weights(&world, &s).await;
+        if blue + green == 100 {
+            let w = w.unwrap();
+            assert_eq!(
+                (w["us-east-1"], w["ap-southeast-1"]),
+                (0, 0),
+                "other regions untouched"
+            );
+        }
+    }
+    reset(&world, &s).await.unwrap();
+}

@@ -21,7 +21,8 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let window_s: u64 = std::env::var("CUTOVER_DEMO_LAG_WINDOW_S")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(20)
+        .max(14); // the spike runs from 8 s to 11 s and must drain inside the window
     let config = ProbeConfig::from_vars(&world.vars()).map_err(setup)?;
     let env = Env::new(config, world.aws().await?);
     let access = DbAccess::load(&env.config.core.db, &env.aws.ssm()).await?;

@@ -9,4 +9,5 @@ pub mod data_validator_stage;
 pub mod lag_stage;
 pub mod replication;
 pub mod traffic;
+pub mod traffic_stage;
 pub mod world;

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cutover_rehearsal::world::World;
-use cutover_rehearsal::{data_validator_stage, lag_stage, replication};
+use cutover_rehearsal::{data_validator_stage, lag_stage, replication, traffic_stage};
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 3;
+const STAGES: usize = 4;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -108,6 +108,24 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("   failed: {e}");
             summary.push(("replication lag (heartbeat)".into(), false, e.to_string()));
+        }
+    }
+
+    banner(4, "blue/green traffic: a canary rolled back by an alarm, then region by region to 100 % green");
+    match traffic_stage::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let detail = format!(
+                "alarm rollback in {:.0} ms to 100 % blue in 3 regions; then 100 % green in 3 regions after {} ticks",
+                v["rollback_ms"].as_f64().unwrap_or(0.0),
+                v["ticks"]
+            );
+            summary.push(("traffic shift".into(), ok, detail));
+            report.insert("traffic".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("traffic shift".into(), false, e.to_string()));
         }
     }
 

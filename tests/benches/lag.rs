@@ -1,6 +1,6 @@
 //! `make bench` — lag-probe's accuracy against real standbys, and its own load.
 //!
-//! The two standbys of the local world are set to apply delays of 0 ms and
+//! The two standbys of the local world are set to network delays of 0 ms and
 //! 250 ms, then 2000 ms and 250 ms; for each, one probing window (15 s at 1 s
 //! cadence, `BENCH_LAG_WINDOW_S`) measures the heartbeat lag. Printed per
 //! configured delay: samples, median, its error against the delay and the
@@ -37,8 +37,8 @@ fn main() {
         let mut loads = Vec::new();
         for (eu, ap) in [(0u64, 250u64), (2000, 250)] {
             println!("[bench] lag: eu-west-1 apply delay {eu} ms, ap-southeast-1 {ap} ms, {window_s} s window");
-            world.set_apply_delay(Node::EuWest1, eu).await.unwrap();
-            world.set_apply_delay(Node::ApSoutheast1, ap).await.unwrap();
+            world.set_network_delay(Node::EuWest1, eu).await.unwrap();
+            world.set_network_delay(Node::ApSoutheast1, ap).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2500)).await;
             let report = probe::run(&access, &endpoints, &settings, &Sinks::default(), None, false)
                 .await
@@ -50,7 +50,7 @@ fn main() {
             loads.push(report.load.clone());
         }
         for node in [Node::EuWest1, Node::ApSoutheast1] {
-            world.set_apply_delay(node, world.configured_delay_ms(node)).await.unwrap();
+            world.set_network_delay(node, world.configured_delay_ms(node)).await.unwrap();
         }
         println!("\nlag-probe accuracy (heartbeat, one clock) against real streaming standbys");
         println!(

@@ -2,8 +2,8 @@
 # The local three-region world of the cutover rehearsal, on loopback only:
 #   source          PostgreSQL standing in for the on-prem Oracle database (publisher)
 #   us-east-1       the target primary, fed from the source by logical replication
-#   eu-west-1       streaming standby of us-east-1 with an apply delay
-#   ap-southeast-1  streaming standby of us-east-1 with an apply delay
+#   eu-west-1       streaming standby of us-east-1 with its WAL delayed by a TCP proxy (the network distance)
+#   ap-southeast-1  streaming standby of us-east-1 with its WAL delayed by a TCP proxy (the network distance)
 #   moto            the AWS side: DynamoDB, SNS->SQS, SSM, ELBv2, CloudWatch
 # Every server speaks TLS with certificates from a locally generated CA.
 #
@@ -255,13 +255,52 @@ SQL
   die "the initial copy did not finish within 5 minutes"
 }
 
+# --- the network between regions: a delaying TCP proxy per standby -------------------------
+# The standby streams WAL from the primary through delay-proxy, which holds the bytes from
+# the primary for the region's delay (tests change it in $R/net/<node>.delay_ms while it
+# runs). Killing a proxy drops the WAL in flight, as a cut network would.
+proxy_port_of() { echo $(( $(port_of "$1") + 10 )); }
+
+proxy_bin() {
+  local bin="$ROOT/target/debug/delay-proxy"
+  if [ ! -x "$bin" ]; then
+    log "building delay-proxy (cargo build -p cutover-rehearsal --bin delay-proxy)"
+    (cd "$ROOT" && cargo build -q --locked -p cutover-rehearsal --bin delay-proxy) >&2
+  fi
+  echo "$bin"
+}
+
+start_proxy() {
+  local node=$1 pidfile="$R/net/$1.pid" port
+  port=$(proxy_port_of "$node")
+  mkdir -p "$R/net"
+  [ -f "$R/net/$node.delay_ms" ] || echo "$(delay_of "$node")" > "$R/net/$node.delay_ms"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
+  port_busy "$port" && die "port $port (delay-proxy for $node) is in use by another process"
+  nohup "$(proxy_bin)" "$port" "$PORT_US_EAST_1" "$R/net/$node.delay_ms" > "$R/net/$node.log" 2>&1 &
+  echo $! > "$pidfile"
+  local i
+  for i in $(seq 1 50); do port_busy "$port" && return 0; sleep 0.1; done
+  die "delay-proxy for $node did not start (see $R/net/$node.log)"
+}
+
+stop_proxies() {
+  local f
+  for f in "$R"/net/*.pid; do
+    [ -f "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null && log "delay-proxy $(basename "$f" .pid): stopped" || true
+    rm -f "$f"
+  done
+}
+
 up_standby() {
   local node=$1 dir delay
   dir=$(datadir "$node")
   delay=$(delay_of "$node")
+  start_proxy "$node"
   if [ -d "$dir" ]; then start_node "$node"; return 0; fi
   check_port "$node"
-  log "$node: pg_basebackup from us-east-1 over TLS, apply delay ${delay} ms"
+  log "$node: pg_basebackup from us-east-1 over TLS; WAL through delay-proxy :$(proxy_port_of "$node") (${delay} ms)"
   local slot=${node//-/_}
   psql_on us-east-1 postgres -c "SELECT pg_create_physical_replication_slot('$slot') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null
   local repl
@@ -270,9 +309,8 @@ up_standby() {
     "$PGBIN/pg_basebackup" -h localhost -p "$PORT_US_EAST_1" -U replicator -D "$dir" -X stream -S "$slot" --checkpoint=fast >/dev/null
   server_conf "$node"
   cat >> "$dir/postgresql.auto.conf" <<CONF
-primary_conninfo = 'host=localhost port=$PORT_US_EAST_1 user=replicator password=$repl sslmode=verify-full sslrootcert=$R/tls/ca.crt application_name=$node'
+primary_conninfo = 'host=localhost port=$(proxy_port_of "$node") user=replicator password=$repl sslmode=verify-full sslrootcert=$R/tls/ca.crt application_name=$node'
 primary_slot_name = '$slot'
-recovery_min_apply_delay = '${delay}ms'
 CONF
   as_pg touch "$dir/standby.signal"
   start_node "$node"
@@ -328,12 +366,15 @@ export CUTOVER_REHEARSAL_ADMIN_PASSWORD_FILE=$R/secrets/admin_password
 export CUTOVER_PG_BIN=$PGBIN
 export CUTOVER_PG_SOCKET_DIR=$SOCK
 export CUTOVER_PG_DATA=$R/pg
+export CUTOVER_NET_DIR=$R/net
+export CUTOVER_PROXY_PORT_EU_WEST_1=$(proxy_port_of eu-west-1)
+export CUTOVER_PROXY_PORT_AP_SOUTHEAST_1=$(proxy_port_of ap-southeast-1)
 ENV
   cat "$R/aws.env" >> "$R/world.env"
 }
 
 summary() {
-  printf '\n%-16s %-34s %-6s %-8s %s\n' "node" "role" "port" "TLS" "apply delay"
+  printf '\n%-16s %-34s %-6s %-8s %s\n' "node" "role" "port" "TLS" "network delay (WAL via delay-proxy)"
   local node role tls
   for node in "${NODES[@]}"; do
     case "$node" in
@@ -379,6 +420,7 @@ cmd_down() {
     kill "$(cat "$R/moto.pid")" 2>/dev/null && log "moto: stopped" || true
     rm -f "$R/moto.pid"
   fi
+  stop_proxies
   rm -f "$R/aws.env"
   if [ "${1:-}" = "--purge" ]; then
     local target

@@ -34,9 +34,11 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     ));
     let spike = async {
         tokio::time::sleep(Duration::from_secs(8)).await;
-        let on = world.set_apply_delay(Node::EuWest1, eu_delay + 3000).await;
+        let on = world
+            .set_network_delay(Node::EuWest1, eu_delay + 3000)
+            .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let off = world.set_apply_delay(Node::EuWest1, eu_delay).await;
+        let off = world.set_network_delay(Node::EuWest1, eu_delay).await;
         on.and(off)
     };
     let sinks = env.sinks();
@@ -112,7 +114,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "window_s": window_s,
         "spike": {"region": "eu-west-1", "extra_ms": 3000, "at_s": 8, "for_s": 3,
                   "peak_ms": peak, "window_mean_ms": mean, "samples_over_1s": over_1s},
-        "method": "recovery_min_apply_delay (no netem on this kernel)",
+        "method": "delay-proxy: a TCP proxy holding the WAL stream for the delay (no netem on this kernel)",
         "probe": report,
     }))
 }

@@ -33,9 +33,13 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
 
     // 1. A canary, interrupted by an alarm.
     progress("canary-20-10m in all regions, then app-5xx-local goes to ALARM in eu-west-1".into());
-    let o = handle(&s, json!({"command": "start", "plan": "canary-20-10m", "scope": "all"}), None)
-        .await
-        .map_err(fail)?;
+    let o = handle(
+        &s,
+        json!({"command": "start", "plan": "canary-20-10m", "scope": "all"}),
+        None,
+    )
+    .await
+    .map_err(fail)?;
     let w = green_weights(world, &s).await?;
     progress(format!("  {}", o.summary));
     sample(&w, "canary 20 %");
@@ -63,7 +67,10 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     set_alarm(&eu, "app-5xx-local", "OK").await?;
 
     // 2. A clean run, region by region.
-    progress("linear-50-every-2s, region by region with a 2 s bake between regions; ticks every second".into());
+    progress(
+        "linear-50-every-2s, region by region with a 2 s bake between regions; ticks every second"
+            .into(),
+    );
     let o = handle(
         &s,
         json!({"command": "start", "plan": "linear-50-every-2s", "scope": "region-by-region", "region_bake": "2s"}),
@@ -79,9 +86,13 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     while status == Some(Status::Running) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         ticks += 1;
-        let t = handle(&s, json!({"command": "tick", "request_id": format!("rehearsal-tick-{ticks}")}), None)
-            .await
-            .map_err(fail)?;
+        let t = handle(
+            &s,
+            json!({"command": "tick", "request_id": format!("rehearsal-tick-{ticks}")}),
+            None,
+        )
+        .await
+        .map_err(fail)?;
         status = t.deployment.as_ref().map(|d| d.status);
         if !t.steps.is_empty() {
             progress(format!("  tick {ticks}: {}", t.summary));
@@ -91,7 +102,10 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let w = green_weights(world, &s).await?;
     let all_green = status == Some(Status::Succeeded) && w.values().all(|g| *g == 100);
     progress(String::new());
-    progress(format!("{:>8}  {:<16}{:>6}{:>7}  note", "t (s)", "region", "blue", "green"));
+    progress(format!(
+        "{:>8}  {:<16}{:>6}{:>7}  note",
+        "t (s)", "region", "blue", "green"
+    ));
     for p in &timeline {
         progress(format!(
             "{:>8.1}  {:<16}{:>6}{:>7}  {}",

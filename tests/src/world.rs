@@ -291,6 +291,17 @@ impl World {
         Ok(())
     }
 
+    /// Sets the network delay of a standby's WAL stream (its delay-proxy re-reads
+    /// the file every 100 ms).
+    pub async fn set_network_delay(&self, node: Node, ms: u64) -> Result<(), WorldError> {
+        let file =
+            PathBuf::from(self.get("CUTOVER_NET_DIR")?).join(format!("{}.delay_ms", node.name()));
+        std::fs::write(&file, format!("{ms}\n"))
+            .map_err(|e| WorldError::Setup(format!("{}: {e}", file.display())))?;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        Ok(())
+    }
+
     /// The processes of one server: the postmaster and its children.
     fn server_pids(&self, node: Node) -> Result<Vec<u32>, WorldError> {
         let dir = PathBuf::from(self.get("CUTOVER_PG_DATA")?).join(node.name());

@@ -39,7 +39,7 @@ async fn window(world: &World, env: &Env, settings: &ProbeSettings, sinks: &Sink
 async fn restore_delays(world: &World) {
     for node in [Node::EuWest1, Node::ApSoutheast1] {
         world
-            .set_apply_delay(node, world.configured_delay_ms(node))
+            .set_network_delay(node, world.configured_delay_ms(node))
             .await
             .unwrap();
     }
@@ -61,8 +61,11 @@ async fn median_heartbeat_lag_matches_delays_of_0_250_and_2000_ms() {
     let settings = env.settings(Duration::from_secs(10), Duration::from_secs(1));
     let mut results = Vec::new();
     for (eu, ap) in [(0, 250), (2000, 250)] {
-        world.set_apply_delay(Node::EuWest1, eu).await.unwrap();
-        world.set_apply_delay(Node::ApSoutheast1, ap).await.unwrap();
+        world.set_network_delay(Node::EuWest1, eu).await.unwrap();
+        world
+            .set_network_delay(Node::ApSoutheast1, ap)
+            .await
+            .unwrap();
         // Let WAL held back under the old delay drain first.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let report = window(&world, &env, &settings, &Sinks::default()).await;
@@ -102,9 +105,9 @@ async fn a_three_second_spike_shows_in_consecutive_samples() {
     let settings = env.settings(Duration::from_secs(12), Duration::from_secs(1));
     let spike = async {
         tokio::time::sleep(Duration::from_secs(4)).await;
-        world.set_apply_delay(Node::EuWest1, 3075).await.unwrap();
+        world.set_network_delay(Node::EuWest1, 3075).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        world.set_apply_delay(Node::EuWest1, 75).await.unwrap();
+        world.set_network_delay(Node::EuWest1, 75).await.unwrap();
     };
     let sinks = Sinks::default();
     let (report, ()) = tokio::join!(window(&world, &env, &settings, &sinks), spike);

@@ -40,11 +40,13 @@ def main():
     parser.add_argument("--ports", required=True, help="us-east-1,eu-west-1,ap-southeast-1,source")
     parser.add_argument("--app-password-file", required=True)
     parser.add_argument("--ca", required=True)
+    parser.add_argument("--admin-password-file", required=True)
     args = parser.parse_args()
     suffix, endpoint = args.suffix, args.endpoint
     ports = args.ports.split(",")
     app_password = open(args.app_password_file).read().strip()
     ca_pem = open(args.ca).read()
+    admin_password = open(args.admin_password_file).read().strip()
     out = {}
 
     ddb = client("dynamodb", "us-east-1", endpoint)
@@ -99,6 +101,10 @@ def main():
         (f"{db}/password", app_password, "SecureString"),
         (f"{db}/source-dsn", f"postgresql://cutover:{app_password}@localhost:{ports[3]}/app", "SecureString"),
         (f"{db}/ca-bundle", ca_pem, "String"),
+        # The failover function's postgres-streaming driver fences, promotes and re-points:
+        # superuser work in the rehearsal (Aurora's driver needs none of it).
+        (f"{db}/admin-user", "rehearsal_admin", "String"),
+        (f"{db}/admin-password", admin_password, "SecureString"),
         (f"{app}/active-region", "us-east-1", "String"),
         (f"{app}/traffic-policy", json.dumps({"plan": "canary-10-5m"}), "String"),
     ]

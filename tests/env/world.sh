@@ -336,7 +336,8 @@ start_moto() {
   "$VENV/bin/python" "$HERE/seed_aws.py" \
     --endpoint "http://127.0.0.1:$MOTO_PORT" --suffix "$SUFFIX" \
     --ports "$PORT_US_EAST_1,$PORT_EU_WEST_1,$PORT_AP_SOUTHEAST_1,$PORT_SOURCE" \
-    --app-password-file "$R/secrets/app_password" --ca "$R/tls/ca.crt" > "$R/aws.env.tmp"
+    --app-password-file "$R/secrets/app_password" --ca "$R/tls/ca.crt" \
+    --admin-password-file "$R/secrets/admin_password" > "$R/aws.env.tmp"
   mv "$R/aws.env.tmp" "$R/aws.env"
 }
 

@@ -1,0 +1,180 @@
+//! The failover function's settings, read once at cold start.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CUTOVER_FAILOVER_DRIVER` | `aurora-global` | or `postgres-streaming` (the local rehearsal) |
+//! | `CUTOVER_GLOBAL_CLUSTER_ID` | (aurora) | the Aurora global cluster |
+//! | `CUTOVER_CLUSTER_ARNS` | (aurora) | `region=arn,…` the member cluster of every region |
+//! | `CUTOVER_RPO_BUDGET_MS` | 1000 | the most data an unforced failover may lose |
+//! | `CUTOVER_FAILOVER_ALARMS` | (none) | alarms whose ALARM state triggers a failover |
+//! | `CUTOVER_LEASE_TTL_MS` | 120000 | the fencing lease's lifetime |
+//! | `CUTOVER_COOLDOWN_MS` | 900000 | no new failover this soon after one completed |
+//! | `CUTOVER_LAG_MAX_AGE_MS` | 120000 | older lag samples do not count |
+//! | `CUTOVER_EVENT_BUS` | `default` | where "Cutover Primary Changed" is put |
+//! | `CUTOVER_FAILOVER_PROBE_TIMEOUT_MS` | 2000 | how long the primary gets to answer |
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cutover_core::config::{ConfigError, CoreSettings, Vars};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    AuroraGlobal,
+    PostgresStreaming,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailoverConfig {
+    pub core: CoreSettings,
+    pub driver: DriverKind,
+    pub global_cluster_id: Option<String>,
+    pub cluster_arns: BTreeMap<String, String>,
+    pub rpo_budget_ms: f64,
+    pub watched_alarms: Vec<String>,
+    pub lease_ttl: Duration,
+    pub cooldown: Duration,
+    pub lag_max_age: Duration,
+    pub event_bus: String,
+    pub probe_timeout: Duration,
+}
+
+impl FailoverConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let core = CoreSettings::from_vars(vars)?;
+        let driver = match vars.optional("CUTOVER_FAILOVER_DRIVER").as_deref() {
+            None | Some("aurora-global") => DriverKind::AuroraGlobal,
+            Some("postgres-streaming") => DriverKind::PostgresStreaming,
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    var: "CUTOVER_FAILOVER_DRIVER".into(),
+                    value: other.into(),
+                    form: "aurora-global or postgres-streaming".into(),
+                })
+            }
+        };
+        let mut cluster_arns = BTreeMap::new();
+        let global_cluster_id = vars.optional("CUTOVER_GLOBAL_CLUSTER_ID");
+        if driver == DriverKind::AuroraGlobal {
+            let form = "region=<DB cluster ARN>,… for every region";
+            let items =
+                vars.list("CUTOVER_CLUSTER_ARNS", form)?
+                    .ok_or_else(|| ConfigError::Missing {
+                        var: "CUTOVER_CLUSTER_ARNS".into(),
+                        form: form.into(),
+                    })?;
+            for item in items {
+                match item.split_once('=') {
+                    Some((r, arn)) if arn.starts_with("arn:") && arn.contains(":rds:") => {
+                        cluster_arns.insert(r.to_string(), arn.to_string());
+                    }
+                    _ => {
+                        return Err(ConfigError::Malformed {
+                            var: "CUTOVER_CLUSTER_ARNS".into(),
+                            value: item,
+                            form: form.into(),
+                        })
+                    }
+                }
+            }
+            for r in &core.regions {
+                if !cluster_arns.contains_key(r.as_str()) {
+                    return Err(ConfigError::Malformed {
+                        var: "CUTOVER_CLUSTER_ARNS".into(),
+                        value: cluster_arns.keys().cloned().collect::<Vec<_>>().join(","),
+                        form: format!("an entry for every region, including {r}"),
+                    });
+                }
+            }
+            if global_cluster_id.is_none() {
+                return Err(ConfigError::Missing {
+                    var: "CUTOVER_GLOBAL_CLUSTER_ID".into(),
+                    form: "the Aurora global cluster identifier".into(),
+                });
+            }
+        }
+        Ok(FailoverConfig {
+            driver,
+            global_cluster_id,
+            cluster_arns,
+            rpo_budget_ms: vars.parse_or(
+                "CUTOVER_RPO_BUDGET_MS",
+                1000.0,
+                "milliseconds, e.g. 1000",
+            )?,
+            watched_alarms: vars
+                .list(
+                    "CUTOVER_FAILOVER_ALARMS",
+                    "comma-separated CloudWatch alarm names",
+                )?
+                .unwrap_or_default(),
+            lease_ttl: vars.millis_or("CUTOVER_LEASE_TTL_MS", Duration::from_secs(120))?,
+            cooldown: vars.millis_or("CUTOVER_COOLDOWN_MS", Duration::from_secs(900))?,
+            lag_max_age: vars.millis_or("CUTOVER_LAG_MAX_AGE_MS", Duration::from_secs(120))?,
+            event_bus: vars
+                .optional("CUTOVER_EVENT_BUS")
+                .unwrap_or_else(|| "default".into()),
+            probe_timeout: vars
+                .millis_or("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", Duration::from_secs(2))?,
+            core,
+        })
+    }
+
+    pub fn region_names(&self) -> Vec<String> {
+        self.core
+            .regions
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aurora_needs_its_cluster_and_every_region() {
+        let e =
+            FailoverConfig::from_vars(&Vars::from_pairs([("CUTOVER_SUFFIX", "dev")])).unwrap_err();
+        assert!(e.to_string().contains("CUTOVER_CLUSTER_ARNS"), "{e}");
+        let e = FailoverConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            (
+                "CUTOVER_CLUSTER_ARNS",
+                "us-east-1=arn:aws:rds:us-east-1:1:cluster:a",
+            ),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("including eu-west-1"), "{e}");
+        let c = FailoverConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_GLOBAL_CLUSTER_ID", "g"),
+            (
+                "CUTOVER_CLUSTER_ARNS",
+                "us-east-1=arn:aws:rds:us-east-1:1:cluster:a,eu-west-1=arn:aws:rds:eu-west-1:1:cluster:b,ap-southeast-1=arn:aws:rds:ap-southeast-1:1:cluster:c",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.cluster_arns.len(), 3);
+        assert_eq!(c.rpo_budget_ms, 1000.0);
+    }
+
+    #[test]
+    fn postgres_streaming_needs_no_cluster() {
+        let c = FailoverConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_FAILOVER_DRIVER", "postgres-streaming"),
+            ("CUTOVER_FAILOVER_ALARMS", "primary-writer-unavailable-dev"),
+        ]))
+        .unwrap();
+        assert_eq!(c.driver, DriverKind::PostgresStreaming);
+        assert_eq!(c.watched_alarms, vec!["primary-writer-unavailable-dev"]);
+        let e = FailoverConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_FAILOVER_DRIVER", "mysql"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("CUTOVER_FAILOVER_DRIVER"));
+    }
+}

@@ -1,0 +1,514 @@
+//! One trigger, end to end: observe → decide → take the lease → move the
+//! database → rewrite the endpoints → record, notify, announce.
+//!
+//! Fencing: nothing changes before the lease (`FAILOVER` / `LEASE`) is taken;
+//! the state (`FAILOVER` / `STATE`) is written only under it (a transaction that
+//! checks holder, epoch and expiry); the lease is renewed — which fails for a
+//! stale holder — right before the SSM endpoints are rewritten. A completed
+//! failover keeps the lease until it expires and starts a cooldown, so the other
+//! triggers of the same incident find it held and report by whom. A holder that
+//! dies mid-way leaves `STATE` in progress: the next trigger after the lease
+//! expires takes it over with a higher epoch and finishes the same move.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use cutover_core::db::{DbAccess, PgTarget};
+use cutover_core::notify::{Notification, Notifier, Severity};
+use cutover_core::state::{keys, now_ms, Key, LagSample, Leases, StateStore};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::FailoverConfig;
+use crate::decision::{decide, Candidate, Decision, Requested, Situation};
+use crate::driver::{AnyDriver, Driver, DriverReport};
+use crate::FailoverError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    InProgress,
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Switchover,
+    Failover,
+}
+
+/// `FAILOVER` / `STATE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverState {
+    pub phase: Phase,
+    pub kind: Kind,
+    pub from: String,
+    pub to: String,
+    pub lease_epoch: u64,
+    pub holder: String,
+    pub trigger: String,
+    pub expected_loss_ms: Option<f64>,
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
+pub fn state_key() -> Key {
+    Key::new("FAILOVER", "STATE")
+}
+
+/// What started this invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub requested: Requested,
+    pub target: Option<String>,
+    pub force: bool,
+    pub dry_run: bool,
+    /// For the audit trail: "alarm primary-writer-unavailable-dev (us-east-1)", "manual failover", …
+    pub describe: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// switchover | failover | refused | fenced | cooldown | dry-run
+    pub action: String,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Value>,
+}
+
+fn outcome(action: &str, summary: String) -> Outcome {
+    Outcome {
+        action: action.into(),
+        summary,
+        decision: None,
+        epoch: None,
+        holder: None,
+        steps: vec![],
+        timings: None,
+    }
+}
+
+pub struct Failover {
+    pub config: FailoverConfig,
+    pub store: StateStore,
+    pub leases: Leases,
+    pub ssm: aws_sdk_ssm::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub notifier: Option<Notifier>,
+    pub access: DbAccess,
+    pub driver: AnyDriver,
+}
+
+impl Failover {
+    fn app_param(&self, name: &str) -> String {
+        format!("{}/{name}", self.config.core.db.app_ssm_prefix)
+    }
+
+    fn db_param(&self, name: &str) -> String {
+        format!("{}/{name}", self.config.core.db.ssm_prefix)
+    }
+
+    /// The region that writes now, as SSM says (failover rewrites it).
+    pub async fn active_region(&self) -> Result<String, FailoverError> {
+        Ok(cutover_core::db::parameter(&self.ssm, &self.app_param("active-region")).await?)
+    }
+
+    async fn primary_answers(&self) -> bool {
+        let probe = async {
+            let endpoint = self.access.writer_endpoint(&self.ssm).await.ok()?;
+            let target: PgTarget = self.access.target("writer", endpoint);
+            let c = self.access.connect(&target).await.ok()?;
+            let row = c.query_one("SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool", &[]).await.ok()?;
+            Some(row.get::<_, bool>(0))
+        };
+        matches!(
+            tokio::time::timeout(self.config.probe_timeout, probe).await,
+            Ok(Some(true))
+        )
+    }
+
+    async fn lag(&self, region: &str) -> Option<f64> {
+        let sample = self
+            .store
+            .get::<LagSample>(&keys::lag_latest(region))
+            .await
+            .ok()
+            .flatten()?
+            .value;
+        let fresh = now_ms().saturating_sub(sample.taken_at_ms)
+            <= self.config.lag_max_age.as_millis() as u64;
+        if fresh {
+            sample.heartbeat_ms
+        } else {
+            None
+        }
+    }
+
+    pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
+        let regions = self.config.region_names();
+        let (reachable, health) = tokio::join!(
+            self.primary_answers(),
+            self.driver.secondaries(active, &regions)
+        );
+        let mut candidates = Vec::new();
+        for h in health {
+            candidates.push(Candidate {
+                lag_ms: self.lag(&h.region).await,
+                region: h.region,
+                healthy: h.healthy,
+                note: h.note,
+                position: h.position,
+            });
+        }
+        Situation {
+            current_primary: active.to_string(),
+            primary_reachable: reachable,
+            candidates,
+            requested: trigger.requested,
+            target: trigger.target.clone(),
+            force: trigger.force,
+            rpo_budget_ms: self.config.rpo_budget_ms,
+        }
+    }
+
+    async fn audit(&self, what: &str, detail: Value) {
+        let at = now_ms();
+        let ts = format!("{at:013}#{:08x}", rand_suffix());
+        let event = json!({"what": what, "at_ms": at, "detail": detail});
+        if let Err(e) = self
+            .store
+            .append(
+                &keys::failover_event(&ts),
+                &event,
+                Some(Duration::from_secs(90 * 24 * 3600)),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "writing the audit event failed");
+        }
+    }
+
+    async fn notify(
+        &self,
+        event_type: &str,
+        severity: Severity,
+        subject: String,
+        text: String,
+        detail: Value,
+    ) {
+        if let Some(n) = &self.notifier {
+            let note = Notification {
+                subject,
+                event_type: format!("failover.{event_type}"),
+                severity,
+                text,
+                detail,
+            };
+            if let Err(e) = n.publish(&note).await {
+                tracing::warn!(error = %e, "notification failed");
+            }
+        }
+    }
+
+    fn in_cooldown(&self, state: &Option<FailoverState>) -> Option<String> {
+        let s = state.as_ref()?;
+        let finished = s.finished_at_ms?;
+        let until = finished + self.config.cooldown.as_millis() as u64;
+        (s.phase == Phase::Completed && now_ms() < until).then(|| {
+            format!(
+                "a {:?} {} -> {} completed {} s ago (epoch {}); cooldown until {} s from now",
+                s.kind,
+                s.from,
+                s.to,
+                (now_ms() - finished) / 1000,
+                s.lease_epoch,
+                (until - now_ms()) / 1000
+            )
+        })
+    }
+
+    pub async fn status(&self) -> Result<Value, FailoverError> {
+        let state = self
+            .store
+            .get::<FailoverState>(&state_key())
+            .await?
+            .map(|v| v.value);
+        let lease = self.leases.current().await?;
+        let mut lag = BTreeMap::new();
+        for r in self.config.region_names() {
+            lag.insert(r.clone(), self.lag(&r).await);
+        }
+        Ok(json!({
+            "active_region": self.active_region().await.ok(),
+            "state": state,
+            "lease": lease.map(|l| json!({"holder": l.holder, "epoch": l.epoch, "expires_at_ms": l.expires_at_ms})),
+            "fresh_lag_ms": lag,
+        }))
+    }
+
+    /// Runs one trigger. `holder` names this invocation in the lease.
+    pub async fn run(&self, trigger: Trigger, holder: &str) -> Result<Outcome, FailoverError> {
+        let started = Instant::now();
+        let started_ms = now_ms();
+        let active = self.active_region().await?;
+        let regions = self.config.region_names();
+        if let Some(t) = &trigger.target {
+            if !regions.contains(t) {
+                return Err(FailoverError::InvalidInput(format!(
+                    "unknown target region {t:?}; the regions are {}",
+                    regions.join(", ")
+                )));
+            }
+            if *t == active {
+                return Err(FailoverError::InvalidInput(format!(
+                    "the target {t} is already the primary; nothing to do"
+                )));
+            }
+        }
+        let state = self.store.get::<FailoverState>(&state_key()).await?;
+        if !trigger.dry_run {
+            if let Some(why) = self.in_cooldown(&state.as_ref().map(|s| s.value.clone())) {
+                return Ok(outcome("cooldown", why));
+            }
+        }
+        let situation = self.observe(&trigger, &active).await;
+        let observed_ms = started.elapsed().as_millis() as u64;
+        let decision = decide(&situation);
+        if trigger.dry_run {
+            let mut o = outcome("dry-run", format!("would: {}", summary_of(&decision)));
+            o.decision = Some(decision);
+            return Ok(o);
+        }
+        if let Decision::Refuse { reasons, alert } = &decision {
+            self.audit(
+                "refused",
+                json!({"trigger": trigger.describe, "reasons": reasons}),
+            )
+            .await;
+            if *alert {
+                self.notify(
+                    "refused",
+                    Severity::Critical,
+                    format!("cutover failover REFUSED ({})", trigger.describe),
+                    reasons.join("\n"),
+                    json!({"situation": situation}),
+                )
+                .await;
+            }
+            let mut o = outcome("refused", reasons.last().cloned().unwrap_or_default());
+            o.decision = Some(decision);
+            return Ok(o);
+        }
+
+        // Fencing: nothing changes before this.
+        let lease = match self.leases.acquire(holder, self.config.lease_ttl).await {
+            Ok(l) => l,
+            Err(cutover_core::Error::Fenced(why)) => {
+                let current = self.leases.current().await.ok().flatten();
+                let mut o = outcome(
+                    "fenced",
+                    format!("another invocation holds the failover lease: {why}"),
+                );
+                o.holder = current.as_ref().map(|c| c.holder.clone());
+                o.epoch = current.map(|c| c.epoch);
+                return Ok(o);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Re-read under the lease: someone may have finished just before we took it.
+        let state = self.store.get::<FailoverState>(&state_key()).await?;
+        if let Some(why) = self.in_cooldown(&state.as_ref().map(|s| s.value.clone())) {
+            let _ = self.leases.release(&lease).await;
+            return Ok(outcome("cooldown", why));
+        }
+        let (kind, from, to, expected_loss_ms, resumed) = match state.as_ref().map(|s| &s.value) {
+            Some(s) if s.phase == Phase::InProgress => (
+                s.kind,
+                s.from.clone(),
+                s.to.clone(),
+                s.expected_loss_ms,
+                true,
+            ),
+            _ => match &decision {
+                Decision::Switchover { target, .. } => (
+                    Kind::Switchover,
+                    active.clone(),
+                    target.clone(),
+                    Some(0.0),
+                    false,
+                ),
+                Decision::Failover {
+                    target,
+                    expected_loss_ms,
+                    ..
+                } => (
+                    Kind::Failover,
+                    active.clone(),
+                    target.clone(),
+                    *expected_loss_ms,
+                    false,
+                ),
+                Decision::Refuse { .. } => unreachable!("refusals returned above"),
+            },
+        };
+        let mut record = FailoverState {
+            phase: Phase::InProgress,
+            kind,
+            from: from.clone(),
+            to: to.clone(),
+            lease_epoch: lease.epoch,
+            holder: holder.to_string(),
+            trigger: trigger.describe.clone(),
+            expected_loss_ms,
+            started_at_ms: started_ms,
+            finished_at_ms: None,
+        };
+        let version = self
+            .store
+            .put_fenced(
+                &lease,
+                &state_key(),
+                &record,
+                state.as_ref().map(|s| s.version),
+            )
+            .await?;
+        self.audit(
+            if resumed { "resumed" } else { "started" },
+            json!({"epoch": lease.epoch, "holder": holder, "kind": kind, "from": from, "to": to,
+                   "trigger": trigger.describe, "reasons": decision.reasons(), "expected_loss_ms": expected_loss_ms}),
+        )
+        .await;
+
+        let driver_started = Instant::now();
+        let report: DriverReport = match kind {
+            Kind::Switchover => self.driver.switchover(&from, &to, &regions).await,
+            Kind::Failover => self.driver.failover(&from, &to, &regions).await,
+        }
+        .map_err(|e| {
+            tracing::error!(error = %e, "the driver failed; STATE stays in progress for the next holder");
+            e
+        })?;
+        let driver_ms = driver_started.elapsed().as_millis() as u64;
+
+        // Still the holder? (A stale holder is refused here, before the endpoints move.)
+        let lease = self.leases.renew(&lease, self.config.lease_ttl).await?;
+        let new_writer = cutover_core::db::parameter(
+            &self.ssm,
+            &self.db_param(&format!("reader-endpoint/{to}")),
+        )
+        .await?;
+        for (name, value) in [
+            (self.db_param("writer-endpoint"), new_writer.clone()),
+            (self.app_param("active-region"), to.clone()),
+        ] {
+            self.ssm
+                .put_parameter()
+                .name(&name)
+                .value(&value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    FailoverError::Core(cutover_core::Error::aws("SSM", "PutParameter", e))
+                })?;
+        }
+        let endpoints_at_ms = now_ms();
+        record.phase = Phase::Completed;
+        record.finished_at_ms = Some(endpoints_at_ms);
+        self.store
+            .put_fenced(&lease, &state_key(), &record, Some(version))
+            .await?;
+        let total_ms = started.elapsed().as_millis() as u64;
+        let timings = json!({
+            "observe_ms": observed_ms, "driver_ms": driver_ms, "total_ms": total_ms,
+            "promoted_at_ms": report.promoted_at_ms, "endpoints_at_ms": endpoints_at_ms, "started_at_ms": started_ms,
+        });
+        let detail = json!({"epoch": lease.epoch, "kind": kind, "from": from, "to": to, "writer_endpoint": new_writer,
+                            "trigger": trigger.describe, "reasons": decision.reasons(), "steps": report.steps,
+                            "expected_loss_ms": expected_loss_ms, "timings": timings});
+        self.audit("completed", detail.clone()).await;
+        let summary = format!(
+            "{:?} {from} -> {to} done in {total_ms} ms (epoch {}); writer endpoint now {new_writer}{}",
+            kind,
+            lease.epoch,
+            match (kind, expected_loss_ms) {
+                (Kind::Switchover, _) => "; RPO 0 by construction".to_string(),
+                (Kind::Failover, Some(l)) => format!("; up to {l:.0} ms of writes may be lost"),
+                (Kind::Failover, None) => "; data loss unknown (forced)".to_string(),
+            }
+        );
+        self.notify(
+            "completed",
+            Severity::Critical,
+            format!(
+                "cutover {} {from} -> {to}",
+                if kind == Kind::Switchover {
+                    "switchover"
+                } else {
+                    "failover"
+                }
+            ),
+            summary.clone(),
+            detail.clone(),
+        )
+        .await;
+        let entry = PutEventsRequestEntry::builder()
+            .source("cutover.failover")
+            .detail_type("Cutover Primary Changed")
+            .detail(detail.to_string())
+            .event_bus_name(&self.config.event_bus)
+            .build();
+        if let Err(e) = self.events.put_events().entries(entry).send().await {
+            tracing::warn!(error = %cutover_core::error::describe_chain(&e), "PutEvents failed");
+        }
+        let mut o = outcome(
+            if kind == Kind::Switchover {
+                "switchover"
+            } else {
+                "failover"
+            },
+            summary,
+        );
+        o.decision = Some(decision);
+        o.epoch = Some(lease.epoch);
+        o.holder = Some(holder.to_string());
+        o.steps = report.steps;
+        o.timings = Some(timings);
+        Ok(o)
+    }
+}
+
+fn summary_of(d: &Decision) -> String {
+    match d {
+        Decision::Switchover { target, .. } => format!("planned switchover to {target}"),
+        Decision::Failover {
+            target,
+            expected_loss_ms,
+            ..
+        } => format!(
+            "failover to {target}, expected loss {}",
+            expected_loss_ms.map_or("unknown".to_string(), |l| format!("{l:.0} ms"))
+        ),
+        Decision::Refuse { reasons, .. } => {
+            format!("refuse: {}", reasons.last().cloned().unwrap_or_default())
+        }
+    }
+}
+
+fn rand_suffix() -> u32 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    n ^ std::process::id().rotate_left(16)
+}

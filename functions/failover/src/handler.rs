@@ -1,0 +1,325 @@
+//! Events in, results out.
+//!
+//! - EventBridge "CloudWatch Alarm State Change", or the same alarm wrapped in an
+//!   SNS notification: a watched alarm going to ALARM triggers a failover; any
+//!   other alarm is logged and ignored.
+//! - Direct invoke: `{"command": "failover" | "switchover" | "dry-run" | "status",
+//!   "target": "eu-west-1", "force": false}` (`target` and `force` optional).
+//!
+//! Every event is checked before anything is read or written.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cutover_core::aws::Aws;
+use cutover_core::db::{self, DbAccess, Endpoint};
+use cutover_core::notify::Notifier;
+use cutover_core::state::{Leases, StateStore};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::aurora::AuroraGlobal;
+use crate::config::{DriverKind, FailoverConfig};
+use crate::decision::Requested;
+use crate::driver::AnyDriver;
+use crate::failover::{Failover, Trigger};
+use crate::pgstream::PgStreaming;
+use crate::FailoverError;
+
+/// Builds everything once per cold start.
+pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, FailoverError> {
+    let ssm = aws.ssm();
+    let access = DbAccess::load(&config.core.db, &ssm).await?;
+    let driver = match config.driver {
+        DriverKind::AuroraGlobal => AnyDriver::Aurora(AuroraGlobal {
+            client: aws_sdk_rds::Client::new(aws.sdk_config()),
+            global_cluster_id: config.global_cluster_id.clone().unwrap_or_default(),
+            clusters: config.cluster_arns.clone(),
+            poll_every: Duration::from_secs(5),
+            timeout: Duration::from_secs(12 * 60),
+        }),
+        DriverKind::PostgresStreaming => {
+            let prefix = &config.core.db.ssm_prefix;
+            let mut endpoints = BTreeMap::new();
+            for region in config.region_names() {
+                let text =
+                    db::parameter(&ssm, &format!("{prefix}/reader-endpoint/{region}")).await?;
+                let endpoint: Endpoint = text.parse().map_err(|e| {
+                    FailoverError::InvalidInput(format!("reader-endpoint/{region}: {e}"))
+                })?;
+                endpoints.insert(region, endpoint);
+            }
+            AnyDriver::Postgres(PgStreaming {
+                endpoints,
+                database: access.database.clone(),
+                admin_user: db::parameter(&ssm, &format!("{prefix}/admin-user")).await?,
+                admin_password: db::secure_string(&ssm, &format!("{prefix}/admin-password"))
+                    .await?,
+                tls: access.tls.clone(),
+                timeout: config.probe_timeout,
+                catch_up: Duration::from_secs(30),
+            })
+        }
+    };
+    let store = StateStore::new(aws.dynamodb(), config.core.state_table.clone());
+    Ok(Failover {
+        leases: Leases::failover(store.clone()),
+        store,
+        ssm,
+        events: aws_sdk_eventbridge::Client::new(aws.sdk_config()),
+        notifier: config
+            .core
+            .ops_topic_arn
+            .as_ref()
+            .map(|arn| Notifier::new(aws.sns(), arn.clone())),
+        access,
+        driver,
+        config,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Run(Trigger),
+    Status,
+    /// Not for us: an alarm that is not watched, or a watched one leaving ALARM.
+    Ignore(String),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+enum Raw {
+    Failover {
+        target: Option<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    Switchover {
+        target: Option<String>,
+    },
+    DryRun {
+        target: Option<String>,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        switchover: bool,
+    },
+    Status {},
+}
+
+fn invalid(m: impl Into<String>) -> FailoverError {
+    FailoverError::InvalidInput(m.into())
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+fn alarm(name: &str, state: &str, region: Option<&str>, watched: &[String]) -> Request {
+    if !watched.iter().any(|w| w == name) {
+        tracing::info!(alarm = %name, "not a watched alarm; ignored");
+        return Request::Ignore(format!(
+            "alarm {name} is not watched by the failover function; ignored"
+        ));
+    }
+    if state != "ALARM" {
+        return Request::Ignore(format!(
+            "alarm {name} went to {state}; only ALARM triggers a failover"
+        ));
+    }
+    Request::Run(Trigger {
+        requested: Requested::Auto,
+        target: None,
+        force: false,
+        dry_run: false,
+        describe: format!(
+            "alarm {name}{}",
+            region.map(|r| format!(" in {r}")).unwrap_or_default()
+        ),
+    })
+}
+
+pub fn parse_event(
+    event: &Value,
+    regions: &[String],
+    watched: &[String],
+) -> Result<Request, FailoverError> {
+    let Value::Object(map) = event else {
+        return Err(invalid("the event must be a JSON object"));
+    };
+    if let Some(records) = map.get("Records") {
+        let record = records
+            .as_array()
+            .and_then(|r| r.first())
+            .ok_or_else(|| invalid("Records is empty"))?;
+        let message = str_at(record, &["Sns", "Message"])
+            .ok_or_else(|| invalid("the record is not an SNS notification (no Sns.Message)"))?;
+        let a: Value = serde_json::from_str(message).map_err(|e| {
+            invalid(format!(
+                "the SNS message is not a CloudWatch alarm JSON: {e}"
+            ))
+        })?;
+        let name = str_at(&a, &["AlarmName"])
+            .ok_or_else(|| invalid("the SNS message has no AlarmName"))?;
+        let state = str_at(&a, &["NewStateValue"])
+            .ok_or_else(|| invalid("the SNS alarm has no NewStateValue"))?;
+        let region = str_at(&a, &["AlarmArn"]).and_then(|arn| arn.split(':').nth(3));
+        return Ok(alarm(name, state, region, watched));
+    }
+    if map.contains_key("detail-type") || map.contains_key("source") {
+        let kind = str_at(event, &["detail-type"]).unwrap_or_default();
+        let source = str_at(event, &["source"]).unwrap_or_default();
+        if (kind, source) != ("CloudWatch Alarm State Change", "aws.cloudwatch") {
+            return Err(invalid(format!(
+                "unsupported EventBridge event (detail-type {kind:?}, source {source:?}); accepted: CloudWatch Alarm State Change"
+            )));
+        }
+        let name = str_at(event, &["detail", "alarmName"])
+            .ok_or_else(|| invalid("the alarm event has no detail.alarmName"))?;
+        let state = str_at(event, &["detail", "state", "value"])
+            .ok_or_else(|| invalid("the alarm event has no detail.state.value"))?;
+        return Ok(alarm(name, state, str_at(event, &["region"]), watched));
+    }
+    if !map.contains_key("command") {
+        return Err(invalid(
+            "the event has no \"command\" (one of failover, switchover, dry-run, status)",
+        ));
+    }
+    let raw: Raw = serde_json::from_value(event.clone()).map_err(|e| invalid(e.to_string()))?;
+    let check = |t: &Option<String>| -> Result<(), FailoverError> {
+        match t {
+            Some(t) if !regions.contains(t) => Err(invalid(format!(
+                "unknown target region {t:?}; the regions are {}",
+                regions.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    };
+    Ok(match raw {
+        Raw::Failover { target, force } => {
+            check(&target)?;
+            Request::Run(Trigger {
+                requested: Requested::Auto,
+                describe: format!("manual failover{}", if force { " (forced)" } else { "" }),
+                target,
+                force,
+                dry_run: false,
+            })
+        }
+        Raw::Switchover { target } => {
+            check(&target)?;
+            Request::Run(Trigger {
+                requested: Requested::Switchover,
+                target,
+                force: false,
+                dry_run: false,
+                describe: "manual switchover".into(),
+            })
+        }
+        Raw::DryRun {
+            target,
+            force,
+            switchover,
+        } => {
+            check(&target)?;
+            Request::Run(Trigger {
+                requested: if switchover {
+                    Requested::Switchover
+                } else {
+                    Requested::Auto
+                },
+                target,
+                force,
+                dry_run: true,
+                describe: "dry run".into(),
+            })
+        }
+        Raw::Status {} => Request::Status,
+    })
+}
+
+pub async fn handle(f: &Failover, event: Value, holder: &str) -> Result<Value, FailoverError> {
+    match parse_event(&event, &f.config.region_names(), &f.config.watched_alarms)? {
+        Request::Ignore(why) => Ok(json!({"action": "ignored", "summary": why})),
+        Request::Status => f.status().await,
+        Request::Run(trigger) => {
+            let o = f.run(trigger, holder).await?;
+            serde_json::to_value(o).map_err(|e| FailoverError::Internal(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions() -> Vec<String> {
+        ["us-east-1", "eu-west-1", "ap-southeast-1"]
+            .map(String::from)
+            .to_vec()
+    }
+    fn watched() -> Vec<String> {
+        vec!["primary-writer-unavailable-local".to_string()]
+    }
+    fn sample(name: &str) -> Value {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/failover/");
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}{name}")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_sample_event_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/failover");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let name = path.file_name().unwrap().to_str().unwrap().to_string();
+                parse_event(&sample(&name), &regions(), &watched())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 7);
+        assert!(matches!(
+            parse_event(&sample("alarm-eventbridge.json"), &regions(), &watched()).unwrap(),
+            Request::Run(Trigger {
+                requested: Requested::Auto,
+                dry_run: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_event(&sample("alarm-not-watched.json"), &regions(), &watched()).unwrap(),
+            Request::Ignore(_)
+        ));
+        assert!(matches!(
+            parse_event(&sample("alarm-sns.json"), &regions(), &watched()).unwrap(),
+            Request::Run(_)
+        ));
+    }
+
+    #[test]
+    fn every_invalid_sample_is_refused_with_a_reason() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/failover/invalid");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let event: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let err = parse_event(&event, &regions(), &watched()).unwrap_err();
+            assert!(
+                matches!(err, FailoverError::InvalidInput(_)),
+                "{}: {err}",
+                path.display()
+            );
+            let d: lambda_runtime::Diagnostic = err.into();
+            assert_eq!(d.error_type, "InvalidInput");
+            n += 1;
+        }
+        assert!(n >= 6);
+    }
+}

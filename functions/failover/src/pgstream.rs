@@ -1,0 +1,344 @@
+//! `postgres-streaming`: failover for plain PostgreSQL streaming replication,
+//! done for real in the local rehearsal.
+//!
+//! Switchover: fence the old primary (`default_transaction_read_only = on`,
+//! reload, end every client session), wait until the target has replayed the
+//! old primary's last WAL position, `pg_promote()` the target, re-point every
+//! other standby at it (primary_conninfo + a replication slot on the new
+//! primary, reload). Failover: the same without the fence and the wait. The old
+//! primary is left fenced (or dead) for an operator to rebuild as a standby.
+//! Needs a superuser (or a role granted pg_promote, pg_reload_conf and ALTER
+//! SYSTEM on those settings): `/migration/db/<suffix>/admin-user` and the
+//! SecureString `admin-password`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cutover_core::config::SslMode;
+use cutover_core::db::{self, Endpoint, Password, PgTarget, Tls};
+use cutover_core::state::now_ms;
+use tokio_postgres::Client;
+
+use crate::driver::{Driver, DriverReport, Health};
+use crate::FailoverError;
+
+pub struct PgStreaming {
+    /// region → the server's endpoint (its reader endpoint; the writer's for the primary).
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub database: String,
+    pub admin_user: String,
+    pub admin_password: Password,
+    pub tls: Tls,
+    pub timeout: Duration,
+    /// How long a switchover waits for the target to catch up.
+    pub catch_up: Duration,
+}
+
+fn sql_err(region: &str, what: &str, e: &tokio_postgres::Error) -> FailoverError {
+    FailoverError::Driver(format!(
+        "{region}: {what}: {}",
+        e.as_db_error().map_or_else(
+            || cutover_core::error::describe_chain(e),
+            |d| d.message().to_string()
+        )
+    ))
+}
+
+/// A string literal for ALTER SYSTEM (which takes no parameters).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `primary_conninfo` pointed at another host and port, everything else kept.
+pub fn repoint(conninfo: &str, to: &Endpoint) -> String {
+    let mut parts: Vec<String> = conninfo
+        .split_whitespace()
+        .filter(|p| {
+            !p.starts_with("host=") && !p.starts_with("port=") && !p.starts_with("hostaddr=")
+        })
+        .map(str::to_string)
+        .collect();
+    parts.insert(0, format!("port={}", to.port));
+    parts.insert(0, format!("host={}", to.host));
+    parts.join(" ")
+}
+
+impl PgStreaming {
+    async fn connect(&self, region: &str) -> Result<Client, FailoverError> {
+        let endpoint = self.endpoints.get(region).ok_or_else(|| {
+            FailoverError::InvalidInput(format!("no endpoint for region {region}"))
+        })?;
+        let target = PgTarget::new(
+            region,
+            endpoint.clone(),
+            self.database.clone(),
+            self.admin_user.clone(),
+        );
+        Ok(db::connect(&target, &self.admin_password, &self.tls, self.timeout).await?)
+    }
+
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode()
+    }
+
+    async fn fence(&self, region: &str, steps: &mut Vec<String>) -> Result<String, FailoverError> {
+        let c = self.connect(region).await?;
+        c.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            .await
+            .map_err(|e| sql_err(region, "fencing (read-only)", &e))?;
+        c.batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| sql_err(region, "reload", &e))?;
+        let ended: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| sql_err(region, "ending client sessions", &e))?
+            .get(0);
+        let lsn: String = c
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|e| sql_err(region, "reading the WAL position", &e))?
+            .get(0);
+        steps.push(format!(
+            "{region}: fenced (default_transaction_read_only = on, {ended} client sessions ended) at WAL {lsn}"
+        ));
+        Ok(lsn)
+    }
+
+    async fn wait_replayed(
+        &self,
+        region: &str,
+        lsn: &str,
+        steps: &mut Vec<String>,
+    ) -> Result<(), FailoverError> {
+        let c = self.connect(region).await?;
+        let started = Instant::now();
+        loop {
+            let done: bool = c
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&lsn],
+                )
+                .await
+                .map_err(|e| sql_err(region, "reading the replay position", &e))?
+                .get(0);
+            if done {
+                steps.push(format!(
+                    "{region}: replayed up to {lsn} after {} ms",
+                    started.elapsed().as_millis()
+                ));
+                return Ok(());
+            }
+            if started.elapsed() > self.catch_up {
+                return Err(FailoverError::Driver(format!(
+                    "{region} did not replay up to {lsn} within {} s; the old primary stays fenced, nothing was promoted",
+                    self.catch_up.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn promote(&self, region: &str, steps: &mut Vec<String>) -> Result<u64, FailoverError> {
+        let c = self.connect(region).await?;
+        let in_recovery: bool = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| sql_err(region, "pg_is_in_recovery", &e))?
+            .get(0);
+        if !in_recovery {
+            // A holder that died after promoting: already done.
+            steps.push(format!("{region}: already promoted"));
+            return Ok(now_ms());
+        }
+        let started = Instant::now();
+        let ok: bool = c
+            .query_one("SELECT pg_promote(true, 60)", &[])
+            .await
+            .map_err(|e| sql_err(region, "pg_promote", &e))?
+            .get(0);
+        if !ok {
+            return Err(FailoverError::Driver(format!(
+                "{region}: pg_promote did not finish within 60 s"
+            )));
+        }
+        let at = now_ms();
+        steps.push(format!(
+            "{region}: promoted in {} ms",
+            started.elapsed().as_millis()
+        ));
+        Ok(at)
+    }
+
+    async fn repoint_standbys(
+        &self,
+        from: &str,
+        to: &str,
+        regions: &[String],
+        steps: &mut Vec<String>,
+    ) {
+        let Some(new_primary) = self.endpoints.get(to).cloned() else {
+            return;
+        };
+        for region in regions
+            .iter()
+            .filter(|r| r.as_str() != from && r.as_str() != to)
+        {
+            let result: Result<(), FailoverError> = async {
+                let c = self.connect(region).await?;
+                let row = c
+                    .query_one(
+                        "SELECT pg_is_in_recovery(), current_setting('primary_conninfo'), current_setting('primary_slot_name')",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| sql_err(region, "reading its replication settings", &e))?;
+                let (in_recovery, conninfo, slot): (bool, String, String) = (row.get(0), row.get(1), row.get(2));
+                if !in_recovery {
+                    return Err(FailoverError::Driver(format!("{region} is not a standby")));
+                }
+                if !slot.is_empty() {
+                    let p = self.connect(to).await?;
+                    p.execute(
+                        "SELECT pg_create_physical_replication_slot($1) \
+                         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                        &[&slot],
+                    )
+                    .await
+                    .map_err(|e| sql_err(to, "creating the replication slot", &e))?;
+                }
+                let new = repoint(&conninfo, &new_primary);
+                c.batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = {}", literal(&new)))
+                    .await
+                    .map_err(|e| sql_err(region, "setting primary_conninfo", &e))?;
+                c.batch_execute("SELECT pg_reload_conf()")
+                    .await
+                    .map_err(|e| sql_err(region, "reload", &e))?;
+                Ok(())
+            }
+            .await;
+            steps.push(match result {
+                Ok(()) => format!("{region}: now streams from {to} ({new_primary})"),
+                Err(e) => {
+                    format!("{region}: NOT re-pointed ({e}); rebuild it as a standby of {to}")
+                }
+            });
+        }
+    }
+}
+
+impl Driver for PgStreaming {
+    fn name(&self) -> &'static str {
+        "postgres-streaming"
+    }
+
+    async fn secondaries(&self, primary: &str, regions: &[String]) -> Vec<Health> {
+        let mut out = Vec::new();
+        for region in regions.iter().filter(|r| r.as_str() != primary) {
+            let probe = async {
+                let c = self.connect(region).await?;
+                let row = c
+                    .query_one(
+                        "SELECT pg_is_in_recovery(), (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| sql_err(region, "health", &e))?;
+                Ok::<_, FailoverError>((row.get::<_, bool>(0), row.get::<_, Option<i64>>(1)))
+            };
+            out.push(match tokio::time::timeout(self.timeout, probe).await {
+                Ok(Ok((true, pos))) => Health {
+                    region: region.clone(),
+                    healthy: true,
+                    note: None,
+                    position: pos.map(|p| p as u64),
+                },
+                Ok(Ok((false, _))) => Health {
+                    region: region.clone(),
+                    healthy: false,
+                    note: Some("not a standby (in recovery: no)".into()),
+                    position: None,
+                },
+                Ok(Err(e)) => Health {
+                    region: region.clone(),
+                    healthy: false,
+                    note: Some(e.to_string()),
+                    position: None,
+                },
+                Err(_) => Health {
+                    region: region.clone(),
+                    healthy: false,
+                    note: Some(format!("no answer within {} ms", self.timeout.as_millis())),
+                    position: None,
+                },
+            });
+        }
+        out
+    }
+
+    async fn switchover(
+        &self,
+        from: &str,
+        to: &str,
+        regions: &[String],
+    ) -> Result<DriverReport, FailoverError> {
+        let mut steps = Vec::new();
+        let lsn = self.fence(from, &mut steps).await?;
+        self.wait_replayed(to, &lsn, &mut steps).await?;
+        let at = self.promote(to, &mut steps).await?;
+        self.repoint_standbys(from, to, regions, &mut steps).await;
+        steps.push(format!(
+            "{from}: left fenced (read-only); rebuild it as a standby of {to} to fail back"
+        ));
+        Ok(DriverReport {
+            steps,
+            promoted_at_ms: Some(at),
+        })
+    }
+
+    async fn failover(
+        &self,
+        from: &str,
+        to: &str,
+        regions: &[String],
+    ) -> Result<DriverReport, FailoverError> {
+        let mut steps = Vec::new();
+        // If the old primary comes back, it must not take writes: fence it when it answers.
+        match tokio::time::timeout(self.timeout, self.fence(from, &mut steps)).await {
+            Ok(Ok(_)) => {}
+            _ => steps.push(format!(
+                "{from}: unreachable; not fenced (it must not be restarted as a primary)"
+            )),
+        }
+        let at = self.promote(to, &mut steps).await?;
+        self.repoint_standbys(from, to, regions, &mut steps).await;
+        Ok(DriverReport {
+            steps,
+            promoted_at_ms: Some(at),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repoint_keeps_everything_but_host_and_port() {
+        let to = Endpoint {
+            host: "localhost".into(),
+            port: 54322,
+        };
+        let old = "user=replicator password=x host=localhost port=54333 sslmode=verify-full sslrootcert=/ca.crt application_name=ap-southeast-1";
+        let new = repoint(old, &to);
+        assert_eq!(
+            new,
+            "host=localhost port=54322 user=replicator password=x sslmode=verify-full sslrootcert=/ca.crt application_name=ap-southeast-1"
+        );
+        assert_eq!(literal("a'b"), "'a''b'");
+    }
+}

@@ -31,6 +31,10 @@ order_for() {
     traffic-shifter) echo "reset status start-canary tick scheduled-tick pause resume alarm-ok-eventbridge \
       alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote \
       reset start-all-at-once reset" ;;
+    # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
+    # meet the cooldown. The world is rebuilt afterwards, since its primary has moved.
+    failover) echo "status dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
+      switchover failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac
 }
@@ -62,12 +66,18 @@ invoke() { # function file expect(ok|InvalidInput)
     "$(tr -d '\n' <<<"$out" | cut -c1-110)"
 }
 
-for dir in events/*/; do
-  fn=$(basename "$dir")
-  [ -d "functions/$fn" ] || continue
+# failover last: its real switchover moves the primary and the world is rebuilt after it
+# (which re-seeds moto with new ARNs that the running emulator's environment does not have).
+for fn in $(ls events | grep -v '^failover$'; [ -d events/failover ] && echo failover); do
+  [ -d "events/$fn" ] && [ -d "functions/$fn" ] || continue
   for name in $(order_for "$fn"); do
     if [ "$name" = reset ]; then
       (set -a; . "$R/world.env"; "$VENV/bin/python" tests/env/reset_traffic.py)
+      continue
+    fi
+    if [ "$name" = rebuild-world ]; then
+      echo "[invoke] rebuilding the world (the failover samples moved its primary)"
+      bash tests/env/world.sh down --purge >/dev/null && bash tests/env/world.sh up >/dev/null
       continue
     fi
     invoke "$fn" "events/$fn/$name.json" ok

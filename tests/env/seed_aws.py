@@ -187,6 +187,8 @@ def main():
             f"{region}={out['CUTOVER_' + kind + '_' + region.upper().replace('-', '_')]}" for region in REGIONS
         )
     out["CUTOVER_SERVICE"] = "app"
+    out["CUTOVER_FAILOVER_DRIVER"] = "postgres-streaming"
+    out["CUTOVER_FAILOVER_ALARMS"] = f"primary-writer-unavailable-{suffix}"
     out["CUTOVER_WATCHED_ALARMS"] = f"app-5xx-{suffix},app-p99-latency-{suffix}"
     for key, value in out.items():
         print(f"export {key}={value}")

@@ -6,6 +6,7 @@
 //! - [`data_validator_stage`], [`lag_stage`]: the function stages of `make demo`.
 
 pub mod data_validator_stage;
+pub mod failover_kit;
 pub mod lag_stage;
 pub mod replication;
 pub mod traffic;

@@ -7,19 +7,28 @@ started=$(date +%s)
 step() { printf '\n[demo] %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 step "building the rehearsal"
-cargo build --locked -p cutover-rehearsal --bin rehearsal
+cargo build --locked -p cutover-rehearsal --bins
 
 was_up=no
 if bash tests/env/world.sh status >/dev/null 2>&1; then was_up=yes; fi
 cleanup() {
-  if [ "$was_up" = no ] && [ "${KEEP_WORLD:-0}" != 1 ]; then
+  if [ "${KEEP_WORLD:-0}" = 1 ]; then
+    echo "[demo] KEEP_WORLD=1: the world stays up as the drills left it (make env-down --purge to reset)"
+  elif [ "$was_up" = no ]; then
     step "taking the local world down"
-    bash tests/env/world.sh down || true
+    bash tests/env/world.sh down --purge || true
+  else
+    # The failover drills moved the primary and killed a region: rebuild the world it was.
+    step "rebuilding the local world (the drills changed it)"
+    bash tests/env/world.sh down --purge >/dev/null && bash tests/env/world.sh up >/dev/null || true
   fi
 }
 trap cleanup EXIT
 
 step "bringing the local world up"
+# A world that is not running may hold what an earlier run left (e.g. KEEP_WORLD=1 after the
+# failover drills): start from a fresh one.
+if [ "$was_up" = no ]; then bash tests/env/world.sh down --purge >/dev/null 2>&1 || true; fi
 bash tests/env/world.sh up
 
 step "running the rehearsal"

@@ -22,6 +22,9 @@ cleanup() {
 trap cleanup EXIT
 
 step "bringing the local world up"
+# A world that is not running may hold what an earlier run left (e.g. KEEP_WORLD=1 after the
+# failover drills): start from a fresh one.
+if [ "$was_up" = no ]; then bash tests/env/world.sh down --purge >/dev/null 2>&1 || true; fi
 bash tests/env/world.sh up
 
 status=0

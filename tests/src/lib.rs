@@ -7,6 +7,7 @@
 
 pub mod data_validator_stage;
 pub mod failover_kit;
+pub mod failover_stage;
 pub mod lag_stage;
 pub mod replication;
 pub mod traffic;

@@ -353,6 +353,56 @@ impl World {
     pub fn thaw(&self, node: Node) -> Result<(), WorldError> {
         self.signal(node, "CONT")
     }
+
+    /// Kills a server outright (SIGKILL to every process): a lost region.
+    pub fn kill(&self, node: Node) -> Result<(), WorldError> {
+        self.signal(node, "KILL")
+    }
+
+    /// Kills a standby's delay-proxy: what it holds in flight is lost.
+    pub fn cut_network(&self, node: Node) -> Result<(), WorldError> {
+        let pidfile =
+            PathBuf::from(self.get("CUTOVER_NET_DIR")?).join(format!("{}.pid", node.name()));
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid.trim()])
+                .status();
+            let _ = std::fs::remove_file(&pidfile);
+        }
+        Ok(())
+    }
+
+    /// Starts a delay-proxy for `node` towards `target`'s port (after a failover moved
+    /// the primary), with the node's configured delay; returns the port it listens on.
+    pub fn reconnect_network(&self, node: Node, target: Node) -> Result<u16, WorldError> {
+        self.cut_network(node)?;
+        let net = PathBuf::from(self.get("CUTOVER_NET_DIR")?);
+        let listen = self.port(node)? + 10;
+        let bin = self.root().join("target/debug/delay-proxy");
+        let log = std::fs::File::create(net.join(format!("{}.log", node.name())))
+            .map_err(|e| WorldError::Setup(e.to_string()))?;
+        let child = std::process::Command::new(bin)
+            .args([
+                listen.to_string(),
+                self.port(target)?.to_string(),
+                net.join(format!("{}.delay_ms", node.name()))
+                    .display()
+                    .to_string(),
+            ])
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| WorldError::Setup(e.to_string()))?,
+            )
+            .stderr(log)
+            .spawn()
+            .map_err(|e| WorldError::Setup(format!("delay-proxy: {e}")))?;
+        std::fs::write(
+            net.join(format!("{}.pid", node.name())),
+            child.id().to_string(),
+        )
+        .map_err(|e| WorldError::Setup(e.to_string()))?;
+        Ok(listen)
+    }
 }
 
 #[cfg(test)]

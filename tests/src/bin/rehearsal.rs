@@ -8,10 +8,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cutover_rehearsal::world::World;
-use cutover_rehearsal::{data_validator_stage, lag_stage, replication, traffic_stage};
+use cutover_rehearsal::{
+    data_validator_stage, failover_stage, lag_stage, replication, traffic_stage,
+};
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 4;
+const STAGES: usize = 5;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -126,6 +128,40 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("   failed: {e}");
             summary.push(("traffic shift".into(), false, e.to_string()));
+        }
+    }
+
+    banner(
+        5,
+        "failover drills under load: a planned switchover, then a killed primary",
+    );
+    match failover_stage::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let detail = v["drills"]
+                .as_array()
+                .map(|ds| {
+                    ds.iter()
+                        .map(|d| {
+                            format!(
+                                "{} RTO {} ms, {} writes lost",
+                                d["drill"].as_str().unwrap_or(""),
+                                d["rto_ms"]
+                                    .as_f64()
+                                    .map_or("-".into(), |v| format!("{v:.0}")),
+                                d["lost"]
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            summary.push(("failover drills".into(), ok, detail));
+            report.insert("failover".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("failover drills".into(), false, e.to_string()));
         }
     }
 

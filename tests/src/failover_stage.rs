@@ -1,0 +1,386 @@
+//! The failover drills, for real: PostgreSQL standbys promoted by the failover
+//! function's postgres-streaming driver while a writer commits numbered rows
+//! against whatever endpoint SSM names, every acknowledged commit recorded.
+//!
+//! 1. Planned switchover us-east-1 → eu-west-1 (a manual `switchover`): every
+//!    acknowledged write must be on the new primary (RPO 0); RTO = last write
+//!    acknowledged by the old primary → first by the new one.
+//! 2. Killed primary: eu-west-1 is SIGKILLed and its network cut (the WAL in
+//!    flight to ap-southeast-1 is lost with it); the watched alarm's event is
+//!    handed to the function, which fails over to ap-southeast-1. RTO from the
+//!    event to the first write on ap-southeast-1; RPO = acknowledged writes
+//!    missing there, beside what the latest lag sample predicted.
+//!
+//! CDC from the source ends first (PostgreSQL 15 has no failover slots). The
+//! drills use a 5 s lease and cooldown so that two fit in one rehearsal.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cutover_core::db::DbAccess;
+use failover::handler::{build, handle};
+use serde_json::{json, Value};
+
+use crate::failover_kit::config;
+use crate::world::{Node, World, WorldError};
+
+fn fail(e: impl std::fmt::Display) -> WorldError {
+    WorldError::Setup(e.to_string())
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    seq: i64,
+    at: Instant,
+    region: String,
+}
+
+#[derive(Default)]
+struct Log {
+    acks: Vec<Ack>,
+    errors: usize,
+}
+
+/// Commits numbered rows, one at a time, to the writer SSM names; reconnects
+/// (re-reading SSM) on any error.
+async fn writer(
+    world: World,
+    log: Arc<Mutex<Log>>,
+    stop: Arc<AtomicBool>,
+    regions: BTreeMap<u16, String>,
+) {
+    let Ok(aws) = world.aws().await else { return };
+    let ssm = aws.ssm();
+    let Ok(settings) = world.core_settings() else {
+        return;
+    };
+    let Ok(access) = DbAccess::load(&settings.db, &ssm).await else {
+        return;
+    };
+    let mut seq: i64 = 0;
+    let mut conn: Option<(tokio_postgres::Client, String)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            let attempt = async {
+                let endpoint = access.writer_endpoint(&ssm).await.ok()?;
+                let region = regions.get(&endpoint.port).cloned().unwrap_or_default();
+                let target = access.target("writer", endpoint);
+                let c = tokio::time::timeout(Duration::from_secs(1), access.connect(&target))
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some((c, region))
+            };
+            conn = attempt.await;
+            if conn.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        }
+        let Some((c, region)) = conn.as_ref() else {
+            continue;
+        };
+        seq += 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
+        let insert = c.execute(
+            "INSERT INTO drill.writes (seq, region) VALUES ($1, $2)",
+            &params,
+        );
+        match tokio::time::timeout(Duration::from_secs(1), insert).await {
+            Ok(Ok(_)) => {
+                let ack = Ack {
+                    seq,
+                    at: Instant::now(),
+                    region: region.clone(),
+                };
+                if let Ok(mut l) = log.lock() {
+                    l.acks.push(ack);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            _ => {
+                if let Ok(mut l) = log.lock() {
+                    l.errors += 1;
+                }
+                conn = None;
+            }
+        }
+    }
+}
+
+async fn end_cdc(world: &World, progress: &mut dyn FnMut(String)) -> Result<(), WorldError> {
+    let target = world.admin_db(Node::UsEast1, "app").await?;
+    let exists = target
+        .query_opt(
+            "SELECT 1 FROM pg_subscription WHERE subname = 'cutover_sub'",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .is_some();
+    if exists {
+        for sql in [
+            "ALTER SUBSCRIPTION cutover_sub DISABLE",
+            "ALTER SUBSCRIPTION cutover_sub SET (slot_name = NONE)",
+            "DROP SUBSCRIPTION cutover_sub",
+        ] {
+            target.batch_execute(sql).await.map_err(fail)?;
+        }
+        let source = world.admin_db(Node::Source, "app").await?;
+        source
+            .batch_execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'cutover_sub'",
+            )
+            .await
+            .map_err(fail)?;
+        progress(
+            "CDC from the source ended: subscription cutover_sub dropped (the cutover point)"
+                .into(),
+        );
+    }
+    target
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS drill;
+             DROP TABLE IF EXISTS drill.writes;
+             CREATE TABLE drill.writes (seq bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+             GRANT USAGE ON SCHEMA drill TO cutover;
+             GRANT SELECT, INSERT ON drill.writes TO cutover;",
+        )
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Acknowledged sequence numbers missing on `node`.
+async fn missing_on(world: &World, node: Node, acks: &[Ack]) -> Result<Vec<i64>, WorldError> {
+    let c = world.admin_db(node, "app").await?;
+    let seqs: Vec<i64> = acks.iter().map(|a| a.seq).collect();
+    let found: Vec<i64> = c
+        .query("SELECT seq FROM drill.writes WHERE seq = ANY($1)", &[&seqs])
+        .await
+        .map_err(fail)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let found: std::collections::HashSet<i64> = found.into_iter().collect();
+    Ok(seqs.into_iter().filter(|s| !found.contains(s)).collect())
+}
+
+fn ms_between(a: Instant, b: Instant) -> f64 {
+    if b >= a {
+        (b - a).as_secs_f64() * 1000.0
+    } else {
+        -((a - b).as_secs_f64() * 1000.0)
+    }
+}
+
+pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    end_cdc(world, progress).await?;
+    let regions: BTreeMap<u16, String> = Node::TARGETS
+        .iter()
+        .filter_map(|n| world.port(*n).ok().map(|p| (p, n.name().to_string())))
+        .collect();
+    let aws = world.aws().await?;
+    let cfg = config(
+        world,
+        &[
+            ("CUTOVER_LEASE_TTL_MS", "5000"),
+            ("CUTOVER_COOLDOWN_MS", "5000"),
+        ],
+    )?;
+    let f = build(cfg, &aws).await.map_err(fail)?;
+    let log = Arc::new(Mutex::new(Log::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(writer(world.clone(), log.clone(), stop.clone(), regions));
+    let acks = |log: &Arc<Mutex<Log>>| log.lock().map(|l| l.acks.clone()).unwrap_or_default();
+    let mut drills = Vec::new();
+
+    // Drill 1: planned switchover.
+    progress(
+        "drill 1: planned switchover us-east-1 -> eu-west-1 under a writer committing every ~2 ms"
+            .into(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked = Instant::now();
+    let o = handle(
+        &f,
+        json!({"command": "switchover", "target": "eu-west-1"}),
+        "rehearsal-drill-1",
+    )
+    .await
+    .map_err(fail)?;
+    let answered = Instant::now();
+    for s in o["steps"].as_array().into_iter().flatten() {
+        progress(format!("  {}", s.as_str().unwrap_or("")));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a1 = acks(&log);
+    let last_old = a1
+        .iter()
+        .rev()
+        .find(|a| a.region == "us-east-1")
+        .map(|a| a.at);
+    let first_new = a1.iter().find(|a| a.region == "eu-west-1").map(|a| a.at);
+    let rto1 = last_old.zip(first_new).map(|(l, n)| ms_between(l, n));
+    let missing1 = missing_on(world, Node::EuWest1, &a1).await?;
+    progress(format!(
+        "  {} writes acknowledged; missing on eu-west-1: {}; RTO (last write on us-east-1 -> first on eu-west-1): {} ms; the function answered in {:.0} ms",
+        a1.len(),
+        missing1.len(),
+        rto1.map_or("-".into(), |r| format!("{r:.0}")),
+        ms_between(asked, answered)
+    ));
+    drills.push(json!({
+        "drill": "planned switchover", "from": "us-east-1", "to": "eu-west-1", "action": o["action"],
+        "acknowledged": a1.len(), "lost": missing1.len(), "rto_ms": rto1, "rpo_writes": missing1.len(),
+        "function_ms": ms_between(asked, answered), "steps": o["steps"], "ok": o["action"] == "switchover" && missing1.is_empty() && rto1.is_some_and(|r| r < 5000.0),
+    }));
+
+    // The network distance between ap-southeast-1 and its new primary, as before.
+    let port = world.reconnect_network(Node::ApSoutheast1, Node::EuWest1)?;
+    let ap = world.admin_db(Node::ApSoutheast1, "app").await?;
+    let conninfo: String = ap
+        .query_one("SELECT current_setting('primary_conninfo')", &[])
+        .await
+        .map_err(fail)?
+        .get(0);
+    let conninfo = conninfo
+        .split_whitespace()
+        .map(|p| {
+            if p.starts_with("port=") {
+                format!("port={port}")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    ap.batch_execute(&format!(
+        "ALTER SYSTEM SET primary_conninfo = '{}'",
+        conninfo.replace('\'', "''")
+    ))
+    .await
+    .map_err(fail)?;
+    ap.batch_execute("SELECT pg_reload_conf()")
+        .await
+        .map_err(fail)?;
+    progress(format!(
+        "ap-southeast-1 streams from eu-west-1 through delay-proxy :{port} again"
+    ));
+
+    // Fresh lag samples for the decision (lag-probe's code, primary now eu-west-1).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lag_cfg =
+        lag_probe::config::ProbeConfig::from_vars(&cutover_core::config::Vars::from_pairs(
+            world
+                .env_pairs()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([
+                    ("CUTOVER_PRIMARY_REGION", "eu-west-1"),
+                    ("CUTOVER_REGIONS", "eu-west-1,ap-southeast-1"),
+                ]),
+        ))
+        .map_err(fail)?;
+    let lag_env = lag_probe::handler::Env::new(lag_cfg, aws.clone());
+    let lag = lag_probe::handler::handle(
+        &lag_env,
+        json!({"command": "probe", "window_ms": 4000}),
+        None,
+    )
+    .await
+    .map_err(fail)?;
+    let predicted_ms = lag["regions"][0]["heartbeat"]["p50_ms"].as_f64();
+    progress(format!(
+        "lag-probe: ap-southeast-1 heartbeat lag p50 {} ms (the loss a failover to it would cause)",
+        predicted_ms.map_or("-".into(), |v| format!("{v:.0}"))
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Drill 2: the primary's region is lost.
+    progress("drill 2: eu-west-1 (primary) is killed and its network cut; the writer-unavailable alarm fires".into());
+    world.kill(Node::EuWest1)?;
+    world.cut_network(Node::ApSoutheast1)?;
+    let killed = Instant::now();
+    let before_kill: Vec<Ack> = acks(&log)
+        .into_iter()
+        .filter(|a| a.region == "eu-west-1")
+        .collect();
+    let event = json!({
+        "version": "0", "id": "rehearsal-drill-2", "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": "123456789012", "time": "2026-11-24T11:00:00Z",
+        "region": "eu-west-1", "resources": [],
+        "detail": {"alarmName": f.config.watched_alarms.first().cloned().unwrap_or_default(), "state": {"value": "ALARM"}, "previousState": {"value": "OK"}}
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let event_at = Instant::now();
+    let o2 = handle(&f, event, "rehearsal-drill-2").await.map_err(fail)?;
+    for s in o2["decision"]["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(o2["steps"].as_array().into_iter().flatten())
+    {
+        progress(format!("  {}", s.as_str().unwrap_or("")));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = w.await;
+    let all = acks(&log);
+    let first_ap = all
+        .iter()
+        .find(|a| a.region == "ap-southeast-1" && a.at > killed)
+        .map(|a| a.at);
+    let rto2 = first_ap.map(|t| ms_between(event_at, t));
+    let lost = missing_on(world, Node::ApSoutheast1, &before_kill).await?;
+    let predicted_writes = predicted_ms.map(|p| {
+        before_kill
+            .iter()
+            .filter(|a| ms_between(a.at, killed) <= p)
+            .count()
+    });
+    progress(format!(
+        "  {} writes acknowledged by eu-west-1; lost: {} (predicted from the lag sample: {} writes in the last {} ms); RTO (alarm event -> first write on ap-southeast-1): {} ms",
+        before_kill.len(),
+        lost.len(),
+        predicted_writes.map_or("-".into(), |n| n.to_string()),
+        predicted_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        rto2.map_or("-".into(), |r| format!("{r:.0}"))
+    ));
+    let errors = log.lock().map(|l| l.errors).unwrap_or(0);
+    drills.push(json!({
+        "drill": "killed primary", "from": "eu-west-1", "to": "ap-southeast-1", "action": o2["action"],
+        "acknowledged": before_kill.len(), "lost": lost.len(), "rpo_writes": lost.len(),
+        "predicted_lost_writes": predicted_writes, "predicted_loss_ms": predicted_ms,
+        "rto_ms": rto2, "decision": o2["decision"], "steps": o2["steps"],
+        "ok": o2["action"] == "failover" && rto2.is_some_and(|r| r < 10000.0),
+    }));
+    let ok = drills.iter().all(|d| d["ok"] == true);
+    progress(String::new());
+    progress(format!(
+        "{:<20}{:<28}{:>10}{:>12}{:>14}",
+        "drill", "move", "RTO ms", "lost writes", "predicted"
+    ));
+    for d in &drills {
+        progress(format!(
+            "{:<20}{:<28}{:>10}{:>12}{:>14}",
+            d["drill"].as_str().unwrap_or(""),
+            format!(
+                "{} -> {}",
+                d["from"].as_str().unwrap_or(""),
+                d["to"].as_str().unwrap_or("")
+            ),
+            d["rto_ms"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.0}")),
+            d["lost"].as_u64().unwrap_or(0),
+            d["predicted_lost_writes"]
+                .as_u64()
+                .map_or("0 (RPO 0)".into(), |v| v.to_string()),
+        ));
+    }
+    Ok(
+        json!({"ok": ok, "drills": drills, "writer_errors": errors, "lease_ttl_ms": 5000, "cooldown_ms": 5000}),
+    )
+}

@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { printf '\n[test] %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
+if ! command -v chromium >/dev/null; then
+  step "installing Chromium from Debian's packages (the report test renders the HTML report headless)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 step "building the workspace and its tests"
 cargo test --workspace --no-run --locked
 cargo build --workspace --bins --locked

@@ -271,13 +271,13 @@ proxy_bin() {
 }
 
 start_proxy() {
-  local node=$1 pidfile="$R/net/$1.pid" port
+  local node=$1 upstream=${2:-$PORT_US_EAST_1} pidfile="$R/net/$1.pid" port
   port=$(proxy_port_of "$node")
   mkdir -p "$R/net"
   [ -f "$R/net/$node.delay_ms" ] || echo "$(delay_of "$node")" > "$R/net/$node.delay_ms"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
   port_busy "$port" && die "port $port (delay-proxy for $node) is in use by another process"
-  nohup "$(proxy_bin)" "$port" "$PORT_US_EAST_1" "$R/net/$node.delay_ms" > "$R/net/$node.log" 2>&1 &
+  nohup "$(proxy_bin)" "$port" "$upstream" "$R/net/$node.delay_ms" > "$R/net/$node.log" 2>&1 &
   echo $! > "$pidfile"
   local i
   for i in $(seq 1 50); do port_busy "$port" && return 0; sleep 0.1; done
@@ -450,10 +450,39 @@ cmd_status() {
   return "$ok"
 }
 
+# Rebuilds <node> from scratch as a streaming standby of <primary> (after a failover drill
+# moved the primary), its WAL through its delay-proxy as before.
+cmd_rebuild_standby() {
+  local node=$1 primary=$2 dir slot repl
+  PGBIN=$(pg_bin)
+  layout >/dev/null
+  dir=$(datadir "$node")
+  if running "$node"; then as_pg "$PGBIN/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null || true; fi
+  # A killed server leaves its processes' pid file; make sure nothing of it is left running.
+  if [ -f "$dir/postmaster.pid" ]; then kill -9 "$(head -1 "$dir/postmaster.pid")" 2>/dev/null || true; fi
+  rm -rf "$dir"
+  if [ -f "$R/net/$node.pid" ]; then kill "$(cat "$R/net/$node.pid")" 2>/dev/null || true; rm -f "$R/net/$node.pid"; fi
+  start_proxy "$node" "$(port_of "$primary")"
+  slot=${node//-/_}
+  psql_on "$primary" postgres -c "SELECT pg_create_physical_replication_slot('$slot') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null
+  repl=$(secret replicator_password)
+  log "$node: rebuilding as a standby of $primary (pg_basebackup over TLS)"
+  as_pg env PGPASSWORD="$repl" PGSSLMODE=verify-full PGSSLROOTCERT="$R/tls/ca.crt" \
+    "$PGBIN/pg_basebackup" -h localhost -p "$(port_of "$primary")" -U replicator -D "$dir" -X stream -S "$slot" --checkpoint=fast >/dev/null
+  server_conf "$node"
+  cat >> "$dir/postgresql.auto.conf" <<CONF
+primary_conninfo = 'host=localhost port=$(proxy_port_of "$node") user=replicator password=$repl sslmode=verify-full sslrootcert=$R/tls/ca.crt application_name=$node'
+primary_slot_name = '$slot'
+CONF
+  as_pg touch "$dir/standby.signal"
+  start_node "$node"
+}
+
 case "${1:-}" in
+  rebuild-standby) shift; [ $# = 2 ] || { echo "usage: $0 rebuild-standby <node> <primary-node>" >&2; exit 2; }; cmd_rebuild_standby "$1" "$2" ;;
   up) cmd_up ;;
   down) shift; cmd_down "${1:-}" ;;
   purge) cmd_down --purge ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up | down [--purge] | status | purge" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down [--purge] | status | purge | rebuild-standby <node> <primary>" >&2; exit 2 ;;
 esac

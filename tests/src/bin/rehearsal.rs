@@ -165,6 +165,14 @@ async fn main() -> ExitCode {
         }
     }
 
+    match cutover_rehearsal::notifications::drain(&world).await {
+        Ok(n) => {
+            println!("\n   {} notifications were published to SNS (read back from the SQS capture queues)", n.len());
+            report.insert("notifications".into(), Value::Array(n));
+        }
+        Err(e) => eprintln!("   reading the notifications failed: {e}"),
+    }
+
     println!("\n== summary ({} s)", started.elapsed().as_secs());
     for (name, ok, detail) in &summary {
         println!(
@@ -172,14 +180,37 @@ async fn main() -> ExitCode {
             if *ok { " ok " } else { "FAIL" }
         );
     }
+    report.insert(
+        "summary".into(),
+        Value::Array(
+            summary
+                .iter()
+                .map(|(stage, ok, detail)| json!({"stage": stage, "ok": ok, "detail": detail}))
+                .collect(),
+        ),
+    );
+    report.insert(
+        "generated_at".into(),
+        json!(time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()),
+    );
+    report.insert("duration_s".into(), json!(started.elapsed().as_secs()));
+    let report = Value::Object(report);
     let out_dir = world.root().join("rehearsal-report");
     if std::fs::create_dir_all(&out_dir).is_ok() {
-        let path = out_dir.join("report.json");
-        match serde_json::to_string_pretty(&Value::Object(report))
-            .map(|text| std::fs::write(&path, text))
-        {
-            Ok(Ok(())) => println!("   report: {}", path.display()),
-            _ => eprintln!("rehearsal: could not write {}", path.display()),
+        let json_path = out_dir.join("report.json");
+        let html_path = out_dir.join("index.html");
+        let written = serde_json::to_string_pretty(&report)
+            .map(|text| std::fs::write(&json_path, text))
+            .map(|_| std::fs::write(&html_path, cutover_rehearsal::report::render_html(&report)));
+        match written {
+            Ok(Ok(())) => println!(
+                "   report: {} and {}",
+                html_path.display(),
+                json_path.display()
+            ),
+            _ => eprintln!("rehearsal: could not write {}", out_dir.display()),
         }
     }
     if summary.iter().all(|(_, ok, _)| *ok) {

@@ -1,0 +1,539 @@
+//! `rehearsal-report/index.html`: the rehearsal's report as one self-contained
+//! page — plots are inline SVG drawn here, no script or style is fetched, so it
+//! opens anywhere without a network. A few lines of inline script check, once
+//! the page is laid out, that every plot rendered, and say so in the title
+//! (`plots-rendered:<n>/<total>`), which the browser test reads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+    /// A jump in x larger than this breaks the line (no data in between).
+    pub max_gap: Option<f64>,
+}
+
+/// A line chart (or a step chart) as inline SVG.
+pub fn chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    step: bool,
+    marks: &[(String, f64)],
+) -> String {
+    let (w, h, left, right, top, bottom) = (900.0, 300.0, 70.0, 200.0, 30.0, 45.0);
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
+    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, f64::MIN);
+    for (x, y) in &all {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y1 = y1.max(*y);
+    }
+    if all.is_empty() {
+        (x0, x1, y1) = (0.0, 1.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let y1 = if y1 <= 0.0 { 1.0 } else { y1 * 1.08 };
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
+    let py = |y: f64| top + (1.0 - y / y1) * (h - top - bottom);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{t}"><text x="{left}" y="18" font-weight="bold">{t}</text>"##,
+        t = esc(title)
+    );
+    for i in 0..=5 {
+        let yv = y1 * f64::from(i) / 5.0;
+        let y = py(yv);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{yv:.0}</text>"##,
+            w - right,
+            left - 6.0,
+            y + 4.0
+        );
+        let xv = x0 + (x1 - x0) * f64::from(i) / 5.0;
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{xv:.1}</text>"##,
+            px(xv),
+            h - bottom + 16.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{}" stroke="#333"/><line x1="{left}" x2="{}" y1="{}" y2="{}" stroke="#333"/><text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text><text x="14" y="{}" font-size="12" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"##,
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom,
+        (left + w - right) / 2.0,
+        h - 8.0,
+        esc(x_label),
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0,
+        esc(y_label)
+    );
+    for (what, x) in marks {
+        let x = px(*x);
+        let _ = write!(
+            svg,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#888" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" font-size="10" fill="#555">{}</text>"##,
+            h - bottom,
+            x + 3.0,
+            top + 10.0,
+            esc(what)
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let mut segments: Vec<String> = vec![String::new()];
+        let mut prev: Option<(f64, f64)> = None;
+        for (x, y) in &s.points {
+            if let (Some((x_prev, _)), Some(gap)) = (prev, s.max_gap) {
+                if x - x_prev > gap {
+                    segments.push(String::new());
+                    prev = None;
+                }
+            }
+            let Some(pts) = segments.last_mut() else {
+                continue;
+            };
+            if step {
+                if let Some((_, py_prev)) = prev {
+                    let _ = write!(pts, "{:.1},{:.1} ", px(*x), py(py_prev));
+                }
+            }
+            let _ = write!(pts, "{:.1},{:.1} ", px(*x), py(*y));
+            prev = Some((*x, *y));
+        }
+        let dash = if s.dashed {
+            r#"stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        for pts in segments.iter().filter(|p| !p.is_empty()) {
+            let _ = write!(
+                svg,
+                r##"<polyline fill="none" stroke="{color}" stroke-width="2" {dash} points="{}"/>"##,
+                pts.trim_end()
+            );
+        }
+        let ly = top + 16.0 * i as f64 + 10.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}" font-size="12">{}</text>"##,
+            w - right + 10.0,
+            w - right + 30.0,
+            w - right + 35.0,
+            ly + 4.0,
+            esc(&s.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = String::from("<table><tr>");
+    for h in headers {
+        let _ = write!(t, "<th>{}</th>", esc(h));
+    }
+    t.push_str("</tr>");
+    for r in rows {
+        t.push_str("<tr>");
+        for c in r {
+            let _ = write!(t, "<td>{}</td>", esc(c));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
+}
+
+fn num(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| {
+            if f.fract() == 0.0 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.1}")
+            }
+        }),
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn lag_section(lag: &Value) -> String {
+    let timeline = lag["probe"]["timeline"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let t0 = timeline
+        .iter()
+        .filter_map(|p| p["at_ms"].as_f64())
+        .fold(f64::MAX, f64::min);
+    let mut by_region: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in &timeline {
+        if p["source"] == "heartbeat" && p["status"] == "ok" {
+            if let (Some(at), Some(l), Some(r)) = (
+                p["at_ms"].as_f64(),
+                p["lag_ms"].as_f64(),
+                p["region"].as_str(),
+            ) {
+                by_region
+                    .entry(r.to_string())
+                    .or_default()
+                    .push(((at - t0) / 1000.0, l));
+            }
+        }
+    }
+    let mut series: Vec<Series> = by_region
+        .iter()
+        .map(|(r, pts)| Series {
+            name: format!("{r} (1 s)"),
+            points: pts.clone(),
+            dashed: false,
+            max_gap: Some(2.5),
+        })
+        .collect();
+    if let Some(eu) = by_region.get("eu-west-1") {
+        let mean = lag["spike"]["window_mean_ms"].as_f64().unwrap_or(0.0);
+        if let (Some(first), Some(last)) = (eu.first(), eu.last()) {
+            series.push(Series {
+                name: "eu-west-1 window mean".into(),
+                points: vec![(first.0, mean), (last.0, mean)],
+                dashed: true,
+                max_gap: None,
+            });
+        }
+    }
+    let rows: Vec<Vec<String>> = lag["probe"]["regions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                r["region"].as_str().unwrap_or("").to_string(),
+                num(&r["heartbeat"]["samples"]),
+                num(&r["heartbeat"]["p50_ms"]),
+                num(&r["heartbeat"]["p99_ms"]),
+                num(&r["heartbeat"]["max_ms"]),
+                num(&r["engine"]["p50_ms"]),
+                num(&r["resolution_p50_ms"]),
+                num(&r["unreachable"]),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Replication lag per region, one sample per second</h2><p>Heartbeat lag measured on the probe's own clock. A {} ms spike was injected into eu-west-1 for {} s ({}); at one-second resolution it peaks at {} ms, while the window's mean reads {} ms.</p>{}{}",
+        num(&lag["spike"]["extra_ms"]),
+        num(&lag["spike"]["for_s"]),
+        esc(lag["method"].as_str().unwrap_or("")),
+        num(&lag["spike"]["peak_ms"]),
+        num(&lag["spike"]["window_mean_ms"]),
+        chart("Heartbeat lag (ms)", "seconds", "lag ms", &series, false, &[]),
+        table(&["region", "samples", "p50 ms", "p99 ms", "max ms", "engine p50 ms", "resolution p50 ms", "unreachable"], &rows)
+    )
+}
+
+fn traffic_section(t: &Value) -> String {
+    let mut by_region: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut marks = Vec::new();
+    for p in t["timeline"].as_array().into_iter().flatten() {
+        if let (Some(ms), Some(g), Some(r)) = (
+            p["t_ms"].as_f64(),
+            p["green"].as_f64(),
+            p["region"].as_str(),
+        ) {
+            by_region
+                .entry(r.to_string())
+                .or_default()
+                .push((ms / 1000.0, g));
+            if p["note"] == "alarm: rolled back" && r == "eu-west-1" {
+                marks.push(("alarm -> rollback".to_string(), ms / 1000.0));
+            }
+        }
+    }
+    let series: Vec<Series> = by_region
+        .into_iter()
+        .map(|(r, points)| Series {
+            name: r,
+            points,
+            dashed: false,
+            max_gap: None,
+        })
+        .collect();
+    format!(
+        "<h2>Traffic: green's share per region</h2><p>A canary at 20 % rolled back by the app-5xx alarm in {} ms (event received to 100 % blue verified in all three regions), then region by region to 100 % green in {} ticks.</p>{}",
+        num(&t["rollback_ms"]),
+        num(&t["ticks"]),
+        chart("Green weight (%)", "seconds", "green %", &series, true, &marks)
+    )
+}
+
+fn failover_section(f: &Value) -> String {
+    let mut by_region: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in f["throughput"].as_array().into_iter().flatten() {
+        if let (Some(ms), Some(n), Some(r)) = (
+            p["t_ms"].as_f64(),
+            p["writes"].as_f64(),
+            p["region"].as_str(),
+        ) {
+            by_region
+                .entry(r.to_string())
+                .or_default()
+                .push((ms / 1000.0, n));
+        }
+    }
+    let series: Vec<Series> = by_region
+        .into_iter()
+        .map(|(r, points)| Series {
+            name: format!("writes on {r}"),
+            points,
+            dashed: false,
+            max_gap: Some(0.35),
+        })
+        .collect();
+    let marks: Vec<(String, f64)> = f["marks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["what"].as_str()?.to_string(),
+                m["t_ms"].as_f64()? / 1000.0,
+            ))
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = f["drills"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            vec![
+                d["drill"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "{} -> {}",
+                    d["from"].as_str().unwrap_or(""),
+                    d["to"].as_str().unwrap_or("")
+                ),
+                num(&d["rto_ms"]),
+                num(&d["acknowledged"]),
+                num(&d["lost"]),
+                d["predicted_lost_writes"]
+                    .as_u64()
+                    .map_or("0 (planned: RPO 0)".into(), |v| {
+                        format!("{v} ({} ms of lag)", num(&d["predicted_loss_ms"]))
+                    }),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Failover drills</h2><p>A writer committed numbered rows to whatever endpoint SSM named, recording every acknowledged commit. Not rehearsed: {}.</p>{}{}",
+        esc(f["not_rehearsed"].as_str().unwrap_or("-")),
+        chart("Acknowledged writes per 100 ms", "seconds", "writes", &series, false, &marks),
+        table(&["drill", "move", "RTO ms", "acknowledged", "lost", "predicted loss"], &rows)
+    )
+}
+
+fn validation_section(v: &Value) -> String {
+    let mut rows = Vec::new();
+    for (label, key) in [
+        ("baseline", "baseline"),
+        ("drift injected", "before_repair"),
+        ("after repair", "after_repair"),
+    ] {
+        for t in v[key]["tables"].as_array().into_iter().flatten() {
+            rows.push(vec![
+                label.to_string(),
+                t["table"].as_str().unwrap_or("").to_string(),
+                t["verdict"].as_str().unwrap_or("").to_string(),
+                num(&t["source_rows"]),
+                num(&t["target_rows"]),
+                num(&t["missing_in_target"]),
+                num(&t["extra_in_target"]),
+                num(&t["different"]),
+                t["first_keys"]
+                    .as_array()
+                    .map(|k| {
+                        k.iter()
+                            .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default(),
+            ]);
+        }
+    }
+    format!(
+        "<h2>Data validation</h2>{}",
+        table(
+            &[
+                "run",
+                "table",
+                "verdict",
+                "source rows",
+                "target rows",
+                "missing",
+                "extra",
+                "different",
+                "first differing keys"
+            ],
+            &rows
+        )
+    )
+}
+
+fn replication_section(r: &Value) -> String {
+    let rows: Vec<Vec<String>> = r["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            vec![
+                n["node"].as_str().unwrap_or("").to_string(),
+                n["role"].as_str().unwrap_or("").to_string(),
+                num(&n["port"]),
+                n["tls"].as_str().unwrap_or("").to_string(),
+                num(&n["configured_delay_ms"]),
+                num(&n["from_source_ms"]),
+                num(&n["from_primary_ms"]),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>The world</h2>{}",
+        table(
+            &[
+                "node",
+                "role",
+                "port",
+                "TLS",
+                "configured delay ms",
+                "source -> node ms",
+                "primary -> node ms"
+            ],
+            &rows
+        )
+    )
+}
+
+fn notifications_section(n: &Value) -> String {
+    let rows: Vec<Vec<String>> = n
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            vec![
+                m["timestamp"].as_str().unwrap_or("").to_string(),
+                m["topic"].as_str().unwrap_or("").to_string(),
+                m["event_type"].as_str().unwrap_or("").to_string(),
+                m["severity"].as_str().unwrap_or("").to_string(),
+                m["subject"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Every notification published ({})</h2>{}",
+        rows.len(),
+        table(
+            &["time", "topic", "event type", "severity", "subject"],
+            &rows
+        )
+    )
+}
+
+/// The whole page.
+pub fn render_html(report: &Value) -> String {
+    let mut body = String::new();
+    let summary: Vec<Vec<String>> = report["summary"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            vec![
+                if s["ok"] == true {
+                    "ok".into()
+                } else {
+                    "FAIL".into()
+                },
+                s["stage"].as_str().unwrap_or("").to_string(),
+                s["detail"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let _ = write!(
+        body,
+        "<h2>Summary</h2>{}",
+        table(&["", "stage", "measured"], &summary)
+    );
+    if report.get("replication").is_some() {
+        body.push_str(&replication_section(&report["replication"]));
+    }
+    if report.get("validation").is_some() {
+        body.push_str(&validation_section(&report["validation"]));
+    }
+    if report.get("lag").is_some() {
+        body.push_str(&lag_section(&report["lag"]));
+    }
+    if report.get("traffic").is_some() {
+        body.push_str(&traffic_section(&report["traffic"]));
+    }
+    if report.get("failover").is_some() {
+        body.push_str(&failover_section(&report["failover"]));
+    }
+    if report.get("notifications").is_some() {
+        body.push_str(&notifications_section(&report["notifications"]));
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cutover rehearsal report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+th {{ background: #f3f3f3; }}
+svg.plot {{ display: block; margin: 0.5em 0; font-family: system-ui, sans-serif; }}
+</style></head>
+<body><h1>cutover: local rehearsal report</h1>
+<p>Generated {generated} by <code>make demo</code> on one machine: PostgreSQL source, a primary and two standbys for three regions, moto for AWS. Every figure below was measured in this run.</p>
+{body}
+<script>
+window.addEventListener('load', function () {{
+  var plots = document.querySelectorAll('svg.plot');
+  var ok = 0;
+  plots.forEach(function (p) {{
+    var b = p.getBBox();
+    var lines = Array.prototype.filter.call(p.querySelectorAll('polyline'), function (l) {{ return l.getTotalLength() > 0; }});
+    if (b.width > 0 && b.height > 0 && lines.length > 0) ok++;
+  }});
+  document.title = 'plots-rendered:' + ok + '/' + plots.length;
+}});
+</script>
+</body></html>
+"#,
+        generated = esc(report["generated_at"].as_str().unwrap_or(""))
+    )
+}

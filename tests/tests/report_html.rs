@@ -1,0 +1,105 @@
+//! The rehearsal report in a real browser: headless Chromium (Debian's
+//! `chromium`, which `make test` installs) loads `index.html` rendered from a
+//! report a real `make demo` wrote (tests/fixtures/report.json), the page's own
+//! script checks that every plot was laid out with its lines drawn, and a
+//! screenshot is saved to rehearsal-report/screenshot.png.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cutover_rehearsal::report::render_html;
+use serde_json::Value;
+
+fn chromium() -> PathBuf {
+    for candidate in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
+        let p = PathBuf::from(candidate);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no Chromium found (/usr/bin/chromium): `make test` installs Debian's chromium package");
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn the_report_renders_every_plot_in_chromium_and_is_screenshotted() {
+    let fixture = root().join("tests/fixtures/report.json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let html = render_html(&report);
+    let plots = html.matches("<svg class=\"plot\"").count();
+    assert_eq!(plots, 3, "lag, traffic and failover plots");
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(),
+        "nothing is fetched"
+    );
+    let dir = root().join("target/report-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("index.html");
+    std::fs::write(&page, &html).unwrap();
+    let url = format!("file://{}", page.display());
+    let profile = dir.join("profile");
+    let common = [
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--no-first-run".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let dom = Command::new(chromium())
+        .args(&common)
+        .args(["--virtual-time-budget=3000", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        text.contains(&format!("<title>plots-rendered:{plots}/{plots}</title>")),
+        "the page did not report every plot rendered; title: {:?}; stderr: {}",
+        text.split("<title>")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next()),
+        String::from_utf8_lossy(&dom.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+    );
+    let out_dir = root().join("rehearsal-report");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let shot = out_dir.join("screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    let status = Command::new(chromium())
+        .args(&common)
+        .args([
+            "--window-size=1100,3200".to_string(),
+            "--hide-scrollbars".into(),
+            format!("--screenshot={}", shot.display()),
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(
+        png.len() > 20_000,
+        "a {} byte screenshot is too small to hold the plots",
+        png.len()
+    );
+}

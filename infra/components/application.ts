@@ -1,0 +1,175 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name } from "../config";
+
+export interface ApplicationArgs {
+  suffix: string;
+  region: string;
+  provider: aws.Provider;
+  vpcId: pulumi.Input<string>;
+  publicSubnetIds: pulumi.Input<string>[];
+  privateSubnetIds: pulumi.Input<string>[];
+  albSecurityGroupId: pulumi.Input<string>;
+  taskSecurityGroupId: pulumi.Input<string>;
+  image: string;
+  containerPort: number;
+  desiredCount: number;
+  maxCount: number;
+}
+
+/**
+ * The listener's options. The traffic-shifter owns the weights once deployed: without
+ * ignoring changes to the default actions, the next `pulumi up` would reset them to 100/0
+ * (the aws-cdk#36649 trap).
+ */
+export function listenerOptions(base: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
+  return { ...base, ignoreChanges: ["defaultActions"] };
+}
+
+/** The initial split: everything to blue. */
+export function initialForward(blueArn: pulumi.Input<string>, greenArn: pulumi.Input<string>) {
+  return [{
+    type: "forward",
+    forward: {
+      targetGroups: [
+        { arn: blueArn, weight: 100 },
+        { arn: greenArn, weight: 0 },
+      ],
+    },
+  }];
+}
+
+/**
+ * One region's application: ECS cluster, a Fargate task definition (256 CPU / 512 MiB) with
+ * logs, a service behind an ALB whose listener forwards to a blue and a green target group
+ * by weight, and autoscaling on CPU and on memory.
+ */
+export class Application extends pulumi.ComponentResource {
+  readonly listenerArn: pulumi.Output<string>;
+  readonly blueTargetGroupArn: pulumi.Output<string>;
+  readonly greenTargetGroupArn: pulumi.Output<string>;
+  readonly albArnSuffix: pulumi.Output<string>;
+  readonly albDnsName: pulumi.Output<string>;
+  readonly clusterName: pulumi.Output<string>;
+  readonly serviceName: pulumi.Output<string>;
+
+  constructor(id: string, args: ApplicationArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:application:Application", id, {}, opts);
+    const o = { parent: this, provider: args.provider };
+    const n = (type: string) => name(type, args.suffix, args.region);
+
+    const cluster = new aws.ecs.Cluster(n("ecs"), {
+      name: n("ecs"),
+      settings: [{ name: "containerInsights", value: "enabled" }],
+    }, o);
+    const logs = new aws.cloudwatch.LogGroup(n("log-app"), {
+      name: `/ecs/${n("app")}`,
+      retentionInDays: 30,
+    }, o);
+    const executionRole = new aws.iam.Role(n("role-task-exec"), {
+      assumeRolePolicy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [{ Effect: "Allow", Principal: { Service: "ecs-tasks.amazonaws.com" }, Action: "sts:AssumeRole" }],
+      }),
+    }, o);
+    new aws.iam.RolePolicyAttachment(n("role-task-exec-policy"), {
+      role: executionRole.name,
+      policyArn: "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+    }, o);
+    const task = new aws.ecs.TaskDefinition(n("task-app"), {
+      family: n("app"),
+      cpu: "256",
+      memory: "512",
+      networkMode: "awsvpc",
+      requiresCompatibilities: ["FARGATE"],
+      executionRoleArn: executionRole.arn,
+      containerDefinitions: logs.name.apply((group) => JSON.stringify([{
+        name: "app",
+        image: args.image,
+        essential: true,
+        portMappings: [{ containerPort: args.containerPort, protocol: "tcp" }],
+        logConfiguration: {
+          logDriver: "awslogs",
+          options: { "awslogs-group": group, "awslogs-region": args.region, "awslogs-stream-prefix": "app" },
+        },
+      }])),
+    }, o);
+
+    const alb = new aws.lb.LoadBalancer(n("alb"), {
+      name: n("alb").slice(0, 32),
+      loadBalancerType: "application",
+      internal: false,
+      subnets: args.publicSubnetIds,
+      securityGroups: [args.albSecurityGroupId],
+      enableDeletionProtection: false,
+    }, o);
+    const group = (color: string) => new aws.lb.TargetGroup(n(`tg-${color}`), {
+      name: n(`tg-${color}`).slice(0, 32),
+      port: args.containerPort,
+      protocol: "HTTP",
+      targetType: "ip",
+      vpcId: args.vpcId,
+      deregistrationDelay: 30,
+      healthCheck: { path: "/", healthyThreshold: 2, unhealthyThreshold: 3, interval: 15, matcher: "200-399" },
+    }, o);
+    const blue = group("blue");
+    const green = group("green");
+    const listener = new aws.lb.Listener(n("listener"), {
+      loadBalancerArn: alb.arn,
+      port: 80,
+      protocol: "HTTP",
+      defaultActions: initialForward(blue.arn, green.arn),
+    }, listenerOptions(o));
+
+    const service = new aws.ecs.Service(n("svc-app"), {
+      name: n("app"),
+      cluster: cluster.arn,
+      taskDefinition: task.arn,
+      desiredCount: args.desiredCount,
+      launchType: "FARGATE",
+      networkConfiguration: {
+        subnets: args.privateSubnetIds,
+        securityGroups: [args.taskSecurityGroupId],
+        assignPublicIp: false,
+      },
+      loadBalancers: [{ targetGroupArn: blue.arn, containerName: "app", containerPort: args.containerPort }],
+      forceDelete: true,
+    }, { ...o, dependsOn: [listener] });
+
+    const target = new aws.appautoscaling.Target(n("scaling-target"), {
+      serviceNamespace: "ecs",
+      scalableDimension: "ecs:service:DesiredCount",
+      resourceId: pulumi.interpolate`service/${cluster.name}/${service.name}`,
+      minCapacity: args.desiredCount,
+      maxCapacity: args.maxCount,
+    }, o);
+    const scaling: [string, string, number][] = [
+      ["cpu", "ECSServiceAverageCPUUtilization", 60],
+      ["memory", "ECSServiceAverageMemoryUtilization", 70],
+    ];
+    for (const [kind, metric, value] of scaling) {
+      new aws.appautoscaling.Policy(n(`scaling-${kind}`), {
+        policyType: "TargetTrackingScaling",
+        serviceNamespace: target.serviceNamespace,
+        scalableDimension: target.scalableDimension,
+        resourceId: target.resourceId,
+        targetTrackingScalingPolicyConfiguration: {
+          predefinedMetricSpecification: { predefinedMetricType: metric },
+          targetValue: value,
+          scaleInCooldown: 120,
+          scaleOutCooldown: 60,
+        },
+      }, o);
+    }
+
+    this.listenerArn = listener.arn;
+    this.blueTargetGroupArn = blue.arn;
+    this.greenTargetGroupArn = green.arn;
+    this.albArnSuffix = alb.arnSuffix;
+    this.albDnsName = alb.dnsName;
+    this.clusterName = cluster.name;
+    this.serviceName = service.name;
+    this.registerOutputs({ listenerArn: this.listenerArn, albDnsName: this.albDnsName });
+  }
+}

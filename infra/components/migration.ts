@@ -1,0 +1,146 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name } from "../config";
+
+export interface MigrationArgs {
+  suffix: string;
+  region: string;
+  provider: aws.Provider;
+  createDms: boolean;
+  createVpn: boolean;
+  vpcId: pulumi.Input<string>;
+  privateSubnetIds: pulumi.Input<string>[];
+  privateRouteTableId: pulumi.Input<string>;
+  securityGroupId: pulumi.Input<string>;
+  oracleEndpoint: string;
+  oraclePort: number;
+  oracleServiceName: string;
+  /** The Aurora writer this task loads into, and its credentials. */
+  targetEndpoint: pulumi.Input<string>;
+  targetDatabase: string;
+  targetUsername: string;
+  targetPassword: pulumi.Input<string>;
+  customerGatewayIp: string;
+  onPremCidr: string;
+}
+
+/** DMS table mappings: every table of every schema but Oracle's own. */
+export function tableMappings(): string {
+  return JSON.stringify({
+    rules: [
+      {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "all-application-schemas",
+        "object-locator": { "schema-name": "%", "table-name": "%" },
+        "rule-action": "include",
+      },
+      ...["SYS", "SYSTEM", "OUTLN", "XDB", "MDSYS", "CTXSYS"].map((schema, i) => ({
+        "rule-type": "selection",
+        "rule-id": String(i + 2),
+        "rule-name": `exclude-${schema.toLowerCase()}`,
+        "object-locator": { "schema-name": schema, "table-name": "%" },
+        "rule-action": "exclude",
+      })),
+    ],
+  });
+}
+
+/**
+ * The way in from on-premises, both optional: DMS (replication instance, Oracle source,
+ * Aurora target, a full-load-and-CDC task) when `createDms`; a site-to-site VPN (customer
+ * gateway, virtual private gateway on the primary VPC, connection and static route) when
+ * `createVpn`.
+ */
+export class Migration extends pulumi.ComponentResource {
+  readonly replicationTaskArn?: pulumi.Output<string>;
+  readonly vpnConnectionId?: pulumi.Output<string>;
+
+  constructor(id: string, args: MigrationArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:migration:Migration", id, {}, opts);
+    const o = { parent: this, provider: args.provider };
+    const n = (type: string) => name(type, args.suffix);
+
+    if (args.createDms) {
+      const oraclePassword = aws.ssm.getParameterOutput(
+        { name: `/migration/db/${args.suffix}/oracle-password`, withDecryption: true },
+        { parent: this, provider: args.provider },
+      );
+      const subnets = new aws.dms.ReplicationSubnetGroup(n("dms-subnets"), {
+        replicationSubnetGroupId: n("dms-subnets"),
+        replicationSubnetGroupDescription: "cutover DMS, private subnets of the primary region",
+        subnetIds: args.privateSubnetIds,
+      }, o);
+      const instance = new aws.dms.ReplicationInstance(n("dms"), {
+        replicationInstanceId: n("dms"),
+        replicationInstanceClass: "dms.t3.medium",
+        allocatedStorage: 50,
+        multiAz: false,
+        publiclyAccessible: false,
+        replicationSubnetGroupId: subnets.id,
+        vpcSecurityGroupIds: [args.securityGroupId],
+        applyImmediately: true,
+      }, o);
+      const source = new aws.dms.Endpoint(n("dms-source-oracle"), {
+        endpointId: n("dms-source-oracle"),
+        endpointType: "source",
+        engineName: "oracle",
+        serverName: args.oracleEndpoint,
+        port: args.oraclePort,
+        databaseName: args.oracleServiceName,
+        username: "cutover_dms",
+        password: oraclePassword.value,
+        sslMode: "none",
+      }, o);
+      const target = new aws.dms.Endpoint(n("dms-target-aurora"), {
+        endpointId: n("dms-target-aurora"),
+        endpointType: "target",
+        engineName: "aurora-postgresql",
+        serverName: args.targetEndpoint,
+        port: 5432,
+        databaseName: args.targetDatabase,
+        username: args.targetUsername,
+        password: args.targetPassword,
+        sslMode: "require",
+      }, o);
+      const task = new aws.dms.ReplicationTask(n("dms-task"), {
+        replicationTaskId: n("dms-task"),
+        migrationType: "full-load-and-cdc",
+        replicationInstanceArn: instance.replicationInstanceArn,
+        sourceEndpointArn: source.endpointArn,
+        targetEndpointArn: target.endpointArn,
+        tableMappings: tableMappings(),
+        startReplicationTask: false,
+      }, o);
+      this.replicationTaskArn = task.replicationTaskArn;
+    }
+
+    if (args.createVpn) {
+      const cgw = new aws.ec2.CustomerGateway(n("cgw"), {
+        bgpAsn: "65000",
+        ipAddress: args.customerGatewayIp,
+        type: "ipsec.1",
+        tags: { Name: n("cgw") },
+      }, o);
+      const vgw = new aws.ec2.VpnGateway(n("vgw"), { vpcId: args.vpcId, tags: { Name: n("vgw") } }, o);
+      const vpn = new aws.ec2.VpnConnection(n("vpn"), {
+        customerGatewayId: cgw.id,
+        vpnGatewayId: vgw.id,
+        type: "ipsec.1",
+        staticRoutesOnly: true,
+        tags: { Name: n("vpn") },
+      }, o);
+      new aws.ec2.VpnConnectionRoute(n("vpn-route"), {
+        vpnConnectionId: vpn.id,
+        destinationCidrBlock: args.onPremCidr,
+      }, o);
+      new aws.ec2.VpnGatewayRoutePropagation(n("vpn-propagation"), {
+        vpnGatewayId: vgw.id,
+        routeTableId: args.privateRouteTableId,
+      }, o);
+      this.vpnConnectionId = vpn.id;
+    }
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,141 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name, subnetCidrs } from "../config";
+
+export interface NetworkArgs {
+  suffix: string;
+  region: string;
+  cidr: string;
+  containerPort: number;
+  provider: aws.Provider;
+}
+
+/**
+ * One region's network: a VPC with public and private subnets in two AZs, exactly one
+ * NAT gateway, S3 and DynamoDB gateway endpoints on the private route table, and the
+ * security groups: ALB <- 80/443 from the internet; tasks <- the container port from the
+ * ALB only; database <- 5432 from the tasks and the functions only.
+ */
+export class Network extends pulumi.ComponentResource {
+  readonly vpcId: pulumi.Output<string>;
+  readonly publicSubnetIds: pulumi.Output<string>[];
+  readonly privateSubnetIds: pulumi.Output<string>[];
+  readonly privateRouteTableId: pulumi.Output<string>;
+  readonly albSecurityGroupId: pulumi.Output<string>;
+  readonly taskSecurityGroupId: pulumi.Output<string>;
+  readonly functionSecurityGroupId: pulumi.Output<string>;
+  readonly databaseSecurityGroupId: pulumi.Output<string>;
+
+  constructor(id: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:network:Network", id, {}, opts);
+    const o = { parent: this, provider: args.provider };
+    const n = (type: string) => name(type, args.suffix, args.region);
+    const cidrs = subnetCidrs(args.cidr);
+    const zones = aws.getAvailabilityZonesOutput({ state: "available" }, { provider: args.provider, parent: this });
+
+    const vpc = new aws.ec2.Vpc(n("vpc"), {
+      cidrBlock: args.cidr,
+      enableDnsHostnames: true,
+      enableDnsSupport: true,
+      tags: { Name: n("vpc") },
+    }, o);
+    const igw = new aws.ec2.InternetGateway(n("igw"), { vpcId: vpc.id, tags: { Name: n("igw") } }, o);
+
+    const publicRt = new aws.ec2.RouteTable(n("rt-public"), {
+      vpcId: vpc.id,
+      routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }],
+      tags: { Name: n("rt-public") },
+    }, o);
+    const publicSubnets = cidrs.public.map((cidr, i) => {
+      const s = new aws.ec2.Subnet(n(`subnet-public-${i}`), {
+        vpcId: vpc.id,
+        cidrBlock: cidr,
+        availabilityZone: zones.names[i],
+        mapPublicIpOnLaunch: true,
+        tags: { Name: n(`subnet-public-${i}`), tier: "public" },
+      }, o);
+      new aws.ec2.RouteTableAssociation(n(`rta-public-${i}`), { subnetId: s.id, routeTableId: publicRt.id }, o);
+      return s;
+    });
+
+    // Exactly one NAT gateway per region (cost over AZ redundancy; see README).
+    const eip = new aws.ec2.Eip(n("eip-nat"), { domain: "vpc", tags: { Name: n("eip-nat") } }, o);
+    const nat = new aws.ec2.NatGateway(n("nat"), {
+      allocationId: eip.id,
+      subnetId: publicSubnets[0].id,
+      tags: { Name: n("nat") },
+    }, { ...o, dependsOn: [igw] });
+    const privateRt = new aws.ec2.RouteTable(n("rt-private"), {
+      vpcId: vpc.id,
+      routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }],
+      tags: { Name: n("rt-private") },
+    }, o);
+    const privateSubnets = cidrs.private.map((cidr, i) => {
+      const s = new aws.ec2.Subnet(n(`subnet-private-${i}`), {
+        vpcId: vpc.id,
+        cidrBlock: cidr,
+        availabilityZone: zones.names[i],
+        tags: { Name: n(`subnet-private-${i}`), tier: "private" },
+      }, o);
+      new aws.ec2.RouteTableAssociation(n(`rta-private-${i}`), { subnetId: s.id, routeTableId: privateRt.id }, o);
+      return s;
+    });
+    for (const service of ["s3", "dynamodb"]) {
+      new aws.ec2.VpcEndpoint(n(`vpce-${service}`), {
+        vpcId: vpc.id,
+        serviceName: `com.amazonaws.${args.region}.${service}`,
+        vpcEndpointType: "Gateway",
+        routeTableIds: [privateRt.id],
+        tags: { Name: n(`vpce-${service}`) },
+      }, o);
+    }
+
+    const egress = [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], description: "outbound" }];
+    const albSg = new aws.ec2.SecurityGroup(n("sg-alb"), {
+      vpcId: vpc.id,
+      description: "ALB: HTTP and HTTPS from the internet",
+      ingress: [80, 443].map((port) => ({
+        protocol: "tcp", fromPort: port, toPort: port, cidrBlocks: ["0.0.0.0/0"], description: `port ${port} from the internet`,
+      })),
+      egress,
+      tags: { Name: n("sg-alb") },
+    }, o);
+    const taskSg = new aws.ec2.SecurityGroup(n("sg-tasks"), {
+      vpcId: vpc.id,
+      description: "ECS tasks: the container port from the ALB only",
+      ingress: [{
+        protocol: "tcp", fromPort: args.containerPort, toPort: args.containerPort,
+        securityGroups: [albSg.id], description: "from the ALB",
+      }],
+      egress,
+      tags: { Name: n("sg-tasks") },
+    }, o);
+    const fnSg = new aws.ec2.SecurityGroup(n("sg-functions"), {
+      vpcId: vpc.id,
+      description: "cutover Lambdas: no inbound",
+      egress,
+      tags: { Name: n("sg-functions") },
+    }, o);
+    const dbSg = new aws.ec2.SecurityGroup(n("sg-db"), {
+      vpcId: vpc.id,
+      description: "Aurora: 5432 from the tasks and the functions only",
+      ingress: [
+        { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [taskSg.id], description: "from the ECS tasks" },
+        { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [fnSg.id], description: "from the cutover functions" },
+      ],
+      egress,
+      tags: { Name: n("sg-db") },
+    }, o);
+
+    this.vpcId = vpc.id;
+    this.publicSubnetIds = publicSubnets.map((s) => s.id);
+    this.privateSubnetIds = privateSubnets.map((s) => s.id);
+    this.privateRouteTableId = privateRt.id;
+    this.albSecurityGroupId = albSg.id;
+    this.taskSecurityGroupId = taskSg.id;
+    this.functionSecurityGroupId = fnSg.id;
+    this.databaseSecurityGroupId = dbSg.id;
+    this.registerOutputs({ vpcId: this.vpcId, privateSubnetIds: this.privateSubnetIds });
+  }
+}

@@ -1,0 +1,73 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name } from "../config";
+
+export interface ParametersArgs {
+  suffix: string;
+  provider: aws.Provider;
+  primaryRegion: string;
+  databaseName: string;
+  username: string;
+  password: pulumi.Input<string>;
+  writerEndpoint: pulumi.Input<string>;
+  readerEndpoints: Record<string, pulumi.Input<string>>;
+  sourceDsn: pulumi.Input<string>;
+  caBundlePem: string;
+}
+
+export interface ParameterSpec {
+  path: string;
+  value: pulumi.Input<string>;
+  secure: boolean;
+  /**
+   * Rewritten at run time (failover moves the writer and the active region; operators put
+   * the real source DSN): `pulumi up` sets the first value and then leaves it alone.
+   */
+  owned: boolean;
+}
+
+/** The SSM hierarchy the functions read (and failover rewrites); secrets are SecureString. */
+export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
+  const db = `/migration/db/${a.suffix}`;
+  const app = `/migration/app/${a.suffix}`;
+  const endpoint = (host: pulumi.Input<string>) => pulumi.interpolate`${host}:5432`;
+  return [
+    { path: `${db}/writer-endpoint`, value: endpoint(a.writerEndpoint), secure: false, owned: true },
+    ...Object.entries(a.readerEndpoints).map(([region, host]) => ({
+      path: `${db}/reader-endpoint/${region}`, value: endpoint(host), secure: false, owned: false,
+    })),
+    { path: `${db}/database`, value: a.databaseName, secure: false, owned: false },
+    { path: `${db}/user`, value: a.username, secure: false, owned: false },
+    { path: `${db}/password`, value: a.password, secure: true, owned: false },
+    { path: `${db}/source-dsn`, value: a.sourceDsn, secure: true, owned: true },
+    { path: `${db}/ca-bundle`, value: a.caBundlePem, secure: false, owned: false },
+    { path: `${app}/active-region`, value: a.primaryRegion, secure: false, owned: true },
+    {
+      path: `${app}/traffic-policy`,
+      value: JSON.stringify({ plan: "canary-10-5m", scope: "region-by-region" }),
+      secure: false,
+      owned: false,
+    },
+  ];
+}
+
+export class Parameters extends pulumi.ComponentResource {
+  readonly names: string[];
+
+  constructor(id: string, args: ParametersArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:parameters:Parameters", id, {}, opts);
+    const specs = parameterSpecs(args);
+    for (const spec of specs) {
+      const slug = spec.path.split("/").slice(3).join("-");
+      new aws.ssm.Parameter(name(`ssm-${spec.path.split("/")[2]}-${slug}`, args.suffix), {
+        name: spec.path,
+        type: spec.secure ? "SecureString" : "String",
+        value: spec.value,
+        tier: "Standard",
+      }, { parent: this, provider: args.provider, ignoreChanges: spec.owned ? ["value"] : [] });
+    }
+    this.names = specs.map((s) => s.path);
+    this.registerOutputs({ names: this.names });
+  }
+}

@@ -1,0 +1,15 @@
+// cutover: the platform in three AWS regions. This file only reads config and composes.
+import * as pulumi from "@pulumi/pulumi";
+
+import { readSettings } from "./config";
+import { createPlatform } from "./components/platform";
+
+const settings = readSettings(new pulumi.Config());
+const platform = createPlatform(settings);
+
+export const regions = platform.regions;
+export const globalClusterId = platform.globalClusterId;
+export const stateTableName = platform.stateTableName;
+export const parameterNames = platform.parameterNames;
+export const replicationTaskArn = platform.replicationTaskArn;
+export const vpnConnectionId = platform.vpnConnectionId;

@@ -1,0 +1,20 @@
+// index.ts only reads config and composes: with the stack's config set, it builds the platform.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import * as pulumi from "@pulumi/pulumi";
+
+import { install, ofType, settle } from "./mocks";
+
+install("index");
+pulumi.runtime.setAllConfig({ "cutover:environmentSuffix": "t3", "cutover:createVpn": "true" });
+
+test("index composes the platform from the stack config", async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const index = require("../index");
+  await settle();
+  assert.equal(index.regions.length, 3);
+  assert.equal(ofType("aws:rds/globalCluster:GlobalCluster")[0].name, "aurora-global-t3");
+  assert.equal(ofType("aws:ec2/vpnConnection:VpnConnection").length, 1);
+  assert.equal(ofType("aws:dms/replicationTask:ReplicationTask").length, 0);
+});

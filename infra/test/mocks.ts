@@ -1,0 +1,88 @@
+// Pulumi mocks that record every resource and fail on any call the code is not meant to make.
+import * as pulumi from "@pulumi/pulumi";
+
+export interface Recorded {
+  type: string;
+  name: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  inputs: any;
+  region: string;
+}
+
+export const resources: Recorded[] = [];
+export const calls: string[] = [];
+
+const ALLOWED_CALLS = new Set([
+  "aws:index/getAvailabilityZones:getAvailabilityZones",
+  "aws:ssm/getParameter:getParameter",
+]);
+
+function regionOf(provider: string | undefined): string {
+  const m = /aws-([a-z]{2}-[a-z]+-\d)-/.exec(provider ?? "");
+  return m === null ? "none" : m[1];
+}
+
+export function install(stack: string): void {
+  pulumi.runtime.setMocks({
+    newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
+      const region = args.type === "pulumi:providers:aws" ? String(args.inputs.region) : regionOf(args.provider);
+      resources.push({ type: args.type, name: args.name, inputs: args.inputs, region });
+      const arn = `arn:aws:mock:${region}:123456789012:${args.type}/${args.name}`;
+      const state: Record<string, unknown> = { ...args.inputs, arn, name: args.inputs.name ?? args.name };
+      if (args.type === "aws:rds/cluster:Cluster") {
+        state.endpoint = `${args.name}.cluster-x.${region}.rds.amazonaws.com`;
+        state.readerEndpoint = `${args.name}.cluster-ro-x.${region}.rds.amazonaws.com`;
+      }
+      if (args.type === "aws:lb/loadBalancer:LoadBalancer") {
+        state.arnSuffix = `app/${args.name}/0123`;
+        state.dnsName = `${args.name}.${region}.elb.amazonaws.com`;
+      }
+      if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-secret-0123456789";
+      if (args.type === "aws:dms/replicationTask:ReplicationTask") state.replicationTaskArn = arn;
+      if (args.type === "aws:dms/replicationInstance:ReplicationInstance") state.replicationInstanceArn = arn;
+      if (args.type === "aws:dms/endpoint:Endpoint") state.endpointArn = arn;
+      return { id: `${args.name}-id`, state };
+    },
+    call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+      calls.push(args.token);
+      if (!ALLOWED_CALLS.has(args.token)) throw new Error(`unexpected call ${args.token}`);
+      if (args.token === "aws:ssm/getParameter:getParameter") {
+        return { name: args.inputs.name, value: "oracle-secret", type: "SecureString" };
+      }
+      return { names: ["zone-a", "zone-b", "zone-c"], zoneIds: ["z1", "z2", "z3"] };
+    },
+  }, "cutover", stack, false);
+}
+
+/** Waits until no new resource has been registered for a while. */
+export async function settle(): Promise<void> {
+  let last = -1;
+  let still = 0;
+  while (still < 5) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (resources.length === last) still++;
+    else { still = 0; last = resources.length; }
+  }
+}
+
+export function ofType(type: string, region?: string): Recorded[] {
+  return resources.filter((r) => r.type === type && (region === undefined || r.region === region));
+}
+
+export function one(type: string, nameIncludes: string): Recorded {
+  const found = resources.filter((r) => r.type === type && r.name.includes(nameIncludes));
+  if (found.length !== 1) throw new Error(`expected one ${type} named *${nameIncludes}*, found ${found.length}`);
+  return found[0];
+}
+
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/** Whether a recorded input is a Pulumi secret (kept encrypted in the state). */
+export function isSecret(v: unknown): boolean {
+  return typeof v === "object" && v !== null && SECRET_SIG in v;
+}
+
+/** A recorded input's value, secret or not. */
+export function plain(v: unknown): unknown {
+  return isSecret(v) ? (v as { value: unknown }).value : v;
+}

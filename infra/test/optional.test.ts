@@ -1,0 +1,57 @@
+// The platform with DMS and the VPN switched on.
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+
+import { calls, install, isSecret, ofType, one, plain, settle } from "./mocks";
+
+install("optional");
+
+import { readSettings } from "../config";
+import { tableMappings } from "../components/migration";
+import { createPlatform, PlatformOutputs } from "../components/platform";
+
+let out: PlatformOutputs;
+
+before(async () => {
+  const values: Record<string, unknown> = { createDms: true, createVpn: true, customerGatewayIp: "198.51.100.7" };
+  out = createPlatform(readSettings({
+    require: () => "t2",
+    get: (k) => values[k] as string | undefined,
+    getNumber: () => undefined,
+    getBoolean: (k) => values[k] as boolean | undefined,
+    getObject: () => undefined,
+  }));
+  await settle();
+});
+
+test("createDms: replication instance, Oracle source, Aurora target, full load and CDC", () => {
+  assert.equal(ofType("aws:dms/replicationInstance:ReplicationInstance", "us-east-1").length, 1);
+  const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
+  assert.equal(source.inputs.engineName, "oracle");
+  assert.equal(source.inputs.serverName, "onprem-oracle.example.com");
+  assert.equal(plain(source.inputs.password), "oracle-secret", "from an SSM SecureString, not config");
+  assert.ok(isSecret(source.inputs.password));
+  assert.ok(calls.includes("aws:ssm/getParameter:getParameter"));
+  const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
+  assert.equal(target.inputs.engineName, "aurora-postgresql");
+  assert.equal(target.inputs.sslMode, "require");
+  const task = ofType("aws:dms/replicationTask:ReplicationTask")[0];
+  assert.equal(task.inputs.migrationType, "full-load-and-cdc");
+  assert.ok(out.replicationTaskArn);
+  const rules = JSON.parse(tableMappings()).rules;
+  assert.equal(rules[0]["rule-action"], "include");
+  assert.ok(rules.some((r: Record<string, unknown>) => r["rule-action"] === "exclude"));
+});
+
+test("createVpn: customer gateway, VPN gateway on the primary VPC, connection with a static route", () => {
+  const cgw = ofType("aws:ec2/customerGateway:CustomerGateway");
+  assert.equal(cgw.length, 1);
+  assert.equal(cgw[0].inputs.ipAddress, "198.51.100.7");
+  const vgw = ofType("aws:ec2/vpnGateway:VpnGateway")[0];
+  assert.match(vgw.inputs.vpcId, /vpc-us-east-1-t2/);
+  const vpn = ofType("aws:ec2/vpnConnection:VpnConnection")[0];
+  assert.equal(vpn.inputs.staticRoutesOnly, true);
+  assert.equal(ofType("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")[0].inputs.destinationCidrBlock, "192.168.0.0/16");
+  assert.equal(ofType("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation").length, 1);
+  assert.ok(out.vpnConnectionId);
+});

@@ -23,6 +23,11 @@ export interface Settings {
   customerGatewayIp: string;
   onPremCidr: string;
   caBundlePem: string;
+  alertEmail?: string;
+  validationSchedule: string;
+  validationSchemas: string;
+  oracleInstantClientLayerArn?: string;
+  lambdaZipDir: string;
 }
 
 /** What index.ts hands in: pulumi.Config's getters, so this file stays pure and testable. */
@@ -96,6 +101,11 @@ export function readSettings(c: ConfigSource): Settings {
     customerGatewayIp: c.get("customerGatewayIp") ?? "203.0.113.1",
     onPremCidr: c.get("onPremCidr") ?? "192.168.0.0/16",
     caBundlePem: c.get("caBundlePem") ?? "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE",
+    alertEmail: c.get("alertEmail"),
+    validationSchedule: c.get("validationSchedule") ?? "rate(1 day)",
+    validationSchemas: c.get("validationSchemas") ?? "public",
+    oracleInstantClientLayerArn: c.get("oracleInstantClientLayerArn"),
+    lambdaZipDir: c.get("lambdaZipDir") ?? "../target/lambda",
   };
 }
 

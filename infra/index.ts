@@ -13,3 +13,6 @@ export const stateTableName = platform.stateTableName;
 export const parameterNames = platform.parameterNames;
 export const replicationTaskArn = platform.replicationTaskArn;
 export const vpnConnectionId = platform.vpnConnectionId;
+export const functionArns = platform.functionArns;
+export const opsTopicArn = platform.opsTopicArn;
+export const runbookArn = platform.stateMachineArn;

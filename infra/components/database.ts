@@ -43,6 +43,7 @@ export function parameterFamily(engineVersion: string): string {
  */
 export class Database extends pulumi.ComponentResource {
   readonly globalClusterId: pulumi.Output<string>;
+  readonly globalClusterArn: pulumi.Output<string>;
   readonly regions: RegionalDatabase[];
   readonly masterPasswordParameter: pulumi.Output<string>;
   readonly masterPassword: pulumi.Output<string>;
@@ -131,6 +132,7 @@ export class Database extends pulumi.ComponentResource {
     });
 
     this.globalClusterId = global.id;
+    this.globalClusterArn = global.arn;
     this.regions = regional;
     this.masterPasswordParameter = secret.name;
     this.masterPassword = password.result;

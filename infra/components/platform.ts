@@ -6,6 +6,7 @@ import { Application } from "./application";
 import { Database } from "./database";
 import { Migration } from "./migration";
 import { Network } from "./network";
+import { Operations } from "./operations";
 import { Parameters } from "./parameters";
 import { State } from "./state";
 
@@ -26,6 +27,9 @@ export interface PlatformOutputs {
   parameterNames: string[];
   replicationTaskArn?: pulumi.Output<string>;
   vpnConnectionId?: pulumi.Output<string>;
+  functionArns: Record<string, pulumi.Output<string>>;
+  opsTopicArn: pulumi.Output<string>;
+  stateMachineArn: pulumi.Output<string>;
 }
 
 /** One explicit provider per region: nothing depends on the ambient AWS region. */
@@ -116,7 +120,39 @@ export function createPlatform(s: Settings): PlatformOutputs {
     sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
     caBundlePem: s.caBundlePem,
   });
+  const identity = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion) });
+  const operations = new Operations(name("operations", s.suffix), {
+    suffix: s.suffix,
+    primaryRegion: s.primaryRegion,
+    regions: regions.map((region, i) => ({
+      region,
+      provider: p(region),
+      listenerArn: apps[i].listenerArn,
+      blueTargetGroupArn: apps[i].blueTargetGroupArn,
+      greenTargetGroupArn: apps[i].greenTargetGroupArn,
+      albArnSuffix: apps[i].albArnSuffix,
+      clusterArn: database.regions[i].clusterArn,
+    })),
+    privateSubnetIds: networks[0].privateSubnetIds,
+    functionSecurityGroupId: networks[0].functionSecurityGroupId,
+    stateTableArn: state.tableArn,
+    stateTableName: state.tableName,
+    globalClusterId: database.globalClusterId,
+    globalClusterArn: database.globalClusterArn,
+    accountId: identity.accountId,
+    zipDir: s.lambdaZipDir,
+    validationSchedule: s.validationSchedule,
+    validationSchemas: s.validationSchemas,
+    oracleLayerArn: s.oracleInstantClientLayerArn,
+    alertEmail: s.alertEmail,
+    createDms: s.createDms,
+    dmsTaskArn: migration.replicationTaskArn,
+    metricsNamespace: "Cutover",
+  });
   return {
+    functionArns: operations.functionArns,
+    opsTopicArn: operations.opsTopicArn,
+    stateMachineArn: operations.stateMachineArn,
     regions: regions.map((region, i) => ({
       region,
       vpcId: networks[i].vpcId,

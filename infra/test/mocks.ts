@@ -15,6 +15,7 @@ export const calls: string[] = [];
 const ALLOWED_CALLS = new Set([
   "aws:index/getAvailabilityZones:getAvailabilityZones",
   "aws:ssm/getParameter:getParameter",
+  "aws:index/getCallerIdentity:getCallerIdentity",
 ]);
 
 function regionOf(provider: string | undefined): string {
@@ -48,6 +49,9 @@ export function install(stack: string): void {
       if (!ALLOWED_CALLS.has(args.token)) throw new Error(`unexpected call ${args.token}`);
       if (args.token === "aws:ssm/getParameter:getParameter") {
         return { name: args.inputs.name, value: "oracle-secret", type: "SecureString" };
+      }
+      if (args.token === "aws:index/getCallerIdentity:getCallerIdentity") {
+        return { accountId: "123456789012", arn: "arn:aws:iam::123456789012:user/test", userId: "AID" };
       }
       return { names: ["zone-a", "zone-b", "zone-c"], zoneIds: ["z1", "z2", "z3"] };
     },

@@ -13,7 +13,11 @@ import { createPlatform, PlatformOutputs } from "../components/platform";
 let out: PlatformOutputs;
 
 before(async () => {
-  const values: Record<string, unknown> = { createDms: true, createVpn: true, customerGatewayIp: "198.51.100.7" };
+  const values: Record<string, unknown> = {
+    createDms: true, createVpn: true, customerGatewayIp: "198.51.100.7",
+    oracleInstantClientLayerArn: "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3",
+    alertEmail: "oncall@example.com",
+  };
   out = createPlatform(readSettings({
     require: () => "t2",
     get: (k) => values[k] as string | undefined,
@@ -54,4 +58,22 @@ test("createVpn: customer gateway, VPN gateway on the primary VPC, connection wi
   assert.equal(ofType("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")[0].inputs.destinationCidrBlock, "192.168.0.0/16");
   assert.equal(ofType("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation").length, 1);
   assert.ok(out.vpnConnectionId);
+});
+
+test("the Oracle Instant Client layer goes to data-validator only, when configured", () => {
+  const fns = ofType("aws:lambda/function:Function");
+  for (const f of fns) {
+    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, ["arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3"]);
+    else assert.equal(f.inputs.layers, undefined, f.inputs.name);
+  }
+});
+
+test("with DMS: a task-failure rule to the ops topic and a DMS widget; alerts by e-mail when configured", () => {
+  const rule = ofType("aws:cloudwatch/eventRule:EventRule").find((r) => r.name === "dms-task-failure-t2");
+  assert.deepEqual(JSON.parse(rule?.inputs.eventPattern).detail.eventType, ["REPLICATION_TASK_FAILED"]);
+  const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
+  assert.ok(body.widgets.some((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS")));
+  const sub = ofType("aws:sns/topicSubscription:TopicSubscription");
+  assert.equal(sub.length, 1);
+  assert.equal(sub[0].inputs.endpoint, "oncall@example.com");
 });

@@ -8,6 +8,7 @@ import { calls, install, isSecret, ofType, one, plain, resources, settle } from 
 install("platform");
 
 import { readSettings } from "../config";
+import { isWildcardAction, PolicyDocument, RESOURCE_WILDCARD_ALLOWED } from "../components/iam";
 import { initialForward, listenerOptions } from "../components/application";
 import { createPlatform, PlatformOutputs } from "../components/platform";
 
@@ -32,7 +33,7 @@ test("one explicit provider per region", () => {
   // Every AWS resource names its region's provider, none relies on the ambient region.
   const unscoped = resources.filter((r) => r.type.startsWith("aws:") && r.region === "none");
   assert.deepEqual(unscoped.map((r) => r.name), []);
-  assert.ok(calls.every((c) => c === "aws:index/getAvailabilityZones:getAvailabilityZones"), "DMS is off: no SSM lookup");
+  assert.ok(!calls.includes("aws:ssm/getParameter:getParameter"), "DMS is off: no SSM lookup");
 });
 
 test("names follow <resource-type>-<suffix>", () => {
@@ -120,7 +121,8 @@ test("Aurora: a global cluster, the primary in us-east-1 and a secondary in each
   for (const c of clusters.filter((x) => x.region !== "us-east-1")) {
     assert.equal(c.inputs.masterPassword, undefined, "secondaries take the primary's credentials");
   }
-  assert.equal(ofType("aws:kms/key:Key").length, 3, "a KMS key per region");
+  const auroraKeys = ofType("aws:kms/key:Key").filter((k) => k.name.startsWith("kms-aurora"));
+  assert.deepEqual(auroraKeys.map((k) => k.region).sort(), [...REGIONS].sort(), "a KMS key per region");
   for (const i of ofType("aws:rds/clusterInstance:ClusterInstance")) assert.equal(i.inputs.instanceClass, "db.serverless");
   assert.equal(ofType("aws:rds/clusterInstance:ClusterInstance").length, 3);
 });
@@ -166,7 +168,7 @@ test("application per region: Fargate 256/512 with logs, blue/green weighted 100
       (p) => p.inputs.targetTrackingScalingPolicyConfiguration.predefinedMetricSpecification.predefinedMetricType,
     );
     assert.deepEqual(metrics.sort(), ["ECSServiceAverageCPUUtilization", "ECSServiceAverageMemoryUtilization"]);
-    assert.equal(ofType("aws:cloudwatch/logGroup:LogGroup", region).length, 1);
+    assert.equal(ofType("aws:cloudwatch/logGroup:LogGroup", region).filter((g) => g.inputs.name.startsWith("/ecs/")).length, 1);
   }
 });
 
@@ -227,5 +229,149 @@ test("nothing is retained or protected on destroy", () => {
     assert.notEqual(r.inputs.enableDeletionProtection, true, r.name);
     assert.notEqual(r.inputs.deletionProtectionEnabled, true, r.name);
     if (r.type === "aws:rds/cluster:Cluster") assert.equal(r.inputs.skipFinalSnapshot, true);
+  }
+});
+
+const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
+
+test("four Lambdas: provided.al2023 on arm64, JSON logs into a log group with retention", () => {
+  const fns = ofType("aws:lambda/function:Function");
+  assert.deepEqual(fns.map((f) => f.inputs.name).sort(), FUNCTIONS.map((f) => `${f}-t1`).sort());
+  for (const f of fns) {
+    assert.equal(f.region, "us-east-1");
+    assert.equal(f.inputs.runtime, "provided.al2023");
+    assert.deepEqual(f.inputs.architectures, ["arm64"]);
+    assert.equal(f.inputs.handler, "bootstrap");
+    assert.equal(f.inputs.loggingConfig.logFormat, "JSON");
+    const group = ofType("aws:cloudwatch/logGroup:LogGroup").find((g) => g.inputs.name === `/aws/lambda/${f.inputs.name}`);
+    assert.ok(group && group.inputs.retentionInDays > 0, f.inputs.name);
+    assert.equal(f.inputs.layers, undefined, "no Oracle layer unless configured");
+  }
+  const byName = new Map(fns.map((f) => [f.inputs.name, f.inputs]));
+  assert.equal(byName.get("failover-t1").reservedConcurrentExecutions, 1, "failover cannot be stormed");
+  for (const f of ["data-validator-t1", "lag-probe-t1", "failover-t1"]) {
+    assert.equal(byName.get(f).vpcConfig.subnetIds.length, 2, `${f} runs in the private subnets`);
+  }
+  assert.equal(byName.get("traffic-shifter-t1").vpcConfig, undefined, "the shifter needs no database");
+});
+
+test("each function's environment matches what its crate reads", () => {
+  const env = (fn: string) => ofType("aws:lambda/function:Function").find((f) => f.inputs.name === `${fn}-t1`)?.inputs.environment.variables;
+  const common = ["CUTOVER_SUFFIX", "CUTOVER_PRIMARY_REGION", "CUTOVER_REGIONS", "CUTOVER_STATE_TABLE", "CUTOVER_OPS_TOPIC_ARN",
+    "CUTOVER_METRICS_NAMESPACE", "CUTOVER_DB_SSM_PREFIX", "CUTOVER_APP_SSM_PREFIX", "CUTOVER_DB_SSLMODE"];
+  const own: Record<string, string[]> = {
+    "data-validator": ["CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_SCHEMAS"],
+    "lag-probe": ["CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
+    "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS"],
+    failover: ["CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS"],
+  };
+  for (const fn of FUNCTIONS) {
+    const vars = env(fn);
+    for (const v of [...common, ...own[fn]]) assert.ok(v in vars, `${fn}: ${v}`);
+    assert.equal(vars.CUTOVER_REGIONS, "us-east-1,eu-west-1,ap-southeast-1");
+    assert.equal(vars.CUTOVER_DB_SSLMODE, "verify-full");
+    for (const [k, v] of Object.entries(vars)) assert.ok(!/password|secret/i.test(k) && !/generated-secret/.test(String(v)), `${fn}: ${k} carries no secret`);
+  }
+  const listeners = String(env("traffic-shifter").CUTOVER_LISTENER_ARNS).split(",");
+  assert.deepEqual(listeners.map((l) => l.split("=")[0]), ["us-east-1", "eu-west-1", "ap-southeast-1"]);
+  assert.match(String(env("failover").CUTOVER_CLUSTER_ARNS), /^us-east-1=arn:aws:mock:us-east-1:.*aurora-us-east-1-t1/);
+});
+
+test("every IAM policy: no wildcard action, '*' resources only where AWS allows nothing narrower", () => {
+  const docs = ofType("aws:iam/rolePolicy:RolePolicy").map((p) => ({ name: p.name, doc: JSON.parse(String(plain(p.inputs.policy))) as PolicyDocument }));
+  const inline = ofType("aws:iam/role:Role").flatMap((r) => (r.inputs.inlinePolicies ?? []).map((p: { policy: string }) => ({ name: r.name, doc: JSON.parse(p.policy) as PolicyDocument })));
+  assert.ok(docs.length >= 9, `${docs.length} role policies`);
+  for (const { name, doc } of [...docs, ...inline]) {
+    for (const st of doc.Statement) {
+      for (const action of st.Action) {
+        assert.ok(!isWildcardAction(action), `${name}: wildcard action ${action}`);
+        if (st.Resource.includes("*")) assert.ok(action in RESOURCE_WILDCARD_ALLOWED, `${name}: ${action} on "*"`);
+      }
+      for (const r of st.Resource) if (r !== "*") assert.match(String(r), /^arn:aws:/, `${name}: ${r}`);
+    }
+  }
+  assert.equal(isWildcardAction("s3:*"), true);
+  assert.equal(isWildcardAction("ssm:GetParameter"), false);
+  const shifter = docs.find((d) => d.name === "policy-traffic-shifter-t1")?.doc;
+  const modify = shifter?.Statement.find((st) => st.Action.includes("elasticloadbalancing:ModifyListener"));
+  assert.equal(modify?.Resource.length, 3, "ModifyListener only on this stack's three listeners");
+  const validator = docs.find((d) => d.name === "policy-data-validator-t1")?.doc;
+  const metrics = validator?.Statement.find((st) => st.Action.includes("cloudwatch:PutMetricData"));
+  assert.deepEqual(metrics?.Condition, { StringEquals: { "cloudwatch:namespace": "Cutover" } });
+});
+
+test("triggers: lag-probe and the shifter's tick every minute, validation daily, alarm changes to the shifter and failover", () => {
+  const rules = ofType("aws:cloudwatch/eventRule:EventRule").filter((r) => r.region === "us-east-1");
+  const schedule = (fn: string) => rules.find((r) => r.name === `schedule-${fn}-t1`)?.inputs.scheduleExpression;
+  assert.equal(schedule("lag-probe"), "rate(1 minute)");
+  assert.equal(schedule("traffic-shifter"), "rate(1 minute)");
+  assert.equal(schedule("data-validator"), "rate(1 day)");
+  const tick = ofType("aws:cloudwatch/eventTarget:EventTarget").find((t) => t.name === "schedule-traffic-shifter-target-t1");
+  assert.deepEqual(JSON.parse(tick?.inputs.input), { command: "tick" });
+  for (const fn of ["traffic-shifter", "failover"]) {
+    const rule = rules.find((r) => r.name === `alarms-to-${fn}-t1`);
+    const pattern = JSON.parse(rule?.inputs.eventPattern);
+    assert.deepEqual(pattern["detail-type"], ["CloudWatch Alarm State Change"]);
+    assert.deepEqual(pattern.detail.state.value, ["ALARM"]);
+    assert.ok(ofType("aws:lambda/permission:Permission").some((p) => p.name === `alarms-to-${fn}-invoke-t1`));
+  }
+  const forwarded = ofType("aws:cloudwatch/eventTarget:EventTarget").filter((t) => t.name.startsWith("alarms-forward-target"));
+  assert.deepEqual(forwarded.map((t) => t.region).sort(), ["ap-southeast-1", "eu-west-1"]);
+  assert.equal(ofType("aws:lambda/permission:Permission").length, 5);
+});
+
+test("notifications: ops and validation topics, KMS-encrypted; no e-mail unless configured", () => {
+  const topics = ofType("aws:sns/topic:Topic");
+  assert.deepEqual(topics.map((t) => t.inputs.name).sort(), ["cutover-ops-t1", "cutover-validation-t1"]);
+  for (const t of topics) assert.match(t.inputs.kmsMasterKeyId, /kms-sns/);
+  assert.equal(ofType("aws:sns/topicSubscription:TopicSubscription").length, 0);
+});
+
+test("alarms with SNS actions: lag over 1 s at high resolution, p99 over 200 ms, 5xx, unhealthy hosts, validation mismatch, writer unavailable", () => {
+  const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
+  for (const a of alarms) assert.ok(a.inputs.alarmActions.length > 0 && /sns-ops-t1/.test(a.inputs.alarmActions[0]), `${a.name}: ${a.inputs.alarmActions}`);
+  const lag = alarms.filter((a) => a.inputs.metricName === "ReplicationLagMs");
+  assert.deepEqual(lag.map((a) => a.inputs.dimensions.Region).sort(), ["ap-southeast-1", "eu-west-1"]);
+  for (const a of lag) {
+    assert.equal(a.inputs.period, 10, "high resolution");
+    assert.equal(a.inputs.threshold, 1000);
+  }
+  const p99 = alarms.filter((a) => a.inputs.extendedStatistic === "p99");
+  assert.equal(p99.length, 3);
+  for (const a of p99) assert.equal(a.inputs.threshold, 0.2);
+  assert.equal(alarms.filter((a) => a.inputs.metricName === "HTTPCode_Target_5XX_Count").length, 3);
+  assert.equal(alarms.filter((a) => a.inputs.metricName === "UnHealthyHostCount").length, 3);
+  assert.equal(alarms.filter((a) => a.inputs.metricName === "MismatchedRows").length, 1);
+  const writer = alarms.find((a) => a.inputs.name === "primary-writer-unavailable-t1");
+  assert.equal(writer?.inputs.dimensions.Region, "us-east-1");
+  assert.equal(ofType("aws:cloudwatch/eventRule:EventRule").filter((r) => r.name.startsWith("dms-task-failure")).length, 0);
+});
+
+test("dashboard: lag per region (heartbeat 1 s and engine), application health per region, ECS, validation", () => {
+  const dash = ofType("aws:cloudwatch/dashboard:Dashboard")[0];
+  const body = JSON.parse(dash.inputs.dashboardBody);
+  const titles: string[] = body.widgets.map((w: { properties: { title: string } }) => w.properties.title);
+  assert.ok(titles.includes("Replication lag (heartbeat, 1 s)"));
+  assert.ok(titles.includes("Replication lag (engine)"));
+  assert.ok(titles.includes("Validation"));
+  for (const r of REGIONS) {
+    assert.ok(titles.some((t) => t.startsWith(`Application ${r}`)), r);
+    assert.ok(titles.some((t) => t.startsWith(`ECS ${r}`)), r);
+  }
+  assert.equal(body.widgets[0].properties.period, 1);
+  assert.ok(!titles.some((t) => t.startsWith("DMS")), "no DMS widget without DMS");
+});
+
+test("runbook: validate (plan, Map over validate-segment, merge) -> shift region by region -> validate -> record the phase; failures abort", () => {
+  const sm = ofType("aws:sfn/stateMachine:StateMachine")[0];
+  const def = JSON.parse(sm.inputs.definition);
+  assert.equal(def.StartAt, "PreValidatePlan");
+  assert.equal(def.States.PreValidateSegments.Type, "Map");
+  assert.equal(def.States.PreValidateSegments.ItemProcessor.States.ValidateSegment.Parameters.Payload.command, "validate-segment");
+  assert.equal(def.States.StartShift.Parameters.Payload.scope, "region-by-region");
+  assert.equal(def.States.RecordPhase.Resource, "arn:aws:states:::dynamodb:putItem");
+  assert.equal(def.States.AbortShift.Parameters.Payload.command, "abort");
+  for (const [id, st] of Object.entries(def.States) as [string, { Type: string; Catch?: unknown[] }][]) {
+    if (st.Type === "Task" && id !== "RecordPhase" && id !== "AbortShift") assert.ok(st.Catch, `${id} catches failures`);
   }
 });

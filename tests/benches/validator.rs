@@ -81,11 +81,12 @@ async fn setup(world: &World, rows: i64) {
              INSERT INTO bench.orders SELECT g, (g * 7919) % 100000, (ARRAY['open','paid','shipped','returned'])[1 + g % 4],
                ((g * 37) % 100000) / 100.0, timestamptz '2025-01-01 00:00:00+00' + g * interval '17 seconds',
                CASE WHEN g % 13 = 0 THEN NULL ELSE 'order note ' || g END, g % 5 = 0
-             FROM generate_series(1, {rows}) g;
-             VACUUM ANALYZE bench.orders;"
+             FROM generate_series(1::bigint, {rows}) g;"
         ))
         .await
         .unwrap();
+        // VACUUM refuses to run inside the implicit transaction of a multi-statement batch.
+        c.batch_execute("VACUUM ANALYZE bench.orders").await.unwrap();
     }
 }
 

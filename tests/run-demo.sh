@@ -7,7 +7,8 @@ started=$(date +%s)
 step() { printf '\n[demo] %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 step "building the rehearsal"
-cargo build --locked -p cutover-rehearsal --bins
+cargo build --locked --workspace --bins
+make --no-print-directory deps-lambda
 
 was_up=no
 if bash tests/env/world.sh status >/dev/null 2>&1; then was_up=yes; fi
@@ -30,6 +31,10 @@ step "bringing the local world up"
 # failover drills): start from a fresh one.
 if [ "$was_up" = no ]; then bash tests/env/world.sh down --purge >/dev/null 2>&1 || true; fi
 bash tests/env/world.sh up
+
+step "every sample event through the real function binaries (cargo lambda watch + invoke)"
+mkdir -p rehearsal-report
+bash tests/lambda-invoke.sh | tee rehearsal-report/lambda-invoke.log | grep -E '^\[invoke\] (FAIL|[0-9]+ passed)|rebuilding' || true
 
 step "running the rehearsal"
 ./target/debug/rehearsal

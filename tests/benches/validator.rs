@@ -86,7 +86,9 @@ async fn setup(world: &World, rows: i64) {
         .await
         .unwrap();
         // VACUUM refuses to run inside the implicit transaction of a multi-statement batch.
-        c.batch_execute("VACUUM ANALYZE bench.orders").await.unwrap();
+        c.batch_execute("VACUUM ANALYZE bench.orders")
+            .await
+            .unwrap();
     }
 }
 

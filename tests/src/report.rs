@@ -504,6 +504,23 @@ pub fn render_html(report: &Value) -> String {
     if report.get("failover").is_some() {
         body.push_str(&failover_section(&report["failover"]));
     }
+    if let Some(invoke) = report.get("lambda_invoke") {
+        let rows: Vec<Vec<String>> = invoke["invocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| vec![l.as_str().unwrap_or("").chars().take(160).collect()])
+            .collect();
+        let _ = write!(
+            body,
+            "<h2>Every sample event through the real binaries (cargo lambda)</h2><p>{}</p>{}",
+            esc(invoke["summary"].as_str().unwrap_or("")),
+            table(
+                &["invocation: verdict, function, event, time, answer"],
+                &rows
+            )
+        );
+    }
     if report.get("notifications").is_some() {
         body.push_str(&notifications_section(&report["notifications"]));
     }

@@ -165,6 +165,44 @@ async fn main() -> ExitCode {
         }
     }
 
+    // The samples run through `cargo lambda` by run-demo.sh just before this program.
+    let invoke_log = world.root().join("rehearsal-report/lambda-invoke.log");
+    let fresh = std::fs::metadata(&invoke_log)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(1800));
+    if let (true, Ok(text)) = (fresh, std::fs::read_to_string(&invoke_log)) {
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" passed, "))
+            .unwrap_or("")
+            .to_string();
+        let ok = last.contains(", 0 failed");
+        let lines: Vec<Value> = text
+            .lines()
+            .filter(|l| l.starts_with("[invoke] ok") || l.starts_with("[invoke] FAIL"))
+            .map(|l| json!(l.trim_start_matches("[invoke] ")))
+            .collect();
+        println!(
+            "\n   sample events through cargo lambda: {}",
+            last.trim_start_matches("[invoke] ")
+        );
+        summary.insert(
+            0,
+            (
+                "every sample event via cargo lambda".into(),
+                ok,
+                last.trim_start_matches("[invoke] ").to_string(),
+            ),
+        );
+        report.insert(
+            "lambda_invoke".into(),
+            json!({"ok": ok, "summary": last, "invocations": lines}),
+        );
+    }
+
     match cutover_rehearsal::notifications::drain(&world).await {
         Ok(n) => {
             println!("\n   {} notifications were published to SNS (read back from the SQS capture queues)", n.len());

@@ -177,9 +177,12 @@ impl SideSql {
         let (lead, ty) = self.lead.clone().unwrap_or_default();
         let bucket = match self.dialect {
             Dialect::Postgres => {
-                params.push(array_literal(boundaries));
-                let p = self.placeholder(&params);
-                format!("width_bucket({lead}, ({p}::text)::{ty}[])")
+                // The boundaries go in as a constant, not a parameter: PostgreSQL re-casts
+                // a parameter `($n::text)::bigint[]` for every row (22 s instead of 0.25 s
+                // for 1M rows and 1000 buckets, measured). They are values this program
+                // read from the database, quoted as one string literal.
+                let literal = format!("'{}'", array_literal(boundaries).replace('\'', "''"));
+                format!("width_bucket({lead}, {literal}::{ty}[])")
             }
             Dialect::Oracle => {
                 let mut case = String::from("CASE");
@@ -438,11 +441,11 @@ mod tests {
         );
         assert!(
             q.sql
-                .contains("width_bucket(\"order_id\", ($3::text)::bigint[])"),
+                .contains("width_bucket(\"order_id\", '{\"13\",\"16\"}'::bigint[])"),
             "{}",
             q.sql
         );
-        assert_eq!(q.params, vec!["10", "20", "{\"13\",\"16\"}"]);
+        assert_eq!(q.params, vec!["10", "20"]);
         assert!(q.sql.contains("\"line no\""));
     }
 
@@ -453,6 +456,14 @@ mod tests {
         assert!(q.sql.contains("CASE WHEN \"order_id\" < TO_NUMBER(:1) THEN 0 WHEN \"order_id\" < TO_NUMBER(:2) THEN 1 ELSE 2 END"), "{}", q.sql);
         assert!(q.sql.contains("DBMS_CRYPTO.HASH"), "{}", q.sql);
         assert_eq!(q.params, vec!["13", "16"]);
+    }
+
+    #[test]
+    fn bucket_boundaries_are_one_quoted_constant() {
+        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source);
+        let q = side.bucket_hashes(&KeyRange::default(), &["O'Brien".into(), "Z\"x".into()]);
+        assert!(q.sql.contains("'{\"O''Brien\",\"Z\\\"x\"}'::"), "{}", q.sql);
+        assert!(q.params.is_empty());
     }
 
     #[test]

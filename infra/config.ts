@@ -14,6 +14,7 @@ export interface Settings {
   containerImage: string;
   containerPort: number;
   desiredCount: number;
+  greenDesiredCount: number;
   maxCount: number;
   createDms: boolean;
   createVpn: boolean;
@@ -25,6 +26,7 @@ export interface Settings {
   caBundlePem: string;
   alertEmail?: string;
   validationSchedule: string;
+  validationTables: string;
   validationSchemas: string;
   oracleInstantClientLayerArn?: string;
   lambdaZipDir: string;
@@ -69,22 +71,28 @@ export function readSettings(c: ConfigSource): Settings {
     const cidr = vpcCidrs[r];
     if (cidr === undefined || !CIDR16.test(cidr)) fail("vpcCidrs", vpcCidrs, `a /16 (x.y.0.0/16) for ${r}`);
   }
+  // The VPCs are peered (lag-probe reaches every region's database): their ranges must not overlap.
+  const used = regions.map((r) => vpcCidrs[r]);
+  if (new Set(used).size !== used.length) fail("vpcCidrs", vpcCidrs, "a different /16 for every region (the VPCs are peered)");
   const auroraMinAcu = c.getNumber("auroraMinAcu") ?? 0.5;
   const auroraMaxAcu = c.getNumber("auroraMaxAcu") ?? 4;
   if (auroraMinAcu < 0.5 || auroraMaxAcu > 128 || auroraMinAcu > auroraMaxAcu) {
     fail("auroraMinAcu/auroraMaxAcu", [auroraMinAcu, auroraMaxAcu], "0.5 <= min <= max <= 128");
   }
   const desiredCount = c.getNumber("desiredCount") ?? 2;
+  const greenDesiredCount = c.getNumber("greenDesiredCount") ?? desiredCount;
   const maxCount = c.getNumber("maxCount") ?? 6;
-  if (!Number.isInteger(desiredCount) || desiredCount < 1 || maxCount < desiredCount) {
-    fail("desiredCount/maxCount", [desiredCount, maxCount], "1 <= desiredCount <= maxCount, whole numbers");
+  for (const count of [desiredCount, greenDesiredCount]) {
+    if (!Number.isInteger(count) || count < 1 || maxCount < count) {
+      fail("desiredCount/greenDesiredCount/maxCount", [desiredCount, greenDesiredCount, maxCount], "1 <= desiredCount, greenDesiredCount <= maxCount, whole numbers");
+    }
   }
   return {
     suffix,
     primaryRegion,
     secondaryRegions,
     vpcCidrs,
-    auroraEngineVersion: c.get("auroraEngineVersion") ?? "15.4",
+    auroraEngineVersion: c.get("auroraEngineVersion") ?? "15.10",
     auroraMinAcu,
     auroraMaxAcu,
     databaseName: c.get("databaseName") ?? "app",
@@ -92,6 +100,7 @@ export function readSettings(c: ConfigSource): Settings {
     containerImage: c.get("containerImage") ?? "public.ecr.aws/nginx/nginx:stable",
     containerPort: c.getNumber("containerPort") ?? 80,
     desiredCount,
+    greenDesiredCount,
     maxCount,
     createDms: c.getBoolean("createDms") ?? false,
     createVpn: c.getBoolean("createVpn") ?? false,
@@ -103,6 +112,7 @@ export function readSettings(c: ConfigSource): Settings {
     caBundlePem: c.get("caBundlePem") ?? "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE",
     alertEmail: c.get("alertEmail"),
     validationSchedule: c.get("validationSchedule") ?? "rate(1 day)",
+    validationTables: c.get("validationTables") ?? "",
     validationSchemas: c.get("validationSchemas") ?? "public",
     oracleInstantClientLayerArn: c.get("oracleInstantClientLayerArn"),
     lambdaZipDir: c.get("lambdaZipDir") ?? "../target/lambda",
@@ -114,13 +124,33 @@ export function name(type: string, suffix: string, region?: string): string {
   return region === undefined ? `${type}-${suffix}` : `${type}-${region}-${suffix}`;
 }
 
-/** The /24 subnets of a region's /16: public 0 and 1, private 10 and 11. */
-export function subnetCidrs(vpcCidr: string): { public: string[]; private: string[] } {
+export interface SubnetCidrs {
+  /** The ALB and the NAT gateway. */
+  public: string[];
+  /** ECS tasks, Aurora, DMS. */
+  private: string[];
+  /** The Lambdas only: the one range other regions' databases admit over the peering. */
+  functions: string[];
+}
+
+/**
+ * A region's short code (us-east-1 -> use1, ap-southeast-1 -> apse1) for the names AWS caps
+ * at 32 characters (load balancers, target groups).
+ */
+export function shortRegion(region: string): string {
+  const [area, ...rest] = region.split("-");
+  const words = rest.map((w) => w.replace(/north/g, "n").replace(/south/g, "s").replace(/east/g, "e").replace(/west/g, "w").replace(/central/g, "c"));
+  return [area, ...words].join("");
+}
+
+/** The /24 subnets of a region's /16: public .0 and .1, private .10 and .11, functions .20 and .21. */
+export function subnetCidrs(vpcCidr: string): SubnetCidrs {
   const m = CIDR16.exec(vpcCidr);
   if (m === null) fail("vpcCidr", vpcCidr, "x.y.0.0/16");
   const base = `${m[1]}.${m[2]}`;
   return {
     public: [`${base}.0.0/24`, `${base}.1.0/24`],
     private: [`${base}.10.0/24`, `${base}.11.0/24`],
+    functions: [`${base}.20.0/24`, `${base}.21.0/24`],
   };
 }

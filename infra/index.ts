@@ -1,11 +1,11 @@
 // cutover: the platform in three AWS regions. This file only reads config and composes.
 import * as pulumi from "@pulumi/pulumi";
 
-import { readSettings } from "./config";
-import { createPlatform } from "./components/platform";
+import { name, readSettings } from "./config";
+import { Platform } from "./components/platform";
 
 const settings = readSettings(new pulumi.Config());
-const platform = createPlatform(settings);
+const platform = new Platform(name("cutover", settings.suffix), settings);
 
 export const regions = platform.regions;
 export const globalClusterId = platform.globalClusterId;
@@ -15,4 +15,4 @@ export const replicationTaskArn = platform.replicationTaskArn;
 export const vpnConnectionId = platform.vpnConnectionId;
 export const functionArns = platform.functionArns;
 export const opsTopicArn = platform.opsTopicArn;
-export const runbookArn = platform.stateMachineArn;
+export const runbookArn = platform.runbookArn;

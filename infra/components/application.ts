@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-import { name } from "../config";
+import { name, shortRegion } from "../config";
 
 export interface ApplicationArgs {
   suffix: string;
@@ -15,7 +15,16 @@ export interface ApplicationArgs {
   image: string;
   containerPort: number;
   desiredCount: number;
+  greenDesiredCount: number;
   maxCount: number;
+}
+
+export const COLORS = ["blue", "green"] as const;
+export type Color = (typeof COLORS)[number];
+
+/** The ECS service of one color in one region; the dashboard names it too. */
+export function serviceName(color: Color, suffix: string, region: string): string {
+  return name(`app-${color}`, suffix, region);
 }
 
 /**
@@ -42,17 +51,18 @@ export function initialForward(blueArn: pulumi.Input<string>, greenArn: pulumi.I
 
 /**
  * One region's application: ECS cluster, a Fargate task definition (256 CPU / 512 MiB) with
- * logs, a service behind an ALB whose listener forwards to a blue and a green target group
- * by weight, and autoscaling on CPU and on memory.
+ * logs, a blue and a green service, each registered in its own target group behind one ALB
+ * whose listener forwards to both by weight, each autoscaled on CPU and on memory.
  */
 export class Application extends pulumi.ComponentResource {
   readonly listenerArn: pulumi.Output<string>;
   readonly blueTargetGroupArn: pulumi.Output<string>;
   readonly greenTargetGroupArn: pulumi.Output<string>;
+  /** `targetgroup/<name>/<id>`, the TargetGroup dimension of the ALB metrics. */
+  readonly targetGroupArnSuffixes: Record<Color, pulumi.Output<string>>;
   readonly albArnSuffix: pulumi.Output<string>;
   readonly albDnsName: pulumi.Output<string>;
   readonly clusterName: pulumi.Output<string>;
-  readonly serviceName: pulumi.Output<string>;
 
   constructor(id: string, args: ApplicationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:application:Application", id, {}, opts);
@@ -97,7 +107,7 @@ export class Application extends pulumi.ComponentResource {
     }, o);
 
     const alb = new aws.lb.LoadBalancer(n("alb"), {
-      name: n("alb").slice(0, 32),
+      name: name("alb", args.suffix, shortRegion(args.region)),
       loadBalancerType: "application",
       internal: false,
       subnets: args.publicSubnetIds,
@@ -105,7 +115,7 @@ export class Application extends pulumi.ComponentResource {
       enableDeletionProtection: false,
     }, o);
     const group = (color: string) => new aws.lb.TargetGroup(n(`tg-${color}`), {
-      name: n(`tg-${color}`).slice(0, 32),
+      name: name(`tg-${color}`, args.suffix, shortRegion(args.region)),
       port: args.containerPort,
       protocol: "HTTP",
       targetType: "ip",
@@ -122,54 +132,57 @@ export class Application extends pulumi.ComponentResource {
       defaultActions: initialForward(blue.arn, green.arn),
     }, listenerOptions(o));
 
-    const service = new aws.ecs.Service(n("svc-app"), {
-      name: n("app"),
-      cluster: cluster.arn,
-      taskDefinition: task.arn,
-      desiredCount: args.desiredCount,
-      launchType: "FARGATE",
-      networkConfiguration: {
-        subnets: args.privateSubnetIds,
-        securityGroups: [args.taskSecurityGroupId],
-        assignPublicIp: false,
-      },
-      loadBalancers: [{ targetGroupArn: blue.arn, containerName: "app", containerPort: args.containerPort }],
-      forceDelete: true,
-    }, { ...o, dependsOn: [listener] });
-
-    const target = new aws.appautoscaling.Target(n("scaling-target"), {
-      serviceNamespace: "ecs",
-      scalableDimension: "ecs:service:DesiredCount",
-      resourceId: pulumi.interpolate`service/${cluster.name}/${service.name}`,
-      minCapacity: args.desiredCount,
-      maxCapacity: args.maxCount,
-    }, o);
-    const scaling: [string, string, number][] = [
-      ["cpu", "ECSServiceAverageCPUUtilization", 60],
-      ["memory", "ECSServiceAverageMemoryUtilization", 70],
-    ];
-    for (const [kind, metric, value] of scaling) {
-      new aws.appautoscaling.Policy(n(`scaling-${kind}`), {
-        policyType: "TargetTrackingScaling",
-        serviceNamespace: target.serviceNamespace,
-        scalableDimension: target.scalableDimension,
-        resourceId: target.resourceId,
-        targetTrackingScalingPolicyConfiguration: {
-          predefinedMetricSpecification: { predefinedMetricType: metric },
-          targetValue: value,
-          scaleInCooldown: 120,
-          scaleOutCooldown: 60,
+    const groups: Record<Color, aws.lb.TargetGroup> = { blue, green };
+    const desired: Record<Color, number> = { blue: args.desiredCount, green: args.greenDesiredCount };
+    for (const color of COLORS) {
+      const service = new aws.ecs.Service(n(`svc-${color}`), {
+        name: serviceName(color, args.suffix, args.region),
+        cluster: cluster.arn,
+        taskDefinition: task.arn,
+        desiredCount: desired[color],
+        launchType: "FARGATE",
+        networkConfiguration: {
+          subnets: args.privateSubnetIds,
+          securityGroups: [args.taskSecurityGroupId],
+          assignPublicIp: false,
         },
+        loadBalancers: [{ targetGroupArn: groups[color].arn, containerName: "app", containerPort: args.containerPort }],
+        forceDelete: true,
+      }, { ...o, dependsOn: [listener] });
+      const target = new aws.appautoscaling.Target(n(`scaling-target-${color}`), {
+        serviceNamespace: "ecs",
+        scalableDimension: "ecs:service:DesiredCount",
+        resourceId: pulumi.interpolate`service/${cluster.name}/${service.name}`,
+        minCapacity: desired[color],
+        maxCapacity: args.maxCount,
       }, o);
+      const scaling: [string, string, number][] = [
+        ["cpu", "ECSServiceAverageCPUUtilization", 60],
+        ["memory", "ECSServiceAverageMemoryUtilization", 70],
+      ];
+      for (const [kind, metric, value] of scaling) {
+        new aws.appautoscaling.Policy(n(`scaling-${color}-${kind}`), {
+          policyType: "TargetTrackingScaling",
+          serviceNamespace: target.serviceNamespace,
+          scalableDimension: target.scalableDimension,
+          resourceId: target.resourceId,
+          targetTrackingScalingPolicyConfiguration: {
+            predefinedMetricSpecification: { predefinedMetricType: metric },
+            targetValue: value,
+            scaleInCooldown: 120,
+            scaleOutCooldown: 60,
+          },
+        }, o);
+      }
     }
 
     this.listenerArn = listener.arn;
     this.blueTargetGroupArn = blue.arn;
     this.greenTargetGroupArn = green.arn;
+    this.targetGroupArnSuffixes = { blue: blue.arnSuffix, green: green.arnSuffix };
     this.albArnSuffix = alb.arnSuffix;
     this.albDnsName = alb.dnsName;
     this.clusterName = cluster.name;
-    this.serviceName = service.name;
     this.registerOutputs({ listenerArn: this.listenerArn, albDnsName: this.albDnsName });
   }
 }

@@ -1,9 +1,15 @@
+import { Settings } from "../config";
+
 // The monthly cost of the stack from its configuration: a pure function over one price
 // table, so that a test can hold the default configuration under the budget.
 
-/** us-east-1 on-demand list prices in USD, as published on 2026-11-01 (other regions differ by a few %). */
+/**
+ * us-east-1 on-demand list prices in USD, as AWS's public price pages gave them on `date`
+ * (other regions differ by a few per cent). Not re-fetched from this machine, which has no
+ * access to the AWS price list: check them before quoting the table.
+ */
 export const PRICES = {
-  date: "2026-11-01",
+  date: "2025-06-01",
   hoursPerMonth: 730,
   natGatewayHour: 0.045,
   natGatewayGb: 0.045,
@@ -21,8 +27,9 @@ export const PRICES = {
   cloudwatchAlarmMonth: 0.1,
   cloudwatchDashboardMonth: 3.0,
   cloudwatchLogsGbIngested: 0.5,
-  dynamodbWritePerMillion: 1.25,
-  dynamodbReadPerMillion: 0.25,
+  // on-demand throughput, after the November 2024 price cut
+  dynamodbWritePerMillion: 0.625,
+  dynamodbReadPerMillion: 0.125,
   lambdaGbSecond: 0.0000133334,
   lambdaRequestPerMillion: 0.2,
   snsPerMillion: 0.5,
@@ -31,6 +38,7 @@ export const PRICES = {
   ssmAdvancedParameterMonth: 0,
   dmsT3MediumHour: 0.146,
   vpnConnectionHour: 0.05,
+  interRegionTransferGb: 0.02,
 };
 
 export interface CostInputs {
@@ -38,6 +46,7 @@ export interface CostInputs {
   auroraAverageAcu: number;
   auroraStorageGb: number;
   auroraMillionIoPerMonth: number;
+  /** Blue and green tasks together, per region. */
   tasksPerRegion: number;
   taskVcpu: number;
   taskMemoryGb: number;
@@ -52,12 +61,15 @@ export interface CostInputs {
   dynamodbMillionWrites: number;
   dynamodbMillionReads: number;
   customMetrics: number;
-  alarms: number;
+  /** Metrics watched by standard-resolution alarms (a metric-math alarm counts each metric). */
+  alarmMetrics: number;
   highResAlarms: number;
+  /** lag-probe's polls of the secondaries over the peering, and the like. */
+  interRegionGb: number;
 }
 
 /** The defaults' usage, stated so a reader can disagree with a number. */
-export function defaultUsage(regions = 3, tasksPerRegion = 2, createDms = false, createVpn = false): CostInputs {
+export function defaultUsage(regions = 3, tasksPerRegion = 4, createDms = false, createVpn = false): CostInputs {
   const minutes = 30 * 24 * 60;
   return {
     regions,
@@ -78,9 +90,21 @@ export function defaultUsage(regions = 3, tasksPerRegion = 2, createDms = false,
     // lag-probe's latest sample (one write per region per second, flushed every 10 s) and the shifter's ticks
     dynamodbMillionWrites: (regions * minutes * 6 + minutes) / 1e6,
     dynamodbMillionReads: (minutes * 2) / 1e6,
-    customMetrics: regions * 4 + 6,
-    alarms: regions * 4 + 3,
-    highResAlarms: regions,
+    // ReplicationLagMs x (heartbeat, engine, replay-age) and RegionUnreachable per region; validation's by table
+    customMetrics: regions * 4 + 10,
+    // per region: the 5xx rate (3 metrics), p99, unhealthy blue and green; writer unavailable, validation mismatch
+    alarmMetrics: regions * 6 + 2,
+    highResAlarms: regions - 1,
+    // one poll a second to each secondary, ~1 KB each way
+    interRegionGb: (regions - 1) * minutes * 60 * 2 * 1024 / 1e9,
+  };
+}
+
+/** The usage of a configured stack: its regions, tasks, Aurora floor, DMS and VPN. */
+export function usageFor(s: Settings): CostInputs {
+  return {
+    ...defaultUsage(1 + s.secondaryRegions.length, s.desiredCount + s.greenDesiredCount, s.createDms, s.createVpn),
+    auroraAverageAcu: s.auroraMinAcu,
   };
 }
 
@@ -103,13 +127,14 @@ export function monthlyCost(u: CostInputs): CostLine[] {
     },
     { item: `ALBs (${u.regions})`, monthlyUsd: u.regions * h * (p.albHour + u.albLcuAverage * p.albLcuHour) },
     {
-      item: `Fargate (${u.regions * u.tasksPerRegion} tasks, ${u.taskVcpu} vCPU / ${u.taskMemoryGb} GB)`,
+      item: `Fargate (${u.regions * u.tasksPerRegion} tasks, blue and green, ${u.taskVcpu} vCPU / ${u.taskMemoryGb} GB)`,
       monthlyUsd: u.regions * u.tasksPerRegion * h * (u.taskVcpu * p.fargateVcpuHour + u.taskMemoryGb * p.fargateGbHour),
     },
-    { item: `KMS keys (${u.regions + 1})`, monthlyUsd: (u.regions + 1) * p.kmsKeyMonth },
+    // per region: Aurora's key and the SNS key; one for the SSM SecureStrings
+    { item: `KMS keys (${2 * u.regions + 1})`, monthlyUsd: (2 * u.regions + 1) * p.kmsKeyMonth },
     {
       item: "CloudWatch (metrics, alarms, dashboard, logs)",
-      monthlyUsd: u.customMetrics * p.cloudwatchMetricMonth + (u.alarms - u.highResAlarms) * p.cloudwatchAlarmMonth
+      monthlyUsd: u.customMetrics * p.cloudwatchMetricMonth + u.alarmMetrics * p.cloudwatchAlarmMonth
         + u.highResAlarms * p.cloudwatchAlarmHighResMonth + p.cloudwatchDashboardMonth + u.logsGbPerMonth * p.cloudwatchLogsGbIngested,
     },
     { item: "DynamoDB on demand", monthlyUsd: u.dynamodbMillionWrites * p.dynamodbWritePerMillion + u.dynamodbMillionReads * p.dynamodbReadPerMillion },
@@ -118,6 +143,7 @@ export function monthlyCost(u: CostInputs): CostLine[] {
       monthlyUsd: u.lambdaGbSecondsPerMonth * p.lambdaGbSecond + (u.lambdaInvocationsPerMonth / 1e6) * p.lambdaRequestPerMillion,
     },
   ];
+  lines.push({ item: "Inter-region data transfer (peering)", monthlyUsd: u.interRegionGb * p.interRegionTransferGb });
   if (u.createDms) lines.push({ item: "DMS replication instance (dms.t3.medium)", monthlyUsd: h * p.dmsT3MediumHour });
   if (u.createVpn) lines.push({ item: "Site-to-site VPN connection", monthlyUsd: h * p.vpnConnectionHour });
   return lines.map((l) => ({ ...l, monthlyUsd: round(l.monthlyUsd) }));

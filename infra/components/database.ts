@@ -39,13 +39,13 @@ export function parameterFamily(engineVersion: string): string {
 /**
  * Aurora PostgreSQL Global Database: a KMS key per region, the primary cluster in the first
  * region and a secondary in each other, Serverless v2 instances, 7-day backups, TLS forced,
- * nothing kept on destroy. The master password is generated and kept in an SSM SecureString.
+ * nothing kept on destroy. The master password is generated here (a Pulumi secret) and kept
+ * in the SSM SecureString `/migration/db/<suffix>/password` by Parameters; never in config.
  */
 export class Database extends pulumi.ComponentResource {
   readonly globalClusterId: pulumi.Output<string>;
   readonly globalClusterArn: pulumi.Output<string>;
   readonly regions: RegionalDatabase[];
-  readonly masterPasswordParameter: pulumi.Output<string>;
   readonly masterPassword: pulumi.Output<string>;
 
   constructor(id: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -55,14 +55,9 @@ export class Database extends pulumi.ComponentResource {
     const password = new random.RandomPassword(name("db-master-password", args.suffix), {
       length: 32,
       special: true,
-      overrideSpecial: "!#$%^&*()-_=+[]{}<>:?",
+      // Aurora refuses / " @ and space; DMS endpoint settings trip over ; + % { }.
+      overrideSpecial: "!#*-_=:?",
     }, { parent: this });
-    const secret = new aws.ssm.Parameter(name("ssm-db-master-password", args.suffix), {
-      name: `/migration/db/${args.suffix}/master-password`,
-      type: "SecureString",
-      value: password.result,
-      description: "Aurora master password (generated; never in plain config)",
-    }, { parent: this, provider: primary.provider });
 
     const global = new aws.rds.GlobalCluster(name("aurora-global", args.suffix), {
       globalClusterIdentifier: name("aurora-global", args.suffix),
@@ -134,7 +129,6 @@ export class Database extends pulumi.ComponentResource {
     this.globalClusterId = global.id;
     this.globalClusterArn = global.arn;
     this.regions = regional;
-    this.masterPasswordParameter = secret.name;
     this.masterPassword = password.result;
     this.registerOutputs({ globalClusterId: this.globalClusterId });
   }

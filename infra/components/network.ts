@@ -9,18 +9,26 @@ export interface NetworkArgs {
   cidr: string;
   containerPort: number;
   provider: aws.Provider;
+  /**
+   * Other regions' function subnets, admitted to this region's database on 5432 over the
+   * VPC peering (security groups cannot be referenced across regions).
+   */
+  peerFunctionCidrs: string[];
 }
 
 /**
- * One region's network: a VPC with public and private subnets in two AZs, exactly one
- * NAT gateway, S3 and DynamoDB gateway endpoints on the private route table, and the
- * security groups: ALB <- 80/443 from the internet; tasks <- the container port from the
- * ALB only; database <- 5432 from the tasks and the functions only.
+ * One region's network: a VPC with public, private and function subnets in two AZs,
+ * exactly one NAT gateway, S3 and DynamoDB gateway endpoints on the private route table,
+ * and the security groups: ALB <- 80/443 from the internet; tasks <- the container port
+ * from the ALB only; database <- 5432 from the tasks and the functions only (and from the
+ * primary's function subnets over the peering, in the secondaries).
+ * Routes are separate resources so that the peering can add its own to the same tables.
  */
 export class Network extends pulumi.ComponentResource {
   readonly vpcId: pulumi.Output<string>;
   readonly publicSubnetIds: pulumi.Output<string>[];
   readonly privateSubnetIds: pulumi.Output<string>[];
+  readonly functionSubnetIds: pulumi.Output<string>[];
   readonly privateRouteTableId: pulumi.Output<string>;
   readonly albSecurityGroupId: pulumi.Output<string>;
   readonly taskSecurityGroupId: pulumi.Output<string>;
@@ -42,11 +50,8 @@ export class Network extends pulumi.ComponentResource {
     }, o);
     const igw = new aws.ec2.InternetGateway(n("igw"), { vpcId: vpc.id, tags: { Name: n("igw") } }, o);
 
-    const publicRt = new aws.ec2.RouteTable(n("rt-public"), {
-      vpcId: vpc.id,
-      routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }],
-      tags: { Name: n("rt-public") },
-    }, o);
+    const publicRt = new aws.ec2.RouteTable(n("rt-public"), { vpcId: vpc.id, tags: { Name: n("rt-public") } }, o);
+    new aws.ec2.Route(n("route-public-internet"), { routeTableId: publicRt.id, destinationCidrBlock: "0.0.0.0/0", gatewayId: igw.id }, o);
     const publicSubnets = cidrs.public.map((cidr, i) => {
       const s = new aws.ec2.Subnet(n(`subnet-public-${i}`), {
         vpcId: vpc.id,
@@ -66,21 +71,20 @@ export class Network extends pulumi.ComponentResource {
       subnetId: publicSubnets[0].id,
       tags: { Name: n("nat") },
     }, { ...o, dependsOn: [igw] });
-    const privateRt = new aws.ec2.RouteTable(n("rt-private"), {
-      vpcId: vpc.id,
-      routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }],
-      tags: { Name: n("rt-private") },
-    }, o);
-    const privateSubnets = cidrs.private.map((cidr, i) => {
-      const s = new aws.ec2.Subnet(n(`subnet-private-${i}`), {
+    const privateRt = new aws.ec2.RouteTable(n("rt-private"), { vpcId: vpc.id, tags: { Name: n("rt-private") } }, o);
+    new aws.ec2.Route(n("route-private-nat"), { routeTableId: privateRt.id, destinationCidrBlock: "0.0.0.0/0", natGatewayId: nat.id }, o);
+    const privateTier = (tier: string, tierCidrs: string[]) => tierCidrs.map((cidr, i) => {
+      const s = new aws.ec2.Subnet(n(`subnet-${tier}-${i}`), {
         vpcId: vpc.id,
         cidrBlock: cidr,
         availabilityZone: zones.names[i],
-        tags: { Name: n(`subnet-private-${i}`), tier: "private" },
+        tags: { Name: n(`subnet-${tier}-${i}`), tier },
       }, o);
-      new aws.ec2.RouteTableAssociation(n(`rta-private-${i}`), { subnetId: s.id, routeTableId: privateRt.id }, o);
+      new aws.ec2.RouteTableAssociation(n(`rta-${tier}-${i}`), { subnetId: s.id, routeTableId: privateRt.id }, o);
       return s;
     });
+    const privateSubnets = privateTier("private", cidrs.private);
+    const functionSubnets = privateTier("functions", cidrs.functions);
     for (const service of ["s3", "dynamodb"]) {
       new aws.ec2.VpcEndpoint(n(`vpce-${service}`), {
         vpcId: vpc.id,
@@ -123,6 +127,10 @@ export class Network extends pulumi.ComponentResource {
       ingress: [
         { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [taskSg.id], description: "from the ECS tasks" },
         { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [fnSg.id], description: "from the cutover functions" },
+        ...(args.peerFunctionCidrs.length === 0 ? [] : [{
+          protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: args.peerFunctionCidrs,
+          description: "from the primary region's function subnets, over the VPC peering",
+        }]),
       ],
       egress,
       tags: { Name: n("sg-db") },
@@ -131,6 +139,7 @@ export class Network extends pulumi.ComponentResource {
     this.vpcId = vpc.id;
     this.publicSubnetIds = publicSubnets.map((s) => s.id);
     this.privateSubnetIds = privateSubnets.map((s) => s.id);
+    this.functionSubnetIds = functionSubnets.map((s) => s.id);
     this.privateRouteTableId = privateRt.id;
     this.albSecurityGroupId = albSg.id;
     this.taskSecurityGroupId = taskSg.id;

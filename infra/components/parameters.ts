@@ -52,22 +52,34 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
   ];
 }
 
+/**
+ * The parameters, in the primary region (where the functions' home region is). SecureStrings
+ * are encrypted with a key of their own, so that a function's kms:Decrypt can name one key.
+ */
 export class Parameters extends pulumi.ComponentResource {
   readonly names: string[];
+  readonly kmsKeyArn: pulumi.Output<string>;
 
   constructor(id: string, args: ParametersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:parameters:Parameters", id, {}, opts);
+    const key = new aws.kms.Key(name("kms-ssm", args.suffix), {
+      description: "cutover SSM SecureString parameters",
+      enableKeyRotation: true,
+      deletionWindowInDays: 7,
+    }, { parent: this, provider: args.provider });
     const specs = parameterSpecs(args);
     for (const spec of specs) {
-      const slug = spec.path.split("/").slice(3).join("-");
+      const slug = spec.path.split("/").slice(4).join("-");
       new aws.ssm.Parameter(name(`ssm-${spec.path.split("/")[2]}-${slug}`, args.suffix), {
         name: spec.path,
         type: spec.secure ? "SecureString" : "String",
+        keyId: spec.secure ? key.arn : undefined,
         value: spec.value,
         tier: "Standard",
       }, { parent: this, provider: args.provider, ignoreChanges: spec.owned ? ["value"] : [] });
     }
     this.names = specs.map((s) => s.path);
-    this.registerOutputs({ names: this.names });
+    this.kmsKeyArn = key.arn;
+    this.registerOutputs({ names: this.names, kmsKeyArn: this.kmsKeyArn });
   }
 }

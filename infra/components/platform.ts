@@ -1,14 +1,21 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-import { Settings, name } from "../config";
+import { Settings, name, subnetCidrs } from "../config";
 import { Application } from "./application";
 import { Database } from "./database";
+import { Functions } from "./functions";
 import { Migration } from "./migration";
+import { Monitoring, watchedAlarms } from "./monitoring";
 import { Network } from "./network";
-import { Operations } from "./operations";
+import { Notifications } from "./notifications";
 import { Parameters } from "./parameters";
+import { Peering } from "./peering";
+import { Runbook } from "./runbook";
 import { State } from "./state";
+import { Triggers } from "./triggers";
+
+export const METRICS_NAMESPACE = "Cutover";
 
 export interface RegionOutputs {
   region: string;
@@ -20,140 +27,198 @@ export interface RegionOutputs {
   clusterArn: pulumi.Output<string>;
 }
 
-export interface PlatformOutputs {
-  regions: RegionOutputs[];
-  globalClusterId: pulumi.Output<string>;
-  stateTableName: pulumi.Output<string>;
-  parameterNames: string[];
-  replicationTaskArn?: pulumi.Output<string>;
-  vpnConnectionId?: pulumi.Output<string>;
-  functionArns: Record<string, pulumi.Output<string>>;
-  opsTopicArn: pulumi.Output<string>;
-  stateMachineArn: pulumi.Output<string>;
-}
-
 /** One explicit provider per region: nothing depends on the ambient AWS region. */
-export function providers(s: Settings): Map<string, aws.Provider> {
+export function providers(s: Settings, parent: pulumi.Resource): Map<string, aws.Provider> {
   const out = new Map<string, aws.Provider>();
   for (const region of [s.primaryRegion, ...s.secondaryRegions]) {
     out.set(region, new aws.Provider(name("aws", s.suffix, region), {
       region: region as aws.Region,
       defaultTags: { tags: { project: "cutover", environment: s.suffix } },
-    }));
+    }, { parent }));
   }
   return out;
 }
 
-/** The whole platform, composed from its components. */
-export function createPlatform(s: Settings): PlatformOutputs {
-  const regions = [s.primaryRegion, ...s.secondaryRegions];
-  const provider = providers(s);
-  const p = (r: string) => provider.get(r) as aws.Provider;
-  const networks = regions.map((region) => new Network(name("network", s.suffix, region), {
-    suffix: s.suffix,
-    region,
-    cidr: s.vpcCidrs[region],
-    containerPort: s.containerPort,
-    provider: p(region),
-  }));
-  const database = new Database(name("database", s.suffix), {
-    suffix: s.suffix,
-    engineVersion: s.auroraEngineVersion,
-    minAcu: s.auroraMinAcu,
-    maxAcu: s.auroraMaxAcu,
-    databaseName: s.databaseName,
-    masterUsername: s.masterUsername,
-    regions: networks.map((net, i) => ({
+/**
+ * The whole platform, composed from its components: per region a network and an
+ * application, the VPC peerings, the Aurora global database, the state table, the SSM
+ * hierarchy, optional DMS and VPN; then the functions, their triggers, notifications,
+ * monitoring and the cutover runbook.
+ */
+export class Platform extends pulumi.ComponentResource {
+  readonly regions: RegionOutputs[];
+  readonly globalClusterId: pulumi.Output<string>;
+  readonly stateTableName: pulumi.Output<string>;
+  readonly parameterNames: string[];
+  readonly replicationTaskArn?: pulumi.Output<string>;
+  readonly vpnConnectionId?: pulumi.Output<string>;
+  readonly functionArns: Record<string, pulumi.Output<string>>;
+  readonly opsTopicArn: pulumi.Output<string>;
+  readonly runbookArn: pulumi.Output<string>;
+
+  constructor(id: string, s: Settings, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:platform:Platform", id, {}, opts);
+    const child = { parent: this };
+    const regions = [s.primaryRegion, ...s.secondaryRegions];
+    const provider = providers(s, this);
+    const p = (r: string) => provider.get(r) as aws.Provider;
+    const primaryFunctionCidrs = subnetCidrs(s.vpcCidrs[s.primaryRegion]).functions;
+
+    const networks = regions.map((region, i) => new Network(name("network", s.suffix, region), {
+      suffix: s.suffix,
+      region,
+      cidr: s.vpcCidrs[region],
+      containerPort: s.containerPort,
+      provider: p(region),
+      peerFunctionCidrs: i === 0 ? [] : primaryFunctionCidrs,
+    }, child));
+    const side = (i: number) => ({
+      region: regions[i], provider: p(regions[i]), vpcId: networks[i].vpcId, cidr: s.vpcCidrs[regions[i]],
+      privateRouteTableId: networks[i].privateRouteTableId,
+    });
+    for (let i = 1; i < regions.length; i++) {
+      new Peering(name("peering", s.suffix, regions[i]), { suffix: s.suffix, primary: side(0), secondary: side(i) }, child);
+    }
+
+    const database = new Database(name("database", s.suffix), {
+      suffix: s.suffix,
+      engineVersion: s.auroraEngineVersion,
+      minAcu: s.auroraMinAcu,
+      maxAcu: s.auroraMaxAcu,
+      databaseName: s.databaseName,
+      masterUsername: s.masterUsername,
+      regions: networks.map((net, i) => ({
+        region: regions[i],
+        provider: p(regions[i]),
+        privateSubnetIds: net.privateSubnetIds,
+        securityGroupId: net.databaseSecurityGroupId,
+      })),
+    }, child);
+    const apps = networks.map((net, i) => new Application(name("application", s.suffix, regions[i]), {
+      suffix: s.suffix,
       region: regions[i],
       provider: p(regions[i]),
+      vpcId: net.vpcId,
+      publicSubnetIds: net.publicSubnetIds,
       privateSubnetIds: net.privateSubnetIds,
-      securityGroupId: net.databaseSecurityGroupId,
-    })),
-  });
-  const apps = networks.map((net, i) => new Application(name("application", s.suffix, regions[i]), {
-    suffix: s.suffix,
-    region: regions[i],
-    provider: p(regions[i]),
-    vpcId: net.vpcId,
-    publicSubnetIds: net.publicSubnetIds,
-    privateSubnetIds: net.privateSubnetIds,
-    albSecurityGroupId: net.albSecurityGroupId,
-    taskSecurityGroupId: net.taskSecurityGroupId,
-    image: s.containerImage,
-    containerPort: s.containerPort,
-    desiredCount: s.desiredCount,
-    maxCount: s.maxCount,
-  }));
-  const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) });
-  const primaryDb = database.regions[0];
-  const migration = new Migration(name("migration", s.suffix), {
-    suffix: s.suffix,
-    region: s.primaryRegion,
-    provider: p(s.primaryRegion),
-    createDms: s.createDms,
-    createVpn: s.createVpn,
-    vpcId: networks[0].vpcId,
-    privateSubnetIds: networks[0].privateSubnetIds,
-    privateRouteTableId: networks[0].privateRouteTableId,
-    securityGroupId: networks[0].functionSecurityGroupId,
-    oracleEndpoint: s.oracleEndpoint,
-    oraclePort: s.oraclePort,
-    oracleServiceName: s.oracleServiceName,
-    targetEndpoint: primaryDb.writerEndpoint,
-    targetDatabase: s.databaseName,
-    targetUsername: s.masterUsername,
-    targetPassword: database.masterPassword,
-    customerGatewayIp: s.customerGatewayIp,
-    onPremCidr: s.onPremCidr,
-  });
-  const readerEndpoints: Record<string, pulumi.Input<string>> = {};
-  database.regions.forEach((r) => { readerEndpoints[r.region] = r.readerEndpoint; });
-  const parameters = new Parameters(name("parameters", s.suffix), {
-    suffix: s.suffix,
-    provider: p(s.primaryRegion),
-    primaryRegion: s.primaryRegion,
-    databaseName: s.databaseName,
-    username: s.masterUsername,
-    password: database.masterPassword,
-    writerEndpoint: primaryDb.writerEndpoint,
-    readerEndpoints,
-    sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
-    caBundlePem: s.caBundlePem,
-  });
-  const identity = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion) });
-  const operations = new Operations(name("operations", s.suffix), {
-    suffix: s.suffix,
-    primaryRegion: s.primaryRegion,
-    regions: regions.map((region, i) => ({
-      region,
-      provider: p(region),
-      listenerArn: apps[i].listenerArn,
-      blueTargetGroupArn: apps[i].blueTargetGroupArn,
-      greenTargetGroupArn: apps[i].greenTargetGroupArn,
-      albArnSuffix: apps[i].albArnSuffix,
-      clusterArn: database.regions[i].clusterArn,
-    })),
-    privateSubnetIds: networks[0].privateSubnetIds,
-    functionSecurityGroupId: networks[0].functionSecurityGroupId,
-    stateTableArn: state.tableArn,
-    stateTableName: state.tableName,
-    globalClusterId: database.globalClusterId,
-    globalClusterArn: database.globalClusterArn,
-    accountId: identity.accountId,
-    zipDir: s.lambdaZipDir,
-    validationSchedule: s.validationSchedule,
-    validationSchemas: s.validationSchemas,
-    oracleLayerArn: s.oracleInstantClientLayerArn,
-    alertEmail: s.alertEmail,
-    createDms: s.createDms,
-    dmsTaskArn: migration.replicationTaskArn,
-    metricsNamespace: "Cutover",
-  });
-  return {
-    functionArns: operations.functionArns,
-    opsTopicArn: operations.opsTopicArn,
-    stateMachineArn: operations.stateMachineArn,
-    regions: regions.map((region, i) => ({
+      albSecurityGroupId: net.albSecurityGroupId,
+      taskSecurityGroupId: net.taskSecurityGroupId,
+      image: s.containerImage,
+      containerPort: s.containerPort,
+      desiredCount: s.desiredCount,
+      greenDesiredCount: s.greenDesiredCount,
+      maxCount: s.maxCount,
+    }, child));
+    const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) }, child);
+    const primaryDb = database.regions[0];
+    const migration = new Migration(name("migration", s.suffix), {
+      suffix: s.suffix,
+      region: s.primaryRegion,
+      provider: p(s.primaryRegion),
+      createDms: s.createDms,
+      createVpn: s.createVpn,
+      vpcId: networks[0].vpcId,
+      privateSubnetIds: networks[0].privateSubnetIds,
+      privateRouteTableId: networks[0].privateRouteTableId,
+      securityGroupId: networks[0].functionSecurityGroupId,
+      oracleEndpoint: s.oracleEndpoint,
+      oraclePort: s.oraclePort,
+      oracleServiceName: s.oracleServiceName,
+      targetEndpoint: primaryDb.writerEndpoint,
+      targetDatabase: s.databaseName,
+      targetUsername: s.masterUsername,
+      targetPassword: database.masterPassword,
+      customerGatewayIp: s.customerGatewayIp,
+      onPremCidr: s.onPremCidr,
+    }, child);
+    const readerEndpoints: Record<string, pulumi.Input<string>> = {};
+    database.regions.forEach((r) => { readerEndpoints[r.region] = r.readerEndpoint; });
+    const parameters = new Parameters(name("parameters", s.suffix), {
+      suffix: s.suffix,
+      provider: p(s.primaryRegion),
+      primaryRegion: s.primaryRegion,
+      databaseName: s.databaseName,
+      username: s.masterUsername,
+      password: database.masterPassword,
+      writerEndpoint: primaryDb.writerEndpoint,
+      readerEndpoints,
+      sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
+      caBundlePem: s.caBundlePem,
+    }, child);
+
+    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
+    const notifications = new Notifications(name("notifications", s.suffix), {
+      suffix: s.suffix,
+      accountId,
+      regions: regions.map((region) => ({ region, provider: p(region) })),
+      alertEmail: s.alertEmail,
+    }, child);
+    const primaryTopic = notifications.regions[0];
+    const alarms = watchedAlarms(s.suffix);
+    const functions = new Functions(name("functions", s.suffix), {
+      suffix: s.suffix,
+      primaryRegion: s.primaryRegion,
+      provider: p(s.primaryRegion),
+      regions: regions.map((region, i) => ({
+        region,
+        listenerArn: apps[i].listenerArn,
+        blueTargetGroupArn: apps[i].blueTargetGroupArn,
+        greenTargetGroupArn: apps[i].greenTargetGroupArn,
+        clusterArn: database.regions[i].clusterArn,
+      })),
+      subnetIds: networks[0].functionSubnetIds,
+      securityGroupId: networks[0].functionSecurityGroupId,
+      stateTableArn: state.tableArn,
+      stateTableName: state.tableName,
+      opsTopicArn: primaryTopic.opsTopicArn,
+      validationTopicArn: notifications.validationTopicArn,
+      snsKeyArn: primaryTopic.keyArn,
+      ssmKeyArn: parameters.kmsKeyArn,
+      globalClusterId: database.globalClusterId,
+      globalClusterArn: database.globalClusterArn,
+      accountId,
+      zipDir: s.lambdaZipDir,
+      validationTables: s.validationTables,
+      validationSchemas: s.validationSchemas,
+      oracleLayerArn: s.oracleInstantClientLayerArn,
+      alarms,
+      metricsNamespace: METRICS_NAMESPACE,
+    }, child);
+    new Triggers(name("triggers", s.suffix), {
+      suffix: s.suffix,
+      primaryRegion: s.primaryRegion,
+      regions: regions.map((region) => ({ region, provider: p(region) })),
+      functionArns: functions.arns,
+      functionNames: functions.names,
+      validationSchedule: s.validationSchedule,
+      alarms,
+      accountId,
+    }, child);
+    new Monitoring(name("monitoring", s.suffix), {
+      suffix: s.suffix,
+      metricsNamespace: METRICS_NAMESPACE,
+      regions: regions.map((region, i) => ({
+        region,
+        provider: p(region),
+        opsTopicArn: notifications.regions[i].opsTopicArn,
+        albArnSuffix: apps[i].albArnSuffix,
+        targetGroupArnSuffixes: apps[i].targetGroupArnSuffixes,
+      })),
+      createDms: s.createDms,
+      dmsTaskArn: migration.replicationTaskArn,
+    }, child);
+    const runbook = new Runbook(name("runbook", s.suffix), {
+      suffix: s.suffix,
+      provider: p(s.primaryRegion),
+      validatorArn: functions.arns["data-validator"],
+      shifterArn: functions.arns["traffic-shifter"],
+      stateTableArn: state.tableArn,
+      stateTableName: state.tableName,
+      opsTopicArn: primaryTopic.opsTopicArn,
+      snsKeyArn: primaryTopic.keyArn,
+    }, child);
+
+    this.regions = regions.map((region, i) => ({
       region,
       vpcId: networks[i].vpcId,
       listenerArn: apps[i].listenerArn,
@@ -161,11 +226,15 @@ export function createPlatform(s: Settings): PlatformOutputs {
       greenTargetGroupArn: apps[i].greenTargetGroupArn,
       albDnsName: apps[i].albDnsName,
       clusterArn: database.regions[i].clusterArn,
-    })),
-    globalClusterId: database.globalClusterId,
-    stateTableName: state.tableName,
-    parameterNames: parameters.names,
-    replicationTaskArn: migration.replicationTaskArn,
-    vpnConnectionId: migration.vpnConnectionId,
-  };
+    }));
+    this.globalClusterId = database.globalClusterId;
+    this.stateTableName = state.tableName;
+    this.parameterNames = parameters.names;
+    this.replicationTaskArn = migration.replicationTaskArn;
+    this.vpnConnectionId = migration.vpnConnectionId;
+    this.functionArns = functions.arns;
+    this.opsTopicArn = primaryTopic.opsTopicArn;
+    this.runbookArn = runbook.stateMachineArn;
+    this.registerOutputs({ globalClusterId: this.globalClusterId, runbookArn: this.runbookArn });
+  }
 }

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 
-import { ConfigSource, name, readSettings, subnetCidrs } from "../config";
+import { ConfigSource, name, readSettings, shortRegion, subnetCidrs } from "../config";
 import { parameterFamily } from "../components/database";
 
 function source(values: Record<string, unknown>): ConfigSource {
@@ -30,7 +32,15 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.auroraMinAcu, 0.5);
   assert.equal(s.auroraMaxAcu, 4);
   assert.equal(s.desiredCount, 2);
+  assert.equal(s.greenDesiredCount, 2, "green as large as blue unless told");
+  assert.equal(s.maxCount, 6);
   assert.equal(s.vpcCidrs["eu-west-1"], "10.20.0.0/16");
+  assert.equal(s.validationTables, "", "blank: every table of the schemas");
+  assert.equal(s.validationSchemas, "public");
+  assert.equal(s.validationSchedule, "rate(1 day)");
+  assert.equal(s.lambdaZipDir, "../target/lambda");
+  assert.equal(s.alertEmail, undefined);
+  assert.equal(s.oracleInstantClientLayerArn, undefined);
 });
 
 test("configured values override the defaults", () => {
@@ -64,7 +74,10 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", auroraMaxAcu: 256 }, /<= 128/],
     [{ environmentSuffix: "dev", desiredCount: 0 }, /desiredCount/],
     [{ environmentSuffix: "dev", desiredCount: 1.5 }, /whole numbers/],
-    [{ environmentSuffix: "dev", desiredCount: 4, maxCount: 2 }, /desiredCount <= maxCount/],
+    [{ environmentSuffix: "dev", desiredCount: 4, maxCount: 2 }, /greenDesiredCount <= maxCount/],
+    [{ environmentSuffix: "dev", greenDesiredCount: 0 }, /1 <= desiredCount, greenDesiredCount/],
+    [{ environmentSuffix: "dev", vpcCidrs: { "eu-west-1": "10.10.0.0/16" } }, /different \/16 for every region/],
+    [{ environmentSuffix: "dev", vpcCidrs: { "us-east-1": undefined } }, /vpcCidrs.*us-east-1/],
   ];
   for (const [values, expected] of cases) {
     assert.throws(() => readSettings(source(values)), expected, JSON.stringify(values));
@@ -77,7 +90,29 @@ test("names, subnets and the parameter family", () => {
   assert.deepEqual(subnetCidrs("10.20.0.0/16"), {
     public: ["10.20.0.0/24", "10.20.1.0/24"],
     private: ["10.20.10.0/24", "10.20.11.0/24"],
+    functions: ["10.20.20.0/24", "10.20.21.0/24"],
   });
+  assert.deepEqual(["us-east-1", "eu-west-1", "ap-southeast-1", "eu-central-1", "ap-northeast-2", "us-gov-west-1"].map(shortRegion),
+    ["use1", "euw1", "apse1", "euc1", "apne2", "usgovw1"]);
   assert.throws(() => subnetCidrs("10.20.0.0/24"), /x.y.0.0\/16/);
   assert.equal(parameterFamily("15.4"), "aurora-postgresql15");
+});
+
+test("Pulumi.dev.yaml shows every key readSettings reads, and the README documents each", () => {
+  const read = new Set<string>();
+  const recording: ConfigSource = {
+    require: (k) => { read.add(k); return "dev"; },
+    get: (k) => { read.add(k); return undefined; },
+    getNumber: (k) => { read.add(k); return undefined; },
+    getBoolean: (k) => { read.add(k); return undefined; },
+    getObject: (k) => { read.add(k); return undefined; },
+  };
+  readSettings(recording);
+  const root = join(__dirname, "..", "..");
+  const example = [...readFileSync(join(root, "Pulumi.dev.yaml"), "utf8").matchAll(/^\s*(?:# )?cutover:(\w+):/gm)].map((m) => m[1]);
+  assert.deepEqual([...example].sort(), [...read].sort());
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  for (const key of read) assert.ok(readme.includes(`\`${key}\``), `README documents ${key}`);
+  const s = readSettings(source({ environmentSuffix: "dev" }));
+  assert.equal(s.caBundlePem, "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE");
 });

@@ -7,14 +7,17 @@ import * as pulumi from "@pulumi/pulumi";
 import { install, ofType, settle } from "./mocks";
 
 install("index");
-pulumi.runtime.setAllConfig({ "cutover:environmentSuffix": "t3", "cutover:createVpn": "true" });
+pulumi.runtime.setAllConfig({ "cutover:environmentSuffix": "t3", "cutover:createVpn": "true", "cutover:auroraMaxAcu": "8" });
 
 test("index composes the platform from the stack config", async () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const index = require("../index");
   await settle();
   assert.equal(index.regions.length, 3);
+  assert.equal(ofType("cutover:platform:Platform")[0].name, "cutover-t3");
   assert.equal(ofType("aws:rds/globalCluster:GlobalCluster")[0].name, "aurora-global-t3");
+  assert.equal(ofType("aws:rds/cluster:Cluster")[0].inputs.serverlessv2ScalingConfiguration.maxCapacity, 8);
   assert.equal(ofType("aws:ec2/vpnConnection:VpnConnection").length, 1);
   assert.equal(ofType("aws:dms/replicationTask:ReplicationTask").length, 0);
+  assert.equal(index.replicationTaskArn, undefined);
 });

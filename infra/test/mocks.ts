@@ -1,6 +1,9 @@
 // Pulumi mocks that record every resource and fail on any call the code is not meant to make.
 import * as pulumi from "@pulumi/pulumi";
 
+import { ConfigSource, name, readSettings } from "../config";
+import type { Platform } from "../components/platform";
+
 export interface Recorded {
   type: string;
   name: string;
@@ -11,6 +14,14 @@ export interface Recorded {
 
 export const resources: Recorded[] = [];
 export const calls: string[] = [];
+/** Every resource's options as its component passed them, by resource name. */
+export const options = new Map<string, pulumi.CustomResourceOptions>();
+
+/** A transformation that only records the options; handed to the root component in tests. */
+export const recordOptions: pulumi.ResourceTransformation = (args) => {
+  options.set(args.name, args.opts);
+  return undefined;
+};
 
 const ALLOWED_CALLS = new Set([
   "aws:index/getAvailabilityZones:getAvailabilityZones",
@@ -38,8 +49,9 @@ export function install(stack: string): void {
         state.arnSuffix = `app/${args.name}/0123`;
         state.dnsName = `${args.name}.${region}.elb.amazonaws.com`;
       }
+      if (args.type === "aws:lb/targetGroup:TargetGroup") state.arnSuffix = `targetgroup/${args.name}/4567`;
       if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-secret-0123456789";
-      if (args.type === "aws:dms/replicationTask:ReplicationTask") state.replicationTaskArn = arn;
+      if (args.type === "aws:dms/replicationTask:ReplicationTask") state.replicationTaskArn = `arn:aws:dms:${region}:123456789012:task:TASKID0123`;
       if (args.type === "aws:dms/replicationInstance:ReplicationInstance") state.replicationInstanceArn = arn;
       if (args.type === "aws:dms/endpoint:Endpoint") state.endpointArn = arn;
       return { id: `${args.name}-id`, state };
@@ -56,6 +68,31 @@ export function install(stack: string): void {
       return { names: ["zone-a", "zone-b", "zone-c"], zoneIds: ["z1", "z2", "z3"] };
     },
   }, "cutover", stack, false);
+}
+
+/** A ConfigSource over plain values, as `pulumi config set` would give them. */
+export function configFrom(values: Record<string, unknown>): ConfigSource {
+  return {
+    require(key: string): string {
+      const v = values[key];
+      if (v === undefined) throw new Error(`Missing required configuration variable '${key}'`);
+      return String(v);
+    },
+    get: (key: string) => values[key] as string | undefined,
+    getNumber: (key: string) => values[key] as number | undefined,
+    getBoolean: (key: string) => values[key] as boolean | undefined,
+    getObject: <T>(key: string) => values[key] as T | undefined,
+  };
+}
+
+/** The platform for a configuration, with every resource's options recorded. */
+export async function build(values: Record<string, unknown>): Promise<Platform> {
+  const settings = readSettings(configFrom(values));
+  // Loaded only now, after install(): the AWS provider modules see the mocks from the start.
+  const { Platform } = await import("../components/platform");
+  const platform = new Platform(name("cutover", settings.suffix), settings, { transformations: [recordOptions] });
+  await settle();
+  return platform;
 }
 
 /** Waits until no new resource has been registered for a while. */
@@ -89,4 +126,9 @@ export function isSecret(v: unknown): boolean {
 /** A recorded input's value, secret or not. */
 export function plain(v: unknown): unknown {
   return isSecret(v) ? (v as { value: unknown }).value : v;
+}
+
+/** The name a resource object was created with. */
+export function resourceName(r: pulumi.Resource): string {
+  return (r as unknown as { __name: string }).__name;
 }

@@ -1,79 +1,93 @@
-// The platform with DMS and the VPN switched on.
+// The platform with everything optional switched on: DMS, the VPN, the Oracle Instant Client
+// layer and e-mail alerts.
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 
-import { calls, install, isSecret, ofType, one, plain, settle } from "./mocks";
+import { build, calls, install, isSecret, ofType, one, plain } from "./mocks";
 
 install("optional");
 
-import { readSettings } from "../config";
 import { tableMappings } from "../components/migration";
-import { createPlatform, PlatformOutputs } from "../components/platform";
+import type { Platform } from "../components/platform";
 
-let out: PlatformOutputs;
+const LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3";
+let platform: Platform;
 
 before(async () => {
-  const values: Record<string, unknown> = {
-    createDms: true, createVpn: true, customerGatewayIp: "198.51.100.7",
-    oracleInstantClientLayerArn: "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3",
+  platform = await build({
+    environmentSuffix: "t2",
+    createDms: true,
+    createVpn: true,
+    customerGatewayIp: "198.51.100.7",
+    oracleInstantClientLayerArn: LAYER,
     alertEmail: "oncall@example.com",
-  };
-  out = createPlatform(readSettings({
-    require: () => "t2",
-    get: (k) => values[k] as string | undefined,
-    getNumber: () => undefined,
-    getBoolean: (k) => values[k] as boolean | undefined,
-    getObject: () => undefined,
-  }));
-  await settle();
+    validationTables: "app.orders,app.order_items",
+  });
 });
 
-test("createDms: replication instance, Oracle source, Aurora target, full load and CDC", () => {
-  assert.equal(ofType("aws:dms/replicationInstance:ReplicationInstance", "us-east-1").length, 1);
+test("createDms: replication instance, Oracle source, Aurora target, full load and CDC, in the primary's private subnets", () => {
+  const instance = ofType("aws:dms/replicationInstance:ReplicationInstance");
+  assert.deepEqual(instance.map((i) => [i.region, i.inputs.publiclyAccessible, i.inputs.multiAz]), [["us-east-1", false, false]]);
+  assert.deepEqual(instance[0].inputs.vpcSecurityGroupIds, ["sg-functions-us-east-1-t2-id"], "admitted by the database's group");
+  const subnets = one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets");
+  assert.deepEqual(subnets.inputs.subnetIds, ["subnet-private-0-us-east-1-t2-id", "subnet-private-1-us-east-1-t2-id"]);
   const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
-  assert.equal(source.inputs.engineName, "oracle");
-  assert.equal(source.inputs.serverName, "onprem-oracle.example.com");
+  assert.deepEqual([source.inputs.endpointType, source.inputs.engineName, source.inputs.serverName, source.inputs.port],
+    ["source", "oracle", "onprem-oracle.example.com", 1521]);
   assert.equal(plain(source.inputs.password), "oracle-secret", "from an SSM SecureString, not config");
   assert.ok(isSecret(source.inputs.password));
   assert.ok(calls.includes("aws:ssm/getParameter:getParameter"));
   const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
-  assert.equal(target.inputs.engineName, "aurora-postgresql");
-  assert.equal(target.inputs.sslMode, "require");
+  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName, target.inputs.sslMode], ["target", "aurora-postgresql", "require"]);
+  assert.equal(target.inputs.serverName, "aurora-us-east-1-t2.cluster-x.us-east-1.rds.amazonaws.com");
   const task = ofType("aws:dms/replicationTask:ReplicationTask")[0];
   assert.equal(task.inputs.migrationType, "full-load-and-cdc");
-  assert.ok(out.replicationTaskArn);
+  assert.equal(task.inputs.startReplicationTask, false, "started by an operator, once the source is ready");
+  assert.deepEqual(JSON.parse(task.inputs.tableMappings), JSON.parse(tableMappings()));
   const rules = JSON.parse(tableMappings()).rules;
   assert.equal(rules[0]["rule-action"], "include");
-  assert.ok(rules.some((r: Record<string, unknown>) => r["rule-action"] === "exclude"));
+  assert.ok(rules.slice(1).every((r: Record<string, string>) => r["rule-action"] === "exclude"));
+  assert.ok(platform.replicationTaskArn);
 });
 
-test("createVpn: customer gateway, VPN gateway on the primary VPC, connection with a static route", () => {
+test("createVpn: customer gateway, VPN gateway on the primary VPC, connection with a static route, propagated to the private routes", () => {
   const cgw = ofType("aws:ec2/customerGateway:CustomerGateway");
-  assert.equal(cgw.length, 1);
-  assert.equal(cgw[0].inputs.ipAddress, "198.51.100.7");
-  const vgw = ofType("aws:ec2/vpnGateway:VpnGateway")[0];
-  assert.match(vgw.inputs.vpcId, /vpc-us-east-1-t2/);
+  assert.deepEqual(cgw.map((c) => [c.region, c.inputs.ipAddress, c.inputs.type]), [["us-east-1", "198.51.100.7", "ipsec.1"]]);
+  assert.equal(one("aws:ec2/vpnGateway:VpnGateway", "vgw").inputs.vpcId, "vpc-us-east-1-t2-id");
   const vpn = ofType("aws:ec2/vpnConnection:VpnConnection")[0];
   assert.equal(vpn.inputs.staticRoutesOnly, true);
   assert.equal(ofType("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")[0].inputs.destinationCidrBlock, "192.168.0.0/16");
-  assert.equal(ofType("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation").length, 1);
-  assert.ok(out.vpnConnectionId);
+  const propagation = ofType("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation");
+  assert.deepEqual(propagation.map((p) => p.inputs.routeTableId), ["rt-private-us-east-1-t2-id"]);
+  assert.ok(platform.vpnConnectionId);
 });
 
 test("the Oracle Instant Client layer goes to data-validator only, when configured", () => {
-  const fns = ofType("aws:lambda/function:Function");
-  for (const f of fns) {
-    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, ["arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3"]);
+  for (const f of ofType("aws:lambda/function:Function")) {
+    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [LAYER]);
     else assert.equal(f.inputs.layers, undefined, f.inputs.name);
   }
+  const validator = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "data-validator-t2");
+  assert.equal(validator?.inputs.environment.variables.CUTOVER_VALIDATION_TABLES, "app.orders,app.order_items");
 });
 
-test("with DMS: a task-failure rule to the ops topic and a DMS widget; alerts by e-mail when configured", () => {
-  const rule = ofType("aws:cloudwatch/eventRule:EventRule").find((r) => r.name === "dms-task-failure-t2");
-  assert.deepEqual(JSON.parse(rule?.inputs.eventPattern).detail.eventType, ["REPLICATION_TASK_FAILED"]);
+test("with DMS: a task-failure rule for this task to the ops topic, and a DMS widget on the dashboard", () => {
+  const rule = one("aws:cloudwatch/eventRule:EventRule", "dms-task-failure");
+  const pattern = JSON.parse(rule.inputs.eventPattern);
+  assert.deepEqual(pattern.detail.eventType, ["REPLICATION_TASK_FAILED"]);
+  assert.deepEqual(pattern.resources, ["arn:aws:dms:us-east-1:123456789012:task:TASKID0123"]);
+  assert.match(one("aws:cloudwatch/eventTarget:EventTarget", "dms-task-failure-target").inputs.arn, /sns-ops-t2$/);
   const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
-  assert.ok(body.widgets.some((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS")));
-  const sub = ofType("aws:sns/topicSubscription:TopicSubscription");
-  assert.equal(sub.length, 1);
-  assert.equal(sub[0].inputs.endpoint, "oncall@example.com");
+  const dms = body.widgets.find((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS"));
+  assert.deepEqual(dms.properties.metrics[0].slice(0, 6), ["AWS/DMS", "CDCLatencySource", "ReplicationInstanceIdentifier", "dms-t2", "ReplicationTaskIdentifier", "TASKID0123"]);
+});
+
+test("alertEmail: an e-mail subscription to every ops topic and to the validation topic", () => {
+  const subs = ofType("aws:sns/topicSubscription:TopicSubscription");
+  assert.deepEqual(subs.map((s) => [s.region, s.inputs.protocol, s.inputs.endpoint, s.inputs.topic.replace(/.*\//, "")]).sort(), [
+    ["ap-southeast-1", "email", "oncall@example.com", "sns-ops-ap-southeast-1-t2"],
+    ["eu-west-1", "email", "oncall@example.com", "sns-ops-eu-west-1-t2"],
+    ["us-east-1", "email", "oncall@example.com", "sns-ops-t2"],
+    ["us-east-1", "email", "oncall@example.com", "sns-validation-t2"],
+  ]);
 });

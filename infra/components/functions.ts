@@ -1,0 +1,196 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name } from "../config";
+import {
+  alarmArn, assumedBy, dataValidatorPolicy, failoverPolicy, FunctionScope, lagProbePolicy, logsPolicy,
+  PolicyDocument, policyJson, trafficShifterPolicy,
+} from "./iam";
+
+export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"] as const;
+export type FunctionName = (typeof FUNCTIONS)[number];
+
+/** The functions that open database connections, and so run in the function subnets. */
+export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag-probe", "failover"]);
+
+export const LOG_RETENTION_DAYS = 30;
+
+export interface RegionalTargets {
+  region: string;
+  listenerArn: pulumi.Input<string>;
+  blueTargetGroupArn: pulumi.Input<string>;
+  greenTargetGroupArn: pulumi.Input<string>;
+  clusterArn: pulumi.Input<string>;
+}
+
+/** The alarms whose ALARM state a function acts on (the same names in every region). */
+export interface WatchedAlarms {
+  trafficShifter: string[];
+  failover: string[];
+}
+
+export interface FunctionsArgs {
+  suffix: string;
+  primaryRegion: string;
+  provider: aws.Provider;
+  /** The primary first. */
+  regions: RegionalTargets[];
+  subnetIds: pulumi.Input<string>[];
+  securityGroupId: pulumi.Input<string>;
+  stateTableArn: pulumi.Input<string>;
+  stateTableName: pulumi.Input<string>;
+  opsTopicArn: pulumi.Input<string>;
+  validationTopicArn: pulumi.Input<string>;
+  snsKeyArn: pulumi.Input<string>;
+  ssmKeyArn: pulumi.Input<string>;
+  globalClusterId: pulumi.Input<string>;
+  globalClusterArn: pulumi.Input<string>;
+  accountId: pulumi.Input<string>;
+  zipDir: string;
+  validationTables: string;
+  validationSchemas: string;
+  oracleLayerArn?: string;
+  alarms: WatchedAlarms;
+  metricsNamespace: string;
+}
+
+/** `region=value,region=value`, in the regions' order: how the crates read per-region ARNs. */
+export function byRegion<T>(regions: T[], region: (r: T) => string, value: (r: T) => pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.all(regions.map((r) => pulumi.output(value(r)).apply((v) => `${region(r)}=${v}`)))
+    .apply((items) => items.join(","));
+}
+
+/** What each function reads from its environment (the crates' config modules). */
+export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, pulumi.Input<string>> {
+  const common: Record<string, pulumi.Input<string>> = {
+    CUTOVER_SUFFIX: a.suffix,
+    CUTOVER_PRIMARY_REGION: a.primaryRegion,
+    CUTOVER_REGIONS: a.regions.map((r) => r.region).join(","),
+    CUTOVER_STATE_TABLE: a.stateTableName,
+    CUTOVER_OPS_TOPIC_ARN: a.opsTopicArn,
+    CUTOVER_METRICS_NAMESPACE: a.metricsNamespace,
+    CUTOVER_DB_SSM_PREFIX: `/migration/db/${a.suffix}`,
+    CUTOVER_APP_SSM_PREFIX: `/migration/app/${a.suffix}`,
+    CUTOVER_DB_SSLMODE: "verify-full",
+  };
+  const region = (r: RegionalTargets) => r.region;
+  switch (fn) {
+    case "data-validator":
+      return {
+        ...common,
+        CUTOVER_VALIDATION_TOPIC_ARN: a.validationTopicArn,
+        // Blank = every table of the schemas (the crate treats a blank variable as unset).
+        CUTOVER_VALIDATION_TABLES: a.validationTables,
+        CUTOVER_VALIDATION_SCHEMAS: a.validationSchemas,
+      };
+    case "lag-probe":
+      return { ...common, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
+    case "traffic-shifter":
+      return {
+        ...common,
+        CUTOVER_SERVICE: "app",
+        CUTOVER_LISTENER_ARNS: byRegion(a.regions, region, (r) => r.listenerArn),
+        CUTOVER_BLUE_TG_ARNS: byRegion(a.regions, region, (r) => r.blueTargetGroupArn),
+        CUTOVER_GREEN_TG_ARNS: byRegion(a.regions, region, (r) => r.greenTargetGroupArn),
+        CUTOVER_WATCHED_ALARMS: a.alarms.trafficShifter.join(","),
+        CUTOVER_LATENCY_GATE_MS: "200",
+      };
+    case "failover":
+      return {
+        ...common,
+        CUTOVER_FAILOVER_DRIVER: "aurora-global",
+        CUTOVER_GLOBAL_CLUSTER_ID: a.globalClusterId,
+        CUTOVER_CLUSTER_ARNS: byRegion(a.regions, region, (r) => r.clusterArn),
+        CUTOVER_RPO_BUDGET_MS: "1000",
+        // The failover crate reads its watched alarms from CUTOVER_FAILOVER_ALARMS.
+        CUTOVER_FAILOVER_ALARMS: a.alarms.failover.join(","),
+        CUTOVER_EVENT_BUS: "default",
+      };
+  }
+}
+
+/** Each function's inline policy: only what its crate calls, on this stack's resources. */
+export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyDocument> {
+  const arn = (service: string, resource: string) =>
+    pulumi.interpolate`arn:aws:${service}:${a.primaryRegion}:${a.accountId}:${resource}`;
+  const scope: FunctionScope = {
+    stateTableArn: a.stateTableArn,
+    opsTopicArn: a.opsTopicArn,
+    ssmDbPathArn: arn("ssm", `parameter/migration/db/${a.suffix}/*`),
+    ssmAppPathArn: arn("ssm", `parameter/migration/app/${a.suffix}/*`),
+    ssmKeyArn: a.ssmKeyArn,
+    ssmRegion: a.primaryRegion,
+    snsKeyArn: a.snsKeyArn,
+    metricsNamespace: a.metricsNamespace,
+  };
+  const watched = a.regions.flatMap((r) => a.alarms.trafficShifter.map((alarm) =>
+    pulumi.output(a.accountId).apply((account) => alarmArn(r.region, account, alarm))));
+  return {
+    "data-validator": dataValidatorPolicy(scope, a.validationTopicArn),
+    "lag-probe": lagProbePolicy(scope),
+    "traffic-shifter": trafficShifterPolicy(scope, a.regions.map((r) => r.listenerArn), watched),
+    failover: failoverPolicy(scope, {
+      globalClusterArn: a.globalClusterArn,
+      clusterArns: a.regions.map((r) => r.clusterArn),
+      rewrittenParameterArns: [
+        arn("ssm", `parameter/migration/db/${a.suffix}/writer-endpoint`),
+        arn("ssm", `parameter/migration/app/${a.suffix}/active-region`),
+      ],
+      eventBusArn: arn("events", "event-bus/default"),
+    }),
+  };
+}
+
+/**
+ * The four Rust Lambdas, in the primary region: `provided.al2023` on arm64 from
+ * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
+ * one role each with an inline least-privilege policy; the three that reach a database
+ * run in the function subnets. failover has a reserved concurrency of 1: a storm of
+ * alarm events queues behind one execution instead of racing for the lease.
+ */
+export class Functions extends pulumi.ComponentResource {
+  readonly arns = {} as Record<FunctionName, pulumi.Output<string>>;
+  readonly names = {} as Record<FunctionName, pulumi.Output<string>>;
+  readonly policies: Record<FunctionName, PolicyDocument>;
+
+  constructor(id: string, args: FunctionsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:functions:Functions", id, {}, opts);
+    const o = { parent: this, provider: args.provider };
+    const n = (type: string) => name(type, args.suffix);
+    this.policies = functionPolicies(args);
+
+    for (const fn of FUNCTIONS) {
+      const fname = n(fn);
+      const logs = new aws.cloudwatch.LogGroup(n(`log-${fn}`), { name: `/aws/lambda/${fname}`, retentionInDays: LOG_RETENTION_DAYS }, o);
+      const role = new aws.iam.Role(n(`role-${fn}`), { assumeRolePolicy: assumedBy("lambda.amazonaws.com") }, o);
+      new aws.iam.RolePolicy(n(`policy-${fn}`), { role: role.id, policy: policyJson(this.policies[fn]) }, o);
+      new aws.iam.RolePolicy(n(`policy-${fn}-logs`), { role: role.id, policy: policyJson(logsPolicy(logs.arn)) }, o);
+      const inVpc = IN_VPC.has(fn);
+      const vpcAccess = inVpc
+        ? [new aws.iam.RolePolicyAttachment(n(`role-${fn}-vpc`), {
+          role: role.name,
+          policyArn: "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+        }, o)]
+        : [];
+      const lambda = new aws.lambda.Function(n(`fn-${fn}`), {
+        name: fname,
+        runtime: "provided.al2023",
+        architectures: ["arm64"],
+        handler: "bootstrap",
+        code: new pulumi.asset.FileArchive(`${args.zipDir}/${fn}/bootstrap.zip`),
+        role: role.arn,
+        memorySize: fn === "data-validator" ? 1024 : 256,
+        // lag-probe samples for 55 s of every minute; the others may run long commands.
+        timeout: fn === "lag-probe" ? 75 : 900,
+        loggingConfig: { logFormat: "JSON", logGroup: logs.name },
+        environment: { variables: environment(fn, args) },
+        vpcConfig: inVpc ? { subnetIds: args.subnetIds, securityGroupIds: [args.securityGroupId] } : undefined,
+        layers: fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : undefined,
+        reservedConcurrentExecutions: fn === "failover" ? 1 : undefined,
+      }, { ...o, dependsOn: [logs, ...vpcAccess] });
+      this.arns[fn] = lambda.arn;
+      this.names[fn] = lambda.name;
+    }
+    this.registerOutputs({ arns: this.arns });
+  }
+}

@@ -1,0 +1,232 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { name } from "../config";
+import { COLORS, Color, serviceName } from "./application";
+import { WatchedAlarms } from "./functions";
+
+/** The alarms' names: the same in every region, so the shifter can name them once. */
+export function alarmNames(suffix: string) {
+  return {
+    errorRate: name("app-5xx-rate", suffix),
+    latency: name("app-p99-latency", suffix),
+    unhealthy: (color: Color) => name(`app-unhealthy-${color}`, suffix),
+    replicationLag: (region: string) => name("replication-lag", suffix, region),
+    writerUnavailable: name("primary-writer-unavailable", suffix),
+    validationMismatch: name("validation-mismatch", suffix),
+  };
+}
+
+/** Which alarms the functions act on: the shifter rolls back, failover moves the writer. */
+export function watchedAlarms(suffix: string): WatchedAlarms {
+  const a = alarmNames(suffix);
+  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable] };
+}
+
+/** The alarm thresholds, in one place (the README quotes them). */
+export const THRESHOLDS = {
+  replicationLagMs: 1000,
+  p99Seconds: 0.2,
+  errorRatePercent: 5,
+  unreachableHeartbeatsPerMinute: 5,
+};
+
+export interface RegionalMonitoringInput {
+  region: string;
+  provider: aws.Provider;
+  opsTopicArn: pulumi.Input<string>;
+  albArnSuffix: pulumi.Input<string>;
+  targetGroupArnSuffixes: Record<Color, pulumi.Input<string>>;
+}
+
+export interface MonitoringArgs {
+  suffix: string;
+  metricsNamespace: string;
+  /** The primary first. */
+  regions: RegionalMonitoringInput[];
+  createDms: boolean;
+  dmsTaskArn?: pulumi.Input<string>;
+}
+
+/** What the dashboard needs once every output is known. */
+export interface DashboardInput {
+  suffix: string;
+  metricsNamespace: string;
+  primaryRegion: string;
+  regions: { region: string; alb: string; targetGroups: Record<Color, string> }[];
+  /** The DMS task's resource id (the ARN's last part), when DMS exists. */
+  dmsTaskId?: string;
+}
+
+type Widget = Record<string, unknown>;
+
+function metricWidget(title: string, region: string, properties: Record<string, unknown>): Widget {
+  return { type: "metric", width: 12, height: 6, properties: { title, region, view: "timeSeries", ...properties } };
+}
+
+/** The dashboard the operations team watches during the migration. */
+export function dashboardBody(d: DashboardInput): string {
+  const ns = d.metricsNamespace;
+  const secondaries = d.regions.slice(1).map((r) => r.region);
+  const widgets: Widget[] = [
+    metricWidget("Replication lag (heartbeat, 1 s)", d.primaryRegion, {
+      period: 1, stat: "Maximum",
+      metrics: secondaries.map((r) => [ns, "ReplicationLagMs", "Region", r, "Source", "heartbeat"]),
+      annotations: { horizontal: [{ value: THRESHOLDS.replicationLagMs, label: "1 s" }] },
+    }),
+    metricWidget("Replication lag (engine)", d.primaryRegion, {
+      period: 60, stat: "Maximum",
+      metrics: secondaries.map((r) => [ns, "ReplicationLagMs", "Region", r, "Source", "engine"]),
+    }),
+    metricWidget("Validation results", d.primaryRegion, {
+      period: 300, stat: "Sum",
+      metrics: [[ns, "RowsCompared"], [ns, "MismatchedRows"], [ns, "ValidationDuration", { stat: "Maximum", yAxis: "right" }]],
+    }),
+  ];
+  for (const r of d.regions) {
+    const elb = (metric: string, extra: Record<string, unknown>) => ["AWS/ApplicationELB", metric, "LoadBalancer", r.alb, extra];
+    widgets.push(metricWidget(`Application ${r.region}: 5xx and p99 response time`, r.region, {
+      period: 60,
+      metrics: [
+        elb("HTTPCode_Target_5XX_Count", { stat: "Sum" }),
+        elb("HTTPCode_ELB_5XX_Count", { stat: "Sum" }),
+        elb("TargetResponseTime", { stat: "p99", yAxis: "right" }),
+      ],
+    }));
+    widgets.push(metricWidget(`Application ${r.region}: healthy hosts`, r.region, {
+      period: 60, stat: "Minimum",
+      metrics: COLORS.map((c) => ["AWS/ApplicationELB", "HealthyHostCount", "TargetGroup", r.targetGroups[c], "LoadBalancer", r.alb, { label: c }]),
+    }));
+    widgets.push(metricWidget(`ECS ${r.region}: CPU and memory`, r.region, {
+      period: 60, stat: "Average",
+      metrics: COLORS.flatMap((c) => ["CPUUtilization", "MemoryUtilization"].map((m) =>
+        ["AWS/ECS", m, "ClusterName", name("ecs", d.suffix, r.region), "ServiceName", serviceName(c, d.suffix, r.region)])),
+    }));
+  }
+  if (d.dmsTaskId !== undefined) {
+    const task = ["ReplicationInstanceIdentifier", name("dms", d.suffix), "ReplicationTaskIdentifier", d.dmsTaskId];
+    widgets.push(metricWidget("DMS task: CDC latency and full-load throughput", d.primaryRegion, {
+      period: 60, stat: "Average",
+      metrics: [
+        ["AWS/DMS", "CDCLatencySource", ...task],
+        ["AWS/DMS", "CDCLatencyTarget", ...task],
+        ["AWS/DMS", "FullLoadThroughputRowsTarget", ...task, { yAxis: "right" }],
+      ],
+    }));
+  }
+  return JSON.stringify({ widgets });
+}
+
+/**
+ * Alarms (each notifying its own region's ops topic), the DMS task-failure rule and the
+ * dashboard. Per region: the 5xx rate (target and ELB 5xx over requests), p99 response
+ * time, unhealthy hosts per color. In the primary: replication lag per secondary at high
+ * resolution, the primary writer unavailable (lag-probe's RegionUnreachable: the failover
+ * trigger), validation mismatches.
+ */
+export class Monitoring extends pulumi.ComponentResource {
+  readonly alarmCount: number;
+
+  constructor(id: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("cutover:monitoring:Monitoring", id, {}, opts);
+    const names = alarmNames(args.suffix);
+    const primary = args.regions[0];
+    let count = 0;
+    // `perRegion`: the same alarm name exists in every region, so the resource name carries the region.
+    const alarm = (r: RegionalMonitoringInput, alarmName: string, perRegion: boolean, spec: Partial<aws.cloudwatch.MetricAlarmArgs>) => {
+      count++;
+      const id = perRegion ? alarmName.replace(new RegExp(`-${args.suffix}$`), `-${r.region}-${args.suffix}`) : alarmName;
+      return new aws.cloudwatch.MetricAlarm(id, {
+        name: alarmName,
+        alarmActions: [r.opsTopicArn],
+        okActions: [r.opsTopicArn],
+        comparisonOperator: "GreaterThanThreshold",
+        evaluationPeriods: 1,
+        treatMissingData: "notBreaching",
+        ...spec,
+      }, { parent: this, provider: r.provider });
+    };
+
+    for (const r of args.regions) {
+      const lb = { LoadBalancer: r.albArnSuffix };
+      const elb = (id: string, metricName: string) => ({
+        id, returnData: false,
+        metric: { namespace: "AWS/ApplicationELB", metricName, dimensions: lb, period: 60, stat: "Sum" },
+      });
+      alarm(r, names.errorRate, true, {
+        alarmDescription: "5xx responses (target and load balancer) as a percentage of requests; the traffic-shifter rolls back on it",
+        metricQueries: [
+          elb("target5xx", "HTTPCode_Target_5XX_Count"),
+          elb("elb5xx", "HTTPCode_ELB_5XX_Count"),
+          elb("requests", "RequestCount"),
+          { id: "rate", expression: "100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests", label: "5xx %", returnData: true },
+        ],
+        threshold: THRESHOLDS.errorRatePercent,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
+      });
+      alarm(r, names.latency, true, {
+        alarmDescription: "p99 TargetResponseTime over 200 ms; the traffic-shifter rolls back on it",
+        namespace: "AWS/ApplicationELB", metricName: "TargetResponseTime", dimensions: lb,
+        extendedStatistic: "p99", period: 60, threshold: THRESHOLDS.p99Seconds,
+      });
+      for (const color of COLORS) {
+        alarm(r, names.unhealthy(color), true, {
+          alarmDescription: `unhealthy ${color} targets`,
+          namespace: "AWS/ApplicationELB", metricName: "UnHealthyHostCount",
+          dimensions: { LoadBalancer: r.albArnSuffix, TargetGroup: r.targetGroupArnSuffixes[color] },
+          statistic: "Maximum", period: 60, threshold: 0, evaluationPeriods: 2,
+        });
+      }
+    }
+    for (const r of args.regions.slice(1)) {
+      alarm(primary, names.replicationLag(r.region), false, {
+        alarmDescription: `heartbeat replication lag to ${r.region} over 1 s (10-second, high-resolution periods)`,
+        namespace: args.metricsNamespace, metricName: "ReplicationLagMs",
+        dimensions: { Region: r.region, Source: "heartbeat" }, statistic: "Maximum",
+        period: 10, threshold: THRESHOLDS.replicationLagMs, evaluationPeriods: 3, datapointsToAlarm: 2,
+      });
+    }
+    alarm(primary, names.writerUnavailable, false, {
+      alarmDescription: "lag-probe could not write its heartbeat to the primary writer; failover acts on it",
+      namespace: args.metricsNamespace, metricName: "RegionUnreachable",
+      dimensions: { Region: primary.region }, statistic: "Sum", period: 60,
+      threshold: THRESHOLDS.unreachableHeartbeatsPerMinute, comparisonOperator: "GreaterThanOrEqualToThreshold",
+    });
+    alarm(primary, names.validationMismatch, false, {
+      alarmDescription: "data-validator found rows that differ between source and target",
+      namespace: args.metricsNamespace, metricName: "MismatchedRows",
+      statistic: "Sum", period: 300, threshold: 0,
+    });
+    this.alarmCount = count;
+
+    const o = { parent: this, provider: primary.provider };
+    if (args.createDms) {
+      const rule = new aws.cloudwatch.EventRule(name("dms-task-failure", args.suffix), {
+        description: "the DMS replication task failed",
+        eventPattern: pulumi.output(args.dmsTaskArn).apply((task) => JSON.stringify({
+          source: ["aws.dms"],
+          "detail-type": ["DMS Replication Task State Change"],
+          resources: [task],
+          detail: { eventType: ["REPLICATION_TASK_FAILED"] },
+        })),
+      }, o);
+      new aws.cloudwatch.EventTarget(name("dms-task-failure-target", args.suffix), { rule: rule.name, arn: primary.opsTopicArn }, o);
+    }
+
+    new aws.cloudwatch.Dashboard(name("dashboard", args.suffix), {
+      dashboardName: name("cutover", args.suffix),
+      dashboardBody: pulumi.all([
+        pulumi.all(args.regions.map((r) => pulumi.all([r.albArnSuffix, r.targetGroupArnSuffixes.blue, r.targetGroupArnSuffixes.green]))),
+        pulumi.output(args.dmsTaskArn),
+      ]).apply(([regions, dmsTask]) => dashboardBody({
+        suffix: args.suffix,
+        metricsNamespace: args.metricsNamespace,
+        primaryRegion: primary.region,
+        regions: regions.map(([alb, blue, green], i) => ({ region: args.regions[i].region, alb, targetGroups: { blue, green } })),
+        dmsTaskId: dmsTask?.slice(dmsTask.lastIndexOf(":") + 1),
+      })),
+    }, o);
+    this.registerOutputs({ alarmCount: this.alarmCount });
+  }
+}

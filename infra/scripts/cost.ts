@@ -1,0 +1,20 @@
+// Prints the monthly cost table of a configuration (the defaults unless config keys are given
+// as KEY=VALUE arguments, e.g. `npm run cost -- createDms=true desiredCount=3`), for the README.
+import { readSettings } from "../config";
+import { costTable, monthlyCost, PRICES, usageFor } from "../components/cost";
+
+const values: Record<string, string> = { environmentSuffix: "cost" };
+for (const arg of process.argv.slice(2)) {
+  const [key, value] = arg.split("=");
+  values[key] = value;
+}
+const number = (k: string) => (values[k] === undefined ? undefined : Number(values[k]));
+const settings = readSettings({
+  require: (k) => values[k],
+  get: (k) => values[k],
+  getNumber: number,
+  getBoolean: (k) => (values[k] === undefined ? undefined : values[k] === "true"),
+  getObject: (k) => (values[k] === undefined ? undefined : JSON.parse(values[k])),
+});
+console.log(`Prices of ${PRICES.date} (us-east-1 list prices)\n`);
+console.log(costTable(monthlyCost(usageFor(settings))));

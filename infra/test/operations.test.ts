@@ -1,0 +1,328 @@
+// Part 2 with the example (default) configuration: the functions, their roles, triggers,
+// notifications, alarms, dashboard and the runbook, checked on what would be created.
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+
+import * as pulumi from "@pulumi/pulumi";
+
+import { build, install, ofType, one, options, plain, Recorded, resourceName, resources } from "./mocks";
+
+install("operations");
+
+import { isWildcardAction, MANAGED_POLICIES_ALLOWED, PolicyDocument, RESOURCE_WILDCARD_ALLOWED, Statement } from "../components/iam";
+import { KEY_POLICY_ROOT_SID } from "../components/notifications";
+
+const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
+const ACCOUNT = "123456789012";
+
+before(async () => {
+  await build({ environmentSuffix: "t1" });
+});
+
+const fn = (name: string): Recorded => one("aws:lambda/function:Function", `fn-${name}-`);
+const env = (name: string): Record<string, string> => fn(name).inputs.environment.variables;
+
+test("four Lambdas from target/lambda/<name>/bootstrap.zip: provided.al2023, arm64, JSON logs into a log group with retention", async () => {
+  const fns = ofType("aws:lambda/function:Function");
+  assert.deepEqual(fns.map((f) => f.inputs.name).sort(), FUNCTIONS.map((f) => `${f}-t1`).sort());
+  for (const name of FUNCTIONS) {
+    const f = fn(name);
+    assert.equal(f.region, "us-east-1");
+    assert.deepEqual([f.inputs.runtime, f.inputs.architectures, f.inputs.handler], ["provided.al2023", ["arm64"], "bootstrap"]);
+    assert.equal(await f.inputs.code.path, `../target/lambda/${name}/bootstrap.zip`);
+    assert.equal(f.inputs.loggingConfig.logFormat, "JSON");
+    assert.equal(f.inputs.loggingConfig.logGroup, `/aws/lambda/${name}-t1`);
+    const group = ofType("aws:cloudwatch/logGroup:LogGroup").find((g) => g.inputs.name === `/aws/lambda/${name}-t1`);
+    assert.ok(group && group.inputs.retentionInDays > 0, name);
+    const deps = (options.get(f.name)?.dependsOn as pulumi.Resource[]).map(resourceName);
+    assert.ok(deps.includes(`log-${name}-t1`), `${name} waits for its log group (else Lambda creates one without retention)`);
+    assert.equal(f.inputs.layers, undefined, "no Oracle layer unless configured");
+  }
+});
+
+test("the functions that reach a database run in the function subnets; failover has reserved concurrency 1", () => {
+  for (const name of ["data-validator", "lag-probe", "failover"]) {
+    assert.deepEqual(fn(name).inputs.vpcConfig, {
+      subnetIds: ["subnet-functions-0-us-east-1-t1-id", "subnet-functions-1-us-east-1-t1-id"],
+      securityGroupIds: ["sg-functions-us-east-1-t1-id"],
+    }, name);
+  }
+  assert.equal(fn("traffic-shifter").inputs.vpcConfig, undefined, "the shifter talks to AWS APIs only");
+  assert.equal(fn("failover").inputs.reservedConcurrentExecutions, 1, "failover cannot be stormed");
+  for (const name of ["data-validator", "lag-probe", "traffic-shifter"]) assert.equal(fn(name).inputs.reservedConcurrentExecutions, undefined);
+});
+
+test("each function's environment is exactly what its crate reads", () => {
+  const common = ["CUTOVER_SUFFIX", "CUTOVER_PRIMARY_REGION", "CUTOVER_REGIONS", "CUTOVER_STATE_TABLE", "CUTOVER_OPS_TOPIC_ARN",
+    "CUTOVER_METRICS_NAMESPACE", "CUTOVER_DB_SSM_PREFIX", "CUTOVER_APP_SSM_PREFIX", "CUTOVER_DB_SSLMODE"];
+  const own: Record<string, string[]> = {
+    "data-validator": ["CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
+    "lag-probe": ["CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
+    "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
+    failover: ["CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
+  };
+  for (const name of FUNCTIONS) {
+    const vars = env(name);
+    assert.deepEqual(Object.keys(vars).sort(), [...common, ...own[name]].sort(), name);
+    assert.deepEqual([vars.CUTOVER_SUFFIX, vars.CUTOVER_PRIMARY_REGION, vars.CUTOVER_REGIONS], ["t1", "us-east-1", "us-east-1,eu-west-1,ap-southeast-1"]);
+    assert.deepEqual([vars.CUTOVER_STATE_TABLE, vars.CUTOVER_METRICS_NAMESPACE, vars.CUTOVER_DB_SSLMODE], ["migration-state-t1", "Cutover", "verify-full"]);
+    assert.deepEqual([vars.CUTOVER_DB_SSM_PREFIX, vars.CUTOVER_APP_SSM_PREFIX], ["/migration/db/t1", "/migration/app/t1"]);
+    assert.match(vars.CUTOVER_OPS_TOPIC_ARN, /:us-east-1:.*sns-ops-t1$/);
+    for (const [k, v] of Object.entries(vars)) {
+      assert.ok(!/password|secret/i.test(k) && !/generated-secret/.test(String(v)), `${name}: ${k} carries no secret`);
+    }
+  }
+  const validator = env("data-validator");
+  assert.deepEqual([validator.CUTOVER_VALIDATION_TABLES, validator.CUTOVER_VALIDATION_SCHEMAS], ["", "public"]);
+  assert.match(validator.CUTOVER_VALIDATION_TOPIC_ARN, /sns-validation-t1$/);
+  assert.deepEqual([env("lag-probe").CUTOVER_LAG_WINDOW_MS, env("lag-probe").CUTOVER_LAG_CADENCE_MS], ["55000", "1000"]);
+  const shifter = env("traffic-shifter");
+  assert.equal(shifter.CUTOVER_SERVICE, "app");
+  assert.equal(shifter.CUTOVER_WATCHED_ALARMS, "app-5xx-rate-t1,app-p99-latency-t1");
+  const pairs = (v: string) => v.split(",").map((item) => item.split("="));
+  assert.deepEqual(pairs(shifter.CUTOVER_LISTENER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `listener-${r}-t1`]));
+  assert.deepEqual(pairs(shifter.CUTOVER_BLUE_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-blue-${r}-t1`]));
+  assert.deepEqual(pairs(shifter.CUTOVER_GREEN_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-green-${r}-t1`]));
+  const failover = env("failover");
+  assert.deepEqual([failover.CUTOVER_FAILOVER_DRIVER, failover.CUTOVER_GLOBAL_CLUSTER_ID, failover.CUTOVER_RPO_BUDGET_MS, failover.CUTOVER_EVENT_BUS],
+    ["aurora-global", "aurora-global-t1-id", "1000", "default"]);
+  assert.equal(failover.CUTOVER_FAILOVER_ALARMS, "primary-writer-unavailable-t1");
+  assert.deepEqual(pairs(failover.CUTOVER_CLUSTER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `aurora-${r}-t1`]));
+});
+
+type KeyStatement = { Sid: string; Principal: { AWS?: string; Service?: string | string[] }; Action: string | string[]; Resource: string };
+
+/** Every identity policy in the stack: role policies and roles' inline policies. */
+function identityPolicies(): { owner: string; doc: PolicyDocument }[] {
+  const rolePolicies = ofType("aws:iam/rolePolicy:RolePolicy").map((p) => ({ owner: p.name, doc: JSON.parse(String(plain(p.inputs.policy))) }));
+  const inline = ofType("aws:iam/role:Role").flatMap((r) => (r.inputs.inlinePolicies ?? []).map((p: { policy: string }) => ({ owner: r.name, doc: JSON.parse(p.policy) })));
+  return [...rolePolicies, ...inline];
+}
+
+test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no narrower; everything else this stack's ARNs", () => {
+  const docs = identityPolicies();
+  assert.equal(docs.length, 4 * 2 + 1 + 2, "four functions (own + logs), the runbook, two alarm forwarders");
+  for (const { owner, doc } of docs) {
+    for (const st of doc.Statement as Statement[]) {
+      assert.equal(st.Effect, "Allow");
+      for (const action of st.Action) {
+        assert.ok(!isWildcardAction(action), `${owner}: wildcard action ${action}`);
+        if (st.Resource.includes("*")) assert.ok(action in RESOURCE_WILDCARD_ALLOWED, `${owner}: ${action} on "*"`);
+      }
+      for (const r of st.Resource.map(String)) {
+        if (r === "*") continue;
+        assert.match(r, /^arn:aws:[a-z0-9-]+:[a-z0-9-]*:123456789012:\S+$/, `${owner}: ${r} is an ARN of this account`);
+        assert.ok(!/:\*$|\/\*$/.test(r) || /parameter\/migration\/(db|app)\/t1\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
+      }
+    }
+  }
+  for (const name of Object.keys(RESOURCE_WILDCARD_ALLOWED)) {
+    assert.ok(docs.some(({ doc }) => doc.Statement.some((st) => st.Action.includes(name) && st.Resource.includes("*"))), `${name}: an exception still in use`);
+  }
+  assert.equal(isWildcardAction("s3:*"), true);
+  assert.equal(isWildcardAction("ssm:Get*"), true);
+  assert.equal(isWildcardAction("ssm:GetParameter"), false);
+});
+
+test("managed policies: only the documented ones, and only where needed", () => {
+  const attached = ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment");
+  for (const a of attached) assert.ok(a.inputs.policyArn in MANAGED_POLICIES_ALLOWED, `${a.name}: ${a.inputs.policyArn}`);
+  const vpc = attached.filter((a) => a.inputs.policyArn.endsWith("AWSLambdaVPCAccessExecutionRole")).map((a) => a.inputs.role).sort();
+  assert.deepEqual(vpc, ["role-data-validator-t1", "role-failover-t1", "role-lag-probe-t1"], "the VPC functions only");
+  for (const r of ofType("aws:iam/role:Role")) assert.equal(r.inputs.managedPolicyArns, undefined, r.name);
+});
+
+test("roles: one per function, assumed by Lambda only; the runbook's by Step Functions only", () => {
+  const assumed = (roleName: string) => JSON.parse(one("aws:iam/role:Role", roleName).inputs.assumeRolePolicy).Statement[0].Principal.Service;
+  for (const name of FUNCTIONS) assert.equal(assumed(`role-${name}-t1`), "lambda.amazonaws.com");
+  assert.equal(assumed("role-runbook-t1"), "states.amazonaws.com");
+  for (const name of FUNCTIONS) assert.equal(fn(name).inputs.role, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:iam/role:Role/role-${name}-t1`);
+});
+
+test("function policies name this stack's table, topics, keys, parameters, listeners, alarms and clusters", () => {
+  const doc = (owner: string): Statement[] => identityPolicies().find((d) => d.owner === owner)?.doc.Statement as Statement[];
+  const grant = (owner: string, action: string) => doc(owner).filter((st) => st.Action.includes(action));
+  for (const name of FUNCTIONS) {
+    const owner = `policy-${name}-t1`;
+    assert.deepEqual(grant(owner, "dynamodb:UpdateItem")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`]);
+    assert.deepEqual(grant(owner, "ssm:GetParameter")[0].Resource, [
+      `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/*`, `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/*`,
+    ]);
+    const decrypt = grant(owner, "kms:Decrypt");
+    const ssmKey = decrypt.find((st) => st.Condition !== undefined);
+    assert.deepEqual(ssmKey?.Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`]);
+    assert.deepEqual(ssmKey?.Condition, { StringEquals: { "kms:ViaService": "ssm.us-east-1.amazonaws.com" } });
+    assert.deepEqual(grant(owner, "kms:GenerateDataKey")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-sns-t1`], "publishing to an encrypted topic");
+    assert.deepEqual(grant(owner, "cloudwatch:PutMetricData")[0].Condition, { StringEquals: { "cloudwatch:namespace": "Cutover" } });
+    const logs = doc(`policy-${name}-logs-t1`);
+    assert.deepEqual(logs.map((st) => [st.Action, st.Resource]), [[["logs:CreateLogStream", "logs:PutLogEvents"], [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:cloudwatch/logGroup:LogGroup/log-${name}-t1:*`]]]);
+  }
+  const publishes = (owner: string) => grant(owner, "sns:Publish").flatMap((st) => st.Resource.map((r) => String(r).replace(/.*\//, "")));
+  assert.deepEqual(publishes("policy-data-validator-t1").sort(), ["sns-ops-t1", "sns-validation-t1"]);
+  assert.deepEqual(publishes("policy-lag-probe-t1"), ["sns-ops-t1"]);
+  const shifter = "policy-traffic-shifter-t1";
+  assert.deepEqual(grant(shifter, "elasticloadbalancing:ModifyListener")[0].Resource.map((r) => String(r).replace(/.*\//, "")), REGIONS.map((r) => `listener-${r}-t1`));
+  assert.deepEqual(grant(shifter, "cloudwatch:DescribeAlarms")[0].Resource, REGIONS.flatMap((r) => [
+    `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-5xx-rate-t1`, `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-p99-latency-t1`,
+  ]));
+  const failover = "policy-failover-t1";
+  assert.deepEqual(grant(failover, "rds:FailoverGlobalCluster")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
+    ["aurora-global-t1", ...REGIONS.map((r) => `aurora-${r}-t1`)]);
+  assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, [
+    `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
+    `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/active-region`,
+  ], "failover rewrites two parameters and nothing else");
+  assert.deepEqual(grant(failover, "events:PutEvents")[0].Resource, [`arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`]);
+  for (const owner of ["policy-data-validator-t1", "policy-lag-probe-t1", shifter]) {
+    assert.equal(grant(owner, "ssm:PutParameter").length, 0, `${owner} writes no parameter`);
+    assert.equal(grant(owner, "rds:FailoverGlobalCluster").length, 0, `${owner} cannot move the writer`);
+  }
+  assert.equal(grant("policy-data-validator-t1", "elasticloadbalancing:ModifyListener").length, 0);
+});
+
+test("KMS key policies: the account root delegates to IAM; services get Decrypt and GenerateDataKey only", () => {
+  const keys = ofType("aws:kms/key:Key").filter((k) => k.inputs.policy !== undefined);
+  assert.deepEqual(keys.map((k) => k.region), REGIONS, "the SNS key of each region");
+  for (const k of keys) {
+    const statements: KeyStatement[] = JSON.parse(k.inputs.policy).Statement;
+    for (const st of statements) {
+      if (st.Sid === KEY_POLICY_ROOT_SID) {
+        assert.deepEqual(st.Principal, { AWS: `arn:aws:iam::${ACCOUNT}:root` }, "kms:* for the account root only");
+        continue;
+      }
+      assert.ok(Array.isArray(st.Action) && st.Action.every((a) => !isWildcardAction(a)), `${k.name}: ${st.Sid}`);
+      assert.deepEqual(st.Action, ["kms:Decrypt", "kms:GenerateDataKey"]);
+      assert.equal(st.Principal.AWS, undefined);
+    }
+  }
+  for (const k of ofType("aws:kms/key:Key")) assert.equal(k.inputs.enableKeyRotation, true, k.name);
+});
+
+test("schedules: lag-probe and the shifter's tick every minute, validation daily; each target allowed to invoke", () => {
+  const rules = ofType("aws:cloudwatch/eventRule:EventRule");
+  const schedule = (name: string) => rules.find((r) => r.name === `schedule-${name}-t1`)?.inputs.scheduleExpression;
+  assert.deepEqual(["lag-probe", "traffic-shifter", "data-validator"].map(schedule), ["rate(1 minute)", "rate(1 minute)", "rate(1 day)"]);
+  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 3, "one lag-probe for all regions");
+  const target = (name: string) => one("aws:cloudwatch/eventTarget:EventTarget", `schedule-${name}-target-t1`);
+  assert.deepEqual(JSON.parse(target("traffic-shifter").inputs.input), { command: "tick" });
+  assert.equal(target("lag-probe").inputs.input, undefined);
+  const lambdaTargets = ofType("aws:cloudwatch/eventTarget:EventTarget").filter((t) => /lambda\/function/.test(t.inputs.arn));
+  assert.equal(lambdaTargets.length, 5);
+  const permissions = ofType("aws:lambda/permission:Permission");
+  for (const t of lambdaTargets) {
+    const granted = permissions.find((p) => p.inputs.sourceArn.endsWith(`EventRule/${t.inputs.rule}`));
+    assert.ok(granted, `${t.name}: a permission for its rule`);
+    assert.deepEqual([granted.inputs.principal, granted.inputs.action], ["events.amazonaws.com", "lambda:InvokeFunction"]);
+    assert.equal(granted.inputs.function, t.inputs.arn.replace(/.*Function\/fn-/, ""), `${t.name}: the same function`);
+  }
+});
+
+test("alarm state changes: the 5xx-rate and p99 alarms to the shifter, the writer alarm to failover; secondaries forward theirs", () => {
+  const pattern = (ruleName: string) => JSON.parse(one("aws:cloudwatch/eventRule:EventRule", ruleName).inputs.eventPattern);
+  const shifter = pattern("alarms-to-traffic-shifter-t1");
+  assert.deepEqual(shifter["detail-type"], ["CloudWatch Alarm State Change"]);
+  assert.deepEqual(shifter.detail, { alarmName: ["app-5xx-rate-t1", "app-p99-latency-t1"], state: { value: ["ALARM"] } });
+  assert.deepEqual(pattern("alarms-to-failover-t1").detail.alarmName, ["primary-writer-unavailable-t1"]);
+  const target = (name: string) => one("aws:cloudwatch/eventTarget:EventTarget", `alarms-to-${name}-target-t1`).inputs.arn;
+  assert.match(target("traffic-shifter"), /fn-traffic-shifter-t1$/);
+  assert.match(target("failover"), /fn-failover-t1$/);
+  for (const region of REGIONS.slice(1)) {
+    assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1", "primary-writer-unavailable-t1"], "this stack's alarms only");
+    const forward = one("aws:cloudwatch/eventTarget:EventTarget", `alarms-forward-target-${region}-t1`);
+    assert.equal(forward.region, region);
+    assert.equal(forward.inputs.arn, `arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`);
+    assert.match(forward.inputs.roleArn, new RegExp(`role-alarms-forward-${region}-t1`));
+  }
+});
+
+test("notifications: an ops topic per region and the validation topic, each encrypted with its region's key; no e-mail unless configured", () => {
+  const topics = ofType("aws:sns/topic:Topic");
+  assert.deepEqual(topics.map((t) => [t.region, t.inputs.name]).sort(), [
+    ["ap-southeast-1", "cutover-ops-ap-southeast-1-t1"], ["eu-west-1", "cutover-ops-eu-west-1-t1"],
+    ["us-east-1", "cutover-ops-t1"], ["us-east-1", "cutover-validation-t1"],
+  ]);
+  for (const t of topics) {
+    assert.equal(t.inputs.kmsMasterKeyId, t.region === "us-east-1" ? "kms-sns-t1-id" : `kms-sns-${t.region}-t1-id`, `${t.name}: its region's key`);
+  }
+  assert.equal(ofType("aws:sns/topicSubscription:TopicSubscription").length, 0);
+  const policy = JSON.parse(one("aws:sns/topicPolicy:TopicPolicy", "sns-ops-policy-t1").inputs.policy).Statement[0];
+  assert.deepEqual([policy.Principal.Service, policy.Action, policy.Condition.StringEquals["aws:SourceAccount"]], ["events.amazonaws.com", "sns:Publish", ACCOUNT]);
+});
+
+test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {
+  const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
+  assert.equal(alarms.length, 3 * 4 + 2 + 2);
+  for (const a of alarms) {
+    const topic = a.region === "us-east-1" ? "sns-ops-t1" : `sns-ops-${a.region}-t1`;
+    assert.deepEqual(a.inputs.alarmActions, [`arn:aws:mock:${a.region}:${ACCOUNT}:aws:sns/topic:Topic/${topic}`], a.name);
+    assert.deepEqual(a.inputs.okActions, a.inputs.alarmActions);
+  }
+});
+
+test("alarms: replication lag over 1 s at high resolution, p99 over 200 ms, 5xx rate, unhealthy hosts, validation mismatch, writer unavailable", () => {
+  const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
+  const lag = alarms.filter((a) => a.inputs.metricName === "ReplicationLagMs");
+  assert.deepEqual(lag.map((a) => [a.region, a.inputs.dimensions.Region, a.inputs.dimensions.Source]), [["us-east-1", "eu-west-1", "heartbeat"], ["us-east-1", "ap-southeast-1", "heartbeat"]]);
+  for (const a of lag) assert.deepEqual([a.inputs.period, a.inputs.threshold, a.inputs.comparisonOperator], [10, 1000, "GreaterThanThreshold"], "high resolution");
+  for (const region of REGIONS) {
+    const mine = alarms.filter((a) => a.region === region);
+    const p99 = mine.find((a) => a.inputs.name === "app-p99-latency-t1");
+    assert.deepEqual([p99?.inputs.extendedStatistic, p99?.inputs.threshold, p99?.inputs.dimensions.LoadBalancer], ["p99", 0.2, `app/alb-${region}-t1/0123`]);
+    const rate = mine.find((a) => a.inputs.name === "app-5xx-rate-t1");
+    const queries: { id: string; expression?: string; returnData: boolean; metric?: { metricName: string } }[] = rate?.inputs.metricQueries;
+    assert.deepEqual(queries.filter((q) => q.metric).map((q) => q.metric?.metricName), ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "RequestCount"]);
+    assert.deepEqual(queries.filter((q) => q.returnData).map((q) => q.expression), ["100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests"]);
+    assert.equal(rate?.inputs.threshold, 5, "per cent");
+    const unhealthy = mine.filter((a) => a.inputs.metricName === "UnHealthyHostCount");
+    assert.deepEqual(unhealthy.map((a) => a.inputs.dimensions.TargetGroup), [`targetgroup/tg-blue-${region}-t1/4567`, `targetgroup/tg-green-${region}-t1/4567`]);
+  }
+  const writer = alarms.find((a) => a.inputs.name === "primary-writer-unavailable-t1");
+  assert.deepEqual([writer?.region, writer?.inputs.metricName, writer?.inputs.dimensions.Region], ["us-east-1", "RegionUnreachable", "us-east-1"]);
+  const mismatch = alarms.find((a) => a.inputs.name === "validation-mismatch-t1");
+  assert.deepEqual([mismatch?.inputs.metricName, mismatch?.inputs.threshold, mismatch?.inputs.comparisonOperator], ["MismatchedRows", 0, "GreaterThanThreshold"]);
+  assert.equal(ofType("aws:cloudwatch/eventRule:EventRule").filter((r) => r.name.startsWith("dms-task-failure")).length, 0, "no DMS rule without DMS");
+});
+
+test("dashboard: lag per region (heartbeat at 1 s, engine), validation, per region ALB 5xx, p99, healthy hosts, ECS CPU and memory", () => {
+  const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
+  type Widget = { properties: { title: string; period: number; region: string; metrics: unknown[][] } };
+  const widget = (title: string): Widget => body.widgets.find((w: Widget) => w.properties.title === title);
+  const heartbeat = widget("Replication lag (heartbeat, 1 s)");
+  assert.equal(heartbeat.properties.period, 1);
+  assert.deepEqual(heartbeat.properties.metrics.map((m) => m[3]), ["eu-west-1", "ap-southeast-1"]);
+  assert.deepEqual(widget("Replication lag (engine)").properties.metrics.map((m) => m[5]), ["engine", "engine"]);
+  assert.deepEqual(widget("Validation results").properties.metrics.map((m) => m[1]), ["RowsCompared", "MismatchedRows", "ValidationDuration"]);
+  for (const r of REGIONS) {
+    const app = widget(`Application ${r}: 5xx and p99 response time`);
+    assert.equal(app.properties.region, r);
+    assert.deepEqual(app.properties.metrics.map((m) => m[1]), ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "TargetResponseTime"]);
+    const hosts = widget(`Application ${r}: healthy hosts`).properties.metrics;
+    assert.deepEqual(hosts.map((m) => [m[1], m[2], m[3], m[4]]), ["blue", "green"].map((c) => ["HealthyHostCount", "TargetGroup", `targetgroup/tg-${c}-${r}-t1/4567`, "LoadBalancer"]),
+      "HealthyHostCount exists per target group only");
+    const ecs = widget(`ECS ${r}: CPU and memory`).properties.metrics;
+    assert.deepEqual(ecs.map((m) => [m[1], m[5]]), [
+      ["CPUUtilization", `app-blue-${r}-t1`], ["MemoryUtilization", `app-blue-${r}-t1`],
+      ["CPUUtilization", `app-green-${r}-t1`], ["MemoryUtilization", `app-green-${r}-t1`],
+    ]);
+  }
+  assert.ok(!body.widgets.some((w: Widget) => w.properties.title.startsWith("DMS")), "no DMS widget without DMS");
+});
+
+test("runbook: a state machine whose role invokes the validator and the shifter, updates the phase item and notifies, nothing else", () => {
+  const sm = ofType("aws:sfn/stateMachine:StateMachine")[0];
+  assert.equal(sm.inputs.name, "cutover-runbook-t1");
+  const def = JSON.parse(sm.inputs.definition);
+  assert.equal(def.States.PreValidatePlan.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-data-validator-t1`);
+  assert.equal(def.States.StartShift.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-traffic-shifter-t1`);
+  assert.equal(def.States.RecordDone.Arguments.TableName, "migration-state-t1");
+  assert.match(def.States.Notify.Parameters.TopicArn, /sns-ops-t1$/);
+  const policy = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc.Statement as Statement[];
+  assert.deepEqual(policy.map((st) => [st.Action, st.Resource.map((r) => String(r).replace(/.*\//, ""))]), [
+    [["lambda:InvokeFunction"], ["fn-data-validator-t1", "fn-traffic-shifter-t1"]],
+    [["dynamodb:UpdateItem"], ["migration-state-t1"]],
+    [["sns:Publish"], ["sns-ops-t1"]],
+    [["kms:GenerateDataKey", "kms:Decrypt"], ["kms-sns-t1"]],
+  ]);
+  assert.equal(resources.filter((r) => r.type === "aws:sfn/stateMachine:StateMachine").length, 1);
+});

@@ -494,7 +494,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let ok = drills.iter().all(|d| d["ok"] == true);
     progress(String::new());
     progress(format!(
-        "{:<20}{:<28}{:>10}{:>12}{:>14}",
+        "{:<24}{:<28}{:>10}{:>12}{:>14}",
         "drill", "move", "RTO ms", "lost writes", "predicted"
     ));
     for d in &drills {

@@ -148,7 +148,8 @@ export class Application extends pulumi.ComponentResource {
         },
         loadBalancers: [{ targetGroupArn: groups[color].arn, containerName: "app", containerPort: args.containerPort }],
         forceDelete: true,
-      }, { ...o, dependsOn: [listener] });
+        // Autoscaling owns the count once deployed; `pulumi up` must not undo a scale-out.
+      }, { ...o, dependsOn: [listener], ignoreChanges: ["desiredCount"] });
       const target = new aws.appautoscaling.Target(n(`scaling-target-${color}`), {
         serviceNamespace: "ecs",
         scalableDimension: "ecs:service:DesiredCount",

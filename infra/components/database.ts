@@ -106,7 +106,14 @@ export class Database extends pulumi.ComponentResource {
         skipFinalSnapshot: true,
         deletionProtection: false,
         serverlessv2ScalingConfiguration: { minCapacity: args.minAcu, maxCapacity: args.maxAcu },
-      }, { ...o, dependsOn: primaryInstance === undefined ? [] : [primaryInstance] });
+      }, {
+        ...o,
+        dependsOn: primaryInstance === undefined ? [] : [primaryInstance],
+        // After a switchover or failover (the failover function's job) the writer is elsewhere
+        // and this cluster's replication source changes; upgrades go through the global
+        // cluster. Neither may be "corrected" back by the next `pulumi up`.
+        ignoreChanges: ["replicationSourceIdentifier", "engineVersion"],
+      });
       const instance = new aws.rds.ClusterInstance(n("aurora-1"), {
         identifier: n("aurora-1"),
         clusterIdentifier: cluster.id,

@@ -144,6 +144,7 @@ test("Aurora: a global cluster, the primary in us-east-1 and a secondary in each
     assert.equal(c.inputs.deletionProtection, false);
     assert.deepEqual(c.inputs.serverlessv2ScalingConfiguration, { minCapacity: 0.5, maxCapacity: 4 });
     assert.deepEqual(c.inputs.vpcSecurityGroupIds, [`sg-db-${c.region}-t1-id`]);
+    assert.deepEqual(options.get(c.name)?.ignoreChanges, ["replicationSourceIdentifier", "engineVersion"], "a failover or an upgrade is not drift");
   }
   const secondaries = clusters.filter((c) => c.region !== "us-east-1");
   for (const c of secondaries) {
@@ -205,6 +206,7 @@ test("application per region: Fargate 256/512 with logs; a blue and a green serv
       assert.equal(s.inputs.networkConfiguration.assignPublicIp, false);
       assert.deepEqual(s.inputs.networkConfiguration.securityGroups, [`sg-tasks-${region}-t1-id`]);
       assert.equal(s.inputs.forceDelete, true);
+      assert.deepEqual(options.get(s.name)?.ignoreChanges, ["desiredCount"], "autoscaling owns the count");
     }
   }
 });

@@ -8,7 +8,7 @@ SHELL := /bin/bash
 ROOT      := $(CURDIR)
 VENV      := $(ROOT)/.venv
 WORLD     := bash $(ROOT)/tests/env/world.sh
-FUNCTIONS := $(notdir $(wildcard functions/*))
+FUNCTIONS := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: help demo test build bench lint env-up env-down env-status clean deps-lambda infra-test infra-deps

@@ -8,11 +8,13 @@
 //! - [`db`]: PostgreSQL over TLS and Oracle, credentials from SSM SecureString.
 //! - [`error`]: input vs transient errors, mapped to the Lambda error type.
 //! - [`logging`]: JSON `tracing` with request id and command.
+//! - [`lambda`]: the invocation deadline on the monotonic clock.
 
 pub mod aws;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -1,24 +1,12 @@
 #![recursion_limit = "256"]
 //! The lag-probe Lambda: wiring only.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use cutover_core::aws::Aws;
 use cutover_core::config::Vars;
 use lag_probe::config::ProbeConfig;
 use lag_probe::handler::{handle, Env};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-
-/// Converts the invocation's wall-clock deadline into this process's monotonic clock.
-fn deadline(context: &lambda_runtime::Context) -> Option<Instant> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = context.deadline.checked_sub(now_ms)?;
-    Some(Instant::now() + Duration::from_millis(left))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -37,7 +25,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .unwrap_or("scheduled"),
         );
         let _entered = span.enter();
-        handle(env, event.payload, deadline(&event.context)).await
+        handle(
+            env,
+            event.payload,
+            cutover_core::lambda::deadline(&event.context),
+        )
+        .await
     }))
     .await
 }

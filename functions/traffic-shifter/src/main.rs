@@ -1,7 +1,5 @@
 //! The traffic-shifter Lambda: wiring only.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use cutover_core::aws::Aws;
 use cutover_core::config::Vars;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -9,16 +7,6 @@ use serde_json::Value;
 use traffic_shifter::config::ShifterConfig;
 use traffic_shifter::handler::handle;
 use traffic_shifter::shifter::Shifter;
-
-/// Converts the invocation's wall-clock deadline into this process's monotonic clock.
-fn deadline(context: &lambda_runtime::Context) -> Option<Instant> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = context.deadline.checked_sub(now_ms)?;
-    Some(Instant::now() + Duration::from_millis(left))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -37,7 +25,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .unwrap_or("event"),
         );
         let _entered = span.enter();
-        handle(shifter, event.payload, deadline(&event.context)).await
+        handle(
+            shifter,
+            event.payload,
+            cutover_core::lambda::deadline(&event.context),
+        )
+        .await
     }))
     .await
 }

@@ -167,7 +167,8 @@ fn postgres_expr(c: &str, category: Category) -> String {
             "CASE WHEN {c} IS NULL THEN 'N' ELSE length({c}::jsonb::text)::text || ':' || {c}::jsonb::text END"
         ),
         Uuid => format!("coalesce(lower({c}::text), 'N')"),
-        Boolean => format!("coalesce(CASE WHEN {c} THEN 't' ELSE 'f' END, 'N')"),
+        // NULL first: `CASE WHEN NULL` takes the ELSE branch, which would make NULL false.
+        Boolean => format!("CASE WHEN {c} IS NULL THEN 'N' WHEN {c} THEN 't' ELSE 'f' END"),
     }
 }
 

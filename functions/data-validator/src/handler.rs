@@ -74,6 +74,11 @@ impl ValidatorConfig {
             leaf_rows: vars.parse_or("CUTOVER_VALIDATION_LEAF_ROWS", defaults.leaf_rows, count)?,
             fanout: defaults.fanout,
             max_diffs: vars.parse_or("CUTOVER_VALIDATION_MAX_DIFFS", defaults.max_diffs, count)?,
+            hashing: vars.parse_or(
+                "CUTOVER_VALIDATION_HASHING",
+                defaults.hashing,
+                "stream or database",
+            )?,
         };
         for (var, value) in [
             ("CUTOVER_VALIDATION_SEGMENT_ROWS", options.segment_rows),

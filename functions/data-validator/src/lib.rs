@@ -5,6 +5,7 @@
 //! - [`schema`]: table descriptions and their comparison.
 //! - [`sql`]: the queries, per dialect.
 //! - [`side`]: a PostgreSQL or Oracle connection running them.
+//! - [`stream`]: the same hashes computed in Rust from a binary COPY (PostgreSQL).
 //! - [`engine`]: segments, buckets, bisection, row and column differences.
 //! - [`run`]: a validation run: planning, checkpoints, resume, results.
 //! - [`handler`]: the Lambda's commands and events.
@@ -17,6 +18,7 @@ pub mod run;
 pub mod schema;
 pub mod side;
 pub mod sql;
+pub mod stream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {

@@ -1,12 +1,16 @@
 //! One side of a comparison: a PostgreSQL or an Oracle connection that runs
 //! the queries of [`crate::sql`] and returns their text rows.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use cutover_core::error::describe_chain;
 
 use crate::canonical::Dialect;
 use crate::sql::Query;
+use crate::stream::{Bucket, BucketHasher};
 use crate::ValidatorError;
 
 pub type TextRow = Vec<Option<String>>;
@@ -76,6 +80,43 @@ impl Side {
                     })
             }
         }
+    }
+}
+
+impl Side {
+    /// PostgreSQL: runs a binary COPY made by [`crate::sql::SideSql::bucket_copy`] and
+    /// sums its rows' hashes per bucket as they arrive (memory stays flat).
+    pub async fn copy_buckets(
+        &self,
+        copy: &str,
+        sql: &crate::sql::SideSql,
+    ) -> Result<BTreeMap<i64, Bucket>, ValidatorError> {
+        let Side::Postgres { label, client } = self else {
+            return Err(ValidatorError::Internal(
+                "only a PostgreSQL side streams its rows".into(),
+            ));
+        };
+        let failed = |e: tokio_postgres::Error| ValidatorError::Query {
+            side: label.clone(),
+            message: describe_chain(&e),
+        };
+        let stream = client.copy_out(copy).await.map_err(failed)?;
+        let mut hasher = BucketHasher::new(sql.wires.iter().map(|(w, _)| *w).collect());
+        // A task of its own, so the two sides of a comparison hash on two cores.
+        let label = label.clone();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ValidatorError::Query {
+                    side: label.clone(),
+                    message: describe_chain(&e),
+                })?;
+                hasher.feed(&chunk)?;
+            }
+            hasher.finish()
+        })
+        .await
+        .map_err(|e| ValidatorError::Internal(format!("hashing task: {e}")))?
     }
 }
 

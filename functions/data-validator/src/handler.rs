@@ -254,10 +254,19 @@ pub fn parse_event(event: &Value) -> Result<Command, ValidatorError> {
     })
 }
 
-/// A new run id: sortable by time.
+/// A new run id: sortable by time, and unique even for runs started in the
+/// same millisecond (in one process or many): 32 random bits from the
+/// standard library's per-process random hasher keys, and a counter.
 pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let ms = now_ms();
-    format!("run-{ms}-{:04x}", (std::process::id() as u64 ^ ms) & 0xffff)
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u64(ms as u64);
+    h.write_u32(std::process::id());
+    format!("run-{ms}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
 impl Env {
@@ -435,6 +444,13 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_started_in_the_same_millisecond_differ() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_run_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| check_run_id(id).is_ok()));
+    }
 
     fn parse(text: &str) -> Result<Command, ValidatorError> {
         parse_event(&serde_json::from_str(text).unwrap())

@@ -482,7 +482,11 @@ async fn streamed_hashes_equal_database_hashes_for_every_category() {
         ),
     ] {
         let streamed = side
-            .copy_buckets(&sql.bucket_copy(&range, &boundaries), &sql)
+            .copy_buckets(
+                &sql.bucket_copy(&range, &boundaries),
+                &sql,
+                data_validator::stream::RowHash::Md5,
+            )
             .await
             .unwrap();
         let in_database: std::collections::BTreeMap<i64, (u64, u128)> = side

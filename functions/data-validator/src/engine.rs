@@ -137,7 +137,7 @@ impl SegmentResult {
     }
 }
 
-use crate::stream::Bucket;
+use crate::stream::{Bucket, RowHash};
 
 fn parse_u64(value: &Option<String>, what: &str) -> Result<u64, ValidatorError> {
     value
@@ -183,6 +183,17 @@ pub struct Pair<'a> {
     target_sql: SideSql,
 }
 
+/// The row hash a pair uses when it streams: MD5 when the other side hashes in
+/// SQL (Oracle, or `hashing = database`), the cheaper SipHash when both stream.
+fn stream_hash(source: &Side, target: &Side, hashing: Hashing) -> RowHash {
+    let streams = |side: &Side| matches!(side, Side::Postgres { .. }) && hashing == Hashing::Stream;
+    if streams(source) && streams(target) {
+        RowHash::Sip
+    } else {
+        RowHash::Md5
+    }
+}
+
 impl<'a> Pair<'a> {
     pub fn new(source: &'a Side, target: &'a Side, plan: &'a TablePlan) -> Self {
         Pair {
@@ -197,6 +208,7 @@ impl<'a> Pair<'a> {
     /// Count and hash sum per bucket of a range on one side: streamed from
     /// PostgreSQL (unless `hashing` says otherwise), in SQL on Oracle.
     async fn bucket_sums(
+        &self,
         side: &Side,
         sql: &SideSql,
         range: &KeyRange,
@@ -205,7 +217,8 @@ impl<'a> Pair<'a> {
     ) -> Result<BTreeMap<i64, Bucket>, ValidatorError> {
         match (side, hashing) {
             (Side::Postgres { .. }, Hashing::Stream) => {
-                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql)
+                let hash = stream_hash(self.source, self.target, hashing);
+                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql, hash)
                     .await
             }
             _ => buckets(&side.query(&sql.bucket_hashes(range, boundaries)).await?),
@@ -322,14 +335,14 @@ impl<'a> Pair<'a> {
     ) -> Result<(), ValidatorError> {
         let boundaries = self.boundaries(range, parts).await?;
         let (s, t) = tokio::join!(
-            Self::bucket_sums(
+            self.bucket_sums(
                 self.source,
                 &self.source_sql,
                 range,
                 &boundaries,
                 options.hashing
             ),
-            Self::bucket_sums(
+            self.bucket_sums(
                 self.target,
                 &self.target_sql,
                 range,

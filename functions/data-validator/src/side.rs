@@ -10,7 +10,7 @@ use cutover_core::error::describe_chain;
 
 use crate::canonical::Dialect;
 use crate::sql::Query;
-use crate::stream::{Bucket, BucketHasher};
+use crate::stream::{Bucket, BucketHasher, RowHash};
 use crate::ValidatorError;
 
 pub type TextRow = Vec<Option<String>>;
@@ -90,6 +90,7 @@ impl Side {
         &self,
         copy: &str,
         sql: &crate::sql::SideSql,
+        hash: RowHash,
     ) -> Result<BTreeMap<i64, Bucket>, ValidatorError> {
         let Side::Postgres { label, client } = self else {
             return Err(ValidatorError::Internal(
@@ -101,7 +102,7 @@ impl Side {
             message: describe_chain(&e),
         };
         let stream = client.copy_out(copy).await.map_err(failed)?;
-        let mut hasher = BucketHasher::new(sql.wires.iter().map(|(w, _)| *w).collect());
+        let mut hasher = BucketHasher::new(sql.wires.iter().map(|(w, _)| *w).collect(), hash);
         // A task of its own, so the two sides of a comparison hash on two cores.
         let label = label.clone();
         tokio::spawn(async move {

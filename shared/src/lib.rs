@@ -7,6 +7,7 @@
 //! - [`metrics`]: CloudWatch `PutMetricData`, batched, high resolution when asked.
 //! - [`db`]: PostgreSQL over TLS and Oracle, credentials from SSM SecureString.
 //! - [`error`]: input vs transient errors, mapped to the Lambda error type.
+//! - [`event`]: CloudWatch alarm state changes (EventBridge or SNS), parsed once.
 //! - [`logging`]: JSON `tracing` with request id and command.
 //! - [`lambda`]: the invocation deadline on the monotonic clock.
 
@@ -14,6 +15,7 @@ pub mod aws;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod event;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;

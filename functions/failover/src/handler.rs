@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cutover_core::aws::Aws;
 use cutover_core::db::{self, DbAccess, Endpoint};
+use cutover_core::event::{envelope, Envelope};
 use cutover_core::notify::Notifier;
 use cutover_core::state::{Leases, StateStore};
 use serde::Deserialize;
@@ -111,14 +112,6 @@ fn invalid(m: impl Into<String>) -> FailoverError {
     FailoverError::InvalidInput(m.into())
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str()
-}
-
 fn alarm(name: &str, state: &str, region: Option<&str>, watched: &[String]) -> Request {
     if !watched.iter().any(|w| w == name) {
         tracing::info!(alarm = %name, "not a watched alarm; ignored");
@@ -151,38 +144,18 @@ pub fn parse_event(
     let Value::Object(map) = event else {
         return Err(invalid("the event must be a JSON object"));
     };
-    if let Some(records) = map.get("Records") {
-        let record = records
-            .as_array()
-            .and_then(|r| r.first())
-            .ok_or_else(|| invalid("Records is empty"))?;
-        let message = str_at(record, &["Sns", "Message"])
-            .ok_or_else(|| invalid("the record is not an SNS notification (no Sns.Message)"))?;
-        let a: Value = serde_json::from_str(message).map_err(|e| {
-            invalid(format!(
-                "the SNS message is not a CloudWatch alarm JSON: {e}"
-            ))
-        })?;
-        let name = str_at(&a, &["AlarmName"])
-            .ok_or_else(|| invalid("the SNS message has no AlarmName"))?;
-        let state = str_at(&a, &["NewStateValue"])
-            .ok_or_else(|| invalid("the SNS alarm has no NewStateValue"))?;
-        let region = str_at(&a, &["AlarmArn"]).and_then(|arn| arn.split(':').nth(3));
-        return Ok(alarm(name, state, region, watched));
-    }
-    if map.contains_key("detail-type") || map.contains_key("source") {
-        let kind = str_at(event, &["detail-type"]).unwrap_or_default();
-        let source = str_at(event, &["source"]).unwrap_or_default();
-        if (kind, source) != ("CloudWatch Alarm State Change", "aws.cloudwatch") {
+    match envelope(event).map_err(invalid)? {
+        Envelope::Alarm(a) => return Ok(alarm(&a.name, &a.state, a.region.as_deref(), watched)),
+        Envelope::EventBridge {
+            detail_type,
+            source,
+            ..
+        } => {
             return Err(invalid(format!(
-                "unsupported EventBridge event (detail-type {kind:?}, source {source:?}); accepted: CloudWatch Alarm State Change"
-            )));
+                "unsupported EventBridge event (detail-type {detail_type:?}, source {source:?}); accepted: CloudWatch Alarm State Change"
+            )))
         }
-        let name = str_at(event, &["detail", "alarmName"])
-            .ok_or_else(|| invalid("the alarm event has no detail.alarmName"))?;
-        let state = str_at(event, &["detail", "state", "value"])
-            .ok_or_else(|| invalid("the alarm event has no detail.state.value"))?;
-        return Ok(alarm(name, state, str_at(event, &["region"]), watched));
+        Envelope::Direct => {}
     }
     if !map.contains_key("command") {
         return Err(invalid(

@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use cutover_core::event::{envelope, AlarmChange, Envelope};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -89,14 +90,6 @@ fn invalid(message: impl Into<String>) -> ShiftError {
     ShiftError::InvalidInput(message.into())
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str()
-}
-
 fn check_request_id(id: Option<String>) -> Result<Option<String>, ShiftError> {
     match id {
         Some(id) if id.is_empty() || id.len() > 128 => Err(invalid(format!(
@@ -120,66 +113,40 @@ pub fn parse_event(event: &Value, regions: &[String]) -> Result<Request, ShiftEr
             }
         )));
     };
-    // SNS-wrapped CloudWatch alarm.
-    if let Some(records) = map.get("Records") {
-        let record = records
-            .as_array()
-            .and_then(|r| r.first())
-            .ok_or_else(|| invalid("Records is empty"))?;
-        let message = str_at(record, &["Sns", "Message"])
-            .ok_or_else(|| invalid("the record is not an SNS notification (no Sns.Message)"))?;
-        let alarm: Value = serde_json::from_str(message).map_err(|e| {
-            invalid(format!(
-                "the SNS message is not a CloudWatch alarm JSON: {e}"
-            ))
-        })?;
-        let name = str_at(&alarm, &["AlarmName"])
-            .ok_or_else(|| invalid("the SNS message has no AlarmName: not a CloudWatch alarm"))?;
-        let state = str_at(&alarm, &["NewStateValue"])
-            .ok_or_else(|| invalid("the SNS alarm has no NewStateValue"))?;
-        let region = str_at(&alarm, &["AlarmArn"])
-            .and_then(|arn| arn.split(':').nth(3))
-            .map(str::to_string);
-        return Ok(Request {
-            command: Command::Alarm {
-                name: name.into(),
-                state: state.into(),
-                region,
-            },
-            service: None,
-            request_id: str_at(record, &["Sns", "MessageId"]).map(str::to_string),
-        });
-    }
-    // EventBridge.
-    if map.contains_key("detail-type") || map.contains_key("source") {
-        let kind = str_at(event, &["detail-type"]).unwrap_or_default();
-        let source = str_at(event, &["source"]).unwrap_or_default();
-        let id = str_at(event, &["id"]).map(str::to_string);
-        return match (kind, source) {
-            ("Scheduled Event", "aws.events") => Ok(Request {
-                command: Command::Tick,
+    match envelope(event).map_err(invalid)? {
+        Envelope::Alarm(AlarmChange {
+            name,
+            state,
+            region,
+            id,
+        }) => {
+            return Ok(Request {
+                command: Command::Alarm {
+                    name,
+                    state,
+                    region,
+                },
                 service: None,
                 request_id: id,
-            }),
-            ("CloudWatch Alarm State Change", "aws.cloudwatch") => {
-                let name = str_at(event, &["detail", "alarmName"])
-                    .ok_or_else(|| invalid("the alarm event has no detail.alarmName"))?;
-                let state = str_at(event, &["detail", "state", "value"])
-                    .ok_or_else(|| invalid("the alarm event has no detail.state.value"))?;
-                Ok(Request {
-                    command: Command::Alarm {
-                        name: name.into(),
-                        state: state.into(),
-                        region: str_at(event, &["region"]).map(str::to_string),
-                    },
+            })
+        }
+        Envelope::EventBridge {
+            detail_type,
+            source,
+            id,
+        } => {
+            return match (detail_type.as_str(), source.as_str()) {
+                ("Scheduled Event", "aws.events") => Ok(Request {
+                    command: Command::Tick,
                     service: None,
                     request_id: id,
-                })
+                }),
+                _ => Err(invalid(format!(
+                    "unsupported EventBridge event (detail-type {detail_type:?}, source {source:?}); accepted: Scheduled Event, CloudWatch Alarm State Change"
+                ))),
             }
-            _ => Err(invalid(format!(
-                "unsupported EventBridge event (detail-type {kind:?}, source {source:?}); accepted: Scheduled Event, CloudWatch Alarm State Change"
-            ))),
-        };
+        }
+        Envelope::Direct => {}
     }
     if !map.contains_key("command") {
         return Err(invalid(

@@ -1,6 +1,55 @@
-//! What every function's `main.rs` needs from the Lambda context.
+//! What every function's `main.rs` needs from the Lambda runtime: the
+//! invocation loop with its logging span, and the deadline.
 
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use tracing::Instrument;
+
+/// What a handler learns about its invocation besides the event.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    /// See [`deadline`].
+    pub deadline: Option<Instant>,
+}
+
+/// The Lambda loop every function runs: each invocation is logged in a span
+/// with its request id and command (`fallback` when the event has no
+/// `command`, i.e. a schedule or an alarm), and its result or error goes back
+/// to the runtime (errors as their `errorType`).
+pub async fn serve<H, Fut, R, E>(fallback: &str, handler: H) -> Result<(), lambda_runtime::Error>
+where
+    H: Fn(Value, Invocation) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: serde::Serialize,
+    E: Into<Diagnostic>,
+{
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let command = event
+            .payload
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or(fallback);
+        let span = crate::logging::invocation_span(&event.context.request_id, command);
+        let invocation = Invocation {
+            request_id: event.context.request_id.clone(),
+            deadline: deadline(&event.context),
+        };
+        let result = handler(event.payload, invocation).instrument(span).await;
+        match result {
+            Ok(out) => serde_json::to_value(out).map_err(|e| Diagnostic {
+                error_type: "Internal".into(),
+                error_message: format!("the result could not be written as JSON: {e}"),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }))
+    .await
+}
 
 /// The invocation's deadline (wall clock, from the context) on this process's
 /// monotonic clock; `None` when it has already passed.

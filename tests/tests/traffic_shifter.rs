@@ -145,6 +145,47 @@ async fn region_by_region_bakes_between_regions_and_abort_restores_blue() {
 }
 
 #[tokio::test]
+async fn after_a_release_to_green_the_next_goes_to_blue_and_rolls_back_to_green() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let first = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(status(&first), Status::Succeeded);
+    assert!(!first.deployment.unwrap().swapped);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+
+    // Green is live now: the next release is in blue, and a canary sends blue 10 %.
+    let second = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    let d = second.deployment.unwrap();
+    assert!(d.swapped, "green was live, so the roles are exchanged");
+    assert_eq!(d.weights["us-east-1"], 10, "the new side's share");
+    assert!(d.describe().contains("green/blue"), "{}", d.describe());
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(90));
+    // An alarm rolls back to the live group: green, not blue.
+    let r = run(
+        &s,
+        alarm_event("app-5xx-local", "ALARM", "us-east-1", "swap-1"),
+    )
+    .await;
+    assert_eq!(r.action, "rolled-back");
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+
+    // The release again, to the end: blue carries everything.
+    let third = run(
+        &s,
+        json!({"command": "start", "plan": "linear-50-every-0s"}),
+    )
+    .await;
+    assert_eq!(status(&third), Status::Succeeded);
+    assert!(third.deployment.unwrap().swapped);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    // And the one after goes to green again.
+    let fourth = run(&s, json!({"command": "start", "plan": "canary-20-5m"})).await;
+    assert!(!fourth.deployment.unwrap().swapped);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(20));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
 async fn one_region_scope_touches_only_that_region() {
     let _t = TURN.lock().await;
     let (world, s) = setup().await;
@@ -384,7 +425,8 @@ async fn bad_input_is_refused_and_nothing_changes() {
     let elb = aws.elbv2(&"eu-west-1".parse().unwrap());
     for (blue, green, needle) in [
         (60, 60, "= 120, not 100"),
-        (70, 30, "already sends 30 % to green"),
+        (70, 30, "is split blue 70 / green 30"),
+        (0, 100, "do not agree on the live group"),
     ] {
         use aws_sdk_elasticloadbalancingv2::types::{
             Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,

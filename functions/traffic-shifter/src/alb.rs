@@ -21,6 +21,15 @@ pub struct RegionAlb {
 }
 
 impl RegionAlb {
+    /// The same listener with the groups' roles exchanged (green live, blue new).
+    pub fn swapped(&self) -> RegionAlb {
+        RegionAlb {
+            blue_tg_arn: self.green_tg_arn.clone(),
+            green_tg_arn: self.blue_tg_arn.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The `LoadBalancer` dimension of the ALB's CloudWatch metrics, from the
     /// listener ARN (`…:listener/app/<name>/<lb-id>/<listener-id>` → `app/<name>/<lb-id>`).
     pub fn load_balancer_dimension(&self) -> Option<String> {

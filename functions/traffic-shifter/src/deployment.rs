@@ -55,7 +55,7 @@ pub struct Deployment {
     pub wave: usize,
     /// Steps of the current wave already applied and verified.
     pub step: usize,
-    /// Green's verified share per region of the scope.
+    /// The new side's verified share per region of the scope (green's, unless `swapped`).
     pub weights: BTreeMap<String, u8>,
     /// When the next step is due (ms since the epoch).
     pub next_at_ms: u64,
@@ -67,6 +67,11 @@ pub struct Deployment {
     pub changed_at_ms: u64,
     /// Request ids of the last commands applied (a redelivered one is a no-op).
     pub request_ids: Vec<String>,
+    /// Green was live when this deployment started, so the new version is in
+    /// blue: the groups exchange roles (the previous release went to green and
+    /// succeeded). Deployments alternate between the two groups this way.
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 /// The next change a due deployment makes.
@@ -157,8 +162,18 @@ impl Deployment {
         self.changed_at_ms = now_ms;
     }
 
+    /// The group that was live at the start, and the group of the new version.
+    pub fn sides(&self) -> (&'static str, &'static str) {
+        if self.swapped {
+            ("green", "blue")
+        } else {
+            ("blue", "green")
+        }
+    }
+
     /// Where the deployment stands, in one line.
     pub fn describe(&self) -> String {
+        let (live, new) = self.sides();
         let weights = self
             .weights
             .iter()
@@ -166,7 +181,7 @@ impl Deployment {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "{} {} ({}): {:?}, wave {}/{}, step {}/{}; blue/green {weights}",
+            "{} {} ({}): {:?}, wave {}/{}, step {}/{}; {live}/{new} {weights}",
             self.service,
             self.id,
             self.plan,
@@ -198,6 +213,7 @@ mod tests {
             status: Status::Running,
             wave: 0,
             step: 0,
+            swapped: false,
             weights: regions.iter().map(|r| (r.clone(), 0)).collect(),
             next_at_ms: 0,
             held: None,

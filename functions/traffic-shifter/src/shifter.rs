@@ -115,10 +115,15 @@ impl Shifter {
         }
     }
 
-    fn alb(&self, region: &str) -> Result<&RegionAlb, ShiftError> {
-        self.config
+    /// A region's listener and groups as a deployment sees them: `swapped` when
+    /// the green group was live at its start, so the new version is in blue and
+    /// the two groups exchange roles (the live side is always called "blue").
+    fn alb(&self, region: &str, swapped: bool) -> Result<RegionAlb, ShiftError> {
+        let alb = self
+            .config
             .alb(region)
-            .ok_or_else(|| ShiftError::InvalidInput(format!("unknown region {region:?}")))
+            .ok_or_else(|| ShiftError::InvalidInput(format!("unknown region {region:?}")))?;
+        Ok(if swapped { alb.swapped() } else { alb.clone() })
     }
 
     fn elb(&self, region: &str) -> Result<&aws_sdk_elasticloadbalancingv2::Client, ShiftError> {
@@ -208,11 +213,15 @@ impl Shifter {
     }
 
     /// Checks every gate for every region of a step, all at once.
-    pub async fn gates(&self, regions: &[String]) -> Result<Vec<GateResult>, ShiftError> {
+    pub async fn gates(
+        &self,
+        regions: &[String],
+        swapped: bool,
+    ) -> Result<Vec<GateResult>, ShiftError> {
         let g = &self.config.gates;
         let mut checks = Vec::new();
         for region in regions {
-            let alb = self.alb(region)?.clone();
+            let alb = self.alb(region, swapped)?;
             let elb = self.elb(region)?.clone();
             let cw = self.cw[region].clone();
             let watched = g.watched_alarms.clone();
@@ -233,11 +242,16 @@ impl Shifter {
     }
 
     /// Writes green's share in every region at once and waits until each is in effect.
-    async fn apply(&self, regions: &[String], weight: u8) -> Result<AppliedStep, ShiftError> {
+    async fn apply(
+        &self,
+        regions: &[String],
+        weight: u8,
+        swapped: bool,
+    ) -> Result<AppliedStep, ShiftError> {
         let started = Instant::now();
         let mut writes = Vec::new();
         for region in regions {
-            let alb = self.alb(region)?.clone();
+            let alb = self.alb(region, swapped)?;
             let elb = self.elb(region)?.clone();
             writes.push(async move { alb::set_green(&elb, &alb, weight).await });
         }
@@ -259,7 +273,10 @@ impl Shifter {
         if let Ok(Some(current)) = self.load().await {
             for region in regions {
                 if let Some(w) = current.value.weights.get(region) {
-                    if let Err(e) = self.apply(std::slice::from_ref(region), *w).await {
+                    if let Err(e) = self
+                        .apply(std::slice::from_ref(region), *w, current.value.swapped)
+                        .await
+                    {
                         tracing::error!(region = %region, error = %e, "re-asserting the recorded weights failed");
                     }
                 }
@@ -290,11 +307,12 @@ impl Shifter {
             }
         }
         let waves = spec.scope.waves(&self.config.region_names());
-        // Every listener of the scope must be a clean blue/green forward at 100/0.
+        // Every listener of the scope must be a clean forward with one group live
+        // (100/0 or 0/100), the same group everywhere: the new version goes to the other.
         let regions: Vec<String> = waves.iter().flatten().cloned().collect();
         let mut reads = Vec::new();
         for region in &regions {
-            let alb = self.alb(region)?.clone();
+            let alb = self.alb(region, false)?;
             let elb = self.elb(region)?.clone();
             reads.push(async move {
                 alb::current(&elb, &alb)
@@ -302,15 +320,32 @@ impl Shifter {
                     .map(|w| (alb.region.clone(), w))
             });
         }
+        let mut live = std::collections::BTreeMap::new();
         for r in join_all(reads).await {
             let (region, w) = r?;
-            if w.green != 0 {
-                return Err(ShiftError::InvalidInput(format!(
-                    "{region} already sends {} % to green (blue {} / green {}); abort or promote the previous deployment first",
-                    w.green, w.blue, w.green
-                )));
-            }
+            let side = match (w.blue, w.green) {
+                (100, 0) => "blue",
+                (0, 100) => "green",
+                _ => {
+                    return Err(ShiftError::InvalidInput(format!(
+                        "{region} is split blue {} / green {}; abort or promote the previous deployment first",
+                        w.blue, w.green
+                    )))
+                }
+            };
+            live.insert(region, side);
         }
+        let sides: std::collections::BTreeSet<&str> = live.values().copied().collect();
+        if sides.len() > 1 {
+            return Err(ShiftError::InvalidInput(format!(
+                "the regions do not agree on the live group ({}); bring them to the same group first",
+                live.iter()
+                    .map(|(r, s)| format!("{r}: {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let swapped = sides.contains("green");
         let now = now_ms();
         let mut d = Deployment {
             id: format!(
@@ -334,6 +369,7 @@ impl Shifter {
             started_at_ms: now,
             changed_at_ms: now,
             request_ids: vec![],
+            swapped,
         };
         d.remember(request_id);
         // Claim first: of two concurrent starts, the loser stops here, before any listener changes.
@@ -385,7 +421,7 @@ impl Shifter {
             let Some(next) = current.value.due(now_ms()) else {
                 break;
             };
-            let gate_results = self.gates(&next.regions).await?;
+            let gate_results = self.gates(&next.regions, current.value.swapped).await?;
             let failed: Vec<&GateResult> = gate_results.iter().filter(|g| !g.ok).collect();
             if !failed.is_empty() {
                 let why = failed
@@ -421,13 +457,16 @@ impl Shifter {
                 };
             }
             gate_log.extend(gate_results);
-            let applied = self.apply(&next.regions, next.weight).await?;
+            let applied = self
+                .apply(&next.regions, next.weight, current.value.swapped)
+                .await?;
             let mut d = current.value.clone();
             d.advance(&next, now_ms());
             d.remember(request_id);
             let detail = format!(
-                "{} -> green {} % (verified in {} ms)",
+                "{} -> {} {} % (verified in {} ms)",
                 next.regions.join(", "),
+                d.sides().1,
                 next.weight,
                 applied.elapsed_ms
             );
@@ -454,7 +493,7 @@ impl Shifter {
                     "succeeded",
                     Severity::Info,
                     d,
-                    format!("100 % green: {}", d.describe()),
+                    format!("100 % {}: {}", d.sides().1, d.describe()),
                 )
                 .await;
                 break;
@@ -491,7 +530,7 @@ impl Shifter {
         Ok(o)
     }
 
-    /// Every region of the active deployment back to 100 % blue, at once.
+    /// Every region of the active deployment back to 100 % on the live group, at once.
     pub async fn roll_back(
         &self,
         status: Status,
@@ -513,12 +552,13 @@ impl Shifter {
                 return Ok(o);
             }
             let regions = current.value.regions();
-            let applied = self.apply(&regions, 0).await?;
+            let applied = self.apply(&regions, 0, current.value.swapped).await?;
             let mut d = current.value.clone();
             d.roll_back(status, reason.clone(), now_ms());
             d.remember(request_id);
             let detail = format!(
-                "{reason}; blue 100 % in {} ({} ms)",
+                "{reason}; {} 100 % in {} ({} ms)",
+                d.sides().0,
                 regions.join(", "),
                 applied.elapsed_ms
             );
@@ -535,7 +575,7 @@ impl Shifter {
                         },
                         Severity::Critical,
                         &d,
-                        format!("rolled back to 100 % blue: {reason}"),
+                        format!("rolled back to 100 % {}: {reason}", d.sides().0),
                     )
                     .await;
                     let mut o = outcome(
@@ -593,7 +633,7 @@ impl Shifter {
         Ok(outcome(action, Some(&d)))
     }
 
-    /// Every region of the scope to 100 % green now, skipping bakes (an operator's call).
+    /// Every region of the scope to 100 % on the new group now, skipping bakes (an operator's call).
     pub async fn promote(&self, request_id: Option<&str>) -> Result<Outcome, ShiftError> {
         let current = self
             .load()
@@ -609,7 +649,7 @@ impl Shifter {
             )));
         }
         let regions = current.value.regions();
-        let applied = self.apply(&regions, 100).await?;
+        let applied = self.apply(&regions, 100, current.value.swapped).await?;
         let mut d = current.value.clone();
         d.promote(now_ms());
         d.remember(request_id);
@@ -624,7 +664,7 @@ impl Shifter {
             "succeeded",
             Severity::Info,
             &d,
-            format!("promoted to 100 % green: {}", d.describe()),
+            format!("promoted to 100 % {}: {}", d.sides().1, d.describe()),
         )
         .await;
         let mut o = outcome("promoted", Some(&d));

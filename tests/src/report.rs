@@ -351,8 +351,12 @@ fn failover_section(f: &Value) -> String {
         })
         .collect();
     format!(
-        "<h2>Failover drills</h2><p>A writer committed numbered rows to whatever endpoint SSM named, recording every acknowledged commit. Not rehearsed: {}.</p>{}{}",
-        esc(f["not_rehearsed"].as_str().unwrap_or("-")),
+        "<h2>Failover drills</h2><p>A writer committed numbered rows to whatever endpoint SSM named, recording every acknowledged commit. {}.</p>{}{}",
+        esc(&match (f["recovered"].as_str(), f["not_rehearsed"].as_str()) {
+            (Some(r), _) => format!("After the drills: {r}"),
+            (None, Some(n)) => format!("Not rehearsed: {n}"),
+            (None, None) => String::new(),
+        }),
         chart("Acknowledged writes per 100 ms", "seconds", "writes", &series, false, &marks),
         table(&["drill", "move", "RTO ms", "acknowledged", "lost", "predicted loss"], &rows)
     )

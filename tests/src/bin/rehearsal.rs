@@ -133,7 +133,7 @@ async fn main() -> ExitCode {
 
     banner(
         5,
-        "failover drills under load: a planned switchover, then a killed primary",
+        "failover drills under load: a planned switchover, a killed primary (twice), and the fail-back home",
     );
     match failover_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {

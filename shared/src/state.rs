@@ -67,6 +67,14 @@ pub mod keys {
             format!("TABLE#{table}#SEG#{segment:06}"),
         )
     }
+    /// A table's summary in a run (its plan, counts and findings); `position` keeps
+    /// the run's table order.
+    pub fn validation_table(run_id: &str, position: usize, table: &str) -> Key {
+        Key::new(
+            format!("VALIDATION#{run_id}"),
+            format!("SUMMARY#{position:05}#{table}"),
+        )
+    }
     pub fn validation_diff(run_id: &str, table: &str, row_key: &str) -> Key {
         Key::new(
             format!("VALIDATION#{run_id}"),

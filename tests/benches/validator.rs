@@ -2,9 +2,10 @@
 //!
 //! Two PostgreSQL servers of the local world (the source and the us-east-1
 //! primary), a database `dv_bench` on each with an orders-like table of
-//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and two
-//! cases: identical, and 120 scattered differences (100 updates, 10 deletes,
-//! 10 inserts on the target). For each case:
+//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and three
+//! cases: identical, 120 scattered differences (100 updates, 10 deletes,
+//! 10 inserts on the target), and massive drift (every tenth row updated on the
+//! target: exact totals, bounded and ordered stored differences). For each case:
 //! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
 //! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
 //! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
@@ -265,6 +266,23 @@ fn reladiff(world: &World, rows: i64) -> Option<(Duration, f64, BTreeSet<i64>)> 
 }
 
 async fn cutover(world: &World, hashing: Hashing) -> (Duration, f64, BTreeSet<i64>, u64) {
+    let (wall, peak, result) = cutover_result(world, hashing).await;
+    let keys = result
+        .diffs
+        .iter()
+        .filter_map(|d| {
+            d.key
+                .strip_prefix("id=")
+                .and_then(|k| k.parse::<i64>().ok())
+        })
+        .collect();
+    (wall, peak, keys, result.source_rows)
+}
+
+async fn cutover_result(
+    world: &World,
+    hashing: Hashing,
+) -> (Duration, f64, data_validator::engine::SegmentResult) {
     let source = Side::Postgres {
         label: "source".into(),
         client: client(world, Node::Source).await,
@@ -302,17 +320,58 @@ async fn cutover(world: &World, hashing: Hashing) -> (Duration, f64, BTreeSet<i6
         )
         .await
         .unwrap();
-    let wall = started.elapsed();
-    let keys = result
+    (started.elapsed(), peak_rss_mb(), result)
+}
+
+/// Massive drift: every tenth row differs on the target. Exact totals, the stored
+/// differences bounded by `max_diffs` and in key order, beside the two floors.
+async fn massive_case(world: &World, rows: i64) -> Vec<Line> {
+    let (s, t) = (
+        client(world, Node::Source).await,
+        client(world, Node::UsEast1).await,
+    );
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    tokio::join!(copy_out(&s), copy_out(&t));
+    lines.push(Line {
+        name: "(a) COPY both sides (scan floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let started = Instant::now();
+    tokio::join!(hash_all(&s), hash_all(&t));
+    lines.push(Line {
+        name: "(b) one aggregate hash (hash floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let (wall, peak, result) = cutover_result(world, Hashing::Stream).await;
+    let ids: Vec<i64> = result
         .diffs
         .iter()
-        .filter_map(|d| {
-            d.key
-                .strip_prefix("id=")
-                .and_then(|k| k.parse::<i64>().ok())
-        })
+        .filter_map(|d| d.key.strip_prefix("id=").and_then(|k| k.parse().ok()))
         .collect();
-    (wall, peak_rss_mb(), keys, result.source_rows)
+    let in_order = ids.windows(2).all(|w| w[0] < w[1]) && ids.len() == result.diffs.len();
+    let exact = result.different == (rows / 10) as u64
+        && result.missing_in_target == 0
+        && result.extra_in_target == 0
+        && result.diffs.len() <= 1000
+        && in_order;
+    println!(
+        "[bench] massive drift: {} different rows counted, {} kept (max_diffs 1000), in key order: {in_order}, {} queries",
+        result.different,
+        result.diffs.len(),
+        result.queries
+    );
+    lines.push(Line {
+        name: "(d) cutover (rows streamed, default)",
+        wall,
+        peak_mb: Some(peak),
+        found: Some((result.different as usize, exact)),
+    });
+    lines
 }
 
 async fn case(world: &World, rows: i64, drift: bool) -> Vec<Line> {
@@ -436,11 +495,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         setup(&world, rows).await;
-        println!("[bench] case 1/2: identical");
+        println!("[bench] case 1/3: identical");
         let identical = case(&world, rows, false).await;
         print("identical", rows, &identical);
         println!(
-            "\n[bench] case 2/2: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
+            "\n[bench] case 2/3: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
         );
         let (s, t) = (
             client(&world, Node::Source).await,
@@ -450,5 +509,21 @@ fn main() {
         let drifted = case(&world, rows, true).await;
         undo_drift(&s, &t, rows).await;
         print("120 scattered differences", rows, &drifted);
+
+        println!(
+            "\n[bench] case 3/3: massive drift, every tenth row differs ({} rows)",
+            rows / 10
+        );
+        t.batch_execute("UPDATE bench.orders SET total = total + 0.01 WHERE id % 10 = 3")
+            .await
+            .unwrap();
+        let massive = massive_case(&world, rows).await;
+        t.batch_execute("UPDATE bench.orders SET total = total - 0.01 WHERE id % 10 = 3")
+            .await
+            .unwrap();
+        t.batch_execute("VACUUM ANALYZE bench.orders")
+            .await
+            .unwrap();
+        print("massive drift (10 % of rows differ)", rows, &massive);
     });
 }

@@ -5,7 +5,7 @@ SELECT g,
        'Customer ' || g,
        CASE WHEN g % 17 = 0 THEN NULL WHEN g % 19 = 0 THEN '' ELSE 'customer' || g || '@example.com' END,
        (ARRAY['US','GB','DE','SG','AU','FR','JP','BR'])[1 + g % 8],
-       CASE WHEN g % 23 = 0 THEN NULL ELSE round(((g * 7919) % 1000000) / 100.0, 2) END,
+       CASE WHEN g % 23 = 0 THEN NULL ELSE round(((g::bigint * 7919) % 1000000) / 100.0, 2) END,
        date '2015-01-01' + (g % 3650),
        timestamp '2024-01-01 00:00:00' + g * interval '37 seconds' + (g % 1000) * interval '1 microsecond',
        CASE WHEN g % 29 = 0 THEN NULL ELSE timestamptz '2025-06-01 00:00:00+00' + g * interval '53 seconds' END,
@@ -19,19 +19,19 @@ FROM generate_series(1, :customers) g;
 
 INSERT INTO app.orders
 SELECT g,
-       1 + (g * 7) % :customers,
+       1 + (g::bigint * 7) % :customers,
        (ARRAY['open','paid','shipped','delivered','returned'])[1 + g % 5],
-       round(((g * 104729) % 10000000) / 10000.0, 4),
+       round(((g::bigint * 104729) % 10000000) / 10000.0, 4),
        timestamptz '2025-01-01 00:00:00+00' + g * interval '11 seconds',
        CASE WHEN g % 5 = 0 THEN NULL ELSE 'note for order ' || g END
 FROM generate_series(1, 3 * :customers) g;
 
 INSERT INTO app.order_items
-SELECT o, l, 'SKU-' || lpad(((o * 31 + l) % 99999)::text, 7, '0'), 1 + (o + l) % 9, round(((o * 13 + l * 7) % 50000) / 100.0, 2)
+SELECT o, l, 'SKU-' || lpad(((o::bigint * 31 + l) % 99999)::text, 7, '0'), 1 + (o + l) % 9, round(((o::bigint * 13 + l * 7) % 50000) / 100.0, 2)
 FROM generate_series(1, 3 * :customers) o, generate_series(1, 1 + o % 5) l;
 
 INSERT INTO app.payments
-SELECT md5('payment' || g)::uuid, g, round(((g * 104729) % 10000000) / 10000.0, 2),
+SELECT md5('payment' || g)::uuid, g, round(((g::bigint * 104729) % 10000000) / 10000.0, 2),
        timestamptz '2025-01-01 00:05:00+00' + g * interval '11 seconds',
        (ARRAY['card','transfer','wallet'])[1 + g % 3]
 FROM generate_series(1, 3 * :customers) g

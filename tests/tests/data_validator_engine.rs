@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cutover_rehearsal::world::{Node, World};
 use data_validator::canonical::Category;
-use data_validator::canonical::{classify_postgres, column_expr, Dialect};
+use data_validator::canonical::{classify_postgres, column_expr, Dialect, EmptyText};
 use data_validator::engine::{DiffKind, Hashing, Options, Pair};
 use data_validator::ident::TableRef;
 use data_validator::run::describe;
@@ -155,6 +155,7 @@ async fn canonical(side: &Side, ty: &str, literal: Option<&str>) -> String {
         "v",
         classify_postgres(ty),
         classify_postgres(ty),
+        EmptyText::IsNull,
     );
     let sql = format!("SELECT {expr} FROM (SELECT ($1::text)::{ty} AS \"v\") s");
     let client = Sides::client(side);
@@ -372,7 +373,7 @@ async fn every_kind_of_drift_is_found_by_key_and_column() {
              INSERT INTO $S.orders (id, customer) VALUES (6000, 'ghost'), (0, 'zero');",
         )
         .await;
-    // A value written differently but equal must not count: '' vs NULL.
+    // Between two PostgreSQL databases '' and NULL are different values.
     sides
         .source("UPDATE $S.orders SET note = '' WHERE id = 22")
         .await;
@@ -389,7 +390,7 @@ async fn every_kind_of_drift_is_found_by_key_and_column() {
 }
 
 fn drift_is_exactly_what_was_done(result: &data_validator::engine::SegmentResult) {
-    assert_eq!(result.different, 4, "{:#?}", result.diffs);
+    assert_eq!(result.different, 5, "{:#?}", result.diffs);
     assert_eq!(result.missing_in_target, 2);
     assert_eq!(result.extra_in_target, 2);
     let by_key = |k: &str| {
@@ -410,10 +411,21 @@ fn drift_is_exactly_what_was_done(result: &data_validator::engine::SegmentResult
     assert_eq!(by_key("id=4999").kind, DiffKind::MissingInTarget);
     assert_eq!(by_key("id=6000").kind, DiffKind::ExtraInTarget);
     assert_eq!(by_key("id=0").kind, DiffKind::ExtraInTarget);
-    assert!(
-        result.diffs.iter().all(|d| d.key != "id=22"),
-        "'' and NULL are the same value"
+    let empty = by_key("id=22");
+    assert_eq!(empty.kind, DiffKind::Different);
+    assert_eq!(empty.columns[0].column, "note");
+    assert_eq!(
+        (
+            empty.columns[0].source.as_deref(),
+            empty.columns[0].target.as_deref()
+        ),
+        (Some(""), None),
+        "'' on the source, NULL on the target"
     );
+    // Reported in key order: id=0 (extra) first, id=6000 last.
+    let keys: Vec<&str> = result.diffs.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys.first(), Some(&"id=0"), "{keys:?}");
+    assert_eq!(keys.last(), Some(&"id=6000"), "{keys:?}");
     // Bisection fetched a few small ranges, not the table.
     assert!(result.queries < 60, "{} queries", result.queries);
 }
@@ -467,7 +479,19 @@ async fn streamed_hashes_equal_database_hashes_for_every_category() {
         14,
         "every category is in the table: {categories:?}"
     );
-    let sql = SideSql::new(Dialect::Postgres, &plan, Role::Source);
+    // Both meanings of '' (a pair with Oracle, two PostgreSQL databases): the
+    // stream and the SQL must agree under each.
+    for empty in [EmptyText::IsNull, EmptyText::IsValue] {
+        every_bucket_hashes_the_same_streamed_and_in_sql(&sides, &plan, empty).await;
+    }
+}
+
+async fn every_bucket_hashes_the_same_streamed_and_in_sql(
+    sides: &Sides,
+    plan: &data_validator::schema::TablePlan,
+    empty: EmptyText,
+) {
+    let sql = SideSql::new(Dialect::Postgres, plan, Role::Source, empty);
     let side = &sides.source;
     let ids: Vec<String> = (2..=1500).map(|i| i.to_string()).collect();
     for (range, boundaries) in [
@@ -646,4 +670,306 @@ async fn schema_differences_are_findings_not_crashes() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// Keys that sort differently under the two sides' collations: case, accents,
+/// punctuation and digits (ICU en-US ignores punctuation at first and folds case).
+const PEOPLE: &str = "CREATE TABLE $S.people (email text COLLATE $C PRIMARY KEY, name text, born date);
+    INSERT INTO $S.people SELECT (ARRAY['a','B','_','Z','é','b','A','z','0','-','É','.'])[1 + g % 12]
+      || (ARRAY['x','X','-','ß',' '])[1 + (g / 12) % 5] || md5(g::text), 'person ' || g, date '1950-01-01' + g
+      FROM generate_series(1, 3000) g;
+    ANALYZE $S.people;";
+
+#[tokio::test]
+async fn text_keys_compare_exactly_across_collations_and_session_settings() {
+    let world = World::load().expect("the local world is up");
+    let sides = Sides::new(&world).await;
+    // The source sorts in "C" and lives in UTC with day-first dates; the target
+    // sorts in ICU en-US, lives in Kolkata and reads month-first dates.
+    sides.source(&PEOPLE.replace("$C", "\"C\"")).await;
+    sides.target(&PEOPLE.replace("$C", "\"en-US-x-icu\"")).await;
+    sides
+        .source("SET TimeZone = 'UTC'; SET DateStyle = 'SQL, DMY'")
+        .await;
+    sides
+        .target("SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'SQL, MDY'")
+        .await;
+    // The truth: 2 missing, 0 extra, 3 different (the name column).
+    sides
+        .target(
+            "DELETE FROM $S.people WHERE name IN ('person 5', 'person 2999');
+             UPDATE $S.people SET name = name || '!' WHERE name IN ('person 1', 'person 1500', 'person 2222');",
+        )
+        .await;
+    for hashing in [Hashing::Stream, Hashing::Database] {
+        let result = sides
+            .compare("people", &Options { hashing, ..small() })
+            .await;
+        assert_eq!(
+            (
+                result.missing_in_target,
+                result.extra_in_target,
+                result.different
+            ),
+            (2, 0, 3),
+            "{hashing:?}: {:#?}",
+            result.diffs
+        );
+        assert!(
+            result
+                .diffs
+                .iter()
+                .filter(|d| d.kind == DiffKind::Different)
+                .all(|d| d.columns.len() == 1 && d.columns[0].column == "name"),
+            "{:#?}",
+            result.diffs
+        );
+        assert_eq!((result.source_rows, result.target_rows), (3000, 2998));
+    }
+
+    // Date, timestamp and timestamptz keys: the boundaries cut on the source must
+    // mean the same instants on the target whatever its DateStyle and TimeZone.
+    sides
+        .both(
+            "CREATE TABLE $S.days (d date PRIMARY KEY, v int);
+             INSERT INTO $S.days SELECT date '2024-01-01' + g, g FROM generate_series(1, 2000) g;
+             CREATE TABLE $S.moments (at timestamp PRIMARY KEY, v int);
+             INSERT INTO $S.moments SELECT timestamp '2024-01-01' + g * interval '7 hours 3.5 s', g FROM generate_series(1, 2000) g;
+             CREATE TABLE $S.ticks (at timestamptz PRIMARY KEY, v int);
+             INSERT INTO $S.ticks SELECT timestamptz '2024-01-01 00:00:00+00' + g * interval '5 hours 0.25 s', g FROM generate_series(1, 2000) g;
+             ANALYZE $S.days; ANALYZE $S.moments; ANALYZE $S.ticks;",
+        )
+        .await;
+    for table in ["days", "moments", "ticks"] {
+        let result = sides.compare(table, &small()).await;
+        assert_eq!(result.mismatched(), 0, "{table}: {:#?}", result.diffs);
+        assert_eq!((result.source_rows, result.target_rows), (2000, 2000));
+    }
+}
+
+#[tokio::test]
+async fn declared_type_changes_are_graded_findings_and_equal_values_still_match() {
+    let world = World::load().expect("the local world is up");
+    let sides = Sides::new(&world).await;
+    sides
+        .source(
+            "CREATE TABLE $S.t (id integer PRIMARY KEY, amount numeric(10), code varchar(10), at timestamp);
+             INSERT INTO $S.t SELECT g, g * 3, 'c' || g, timestamp '2024-01-01' + g * interval '1 day' FROM generate_series(1, 500) g;
+             UPDATE $S.t SET at = 'infinity' WHERE id = 7;",
+        )
+        .await;
+    sides
+        .target(
+            "CREATE TABLE $S.t (id bigint PRIMARY KEY, amount numeric(12,2), code text, at timestamp);
+             INSERT INTO $S.t SELECT g, g * 3, 'c' || g, timestamp '2024-01-01' + g * interval '1 day' FROM generate_series(1, 500) g;
+             UPDATE $S.t SET at = NULL WHERE id = 7;",
+        )
+        .await;
+    let table = sides.table("t");
+    let s = describe(&sides.source, &table).await.unwrap().unwrap();
+    let t = describe(&sides.target, &table).await.unwrap().unwrap();
+    let (_, findings) = compare(&table, &s, &t);
+    let graded: Vec<(String, Option<data_validator::schema::TypeGrade>)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f.message.split(':').next().unwrap_or("").to_string(),
+                f.grade,
+            )
+        })
+        .collect();
+    use data_validator::schema::TypeGrade::Widening;
+    assert_eq!(
+        graded,
+        vec![
+            ("column id".to_string(), Some(Widening)),
+            ("column amount".to_string(), Some(Widening)),
+            ("column code".to_string(), Some(Widening)),
+        ],
+        "{findings:#?}"
+    );
+    // integer vs bigint, numeric(10) vs numeric(12,2): equal values compare equal;
+    // 'infinity' is not NULL.
+    let result = sides.compare("t", &small()).await;
+    assert_eq!(result.different, 1, "{:#?}", result.diffs);
+    assert_eq!(result.diffs[0].key, "id=7");
+    assert_eq!(result.diffs[0].columns[0].column, "at");
+}
+
+#[tokio::test]
+async fn a_row_that_keeps_changing_is_in_flight_not_a_mismatch() {
+    let world = World::load().expect("the local world is up");
+    let sides = Sides::new(&world).await;
+    sides
+        .both(
+            "CREATE TABLE $S.hot (id int PRIMARY KEY, v bigint NOT NULL);
+             INSERT INTO $S.hot SELECT g, g FROM generate_series(1, 2000) g; ANALYZE $S.hot;",
+        )
+        .await;
+    sides.target("UPDATE $S.hot SET v = -1 WHERE id = 7").await;
+    // Row 42 changes on the target every few milliseconds, through every re-check.
+    let writer = world.admin_db(Node::UsEast1, "dv_test").await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let update = format!("UPDATE {}.hot SET v = v + 1 WHERE id = 42", sides.schema);
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                writer.batch_execute(&update).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let live = data_validator::engine::Live::Delay {
+        ms: 150,
+        rechecks: 3,
+    };
+    let result = sides.compare("hot", &Options { live, ..small() }).await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(
+        (result.different, result.in_flight),
+        (1, 1),
+        "{:#?}",
+        result.diffs
+    );
+    assert_eq!(result.mismatched(), 1, "an in-flight row is not a mismatch");
+    let kind = |key: &str| result.diffs.iter().find(|d| d.key == key).map(|d| d.kind);
+    assert_eq!(kind("id=7"), Some(DiffKind::Different));
+    assert_eq!(kind("id=42"), Some(DiffKind::InFlight));
+    assert_eq!(result.rechecked, 2);
+}
+
+/// Replication held back (the subscription disabled) while the source changes
+/// 417 rows, and 7 rows differ on the target for real: the raw comparison sees
+/// 424 differences; the live one (replication resuming 1.5 s into it) re-reads
+/// what it finds once the slot has passed the source's position and reports
+/// exactly the 7.
+#[tokio::test]
+async fn live_differences_are_rechecked_once_replication_has_caught_up() {
+    let world = World::load().expect("the local world is up");
+    let source = world.admin_db(Node::Source, "app").await.unwrap();
+    let target = world.admin_db(Node::UsEast1, "app").await.unwrap();
+    let name = format!("moving_{}", std::process::id());
+    let ddl = format!(
+        "CREATE SCHEMA IF NOT EXISTS validator_live; DROP TABLE IF EXISTS validator_live.{name};
+         CREATE TABLE validator_live.{name} (id bigint PRIMARY KEY, v bigint NOT NULL, note text)"
+    );
+    source.batch_execute(&ddl).await.unwrap();
+    target.batch_execute(&ddl).await.unwrap();
+    // Subscribed while empty (the replication role reads only the app schema, so no
+    // initial copy): the rows then arrive through the stream, as CDC brings them.
+    target
+        .batch_execute(
+            "ALTER SUBSCRIPTION cutover_sub REFRESH PUBLICATION WITH (copy_data = false)",
+        )
+        .await
+        .unwrap();
+    source
+        .batch_execute(&format!(
+            "INSERT INTO validator_live.{name} SELECT g, g, 'n' || g FROM generate_series(1, 5000) g;
+             ANALYZE validator_live.{name}"
+        ))
+        .await
+        .unwrap();
+    let count = format!("SELECT count(*) FROM validator_live.{name}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while target
+        .query_one(&count, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        < 5000
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rows did not replicate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    target
+        .batch_execute(&format!(
+            "UPDATE validator_live.{name} SET note = 'drift' WHERE id IN (11, 222, 1333, 2444, 3555, 4666, 4999)"
+        ))
+        .await
+        .unwrap();
+    target
+        .batch_execute("ALTER SUBSCRIPTION cutover_sub DISABLE")
+        .await
+        .unwrap();
+    source
+        .batch_execute(&format!(
+            "UPDATE validator_live.{name} SET v = v + 1 WHERE id % 12 = 5"
+        ))
+        .await
+        .unwrap();
+
+    let (source, target) = (
+        Side::Postgres {
+            label: "source".into(),
+            client: source,
+        },
+        Side::Postgres {
+            label: "target".into(),
+            client: target,
+        },
+    );
+    let table = TableRef::new("validator_live", name.clone());
+    let s = describe(&source, &table).await.unwrap().unwrap();
+    let t = describe(&target, &table).await.unwrap().unwrap();
+    let (plan, _) = compare(&table, &s, &t);
+    let pair = Pair::new(&source, &target, &plan);
+    let whole = KeyRange::default();
+    let raw = pair.compare_segment(&whole, 5000, &small()).await;
+    let live = Options {
+        live: data_validator::engine::Live::Slot {
+            slot: "cutover_sub".into(),
+            rechecks: 3,
+            wait_ms: 30_000,
+        },
+        ..small()
+    };
+    // The replication resumes 1.5 s into the live run; both finish before any assertion,
+    // so the subscription is enabled again whatever the comparison found.
+    let (checked, enabled) = tokio::join!(pair.compare_segment(&whole, 5000, &live), async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let Side::Postgres { client, .. } = &target else {
+            unreachable!()
+        };
+        client
+            .batch_execute("ALTER SUBSCRIPTION cutover_sub ENABLE")
+            .await
+    });
+    enabled.unwrap();
+    let (raw, checked) = (raw.unwrap(), checked.unwrap());
+    assert_eq!(raw.different, 424, "417 in flight + 7 real, read raw");
+    assert_eq!(
+        (checked.different, checked.in_flight),
+        (7, 0),
+        "{:#?}",
+        checked.diffs
+    );
+    // The rows a first read still found different were re-read once the slot had
+    // passed that read: every one but the 7 was resolved. (Buckets first read after
+    // the replication resumed never get that far: they already match.)
+    assert!(checked.resolved > 0, "the re-check path resolved nothing");
+    assert_eq!(checked.rechecked, checked.resolved + 7);
+    println!(
+        "live: {} re-checked, {} resolved, {} stable differences",
+        checked.rechecked, checked.resolved, checked.different
+    );
+    assert!(checked
+        .diffs
+        .iter()
+        .all(|d| d.kind == DiffKind::Different && d.columns[0].column == "note"));
+    for side in [&source, &target] {
+        let Side::Postgres { client, .. } = side else {
+            unreachable!()
+        };
+        client
+            .batch_execute(&format!("DROP TABLE validator_live.{name}"))
+            .await
+            .unwrap();
+    }
 }

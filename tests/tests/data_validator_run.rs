@@ -125,9 +125,34 @@ async fn a_killed_run_resumes_without_redoing_finished_segments() {
     );
     assert_eq!(table.source_rows, 20000);
     assert_eq!(table.target_rows, 19999);
-    let mut keys = table.first_keys.clone();
-    keys.sort();
-    assert_eq!(keys, ["id=10000", "id=19999", "id=5"]);
+    // In key order, not text order (where id=10000 comes before id=5).
+    assert_eq!(table.first_keys, ["id=5", "id=10000", "id=19999"]);
+    // One DIFF item per differing row, and a query returns them in key order.
+    let pk = cutover_core::state::keys::validation_run(&run_id).pk;
+    let stored: Vec<String> = validator
+        .store
+        .query_prefix::<serde_json::Value>(&pk, "DIFF#")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, item)| item.value["key"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(stored, ["id=5", "id=10000", "id=19999"]);
+    // The RUN item holds no table: each table's summary is an item of its own.
+    let run = validator
+        .store
+        .get::<serde_json::Value>(&cutover_core::state::keys::validation_run(&run_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.value["tables"], serde_json::json!([]));
+    let summaries = validator
+        .store
+        .query_prefix::<serde_json::Value>(&pk, "SUMMARY#")
+        .await
+        .unwrap();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].1.value["different"], 2);
 
     // A third call finds nothing left to do and the same answer.
     let again = validator.validate(&run_id, &tables, None).await.unwrap();

@@ -6,7 +6,9 @@
 //!
 //! | category | canonical text |
 //! |---|---|
-//! | NULL (and Oracle's `''`, so PostgreSQL's `''` too) | `N` |
+//! | NULL | `N` |
+//! | `''`, when one side is Oracle (which cannot tell it from NULL) | `N` |
+//! | `''`, between two PostgreSQL databases (where it is a value) | `0:` |
 //! | text, varchar, CHAR (trailing blanks removed) | `<chars>:<value>` |
 //! | integer, numeric/NUMBER | the decimal with no trailing zeros (`1.50` → `1.5`, `0.5`, `-0.5`) |
 //! | float8/BINARY_DOUBLE | IEEE-754 bits in hex; `-0.0` as `0`, every NaN as `NaN` |
@@ -130,19 +132,55 @@ pub fn classify_oracle(data_type: &str, scale: Option<i64>) -> Category {
     }
 }
 
+/// What an empty string is, decided by the pair of dialects compared: Oracle
+/// stores `''` as NULL, so when either side is Oracle a PostgreSQL `''` must
+/// count as NULL too; between two PostgreSQL databases `''` and NULL are
+/// different values, and a change from one to the other is a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyText {
+    IsNull,
+    IsValue,
+}
+
+impl EmptyText {
+    pub fn for_pair(source: Dialect, target: Dialect) -> Self {
+        if source == Dialect::Oracle || target == Dialect::Oracle {
+            EmptyText::IsNull
+        } else {
+            EmptyText::IsValue
+        }
+    }
+}
+
 /// The SQL expression giving the canonical text of one column, never NULL.
 /// `category` is the common category of the pair (see [`Category::common`]);
-/// `own` is this side's own category (e.g. a BLOB vs a RAW in Oracle).
-pub fn column_expr(dialect: Dialect, column: &str, category: Category, own: Category) -> String {
+/// `own` is this side's own category (e.g. a BLOB vs a RAW in Oracle);
+/// `empty` what `''` means for this pair of dialects.
+pub fn column_expr(
+    dialect: Dialect,
+    column: &str,
+    category: Category,
+    own: Category,
+    empty: EmptyText,
+) -> String {
     let c = quote(column);
     match dialect {
-        Dialect::Postgres => postgres_expr(&c, category),
+        Dialect::Postgres => postgres_expr(&c, category, empty),
         Dialect::Oracle => oracle_expr(&c, category, own),
     }
 }
 
-fn postgres_expr(c: &str, category: Category) -> String {
+fn postgres_expr(c: &str, category: Category, empty: EmptyText) -> String {
     use Category::*;
+    // `''` is NULL only when Oracle is in the pair; otherwise it is the value `0:`.
+    let (text_null, fixed_null) = match empty {
+        EmptyText::IsNull => (
+            format!("{c} IS NULL OR {c}::text = ''"),
+            format!("{c} IS NULL OR rtrim({c}::text, ' ') = ''"),
+        ),
+        EmptyText::IsValue => (format!("{c} IS NULL"), format!("{c} IS NULL")),
+    };
     match category {
         Integer => format!("coalesce({c}::text, 'N')"),
         Decimal => format!("coalesce(trim_scale({c}::numeric)::text, 'N')"),
@@ -151,17 +189,21 @@ fn postgres_expr(c: &str, category: Category) -> String {
              WHEN {c}::float8 = 0 THEN '0' ELSE encode(float8send({c}::float8), 'hex') END"
         ),
         Text | Other => format!(
-            "CASE WHEN {c} IS NULL OR {c}::text = '' THEN 'N' ELSE length({c}::text)::text || ':' || {c}::text END"
+            "CASE WHEN {text_null} THEN 'N' ELSE length({c}::text)::text || ':' || {c}::text END"
         ),
         FixedChar => format!(
-            "CASE WHEN {c} IS NULL OR rtrim({c}::text, ' ') = '' THEN 'N' \
+            "CASE WHEN {fixed_null} THEN 'N' \
              ELSE length(rtrim({c}::text, ' '))::text || ':' || rtrim({c}::text, ' ') END"
         ),
         LargeText => format!(
-            "CASE WHEN {c} IS NULL OR {c}::text = '' THEN 'N' ELSE length({c}::text)::text || ':' || md5({c}::text) END"
+            "CASE WHEN {text_null} THEN 'N' ELSE length({c}::text)::text || ':' || md5({c}::text) END"
         ),
         Binary => format!("CASE WHEN {c} IS NULL THEN 'N' ELSE length({c})::text || ':' || md5({c}) END"),
-        Date | Timestamp => format!("coalesce(to_char({c}::timestamp, 'YYYY-MM-DD HH24:MI:SS.US'), 'N')"),
+        // to_char() of ±infinity is NULL: spell them out, or they would equal NULL.
+        Date | Timestamp => format!(
+            "CASE WHEN {c} IS NULL THEN 'N' WHEN NOT isfinite({c}) THEN {c}::text \
+             ELSE to_char({c}::timestamp, 'YYYY-MM-DD HH24:MI:SS.US') END"
+        ),
         TimestampTz => format!("coalesce(trim_scale(extract(epoch FROM {c}) * 1000000)::text, 'N')"),
         Json => format!(
             "CASE WHEN {c} IS NULL THEN 'N' ELSE length({c}::jsonb::text)::text || ':' || {c}::jsonb::text END"
@@ -185,8 +227,11 @@ fn oracle_expr(c: &str, category: Category, own: Category) -> String {
             "CASE WHEN {c} IS NULL THEN 'N' WHEN {c} IS NAN THEN 'NaN' WHEN {c} = 0 THEN '0' \
              ELSE LOWER(RAWTOHEX(UTL_RAW.CAST_FROM_BINARY_DOUBLE(TO_BINARY_DOUBLE({c})))) END"
         ),
-        // Oracle stores '' as NULL, so both print as N.
-        Text | Other => format!("CASE WHEN {c} IS NULL THEN 'N' ELSE LENGTH({c}) || ':' || {c} END"),
+        // Oracle stores '' as NULL, so both print as N. The text is built as a CLOB:
+        // a VARCHAR2 result stops at 4000 bytes (ORA-01489 on a long value).
+        Text | Other => format!(
+            "CASE WHEN {c} IS NULL THEN TO_CLOB('N') ELSE TO_CLOB(LENGTH({c}) || ':') || {c} END"
+        ),
         FixedChar => format!(
             "CASE WHEN RTRIM({c}, ' ') IS NULL THEN 'N' ELSE LENGTH(RTRIM({c}, ' ')) || ':' || RTRIM({c}, ' ') END"
         ),
@@ -214,13 +259,17 @@ fn oracle_expr(c: &str, category: Category, own: Category) -> String {
             )
         }
         Date | Timestamp => format!("NVL(TO_CHAR(CAST({c} AS TIMESTAMP), 'YYYY-MM-DD HH24:MI:SS.FF6'), 'N')"),
+        // DATE - DATE is a fraction of days (not exact in binary): round to whole
+        // seconds before scaling, then add the microseconds.
         TimestampTz => format!(
             "CASE WHEN {c} IS NULL THEN 'N' ELSE TO_CHAR(\
-             (CAST(SYS_EXTRACT_UTC({c}) AS DATE) - DATE '1970-01-01') * 86400000000 \
+             ROUND((CAST(SYS_EXTRACT_UTC({c}) AS DATE) - DATE '1970-01-01') * 86400) * 1000000 \
              + TO_NUMBER(TO_CHAR(SYS_EXTRACT_UTC({c}), 'FF6')), 'TM9') END"
         ),
         // Oracle has no jsonb normalisation in SQL; the text is compared as stored.
-        Json => format!("CASE WHEN {c} IS NULL THEN 'N' ELSE LENGTH({c}) || ':' || {c} END"),
+        Json => format!(
+            "CASE WHEN {c} IS NULL THEN TO_CLOB('N') ELSE TO_CLOB(LENGTH({c}) || ':') || {c} END"
+        ),
         Uuid => format!(
             "CASE WHEN {c} IS NULL THEN 'N' ELSE LOWER(REGEXP_REPLACE(RAWTOHEX({c}), \
              '^(.{{8}})(.{{4}})(.{{4}})(.{{4}})(.{{12}})$', '\\1-\\2-\\3-\\4-\\5')) END"
@@ -312,13 +361,87 @@ mod tests {
     #[test]
     fn oracle_empty_string_is_null_by_construction() {
         // Oracle has no '' distinct from NULL; PostgreSQL must print '' as NULL too.
-        let pg = column_expr(Dialect::Postgres, "email", Category::Text, Category::Text);
+        let pg = column_expr(
+            Dialect::Postgres,
+            "email",
+            Category::Text,
+            Category::Text,
+            EmptyText::IsNull,
+        );
         assert!(pg.contains("IS NULL OR \"email\"::text = ''"), "{pg}");
-        let ora = column_expr(Dialect::Oracle, "EMAIL", Category::Text, Category::Text);
+        let ora = column_expr(
+            Dialect::Oracle,
+            "EMAIL",
+            Category::Text,
+            Category::Text,
+            EmptyText::IsNull,
+        );
         assert!(
-            ora.starts_with("CASE WHEN \"EMAIL\" IS NULL THEN 'N'"),
+            ora.starts_with("CASE WHEN \"EMAIL\" IS NULL THEN TO_CLOB('N')"),
             "{ora}"
         );
+        assert_eq!(
+            EmptyText::for_pair(Dialect::Oracle, Dialect::Postgres),
+            EmptyText::IsNull
+        );
+    }
+
+    #[test]
+    fn between_two_postgres_databases_empty_and_null_differ() {
+        assert_eq!(
+            EmptyText::for_pair(Dialect::Postgres, Dialect::Postgres),
+            EmptyText::IsValue
+        );
+        for category in [Category::Text, Category::FixedChar, Category::LargeText] {
+            let pg = column_expr(
+                Dialect::Postgres,
+                "email",
+                category,
+                category,
+                EmptyText::IsValue,
+            );
+            assert!(
+                pg.starts_with("CASE WHEN \"email\" IS NULL THEN 'N'"),
+                "{pg}"
+            );
+            assert!(!pg.contains("= ''"), "{pg}");
+        }
+    }
+
+    #[test]
+    fn oracle_long_text_is_built_as_a_clob() {
+        // LENGTH(c) || ':' || c is a VARCHAR2 and raises ORA-01489 past 4000 bytes.
+        for category in [Category::Text, Category::Json] {
+            let ora = column_expr(
+                Dialect::Oracle,
+                "NOTE",
+                category,
+                category,
+                EmptyText::IsNull,
+            );
+            assert!(
+                ora.contains("TO_CLOB(LENGTH(\"NOTE\") || ':') || \"NOTE\""),
+                "{ora}"
+            );
+            assert!(!ora.contains("'N' ELSE"), "both branches are CLOBs: {ora}");
+        }
+    }
+
+    #[test]
+    fn postgres_infinite_dates_are_not_null() {
+        // to_char('infinity'::timestamp) is NULL, which would make ±infinity equal NULL.
+        let pg = column_expr(
+            Dialect::Postgres,
+            "d",
+            Category::Timestamp,
+            Category::Date,
+            EmptyText::IsValue,
+        );
+        assert!(
+            pg.contains("WHEN NOT isfinite(\"d\") THEN \"d\"::text"),
+            "{pg}"
+        );
+        assert!(pg.starts_with("CASE WHEN \"d\" IS NULL THEN 'N'"), "{pg}");
     }
 
     #[test]
@@ -328,6 +451,7 @@ mod tests {
             "AMOUNT",
             Category::Decimal,
             Category::Decimal,
+            EmptyText::IsNull,
         );
         assert!(
             ora.contains("REPLACE(TO_CHAR(\"AMOUNT\", 'TM9'), '.', '0.')"),
@@ -338,6 +462,7 @@ mod tests {
             "amount",
             Category::Decimal,
             Category::Decimal,
+            EmptyText::IsNull,
         );
         assert!(pg.contains("trim_scale"), "{pg}");
     }
@@ -349,6 +474,7 @@ mod tests {
             "COUNTRY",
             Category::FixedChar,
             Category::FixedChar,
+            EmptyText::IsNull,
         );
         assert!(ora.contains("RTRIM(\"COUNTRY\", ' ')"));
         let ora = column_expr(
@@ -356,6 +482,7 @@ mod tests {
             "CREATED",
             Category::Timestamp,
             Category::Date,
+            EmptyText::IsNull,
         );
         assert!(
             ora.contains("TO_CHAR(CAST(\"CREATED\" AS TIMESTAMP), 'YYYY-MM-DD HH24:MI:SS.FF6')")
@@ -365,6 +492,7 @@ mod tests {
             "created",
             Category::Timestamp,
             Category::Date,
+            EmptyText::IsNull,
         );
         assert!(pg.contains("to_char(\"created\"::timestamp, 'YYYY-MM-DD HH24:MI:SS.US')"));
     }
@@ -376,19 +504,37 @@ mod tests {
             "PAID_AT",
             Category::TimestampTz,
             Category::TimestampTz,
+            EmptyText::IsNull,
         );
         assert!(ora.contains("SYS_EXTRACT_UTC(\"PAID_AT\")"));
-        assert!(ora.contains("86400000000"));
+        // Whole seconds rounded before scaling: DATE - DATE is an inexact fraction of days.
+        assert!(
+            ora.contains("ROUND((CAST(SYS_EXTRACT_UTC(\"PAID_AT\") AS DATE) - DATE '1970-01-01') * 86400) * 1000000"),
+            "{ora}"
+        );
+        assert!(!ora.contains("86400000000"), "{ora}");
         assert!(ora.contains("'FF6'"));
     }
 
     #[test]
     fn oracle_floats_use_ieee_bits_like_float8send() {
-        let ora = column_expr(Dialect::Oracle, "SCORE", Category::Float, Category::Float);
+        let ora = column_expr(
+            Dialect::Oracle,
+            "SCORE",
+            Category::Float,
+            Category::Float,
+            EmptyText::IsNull,
+        );
         assert!(ora.contains("IS NAN THEN 'NaN'"));
         assert!(ora.contains("= 0 THEN '0'"));
         assert!(ora.contains("UTL_RAW.CAST_FROM_BINARY_DOUBLE"));
-        let pg = column_expr(Dialect::Postgres, "score", Category::Float, Category::Float);
+        let pg = column_expr(
+            Dialect::Postgres,
+            "score",
+            Category::Float,
+            Category::Float,
+            EmptyText::IsNull,
+        );
         assert!(pg.contains("float8send"));
     }
 
@@ -399,6 +545,7 @@ mod tests {
             "AVATAR",
             Category::Binary,
             Category::Binary,
+            EmptyText::IsNull,
         );
         assert!(
             ora.contains("DBMS_CRYPTO.HASH(TO_BLOB(\"AVATAR\"), 2)"),
@@ -409,6 +556,7 @@ mod tests {
             "NOTES",
             Category::LargeText,
             Category::LargeText,
+            EmptyText::IsNull,
         );
         assert!(ora.contains("DBMS_LOB.GETLENGTH(\"NOTES\")"), "{ora}");
         let pg = column_expr(
@@ -416,6 +564,7 @@ mod tests {
             "notes",
             Category::LargeText,
             Category::Text,
+            EmptyText::IsNull,
         );
         assert!(pg.contains("md5(\"notes\"::text)"), "{pg}");
     }
@@ -427,6 +576,7 @@ mod tests {
             "EXTERNAL_ID",
             Category::Uuid,
             Category::Uuid,
+            EmptyText::IsNull,
         );
         assert!(ora.contains("RAWTOHEX(\"EXTERNAL_ID\")"), "{ora}");
         assert!(ora.contains("\\1-\\2-\\3-\\4-\\5"), "{ora}");
@@ -454,6 +604,7 @@ mod tests {
             "we\"ird col",
             Category::Text,
             Category::Text,
+            EmptyText::IsNull,
         );
         assert!(pg.contains("\"we\"\"ird col\""), "{pg}");
     }

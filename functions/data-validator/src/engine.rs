@@ -13,12 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::canonical::EmptyText;
 use crate::schema::TablePlan;
 use crate::side::{Side, TextRow};
 use crate::sql::{KeyRange, Role, SideSql};
 use crate::ValidatorError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     /// Rows per segment when a table is planned for fan-out.
     pub segment_rows: u64,
@@ -33,6 +34,75 @@ pub struct Options {
     /// Where a PostgreSQL side's bucket hashes are computed.
     #[serde(default)]
     pub hashing: Hashing,
+    /// Validation while replication runs: how a difference is re-checked.
+    #[serde(default)]
+    pub live: Live,
+}
+
+/// How differences found while the source still replicates to the target are
+/// re-checked. A row read on both sides at slightly different moments can differ
+/// only because the change has not arrived yet; such a row is read again once
+/// the replication has passed the moment of the first read, and a difference is
+/// reported only when it is *stable*: the same on both sides across two reads
+/// with the replication caught up in between. A row that keeps changing through
+/// every re-check is *in flight*: counted apart, never called a mismatch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Live {
+    /// Nothing replicates (or the operator wants the raw comparison).
+    #[default]
+    Off,
+    /// A PostgreSQL source publishing to the target: after a difference is read,
+    /// the source's WAL position is taken, and the re-read waits until the
+    /// logical slot `slot` has confirmed that position as applied.
+    Slot {
+        slot: String,
+        /// Re-reads before a still-moving row is declared in flight.
+        rechecks: u32,
+        /// Longest wait for the slot to pass a position (ms).
+        wait_ms: u64,
+    },
+    /// Any pair (DMS CDC): re-read after `ms`, a bound on the replication latency.
+    Delay { ms: u64, rechecks: u32 },
+}
+
+impl Live {
+    fn rechecks(&self) -> u32 {
+        match self {
+            Live::Off => 0,
+            Live::Slot { rechecks, .. } | Live::Delay { rechecks, .. } => *rechecks,
+        }
+    }
+}
+
+impl std::str::FromStr for Live {
+    type Err = ();
+    /// `off`, `slot:<name>[:<rechecks>]` or `delay:<ms>[:<rechecks>]`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut parts = s.split(':');
+        let mode = parts.next().unwrap_or_default();
+        let arg = parts.next();
+        let rechecks = match parts.next() {
+            Some(n) => n.parse().map_err(|_| ())?,
+            None => 3,
+        };
+        if parts.next().is_some() || rechecks == 0 {
+            return Err(());
+        }
+        match (mode, arg) {
+            ("off", None) => Ok(Live::Off),
+            ("slot", Some(slot)) if !slot.is_empty() => Ok(Live::Slot {
+                slot: slot.to_string(),
+                rechecks,
+                wait_ms: 60_000,
+            }),
+            ("delay", Some(ms)) => Ok(Live::Delay {
+                ms: ms.parse().map_err(|_| ())?,
+                rechecks,
+            }),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Where bucket hashes are computed. Oracle always hashes in its database.
@@ -70,6 +140,7 @@ impl Default for Options {
             fanout: 16,
             max_diffs: 100,
             hashing: Hashing::Stream,
+            live: Live::Off,
         }
     }
 }
@@ -83,6 +154,9 @@ pub enum DiffKind {
     ExtraInTarget,
     /// The same key with different values.
     Different,
+    /// Different at every re-check, and changing between them: replication was
+    /// still moving this row. Not a mismatch; counted in `in_flight`.
+    InFlight,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +189,15 @@ pub struct SegmentResult {
     pub diffs: Vec<RowDiff>,
     pub queries: u32,
     pub buckets_split: u32,
+    /// Live validation: rows read again after the replication caught up…
+    #[serde(default)]
+    pub rechecked: u64,
+    /// …of which equal on the second look (the change had not arrived yet)…
+    #[serde(default)]
+    pub resolved: u64,
+    /// …and still moving after every re-check (not counted as mismatches).
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 impl SegmentResult {
@@ -127,11 +210,14 @@ impl SegmentResult {
         self.missing_in_target += other.missing_in_target;
         self.extra_in_target += other.extra_in_target;
         self.different += other.different;
+        self.rechecked += other.rechecked;
+        self.resolved += other.resolved;
+        self.in_flight += other.in_flight;
         self.queries += other.queries;
         self.buckets_split += other.buckets_split;
         self.diffs.extend(other.diffs);
         if self.diffs.len() > keep {
-            self.diffs.sort_by(|a, b| a.key.cmp(&b.key));
+            self.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
             self.diffs.truncate(keep);
         }
     }
@@ -196,12 +282,13 @@ fn stream_hash(source: &Side, target: &Side, hashing: Hashing) -> RowHash {
 
 impl<'a> Pair<'a> {
     pub fn new(source: &'a Side, target: &'a Side, plan: &'a TablePlan) -> Self {
+        let empty = EmptyText::for_pair(source.dialect(), target.dialect());
         Pair {
             source,
             target,
             plan,
-            source_sql: SideSql::new(source.dialect(), plan, Role::Source),
-            target_sql: SideSql::new(target.dialect(), plan, Role::Target),
+            source_sql: SideSql::new(source.dialect(), plan, Role::Source, empty),
+            target_sql: SideSql::new(target.dialect(), plan, Role::Target, empty),
         }
     }
 
@@ -320,7 +407,7 @@ impl<'a> Pair<'a> {
             self.compare_range(range, parts, options, &mut result, true)
                 .await?;
         }
-        result.diffs.sort_by(|a, b| a.key.cmp(&b.key));
+        result.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
         result.diffs.truncate(options.max_diffs);
         Ok(result)
     }
@@ -360,6 +447,22 @@ impl<'a> Pair<'a> {
         let mut indices: Vec<i64> = s.keys().chain(t.keys()).copied().collect();
         indices.sort_unstable();
         indices.dedup();
+        // Dense drift (a tenth of the first pass's buckets or more differ): each bucket
+        // holds several differences, and bisecting it costs 2 + 2 × fanout round trips
+        // to fetch what one fetch of the whole bucket brings. Fetch buckets of up to
+        // twice the bucket size at once then (measured: `make bench`, massive drift).
+        let differing = indices
+            .iter()
+            .filter(|i| {
+                s.get(i).copied().unwrap_or_default() != t.get(i).copied().unwrap_or_default()
+            })
+            .count();
+        let dense = top && indices.len() >= 10 && differing * 10 >= indices.len();
+        let leaf_rows = if dense {
+            options.leaf_rows.max(options.bucket_rows * 2)
+        } else {
+            options.leaf_rows
+        };
         let mut work = Vec::new();
         for index in indices {
             let (a, b) = (
@@ -376,8 +479,7 @@ impl<'a> Pair<'a> {
                 ))
             })?;
             // A bucket that could not be split further (one key value) is compared row by row.
-            let leaf =
-                a.count.max(b.count) <= options.leaf_rows || boundaries.is_empty() || sub == *range;
+            let leaf = a.count.max(b.count) <= leaf_rows || boundaries.is_empty() || sub == *range;
             work.push((sub, leaf));
         }
         // The mismatching buckets are independent: examine several at once.
@@ -406,69 +508,134 @@ impl<'a> Pair<'a> {
         options: &Options,
         result: &mut SegmentResult,
     ) -> Result<(), ValidatorError> {
+        let mut found = self.read_differences(range, result).await?;
+        let rechecks = options.live.rechecks();
+        if rechecks > 0 && !found.is_empty() {
+            found = self.recheck(range, options, found, result).await?;
+        }
+        let keep = options.max_diffs * 4;
+        for f in found {
+            match f.diff.kind {
+                DiffKind::MissingInTarget => result.missing_in_target += 1,
+                DiffKind::ExtraInTarget => result.extra_in_target += 1,
+                DiffKind::Different => result.different += 1,
+                DiffKind::InFlight => result.in_flight += 1,
+            }
+            if result.diffs.len() < keep {
+                result.diffs.push(f.diff);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a range on both sides and returns its differing rows, each with
+    /// the fingerprints of its two versions.
+    async fn read_differences(
+        &self,
+        range: &KeyRange,
+        result: &mut SegmentResult,
+    ) -> Result<Vec<Found>, ValidatorError> {
         let (s, t) = self
             .both(self.source_sql.rows(range), self.target_sql.rows(range))
             .await;
         result.queries += 2;
-        let n = self.plan.columns.len();
-        let index = |rows: Vec<TextRow>| -> HashMap<String, TextRow> {
-            rows.into_iter()
-                .map(|r| (r[0].clone().unwrap_or_default(), r))
-                .collect()
-        };
-        let (s, t) = (index(s?), index(t?));
-        let keep = |result: &SegmentResult| result.diffs.len() < options.max_diffs * 4;
-        for (key, srow) in &s {
-            let shown = srow[1].clone().unwrap_or_default();
-            match t.get(key) {
-                None => {
-                    result.missing_in_target += 1;
-                    if keep(result) {
-                        result.diffs.push(RowDiff {
-                            key: self.key_label(&shown),
-                            kind: DiffKind::MissingInTarget,
-                            columns: Vec::new(),
-                            copies: None,
-                        });
+        Ok(differences(self.plan, s?, t?, |shown| {
+            self.key_label(shown)
+        }))
+    }
+
+    /// Live validation: reads the differing rows of a range again once the
+    /// replication has passed the moment of the previous read, until each one
+    /// is resolved (equal now), stable (the same two versions as before: a real
+    /// difference) or still moving after the last re-check (in flight).
+    async fn recheck(
+        &self,
+        range: &KeyRange,
+        options: &Options,
+        mut pending: Vec<Found>,
+        result: &mut SegmentResult,
+    ) -> Result<Vec<Found>, ValidatorError> {
+        result.rechecked += pending.len() as u64;
+        let mut settled = Vec::new();
+        for _ in 0..options.live.rechecks() {
+            // Taken after the read: at or past every commit that read could see.
+            let caught_up = self.wait_for_replication(&options.live).await?;
+            let again: HashMap<String, Found> = self
+                .read_differences(range, result)
+                .await?
+                .into_iter()
+                .map(|f| (f.diff.key.clone(), f))
+                .collect();
+            let mut moving = Vec::new();
+            for before in pending {
+                match again.get(&before.diff.key) {
+                    None => result.resolved += 1,
+                    Some(now) if caught_up && now.versions == before.versions => {
+                        settled.push(now.clone())
                     }
+                    Some(now) => moving.push(now.clone()),
                 }
-                Some(trow) => {
-                    let columns: Vec<ColumnDiff> = (0..n)
-                        .filter(|i| srow[2 + i] != trow[2 + i])
-                        .map(|i| ColumnDiff {
-                            column: self.plan.columns[i].source.clone(),
-                            source: srow[2 + n + i].clone(),
-                            target: trow[2 + n + i].clone(),
-                        })
-                        .collect();
-                    if !columns.is_empty() {
-                        result.different += 1;
-                        if keep(result) {
-                            result.diffs.push(RowDiff {
-                                key: self.key_label(&shown),
-                                kind: DiffKind::Different,
-                                columns,
-                                copies: None,
-                            });
+            }
+            pending = moving;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        for mut f in pending {
+            f.diff.kind = DiffKind::InFlight;
+            settled.push(f);
+        }
+        Ok(settled)
+    }
+
+    /// Waits until the target has applied what the source had committed when
+    /// this is called; `false` when it did not within the configured wait.
+    async fn wait_for_replication(&self, live: &Live) -> Result<bool, ValidatorError> {
+        match live {
+            Live::Off => Ok(true),
+            Live::Delay { ms, .. } => {
+                tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+                Ok(true)
+            }
+            Live::Slot { slot, wait_ms, .. } => {
+                let position = self
+                    .source
+                    .query(&crate::sql::Query {
+                        sql: "SELECT pg_current_wal_lsn()::text".into(),
+                        params: Vec::new(),
+                    })
+                    .await?
+                    .first()
+                    .and_then(|r| r[0].clone())
+                    .ok_or_else(|| {
+                        ValidatorError::Internal("no WAL position on the source".into())
+                    })?;
+                let applied = crate::sql::Query {
+                    sql: "SELECT (confirmed_flush_lsn >= ($1::text)::pg_lsn)::text \
+                          FROM pg_replication_slots WHERE slot_name = $2"
+                        .into(),
+                    params: vec![position, slot.clone()],
+                };
+                let deadline =
+                    std::time::Instant::now() + std::time::Duration::from_millis(*wait_ms);
+                loop {
+                    let rows = self.source.query(&applied).await?;
+                    match rows.first().and_then(|r| r[0].as_deref()) {
+                        Some("true") => return Ok(true),
+                        Some(_) => {}
+                        None => {
+                            return Err(ValidatorError::InvalidInput(format!(
+                            "live validation: there is no replication slot {slot:?} on the source"
+                        )))
                         }
                     }
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
             }
         }
-        for (key, trow) in &t {
-            if !s.contains_key(key) {
-                result.extra_in_target += 1;
-                if keep(result) {
-                    result.diffs.push(RowDiff {
-                        key: self.key_label(&trow[1].clone().unwrap_or_default()),
-                        kind: DiffKind::ExtraInTarget,
-                        columns: Vec::new(),
-                        copies: None,
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// `order_id=7,line_no=2` from the key's display values.
@@ -579,6 +746,120 @@ impl<'a> Pair<'a> {
     }
 }
 
+/// Orders key labels (`order_id=7,line_no=2`) as the keys sort: column by
+/// column, numbers as numbers (`id=9` before `id=10`), anything else by its
+/// bytes (the "C" order the ranges are cut in).
+pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn number(v: &str) -> Option<f64> {
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (plain(int) && plain(frac))
+            .then(|| v.parse().ok())
+            .flatten()
+    }
+    let value =
+        |part: &'_ str| -> String { part.split_once('=').map_or(part, |(_, v)| v).to_string() };
+    let (mut x, mut y) = (a.split(','), b.split(','));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(p), Some(q)) => {
+                let (v, w) = (value(p), value(q));
+                let order = match (number(&v), number(&w)) {
+                    (Some(m), Some(n)) => m.total_cmp(&n).then_with(|| v.cmp(&w)),
+                    _ => v.as_bytes().cmp(w.as_bytes()),
+                };
+                if order != std::cmp::Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+/// A differing row and the fingerprints of its two versions (source, target;
+/// `None` where the row is absent), which tell a stable difference from a moving one.
+#[derive(Debug, Clone)]
+struct Found {
+    diff: RowDiff,
+    versions: (Option<u64>, Option<u64>),
+}
+
+/// The differing rows of two reads of the same range, keyed by canonical key.
+/// Rows are `[key, key display, canonical…, display…]` as [`SideSql::rows`] returns them.
+fn differences(
+    plan: &TablePlan,
+    source: Vec<TextRow>,
+    target: Vec<TextRow>,
+    label: impl Fn(&str) -> String,
+) -> Vec<Found> {
+    let n = plan.columns.len();
+    let index = |rows: Vec<TextRow>| -> HashMap<String, TextRow> {
+        rows.into_iter()
+            .map(|r| (r[0].clone().unwrap_or_default(), r))
+            .collect()
+    };
+    let fingerprint = |row: &TextRow| {
+        let mut text = Vec::new();
+        for value in &row[2..2 + n] {
+            text.extend_from_slice(value.as_deref().unwrap_or("").as_bytes());
+            text.push(b'|');
+        }
+        crate::stream::RowHash::Sip.of(&text)
+    };
+    let (s, t) = (index(source), index(target));
+    let shown = |row: &TextRow| label(&row[1].clone().unwrap_or_default());
+    let mut out = Vec::new();
+    for (key, srow) in &s {
+        let diff = match t.get(key) {
+            None => RowDiff {
+                key: shown(srow),
+                kind: DiffKind::MissingInTarget,
+                columns: Vec::new(),
+                copies: None,
+            },
+            Some(trow) => {
+                let columns: Vec<ColumnDiff> = (0..n)
+                    .filter(|i| srow[2 + i] != trow[2 + i])
+                    .map(|i| ColumnDiff {
+                        column: plan.columns[i].source.clone(),
+                        source: srow[2 + n + i].clone(),
+                        target: trow[2 + n + i].clone(),
+                    })
+                    .collect();
+                if columns.is_empty() {
+                    continue;
+                }
+                RowDiff {
+                    key: shown(srow),
+                    kind: DiffKind::Different,
+                    columns,
+                    copies: None,
+                }
+            }
+        };
+        let versions = (Some(fingerprint(srow)), t.get(key).map(fingerprint));
+        out.push(Found { diff, versions });
+    }
+    for (key, trow) in &t {
+        if !s.contains_key(key) {
+            out.push(Found {
+                diff: RowDiff {
+                    key: shown(trow),
+                    kind: DiffKind::ExtraInTarget,
+                    columns: Vec::new(),
+                    copies: None,
+                },
+                versions: (None, Some(fingerprint(trow))),
+            });
+        }
+    }
+    out
+}
+
 /// The sub-ranges that `boundaries` cut `range` into (one more than boundaries).
 pub fn ranges_between(range: &KeyRange, boundaries: &[String]) -> Vec<KeyRange> {
     let mut out = Vec::with_capacity(boundaries.len() + 1);
@@ -631,6 +912,34 @@ mod tests {
             }
         );
         assert_eq!(ranges_between(&range, &[]), vec![range.clone()]);
+    }
+
+    #[test]
+    fn differences_are_kept_in_key_order_not_text_order() {
+        let mut keys = vec!["id=100000", "id=6", "id=-3", "id=10.5", "id=10"];
+        keys.sort_by(|a, b| key_order(a, b));
+        assert_eq!(keys, vec!["id=-3", "id=6", "id=10", "id=10.5", "id=100000"]);
+        let mut composite = vec![
+            "order_id=10,line_no=2",
+            "order_id=9,line_no=11",
+            "order_id=9,line_no=2",
+        ];
+        composite.sort_by(|a, b| key_order(a, b));
+        assert_eq!(
+            composite,
+            vec![
+                "order_id=9,line_no=2",
+                "order_id=9,line_no=11",
+                "order_id=10,line_no=2"
+            ]
+        );
+        let mut text = vec!["email=b", "email=B", "email=a"];
+        text.sort_by(|a, b| key_order(a, b));
+        assert_eq!(
+            text,
+            vec!["email=B", "email=a", "email=b"],
+            "byte order, as the ranges"
+        );
     }
 
     #[test]

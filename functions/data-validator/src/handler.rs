@@ -79,6 +79,11 @@ impl ValidatorConfig {
                 defaults.hashing,
                 "stream or database",
             )?,
+            live: vars.parse_or(
+                "CUTOVER_VALIDATION_LIVE",
+                defaults.live.clone(),
+                "off, slot:<logical slot on the source>[:<rechecks>] or delay:<ms>[:<rechecks>]",
+            )?,
         };
         for (var, value) in [
             ("CUTOVER_VALIDATION_SEGMENT_ROWS", options.segment_rows),
@@ -277,11 +282,13 @@ impl Env {
         let dsn_name = format!("{}/source-dsn", self.config.core.db.ssm_prefix);
         let dsn = db::secure_string(&ssm, &dsn_name).await?;
         let source = match SourceDsn::parse(dsn.expose(), &dsn_name)? {
-            SourceDsn::Postgres { target, password } => Side::Postgres {
-                label: "source".into(),
-                client: db::connect(&target, &password, &access.tls, access.connect_timeout)
-                    .await?,
-            },
+            SourceDsn::Postgres { target, password } => {
+                Side::postgres(
+                    "source",
+                    db::connect(&target, &password, &access.tls, access.connect_timeout).await?,
+                )
+                .await?
+            }
             SourceDsn::Oracle { target, password } => {
                 let connection = tokio::task::spawn_blocking(
                     move || -> Result<oracle::Connection, cutover_core::Error> {
@@ -305,10 +312,11 @@ impl Env {
             }
         };
         let writer = access.writer_endpoint(&ssm).await?;
-        let target = Side::Postgres {
-            label: "target".into(),
-            client: access.connect(&access.target("target", writer)).await?,
-        };
+        let target = Side::postgres(
+            "target",
+            access.connect(&access.target("target", writer)).await?,
+        )
+        .await?;
         Ok(Validator {
             source,
             target,
@@ -322,7 +330,7 @@ impl Env {
                 self.aws.cloudwatch(&self.config.core.primary_region),
                 &self.config.core.metrics_namespace,
             )),
-            options: self.config.options,
+            options: self.config.options.clone(),
         })
     }
 
@@ -401,16 +409,11 @@ pub async fn handle(
             table,
             segment,
         } => {
-            let run = validator
-                .store
-                .get::<RunSummary>(&cutover_core::state::keys::validation_run(&run_id))
-                .await?
-                .ok_or_else(|| {
-                    ValidatorError::InvalidInput(format!(
-                        "there is no validation run {run_id:?}; plan it first"
-                    ))
-                })?
-                .value;
+            let (run, _) = validator.load_run(&run_id).await?.ok_or_else(|| {
+                ValidatorError::InvalidInput(format!(
+                    "there is no validation run {run_id:?}; plan it first"
+                ))
+            })?;
             let (checkpoint, version) = validator
                 .segments(&run_id)
                 .await?
@@ -428,14 +431,9 @@ pub async fn handle(
         }
         Command::Merge { run_id } => Ok(summary_json(&validator.merge(&run_id).await?)),
         Command::Status { run_id } => {
-            let run = validator
-                .store
-                .get::<RunSummary>(&cutover_core::state::keys::validation_run(&run_id))
-                .await?
-                .ok_or_else(|| {
-                    ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
-                })?
-                .value;
+            let (run, _) = validator.load_run(&run_id).await?.ok_or_else(|| {
+                ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
+            })?;
             Ok(summary_json(&validator.summarise(&run).await?))
         }
     }
@@ -575,5 +573,48 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("CUTOVER_VALIDATION_TABLES"));
+        assert_eq!(config.options.live, crate::engine::Live::Off);
+    }
+
+    #[test]
+    fn live_validation_is_configured_by_mode_and_refused_when_malformed() {
+        use crate::engine::Live;
+        let live = |value: &str| {
+            ValidatorConfig::from_vars(&Vars::from_pairs([
+                ("CUTOVER_SUFFIX", "dev"),
+                ("CUTOVER_VALIDATION_LIVE", value),
+            ]))
+            .map(|c| c.options.live)
+        };
+        assert_eq!(
+            live("slot:cutover_sub").unwrap(),
+            Live::Slot {
+                slot: "cutover_sub".into(),
+                rechecks: 3,
+                wait_ms: 60_000
+            }
+        );
+        assert_eq!(
+            live("delay:2500:5").unwrap(),
+            Live::Delay {
+                ms: 2500,
+                rechecks: 5
+            }
+        );
+        assert_eq!(live("off").unwrap(), Live::Off);
+        for bad in [
+            "on",
+            "slot",
+            "slot:",
+            "delay:soon",
+            "delay:100:0",
+            "slot:s:3:x",
+        ] {
+            let err = live(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("CUTOVER_VALIDATION_LIVE") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use cutover_core::state::{keys, now_ms, StateStore};
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{classify_oracle, classify_postgres, Dialect};
-use crate::engine::{Options, Pair, RowDiff, SegmentResult};
+use crate::engine::{key_order, Options, Pair, RowDiff, SegmentResult};
 use crate::ident::TableRef;
 use crate::schema::{compare, Column, Finding, TablePlan, TableSchema};
 use crate::side::Side;
@@ -26,6 +26,9 @@ const DIFF_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Match,
+    /// The rows are the same, and the schemas differ in ways reported as findings
+    /// (a widened type, a nullability change, a type compared by its text form).
+    MatchWithFindings,
     Mismatch,
     Error,
     Incomplete,
@@ -35,6 +38,7 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Match => "MATCH",
+            Verdict::MatchWithFindings => "MATCH_WITH_FINDINGS",
             Verdict::Mismatch => "MISMATCH",
             Verdict::Error => "ERROR",
             Verdict::Incomplete => "INCOMPLETE",
@@ -56,6 +60,13 @@ pub struct TableSummary {
     pub missing_in_target: u64,
     pub extra_in_target: u64,
     pub different: u64,
+    /// Live validation (see [`crate::engine::Live`]): rows read again, resolved, in flight.
+    #[serde(default)]
+    pub rechecked: u64,
+    #[serde(default)]
+    pub resolved: u64,
+    #[serde(default)]
+    pub in_flight: u64,
     pub first_keys: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -75,6 +86,19 @@ pub struct RunSummary {
     pub finished_at_ms: Option<u64>,
     pub tables: Vec<TableSummary>,
 }
+
+impl RunSummary {
+    /// The RUN item as stored: its tables are items of their own.
+    fn without_tables(&self) -> RunSummary {
+        RunSummary {
+            tables: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Sort-key prefix of a table's summary item in a run ([`keys::validation_table`]).
+const TABLE_SUMMARY: &str = "SUMMARY#";
 
 /// The `VALIDATION#<run-id>` / `TABLE#<table>#SEG#<n>` item: a segment's plan and, once done, its result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +181,11 @@ pub async fn describe(
         .into_iter()
         .filter_map(|r| r[0].clone())
         .collect();
-    Ok(Some(TableSchema { columns, key }))
+    Ok(Some(TableSchema {
+        dialect,
+        columns,
+        key,
+    }))
 }
 
 pub async fn list_tables(side: &Side, schemas: &[String]) -> Result<Vec<TableRef>, ValidatorError> {
@@ -171,6 +199,14 @@ pub async fn list_tables(side: &Side, schemas: &[String]) -> Result<Vec<TableRef
         }
     }
     Ok(out)
+}
+
+/// A table's name as a dialect folds unquoted names: PostgreSQL to lower case, Oracle to upper.
+pub fn fold_name(table: &TableRef, dialect: Dialect) -> TableRef {
+    match dialect {
+        Dialect::Postgres => TableRef::new(table.schema.to_lowercase(), table.table.to_lowercase()),
+        Dialect::Oracle => TableRef::new(table.schema.to_uppercase(), table.table.to_uppercase()),
+    }
 }
 
 fn table_key(table: &TableRef) -> String {
@@ -189,18 +225,18 @@ impl Validator {
         run_id: &str,
         tables: &[TableRef],
     ) -> Result<RunSummary, ValidatorError> {
-        if let Some(existing) = self
-            .store
-            .get::<RunSummary>(&keys::validation_run(run_id))
-            .await?
-        {
-            return Ok(existing.value);
+        if let Some((existing, _)) = self.load_run(run_id).await? {
+            return Ok(existing);
         }
         let mut summaries = Vec::new();
         let mut checkpoints = Vec::new();
         for table in tables {
             eprintln!("[validate] planning {table}");
-            let (s, t) = tokio::join!(describe(&self.source, table), describe(&self.target, table));
+            let (s, t) = tokio::join!(describe(&self.source, table), self.describe_target(table));
+            let (t, target_table) = match t? {
+                Some((schema, name)) => (Some(schema), name),
+                None => (None, None),
+            };
             let mut summary = TableSummary {
                 table: table.clone(),
                 verdict: Verdict::Incomplete,
@@ -213,10 +249,13 @@ impl Validator {
                 missing_in_target: 0,
                 extra_in_target: 0,
                 different: 0,
+                rechecked: 0,
+                resolved: 0,
+                in_flight: 0,
                 first_keys: Vec::new(),
                 errors: Vec::new(),
             };
-            match (s?, t?) {
+            match (s?, t) {
                 (None, None) => summary.findings.push(error_finding(format!(
                     "table {table} exists on neither side"
                 ))),
@@ -227,16 +266,10 @@ impl Validator {
                     "table {table} is missing on the target"
                 ))),
                 (Some(s), Some(t)) => {
-                    let (plan, findings) = compare(table, &s, &t);
+                    let (mut plan, findings) = compare(table, &s, &t);
+                    plan.target_table = target_table;
                     summary.findings = findings;
-                    let estimate = self
-                        .source
-                        .query(&catalog::estimated_rows(self.source.dialect(), table))
-                        .await?
-                        .first()
-                        .and_then(|r| r[0].as_deref())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
+                    let estimate = self.source_rows(table).await?;
                     let ranges = self
                         .pair(&plan)
                         .plan_segments(estimate, &self.options)
@@ -272,11 +305,90 @@ impl Validator {
                 keys::validation_segment(run_id, &table_key(&checkpoint.table), checkpoint.index);
             self.store.create(&key, checkpoint).await?;
         }
-        // The RUN item last: a run exists only once all its segments do.
+        self.store_tables(&run).await?;
+        // The RUN item last: a run exists only once all its segments and tables do.
         self.store
-            .create(&keys::validation_run(run_id), &run)
+            .create(&keys::validation_run(run_id), &run.without_tables())
             .await?;
         Ok(run)
+    }
+
+    /// Each table's summary in an item of its own (`SUMMARY#<n>#<table>`): the RUN
+    /// item would pass DynamoDB's 400 KB limit with a few hundred wide tables.
+    async fn store_tables(&self, run: &RunSummary) -> Result<(), ValidatorError> {
+        for (n, table) in run.tables.iter().enumerate() {
+            let key = keys::validation_table(&run.run_id, n, &table_key(&table.table));
+            self.store.put_latest(&key, table).await?;
+        }
+        Ok(())
+    }
+
+    /// A run as stored: the RUN item and its table summaries, with the RUN item's version.
+    pub async fn load_run(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunSummary, u64)>, ValidatorError> {
+        let Some(stored) = self
+            .store
+            .get::<RunSummary>(&keys::validation_run(run_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut run = stored.value;
+        if run.tables.is_empty() {
+            run.tables = self
+                .store
+                .query_prefix::<TableSummary>(&keys::validation_run(run_id).pk, TABLE_SUMMARY)
+                .await?
+                .into_iter()
+                .map(|(_, v)| v.value)
+                .collect();
+        }
+        Ok(Some((run, stored.version)))
+    }
+
+    /// The target's description of a table, under the source's name or, between
+    /// dialects, under the name folded the target's way (Oracle's `APP.ORDERS` is
+    /// PostgreSQL's `app.orders`); the second value is that other name.
+    async fn describe_target(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<(TableSchema, Option<TableRef>)>, ValidatorError> {
+        if let Some(schema) = describe(&self.target, table).await? {
+            return Ok(Some((schema, None)));
+        }
+        let folded = fold_name(table, self.target.dialect());
+        if folded == *table {
+            return Ok(None);
+        }
+        Ok(describe(&self.target, &folded)
+            .await?
+            .map(|schema| (schema, Some(folded))))
+    }
+
+    /// Rows on the source, from its statistics when they can be trusted, else counted.
+    async fn source_rows(&self, table: &TableRef) -> Result<u64, ValidatorError> {
+        let dialect = self.source.dialect();
+        let read = |rows: Vec<crate::side::TextRow>| {
+            rows.first()
+                .and_then(|r| r[0].as_deref())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let Some(estimate) = read(
+            self.source
+                .query(&catalog::estimated_rows(dialect, table))
+                .await?,
+        ) {
+            return Ok(estimate);
+        }
+        eprintln!("[validate] {table}: no trustworthy statistics, counting its rows");
+        Ok(read(
+            self.source
+                .query(&catalog::count_rows(dialect, table))
+                .await?,
+        )
+        .unwrap_or(0))
     }
 
     pub async fn segments(
@@ -401,6 +513,9 @@ impl Validator {
             table.missing_in_target = 0;
             table.extra_in_target = 0;
             table.different = 0;
+            table.rechecked = 0;
+            table.resolved = 0;
+            table.in_flight = 0;
             table.first_keys.clear();
             table.errors.clear();
             for c in &mine {
@@ -413,11 +528,15 @@ impl Validator {
                     table.missing_in_target += r.missing_in_target;
                     table.extra_in_target += r.extra_in_target;
                     table.different += r.different;
+                    table.rechecked += r.rechecked;
+                    table.resolved += r.resolved;
+                    table.in_flight += r.in_flight;
                     table
                         .first_keys
                         .extend(r.diffs.iter().map(|d| d.key.clone()));
                 }
             }
+            table.first_keys.sort_by(|a, b| key_order(a, b));
             table.first_keys.truncate(10);
             let schema_error = table.findings.iter().any(|f| f.severity == "error");
             table.verdict = if !table.errors.is_empty() {
@@ -431,6 +550,8 @@ impl Validator {
                 || table.source_rows != table.target_rows
             {
                 Verdict::Mismatch
+            } else if !table.findings.is_empty() || table.in_flight > 0 {
+                Verdict::MatchWithFindings
             } else {
                 Verdict::Match
             };
@@ -441,56 +562,52 @@ impl Validator {
 
     /// Merges the checkpoints into the run's result and publishes it. Safe to repeat.
     pub async fn merge(&self, run_id: &str) -> Result<RunSummary, ValidatorError> {
-        let stored = self
-            .store
-            .get::<RunSummary>(&keys::validation_run(run_id))
-            .await?
-            .ok_or_else(|| {
-                ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
-            })?;
-        let mut run = self.summarise(&stored.value).await?;
+        let (stored, version) = self.load_run(run_id).await?.ok_or_else(|| {
+            ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
+        })?;
+        let mut run = self.summarise(&stored).await?;
         if run.verdict == Verdict::Incomplete {
             return Ok(run);
         }
-        let already_merged = stored.value.finished_at_ms.is_some();
-        run.finished_at_ms = stored.value.finished_at_ms.or(Some(now_ms()));
+        let already_merged = stored.finished_at_ms.is_some();
+        run.finished_at_ms = stored.finished_at_ms.or(Some(now_ms()));
         if !already_merged {
             self.write_diffs(&run).await?;
+            self.store_tables(&run).await?;
             self.store
-                .update(&keys::validation_run(run_id), &run, stored.version)
+                .update(
+                    &keys::validation_run(run_id),
+                    &run.without_tables(),
+                    version,
+                )
                 .await?;
             self.publish(&run).await?;
         }
         Ok(run)
     }
 
+    /// One `DIFF#` item per differing row, at most `max_diffs` per table, in key
+    /// order: the sort key starts with the row's rank (`DIFF#<table>#000042#<key>`),
+    /// so a DynamoDB query returns them in key order, not as text (`id=10` after `id=9`).
     async fn write_diffs(&self, run: &RunSummary) -> Result<(), ValidatorError> {
         let segments = self.segments(&run.run_id).await?;
         for table in &run.tables {
             let name = table_key(&table.table);
-            let mut written = 0;
-            for (c, _) in segments.iter().filter(|(c, _)| c.table == table.table) {
-                for diff in c.result.iter().flat_map(|r| r.diffs.iter()) {
-                    if written >= self.options.max_diffs {
-                        break;
-                    }
-                    let row_key: String = diff.key.chars().take(300).collect();
-                    let item = DiffItem {
-                        table: name.clone(),
-                        diff: diff.clone(),
-                    };
-                    match self
-                        .store
-                        .append(
-                            &keys::validation_diff(&run.run_id, &name, &row_key),
-                            &item,
-                            Some(DIFF_TTL),
-                        )
-                        .await
-                    {
-                        Ok(()) | Err(cutover_core::Error::Conflict { .. }) => written += 1,
-                        Err(e) => return Err(e.into()),
-                    }
+            for (rank, diff) in table_diffs(&segments, table, self.options.max_diffs)
+                .into_iter()
+                .enumerate()
+            {
+                let row_key: String = diff.key.chars().take(300).collect();
+                let item = DiffItem {
+                    table: name.clone(),
+                    diff,
+                };
+                let key =
+                    keys::validation_diff(&run.run_id, &name, &format!("{rank:06}#{row_key}"));
+                match self.store.append(&key, &item, Some(DIFF_TTL)).await {
+                    // Written by an earlier merge of this run that stopped before its end.
+                    Ok(()) | Err(cutover_core::Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -542,7 +659,24 @@ fn error_finding(message: String) -> Finding {
     Finding {
         severity: "error".into(),
         message,
+        grade: None,
     }
+}
+
+/// A table's first `limit` differences over all its segments, in key order.
+fn table_diffs(
+    segments: &[(SegmentCheckpoint, u64)],
+    table: &TableSummary,
+    limit: usize,
+) -> Vec<RowDiff> {
+    let mut diffs: Vec<RowDiff> = segments
+        .iter()
+        .filter(|(c, _)| c.table == table.table)
+        .flat_map(|(c, _)| c.result.iter().flat_map(|r| r.diffs.iter().cloned()))
+        .collect();
+    diffs.sort_by(|a, b| key_order(&a.key, &b.key));
+    diffs.truncate(limit);
+    diffs
 }
 
 fn overall(tables: &[TableSummary]) -> Verdict {
@@ -552,6 +686,11 @@ fn overall(tables: &[TableSummary]) -> Verdict {
         Verdict::Incomplete
     } else if tables.iter().any(|t| t.verdict == Verdict::Mismatch) {
         Verdict::Mismatch
+    } else if tables
+        .iter()
+        .any(|t| t.verdict == Verdict::MatchWithFindings)
+    {
+        Verdict::MatchWithFindings
     } else {
         Verdict::Match
     }
@@ -572,6 +711,12 @@ pub fn render(run: &RunSummary) -> String {
             out.push_str(&format!(
                 "; {} missing in target, {} extra in target, {} different",
                 t.missing_in_target, t.extra_in_target, t.different
+            ));
+        }
+        if t.rechecked > 0 {
+            out.push_str(&format!(
+                "\n      live: {} rows re-checked after replication caught up: {} resolved, {} still in flight",
+                t.rechecked, t.resolved, t.in_flight
             ));
         }
         out.push('\n');
@@ -602,7 +747,7 @@ pub fn notification(run: &RunSummary) -> Notification {
         ),
         event_type: format!("validation.{}", run.verdict.as_str().to_ascii_lowercase()),
         severity: match run.verdict {
-            Verdict::Match => Severity::Info,
+            Verdict::Match | Verdict::MatchWithFindings => Severity::Info,
             Verdict::Mismatch | Verdict::Incomplete => Severity::Warning,
             Verdict::Error => Severity::Critical,
         },
@@ -618,6 +763,9 @@ pub fn notification(run: &RunSummary) -> Notification {
                 "missing_in_target": t.missing_in_target,
                 "extra_in_target": t.extra_in_target,
                 "different": t.different,
+                "rechecked": t.rechecked,
+                "resolved": t.resolved,
+                "in_flight": t.in_flight,
                 "first_keys": t.first_keys,
                 "findings": t.findings,
             })).collect::<Vec<_>>(),

@@ -27,6 +27,24 @@ pub enum Side {
 }
 
 impl Side {
+    /// A PostgreSQL side with the session settings of [`POSTGRES_SESSION_SETUP`].
+    pub async fn postgres(
+        label: &str,
+        client: tokio_postgres::Client,
+    ) -> Result<Side, ValidatorError> {
+        client
+            .batch_execute(POSTGRES_SESSION_SETUP)
+            .await
+            .map_err(|e| ValidatorError::Query {
+                side: label.to_string(),
+                message: describe_chain(&e),
+            })?;
+        Ok(Side::Postgres {
+            label: label.to_string(),
+            client,
+        })
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self {
             Side::Postgres { .. } => Dialect::Postgres,
@@ -144,6 +162,36 @@ fn oracle_query(connection: &oracle::Connection, query: &Query) -> Result<Vec<Te
     Ok(out)
 }
 
-/// The session settings an Oracle source needs so its text forms are the canonical ones.
-pub const ORACLE_SESSION_SETUP: &str =
-    "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,' NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS' TIME_ZONE = 'UTC'";
+/// The session settings an Oracle source needs so its text forms are the canonical ones,
+/// and so it compares and sorts text keys in byte order (BINARY), as PostgreSQL's "C"
+/// collation does: key ranges cut on one side must hold the same rows on the other.
+pub const ORACLE_SESSION_SETUP: &str = "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,' \
+     NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS' \
+     NLS_TIMESTAMP_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF6' \
+     NLS_TIMESTAMP_TZ_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF6 TZH:TZM' \
+     NLS_COMP = BINARY NLS_SORT = BINARY TIME_ZONE = 'UTC'";
+
+/// The session settings a PostgreSQL side gets, so that nothing this program reads
+/// depends on a server's or role's defaults (which differ between real servers).
+pub const POSTGRES_SESSION_SETUP: &str =
+    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+     SET extra_float_digits = 3";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_sessions_sort_in_byte_order_and_print_explicit_formats() {
+        for setting in [
+            "NLS_COMP = BINARY",
+            "NLS_SORT = BINARY",
+            "NLS_TIMESTAMP_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF6'",
+            "NLS_TIMESTAMP_TZ_FORMAT",
+            "TIME_ZONE = 'UTC'",
+        ] {
+            assert!(ORACLE_SESSION_SETUP.contains(setting), "{setting}");
+        }
+        assert!(POSTGRES_SESSION_SETUP.contains("SET TimeZone = 'UTC'"));
+    }
+}

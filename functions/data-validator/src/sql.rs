@@ -2,7 +2,7 @@
 //! text columns only, so one small row type serves both drivers; every
 //! identifier is quoted and every value is a bind parameter.
 
-use crate::canonical::{column_expr, row_hash_expr, row_text_expr, Category, Dialect};
+use crate::canonical::{column_expr, row_hash_expr, row_text_expr, Category, Dialect, EmptyText};
 use crate::ident::{quote, TableRef};
 use crate::schema::TablePlan;
 use crate::stream::Wire;
@@ -45,7 +45,8 @@ pub struct SideSql {
 }
 
 impl SideSql {
-    pub fn new(dialect: Dialect, plan: &TablePlan, role: Role) -> Self {
+    /// `empty`: what `''` is for the pair of dialects compared ([`EmptyText::for_pair`]).
+    pub fn new(dialect: Dialect, plan: &TablePlan, role: Role, empty: EmptyText) -> Self {
         let name = |c: &crate::schema::ColumnPair| match role {
             Role::Source => (c.source.clone(), c.source_type.clone(), c.source_own),
             Role::Target => (c.target.clone(), c.target_type.clone(), c.target_own),
@@ -55,7 +56,7 @@ impl SideSql {
             .iter()
             .map(|c| {
                 let (n, _, own) = name(c);
-                column_expr(dialect, &n, c.category, own)
+                column_expr(dialect, &n, c.category, own, empty)
             })
             .collect();
         let display: Vec<String> = plan
@@ -70,18 +71,22 @@ impl SideSql {
         let key_display = plan.key.iter().map(|i| display[*i].clone()).collect();
         let lead = plan.lead().map(|c| {
             let (n, t, _) = name(c);
-            (quote(&n), t)
+            lead_order(dialect, &quote(&n), &t, c.category)
         });
         let row_hash = row_hash_expr(dialect, &row_text_expr(dialect, &canonical));
         let wires = plan
             .columns
             .iter()
             .zip(&canonical)
-            .map(|(c, sql)| Wire::for_column(&quote(&name(c).0), c.category, sql))
+            .map(|(c, sql)| Wire::for_column(&quote(&name(c).0), c.category, sql, empty))
             .collect();
+        let table = match role {
+            Role::Source => &plan.table,
+            Role::Target => plan.target_table.as_ref().unwrap_or(&plan.table),
+        };
         SideSql {
             dialect,
-            from: plan.table.quoted(),
+            from: table.quoted(),
             lead,
             lead_category: plan.lead().map(|c| c.category),
             canonical,
@@ -110,10 +115,38 @@ impl SideSql {
             .expect("ranges exist only for keyed tables");
         match self.dialect {
             Dialect::Postgres => format!("({p}::text)::{ty}"),
+            // Explicit formats: the session's NLS formats are not the boundaries' format.
             Dialect::Oracle => match self.lead_category {
                 Some(Category::Integer | Category::Decimal) => format!("TO_NUMBER({p})"),
+                Some(Category::Date | Category::Timestamp) => {
+                    format!("TO_TIMESTAMP({p}, '{ORACLE_TIMESTAMP}')")
+                }
+                Some(Category::TimestampTz) => {
+                    format!("TO_TIMESTAMP_TZ({p}, '{ORACLE_TIMESTAMP} TZH:TZM')")
+                }
                 _ => p,
             },
+        }
+    }
+
+    /// A leading-key value as boundary text both dialects read back the same
+    /// way whatever their session settings (DateStyle, TimeZone, NLS formats).
+    fn boundary_text(&self, expr: &str) -> String {
+        match (self.dialect, self.lead_category) {
+            (Dialect::Postgres, Some(Category::Date | Category::Timestamp)) => {
+                format!("to_char(({expr})::timestamp, 'YYYY-MM-DD HH24:MI:SS.US')")
+            }
+            (Dialect::Postgres, Some(Category::TimestampTz)) => format!(
+                "to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || ' +00:00'"
+            ),
+            (Dialect::Postgres, _) => format!("({expr})::text"),
+            (Dialect::Oracle, Some(Category::Date | Category::Timestamp)) => {
+                format!("TO_CHAR(CAST({expr} AS TIMESTAMP), '{ORACLE_TIMESTAMP}')")
+            }
+            (Dialect::Oracle, Some(Category::TimestampTz)) => {
+                format!("TO_CHAR(SYS_EXTRACT_UTC({expr}), '{ORACLE_TIMESTAMP}') || ' +00:00'")
+            }
+            (Dialect::Oracle, _) => format!("TO_CHAR({expr})"),
         }
     }
 
@@ -190,9 +223,13 @@ impl SideSql {
         let sql = match self.dialect {
             // min() does not exist for every type (uuid); DISTINCT ON takes the first of each group.
             Dialect::Postgres => format!(
-                "SELECT (b)::text FROM (SELECT DISTINCT ON (g) g, b FROM ({groups}) s ORDER BY g, b) f ORDER BY g"
+                "SELECT {} FROM (SELECT DISTINCT ON (g) g, b FROM ({groups}) s ORDER BY g, b) f ORDER BY g",
+                self.boundary_text("b")
             ),
-            Dialect::Oracle => format!("SELECT TO_CHAR(min(b)) FROM ({groups}) s GROUP BY g ORDER BY g"),
+            Dialect::Oracle => format!(
+                "SELECT {} FROM ({groups}) s GROUP BY g ORDER BY g",
+                self.boundary_text("min(b)")
+            ),
         };
         Query { sql, params }
     }
@@ -335,6 +372,24 @@ impl SideSql {
     }
 }
 
+/// Oracle's format of a boundary timestamp (and of PostgreSQL's, in `to_char` terms).
+const ORACLE_TIMESTAMP: &str = "YYYY-MM-DD HH24:MI:SS.FF6";
+
+/// The leading key as both sides order it, and the type its bounds are cast to.
+/// Key ranges and buckets are cut on the source and applied on both sides, so
+/// both must sort the same way whatever their collations: PostgreSQL compares
+/// text keys in the "C" collation (byte order of UTF-8, which is Oracle's
+/// BINARY order of AL32UTF8; the Oracle session sets `NLS_COMP`/`NLS_SORT` to
+/// BINARY). The cost: an index in another collation cannot serve the range.
+fn lead_order(dialect: Dialect, quoted: &str, ty: &str, category: Category) -> (String, String) {
+    match (dialect, category) {
+        (Dialect::Postgres, Category::Text | Category::FixedChar) => {
+            (format!("({quoted}::text COLLATE \"C\")"), "text".into())
+        }
+        _ => (quoted.to_string(), ty.to_string()),
+    }
+}
+
 /// A value for people to read (bounded, and LOBs summarised).
 fn display_expr(dialect: Dialect, column: &str, own: Category) -> String {
     let c = quote(column);
@@ -430,18 +485,43 @@ pub mod catalog {
         }
     }
 
+    /// The planner's row count, or NULL when there is none to trust: never
+    /// analysed (`reltuples` -1, `num_rows` NULL) or stale (more rows changed since
+    /// the last ANALYZE than a fifth of the count, or Oracle's `STALE_STATS`).
+    /// Sizing on a missing estimate made one bucket of a whole table.
     pub fn estimated_rows(dialect: Dialect, table: &TableRef) -> Query {
         match dialect {
             Dialect::Postgres => Query {
-                sql: "SELECT greatest(c.reltuples, 0)::bigint::text FROM pg_class c \
-                      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
+                sql: "SELECT CASE WHEN c.reltuples < 0 \
+                      OR coalesce(s.n_mod_since_analyze, 0) > c.reltuples / 5 + 1000 THEN NULL \
+                      ELSE c.reltuples::bigint::text END FROM pg_class c \
+                      JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid \
+                      WHERE n.nspname = $1 AND c.relname = $2"
                     .into(),
                 params: vec![table.schema.clone(), table.table.clone()],
             },
             Dialect::Oracle => Query {
-                sql: "SELECT TO_CHAR(NVL(num_rows, 0)) FROM all_tables WHERE owner = :1 AND table_name = :2".into(),
+                sql:
+                    "SELECT CASE WHEN s.stale_stats = 'YES' THEN NULL ELSE TO_CHAR(t.num_rows) END \
+                      FROM all_tables t LEFT JOIN all_tab_statistics s ON s.owner = t.owner \
+                      AND s.table_name = t.table_name AND s.object_type = 'TABLE' \
+                      WHERE t.owner = :1 AND t.table_name = :2"
+                        .into(),
                 params: vec![table.schema.clone(), table.table.clone()],
             },
+        }
+    }
+
+    /// The exact row count, for a table whose statistics cannot be trusted.
+    pub fn count_rows(dialect: Dialect, table: &TableRef) -> Query {
+        let sql = match dialect {
+            Dialect::Postgres => format!("SELECT count(*)::text FROM {}", table.quoted()),
+            Dialect::Oracle => format!("SELECT TO_CHAR(count(*)) FROM {}", table.quoted()),
+        };
+        Query {
+            sql,
+            params: Vec::new(),
         }
     }
 }
@@ -463,6 +543,7 @@ mod tests {
         };
         TablePlan {
             table: TableRef::new("app", "order \"items\""),
+            target_table: None,
             columns: vec![
                 col("order_id", "bigint", Category::Integer),
                 col("line no", "integer", Category::Integer),
@@ -475,7 +556,7 @@ mod tests {
 
     #[test]
     fn postgres_bucket_query_binds_everything_and_quotes_names() {
-        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source);
+        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source, EmptyText::IsValue);
         let q = side.bucket_hashes(
             &KeyRange {
                 lo: Some("10".into()),
@@ -507,7 +588,7 @@ mod tests {
 
     #[test]
     fn oracle_bucket_query_uses_a_case_chain_and_numbered_binds() {
-        let side = SideSql::new(Dialect::Oracle, &plan(), Role::Source);
+        let side = SideSql::new(Dialect::Oracle, &plan(), Role::Source, EmptyText::IsNull);
         let q = side.bucket_hashes(&KeyRange::default(), &["13".into(), "16".into()]);
         assert!(q.sql.contains("CASE WHEN \"order_id\" < TO_NUMBER(:1) THEN 0 WHEN \"order_id\" < TO_NUMBER(:2) THEN 1 ELSE 2 END"), "{}", q.sql);
         assert!(q.sql.contains("DBMS_CRYPTO.HASH"), "{}", q.sql);
@@ -516,7 +597,7 @@ mod tests {
 
     #[test]
     fn bucket_boundaries_are_one_quoted_constant() {
-        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source);
+        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source, EmptyText::IsValue);
         let q = side.bucket_hashes(&KeyRange::default(), &["O'Brien".into(), "Z\"x".into()]);
         assert!(
             q.sql.contains("E'{\"O''Brien\",\"Z\\\\\"x\"}'::"),
@@ -528,7 +609,7 @@ mod tests {
 
     #[test]
     fn copy_queries_inline_bounds_as_escaped_literals() {
-        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source);
+        let side = SideSql::new(Dialect::Postgres, &plan(), Role::Source, EmptyText::IsValue);
         let q = side.bucket_copy(
             &KeyRange {
                 lo: Some("1' OR '1'='1".into()),
@@ -536,13 +617,110 @@ mod tests {
             },
             &["5".into()],
         );
-        assert!(q.starts_with("COPY (SELECT (width_bucket(\"order_id\", E'{\"5\"}'::bigint[]))::int4, \"order_id\"::int8, \"line no\"::int8, \"sku\"::text FROM"), "{q}");
+        assert!(q.starts_with("COPY (SELECT (width_bucket(\"order_id\", E'{\"5\"}'::bigint[]))::int4, \"order_id\"::int8, \"line no\"::int8, rtrim(\"sku\"::text, ' ') FROM"), "{q}");
         assert!(q.contains("\"order_id\" >= (E'1'' OR ''1''=''1')::bigint AND \"order_id\" < (E'9\\\\')::bigint"), "{q}");
         assert!(q.ends_with("TO STDOUT (FORMAT binary)"), "{q}");
         let whole = side.bucket_copy(&KeyRange::default(), &[]);
         assert!(
             whole.contains("SELECT (0)::int4,") && whole.contains("WHERE 1 = 1)"),
             "{whole}"
+        );
+    }
+
+    fn text_keyed(category: Category, ty: &str) -> TablePlan {
+        TablePlan {
+            table: TableRef::new("APP", "CUSTOMERS"),
+            target_table: Some(TableRef::new("app", "customers")),
+            columns: vec![ColumnPair {
+                source: "EMAIL".into(),
+                target: "email".into(),
+                source_type: ty.into(),
+                target_type: ty.into(),
+                category,
+                source_own: category,
+                target_own: category,
+            }],
+            key: vec![0],
+            integer_lead: false,
+        }
+    }
+
+    #[test]
+    fn text_keys_are_cut_and_bucketed_in_the_c_collation_on_postgres() {
+        let plan = text_keyed(Category::Text, "character varying(80)");
+        let side = SideSql::new(Dialect::Postgres, &plan, Role::Target, EmptyText::IsValue);
+        let range = KeyRange {
+            lo: Some("a".into()),
+            hi: Some("b".into()),
+        };
+        let q = side.bucket_hashes(&range, &["B".into()]);
+        assert!(
+            q.sql
+                .contains("(\"email\"::text COLLATE \"C\") >= ($1::text)::text"),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql
+                .contains("width_bucket((\"email\"::text COLLATE \"C\"), E'{\"B\"}'::text[])"),
+            "{}",
+            q.sql
+        );
+        let copy = side.bucket_copy(&range, &["B".into()]);
+        assert!(
+            copy.contains("(\"email\"::text COLLATE \"C\") < (E'b')::text"),
+            "{copy}"
+        );
+        let sample = side.sample_boundaries(&range, 4);
+        assert!(
+            sample
+                .sql
+                .contains("ORDER BY (\"email\"::text COLLATE \"C\")"),
+            "{}",
+            sample.sql
+        );
+        // The target's own name for the table.
+        assert!(q.sql.contains("FROM \"app\".\"customers\""), "{}", q.sql);
+        let source = SideSql::new(Dialect::Oracle, &plan, Role::Source, EmptyText::IsNull);
+        assert_eq!(source.from, "\"APP\".\"CUSTOMERS\"");
+    }
+
+    #[test]
+    fn timestamp_boundaries_travel_in_one_explicit_format() {
+        let plan = text_keyed(Category::Timestamp, "DATE");
+        let ora = SideSql::new(Dialect::Oracle, &plan, Role::Source, EmptyText::IsNull);
+        let sample = ora.sample_boundaries(&KeyRange::default(), 4);
+        assert!(
+            sample
+                .sql
+                .contains("TO_CHAR(CAST(min(b) AS TIMESTAMP), 'YYYY-MM-DD HH24:MI:SS.FF6')"),
+            "{}",
+            sample.sql
+        );
+        let q = ora.bucket_hashes(&KeyRange::default(), &["2024-01-02 03:04:05.000006".into()]);
+        assert!(
+            q.sql
+                .contains("\"EMAIL\" < TO_TIMESTAMP(:1, 'YYYY-MM-DD HH24:MI:SS.FF6') THEN 0"),
+            "{}",
+            q.sql
+        );
+        let pg = SideSql::new(Dialect::Postgres, &plan, Role::Target, EmptyText::IsNull);
+        let sample = pg.sample_boundaries(&KeyRange::default(), 4);
+        assert!(
+            sample
+                .sql
+                .contains("to_char((b)::timestamp, 'YYYY-MM-DD HH24:MI:SS.US')"),
+            "{}",
+            sample.sql
+        );
+        let tz = text_keyed(Category::TimestampTz, "TIMESTAMP(6) WITH TIME ZONE");
+        let ora = SideSql::new(Dialect::Oracle, &tz, Role::Source, EmptyText::IsNull);
+        let q = ora.bucket_hashes(&KeyRange::default(), &["x".into()]);
+        assert!(
+            q.sql
+                .contains("TO_TIMESTAMP_TZ(:1, 'YYYY-MM-DD HH24:MI:SS.FF6 TZH:TZM')"),
+            "{}",
+            q.sql
         );
     }
 

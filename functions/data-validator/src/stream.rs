@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
 
-use crate::canonical::Category;
+use crate::canonical::{Category, EmptyText};
 use crate::ValidatorError;
 
 /// How a column travels in the COPY and what Rust makes of it.
@@ -25,7 +25,7 @@ pub enum Wire {
     Numeric,
     /// `float8`: IEEE bits in hex, `-0.0` as `0`, NaN as `NaN`.
     Float,
-    /// `text`: `<chars>:<text>`, `''` as NULL.
+    /// `text`: `<chars>:<text>` (a pair where `''` is NULL sends it as NULL).
     Text,
     /// `text` of a CHAR: trailing blanks removed first.
     FixedText,
@@ -49,15 +49,25 @@ pub enum Wire {
 impl Wire {
     /// The wire form and the COPY expression for a column of this category.
     /// `canonical_sql` is the column's SQL canonical expression (for [`Wire::Canonical`]).
-    pub fn for_column(quoted: &str, category: Category, canonical_sql: &str) -> (Wire, String) {
+    /// `empty` decides whether a `''` travels as NULL (a pair with Oracle) or as itself.
+    pub fn for_column(
+        quoted: &str,
+        category: Category,
+        canonical_sql: &str,
+        empty: EmptyText,
+    ) -> (Wire, String) {
         use Category::*;
+        let text = |expr: String| match empty {
+            EmptyText::IsNull => format!("NULLIF({expr}, '')"),
+            EmptyText::IsValue => expr,
+        };
         match category {
             Integer => (Wire::Int, format!("{quoted}::int8")),
             Decimal => (Wire::Numeric, format!("{quoted}::numeric")),
             Float => (Wire::Float, format!("{quoted}::float8")),
-            Text | Other => (Wire::Text, format!("{quoted}::text")),
-            FixedChar => (Wire::FixedText, format!("{quoted}::text")),
-            LargeText => (Wire::LargeText, format!("{quoted}::text")),
+            Text | Other => (Wire::Text, text(format!("{quoted}::text"))),
+            FixedChar => (Wire::FixedText, text(format!("rtrim({quoted}::text, ' ')"))),
+            LargeText => (Wire::LargeText, text(format!("{quoted}::text"))),
             Binary => (Wire::Bytes, format!("{quoted}::bytea")),
             Json => (Wire::Json, format!("{quoted}::jsonb::text")),
             TimestampTz => (Wire::TimestampTz, format!("{quoted}::timestamptz")),
@@ -133,22 +143,14 @@ pub fn encode(wire: Wire, value: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(),
             } else {
                 v
             };
-            if text.is_empty() && wire != Wire::Json {
-                out.push(b'N');
-            } else {
-                out.extend_from_slice(num.format(chars(text)).as_bytes());
-                out.push(b':');
-                out.extend_from_slice(text);
-            }
+            out.extend_from_slice(num.format(chars(text)).as_bytes());
+            out.push(b':');
+            out.extend_from_slice(text);
         }
         Wire::LargeText => {
-            if v.is_empty() {
-                out.push(b'N');
-            } else {
-                out.extend_from_slice(num.format(chars(v)).as_bytes());
-                out.push(b':');
-                hex(&Md5::digest(v), out);
-            }
+            out.extend_from_slice(num.format(chars(v)).as_bytes());
+            out.push(b':');
+            hex(&Md5::digest(v), out);
         }
         Wire::Bytes => {
             out.extend_from_slice(num.format(v.len()).as_bytes());
@@ -489,10 +491,19 @@ mod tests {
             "3ff8000000000000"
         );
         assert_eq!(text(Wire::Int, Some(&(-42i64).to_be_bytes())), "-42");
-        assert_eq!(text(Wire::Text, Some(b"")), "N");
+        // '' as NULL is the COPY's job (NULLIF), for the pairs where Oracle is on a side.
+        assert_eq!(text(Wire::Text, Some(b"")), "0:");
         assert_eq!(text(Wire::Text, Some("héllo".as_bytes())), "5:héllo");
         assert_eq!(text(Wire::FixedText, Some(b"ab  ")), "2:ab");
-        assert_eq!(text(Wire::FixedText, Some(b"   ")), "N");
+        assert_eq!(text(Wire::FixedText, Some(b"   ")), "0:");
+        assert_eq!(
+            text(Wire::LargeText, Some(b"")),
+            "0:d41d8cd98f00b204e9800998ecf8427e"
+        );
+        let (_, keep) = Wire::for_column("\"c\"", Category::Text, "", EmptyText::IsValue);
+        assert_eq!(keep, "\"c\"::text");
+        let (_, null) = Wire::for_column("\"c\"", Category::FixedChar, "", EmptyText::IsNull);
+        assert_eq!(null, "NULLIF(rtrim(\"c\"::text, ' '), '')");
         assert_eq!(text(Wire::Json, Some(b"{}")), "2:{}");
         assert_eq!(text(Wire::Int, None), "N");
         assert_eq!(text(Wire::Bool, Some(&[1])), "t");

@@ -150,7 +150,8 @@ export class Platform extends pulumi.ComponentResource {
     const notifications = new Notifications(name("notifications", s.suffix), {
       suffix: s.suffix,
       accountId,
-      regions: regions.map((region) => ({ region, provider: p(region) })),
+      // The DMS task-failure rule, in the primary, is the one EventBridge rule that publishes.
+      regions: regions.map((region, i) => ({ region, provider: p(region), eventBridgePublishes: i === 0 && s.createDms })),
       alertEmail: s.alertEmail,
     }, child);
     const primaryTopic = notifications.regions[0];

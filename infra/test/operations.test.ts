@@ -11,6 +11,7 @@ install("operations");
 
 import { isWildcardAction, MANAGED_POLICIES_ALLOWED, PolicyDocument, RESOURCE_WILDCARD_ALLOWED, Statement } from "../components/iam";
 import { KEY_POLICY_ROOT_SID } from "../components/notifications";
+import { allows, arnOf, checkAlarmDelivery, checkEventDelivery } from "./delivery";
 
 const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
@@ -246,8 +247,18 @@ test("notifications: an ops topic per region and the validation topic, each encr
     assert.equal(t.inputs.kmsMasterKeyId, t.region === "us-east-1" ? "kms-sns-t1-id" : `kms-sns-${t.region}-t1-id`, `${t.name}: its region's key`);
   }
   assert.equal(ofType("aws:sns/topicSubscription:TopicSubscription").length, 0);
-  const policy = JSON.parse(one("aws:sns/topicPolicy:TopicPolicy", "sns-ops-policy-t1").inputs.policy).Statement[0];
-  assert.deepEqual([policy.Principal.Service, policy.Action, policy.Condition.StringEquals["aws:SourceAccount"]], ["events.amazonaws.com", "sns:Publish", ACCOUNT]);
+});
+
+test("every alarm action reaches its topic: the topic policy and the topic's key admit CloudWatch, for this stack's alarms only", () => {
+  assert.equal(checkAlarmDelivery(), 2 * 16, "ALARM and OK actions of all 16 alarms");
+  assert.equal(checkEventDelivery(), 0, "no EventBridge rule publishes without DMS");
+  for (const topic of ofType("aws:sns/topic:Topic").filter((t) => t.inputs.name.startsWith("cutover-ops"))) {
+    const policy = JSON.parse(ofType("aws:sns/topicPolicy:TopicPolicy").find((p) => p.inputs.arn === arnOf(topic))?.inputs.policy);
+    const context = { "aws:SourceAccount": ACCOUNT, "aws:SourceArn": `arn:aws:events:${topic.region}:${ACCOUNT}:rule/any` };
+    assert.ok(!allows(policy, "events.amazonaws.com", "sns:Publish", arnOf(topic), context), `${topic.name}: EventBridge only when a rule publishes`);
+    const other = { "aws:SourceAccount": ACCOUNT, "aws:SourceArn": `arn:aws:cloudwatch:${topic.region}:${ACCOUNT}:alarm:someone-elses-alarm` };
+    assert.ok(!allows(policy, "cloudwatch.amazonaws.com", "sns:Publish", arnOf(topic), other), `${topic.name}: other stacks' alarms may not`);
+  }
 });
 
 test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {

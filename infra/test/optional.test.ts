@@ -8,6 +8,7 @@ import { build, calls, install, isSecret, ofType, one, plain } from "./mocks";
 install("optional");
 
 import { tableMappings } from "../components/migration";
+import { checkAlarmDelivery, checkEventDelivery } from "./delivery";
 import type { Platform } from "../components/platform";
 
 const LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3";
@@ -80,6 +81,11 @@ test("with DMS: a task-failure rule for this task to the ops topic, and a DMS wi
   const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
   const dms = body.widgets.find((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS"));
   assert.deepEqual(dms.properties.metrics[0].slice(0, 6), ["AWS/DMS", "CDCLatencySource", "ReplicationInstanceIdentifier", "dms-t2", "ReplicationTaskIdentifier", "TASKID0123"]);
+});
+
+test("with DMS, the task-failure rule reaches the ops topic (topic policy and key), and every alarm still does", () => {
+  assert.equal(checkEventDelivery(), 1);
+  assert.ok(checkAlarmDelivery() > 0);
 });
 
 test("alertEmail: an e-mail subscription to every ops topic and to the validation topic", () => {

@@ -23,7 +23,8 @@ export interface Settings {
   oracleServiceName: string;
   customerGatewayIp: string;
   onPremCidr: string;
-  caBundlePem: string;
+  /** The PEM bundle the functions verify Aurora with, shipped to them in a layer. */
+  caBundleFile: string;
   alertEmail?: string;
   validationSchedule: string;
   validationTables: string;
@@ -109,7 +110,7 @@ export function readSettings(c: ConfigSource): Settings {
     oracleServiceName: c.get("oracleServiceName") ?? "ORCL",
     customerGatewayIp: c.get("customerGatewayIp") ?? "203.0.113.1",
     onPremCidr: c.get("onPremCidr") ?? "192.168.0.0/16",
-    caBundlePem: c.get("caBundlePem") ?? "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE",
+    caBundleFile: c.get("caBundleFile") ?? "rds-global-bundle.pem",
     alertEmail: c.get("alertEmail"),
     validationSchedule: c.get("validationSchedule") ?? "rate(1 day)",
     validationTables: c.get("validationTables") ?? "",

@@ -15,6 +15,12 @@ export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag
 
 export const LOG_RETENTION_DAYS = 30;
 
+/**
+ * Where the CA bundle lands in the functions: a layer's files are unpacked under /opt. A file,
+ * not an SSM parameter: a Standard parameter holds 4 KB and the RDS bundles are far larger.
+ */
+export const CA_BUNDLE_PATH = "/opt/rds-ca-bundle.pem";
+
 export interface RegionalTargets {
   region: string;
   listenerArn: pulumi.Input<string>;
@@ -47,6 +53,8 @@ export interface FunctionsArgs {
   globalClusterArn: pulumi.Input<string>;
   accountId: pulumi.Input<string>;
   zipDir: string;
+  /** The CA bundle (PEM) on this machine; shipped to the database functions in a layer. */
+  caBundleFile: string;
   validationTables: string;
   validationSchemas: string;
   oracleLayerArn?: string;
@@ -78,13 +86,14 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
     case "data-validator":
       return {
         ...common,
+        CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH,
         CUTOVER_VALIDATION_TOPIC_ARN: a.validationTopicArn,
         // Blank = every table of the schemas (the crate treats a blank variable as unset).
         CUTOVER_VALIDATION_TABLES: a.validationTables,
         CUTOVER_VALIDATION_SCHEMAS: a.validationSchemas,
       };
     case "lag-probe":
-      return { ...common, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
+      return { ...common, CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
     case "traffic-shifter":
       return {
         ...common,
@@ -98,6 +107,7 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
     case "failover":
       return {
         ...common,
+        CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH,
         CUTOVER_FAILOVER_DRIVER: "aurora-global",
         CUTOVER_GLOBAL_CLUSTER_ID: a.globalClusterId,
         CUTOVER_CLUSTER_ARNS: byRegion(a.regions, region, (r) => r.clusterArn),
@@ -158,6 +168,13 @@ export class Functions extends pulumi.ComponentResource {
     const o = { parent: this, provider: args.provider };
     const n = (type: string) => name(type, args.suffix);
     this.policies = functionPolicies(args);
+    const caLayer = new aws.lambda.LayerVersion(n("layer-db-ca"), {
+      layerName: n("db-ca-bundle"),
+      description: "the CA bundle the functions verify Aurora with (verify-full)",
+      code: new pulumi.asset.AssetArchive({ [CA_BUNDLE_PATH.replace("/opt/", "")]: new pulumi.asset.FileAsset(args.caBundleFile) }),
+      compatibleArchitectures: ["arm64"],
+      compatibleRuntimes: ["provided.al2023"],
+    }, o);
 
     for (const fn of FUNCTIONS) {
       const fname = n(fn);
@@ -185,7 +202,7 @@ export class Functions extends pulumi.ComponentResource {
         loggingConfig: { logFormat: "JSON", logGroup: logs.name },
         environment: { variables: environment(fn, args) },
         vpcConfig: inVpc ? { subnetIds: args.subnetIds, securityGroupIds: [args.securityGroupId] } : undefined,
-        layers: fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : undefined,
+        layers: inVpc ? [caLayer.arn, ...(fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : [])] : undefined,
         reservedConcurrentExecutions: fn === "failover" ? 1 : undefined,
       }, { ...o, dependsOn: [logs, ...vpcAccess] });
       this.arns[fn] = lambda.arn;

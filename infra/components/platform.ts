@@ -143,7 +143,6 @@ export class Platform extends pulumi.ComponentResource {
       writerEndpoint: primaryDb.writerEndpoint,
       readerEndpoints,
       sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
-      caBundlePem: s.caBundlePem,
     }, child);
 
     const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
@@ -179,6 +178,7 @@ export class Platform extends pulumi.ComponentResource {
       globalClusterArn: database.globalClusterArn,
       accountId,
       zipDir: s.lambdaZipDir,
+      caBundleFile: s.caBundleFile,
       validationTables: s.validationTables,
       validationSchemas: s.validationSchemas,
       oracleLayerArn: s.oracleInstantClientLayerArn,

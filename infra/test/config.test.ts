@@ -114,5 +114,5 @@ test("Pulumi.dev.yaml shows every key readSettings reads, and the README documen
   const readme = readFileSync(join(root, "README.md"), "utf8");
   for (const key of read) assert.ok(readme.includes(`\`${key}\``), `README documents ${key}`);
   const s = readSettings(source({ environmentSuffix: "dev" }));
-  assert.equal(s.caBundlePem, "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE");
+  assert.equal(s.caBundleFile, "rds-global-bundle.pem");
 });

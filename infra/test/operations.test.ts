@@ -38,8 +38,22 @@ test("four Lambdas from target/lambda/<name>/bootstrap.zip: provided.al2023, arm
     assert.ok(group && group.inputs.retentionInDays > 0, name);
     const deps = (options.get(f.name)?.dependsOn as pulumi.Resource[]).map(resourceName);
     assert.ok(deps.includes(`log-${name}-t1`), `${name} waits for its log group (else Lambda creates one without retention)`);
-    assert.equal(f.inputs.layers, undefined, "no Oracle layer unless configured");
+    const layers = name === "traffic-shifter" ? undefined : [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t1`];
+    assert.deepEqual(f.inputs.layers, layers, "the CA bundle's layer where a database is opened; no Oracle layer unless configured");
   }
+});
+
+test("the CA bundle ships as a file in a layer (/opt), not in an SSM parameter (a Standard one holds 4 KB)", async () => {
+  const layer = one("aws:lambda/layerVersion:LayerVersion", "layer-db-ca");
+  assert.equal(layer.region, "us-east-1");
+  assert.deepEqual([layer.inputs.layerName, layer.inputs.compatibleArchitectures, layer.inputs.compatibleRuntimes], ["db-ca-bundle-t1", ["arm64"], ["provided.al2023"]]);
+  const assets = await layer.inputs.code.assets;
+  assert.deepEqual(Object.keys(assets), ["rds-ca-bundle.pem"], "unpacked as /opt/rds-ca-bundle.pem");
+  assert.equal(await assets["rds-ca-bundle.pem"].path, "rds-global-bundle.pem", "caBundleFile");
+  for (const name of ["data-validator", "lag-probe", "failover"]) assert.equal(env(name).CUTOVER_DB_CA_FILE, "/opt/rds-ca-bundle.pem", name);
+  const params = ofType("aws:ssm/parameter:Parameter");
+  assert.ok(!params.some((p) => p.inputs.name.endsWith("/ca-bundle")), "no CA bundle parameter");
+  for (const p of params) assert.ok(String(plain(p.inputs.value)).length <= 4096 || p.inputs.tier !== "Standard", `${p.inputs.name} fits a Standard parameter`);
 });
 
 test("the functions that reach a database run in the function subnets; failover has reserved concurrency 1", () => {
@@ -58,10 +72,10 @@ test("each function's environment is exactly what its crate reads", () => {
   const common = ["CUTOVER_SUFFIX", "CUTOVER_PRIMARY_REGION", "CUTOVER_REGIONS", "CUTOVER_STATE_TABLE", "CUTOVER_OPS_TOPIC_ARN",
     "CUTOVER_METRICS_NAMESPACE", "CUTOVER_DB_SSM_PREFIX", "CUTOVER_APP_SSM_PREFIX", "CUTOVER_DB_SSLMODE"];
   const own: Record<string, string[]> = {
-    "data-validator": ["CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
-    "lag-probe": ["CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
+    "data-validator": ["CUTOVER_DB_CA_FILE", "CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
+    "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
     "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
-    failover: ["CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
+    failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
   };
   for (const name of FUNCTIONS) {
     const vars = env(name);

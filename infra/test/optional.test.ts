@@ -65,8 +65,10 @@ test("createVpn: customer gateway, VPN gateway on the primary VPC, connection wi
 
 test("the Oracle Instant Client layer goes to data-validator only, when configured", () => {
   for (const f of ofType("aws:lambda/function:Function")) {
-    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [LAYER]);
-    else assert.equal(f.inputs.layers, undefined, f.inputs.name);
+    const ca = "arn:aws:mock:us-east-1:123456789012:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t2";
+    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [ca, LAYER]);
+    else if (f.inputs.name === "traffic-shifter-t2") assert.equal(f.inputs.layers, undefined);
+    else assert.deepEqual(f.inputs.layers, [ca], f.inputs.name);
   }
   const validator = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "data-validator-t2");
   assert.equal(validator?.inputs.environment.variables.CUTOVER_VALIDATION_TABLES, "app.orders,app.order_items");

@@ -263,7 +263,6 @@ test("parameters: the SSM hierarchy the functions read; secrets as SecureString;
     "/migration/db/t1/user",
     "/migration/db/t1/password",
     "/migration/db/t1/source-dsn",
-    "/migration/db/t1/ca-bundle",
     "/migration/app/t1/active-region",
     "/migration/app/t1/traffic-policy",
   ].sort());

@@ -132,6 +132,8 @@ test("Aurora: a global cluster, the primary in us-east-1 and a secondary in each
   assert.equal(global[0].region, "us-east-1");
   assert.equal(global[0].inputs.engine, "aurora-postgresql");
   assert.equal(global[0].inputs.forceDestroy, true);
+  assert.deepEqual(options.get(global[0].name)?.ignoreChanges, ["engineVersion"], "an upgrade through the global cluster is not drift");
+  assert.equal(global[0].inputs.databaseName, "app");
   const clusters = ofType("aws:rds/cluster:Cluster");
   assert.deepEqual(clusters.map((c) => c.region), REGIONS);
   for (const c of clusters) {
@@ -152,8 +154,10 @@ test("Aurora: a global cluster, the primary in us-east-1 and a secondary in each
     const dependsOn = options.get(c.name)?.dependsOn as pulumi.Resource[];
     assert.deepEqual(dependsOn.map(resourceName), ["aurora-1-us-east-1-t1"], "joins once the primary's writer exists");
   }
+  assert.deepEqual(clusters.map((c) => c.inputs.databaseName), ["app", undefined, undefined], "named on the primary, as on the global cluster");
   const instances = ofType("aws:rds/clusterInstance:ClusterInstance");
   assert.deepEqual(instances.map((i) => [i.region, i.inputs.instanceClass, i.inputs.publiclyAccessible]), REGIONS.map((r) => [r, "db.serverless", false]));
+  for (const i of instances) assert.deepEqual(options.get(i.name)?.ignoreChanges, ["engineVersion"], `${i.name}: upgraded with its cluster`);
   const auroraKeys = ofType("aws:kms/key:Key").filter((k) => k.name.startsWith("kms-aurora"));
   assert.deepEqual(auroraKeys.map((k) => k.region), REGIONS, "a KMS key per region");
 });

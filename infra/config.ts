@@ -18,6 +18,10 @@ export interface Settings {
   maxCount: number;
   createDms: boolean;
   createVpn: boolean;
+  /** Create the account-wide `dms-vpc-role` DMS needs (default: with createDms). */
+  createDmsVpcRole: boolean;
+  /** failover's reserved concurrency; unset by default (an account's quota may be 10). */
+  failoverReservedConcurrency?: number;
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
@@ -80,6 +84,11 @@ export function readSettings(c: ConfigSource): Settings {
   if (auroraMinAcu < 0.5 || auroraMaxAcu > 128 || auroraMinAcu > auroraMaxAcu) {
     fail("auroraMinAcu/auroraMaxAcu", [auroraMinAcu, auroraMaxAcu], "0.5 <= min <= max <= 128");
   }
+  const failoverReservedConcurrency = c.getNumber("failoverReservedConcurrency");
+  if (failoverReservedConcurrency !== undefined && (!Number.isInteger(failoverReservedConcurrency) || failoverReservedConcurrency < 1)) {
+    fail("failoverReservedConcurrency", failoverReservedConcurrency, "a whole number >= 1, or unset");
+  }
+  const createDms = c.getBoolean("createDms") ?? false;
   const desiredCount = c.getNumber("desiredCount") ?? 2;
   const greenDesiredCount = c.getNumber("greenDesiredCount") ?? desiredCount;
   const maxCount = c.getNumber("maxCount") ?? 6;
@@ -103,8 +112,10 @@ export function readSettings(c: ConfigSource): Settings {
     desiredCount,
     greenDesiredCount,
     maxCount,
-    createDms: c.getBoolean("createDms") ?? false,
+    createDms,
     createVpn: c.getBoolean("createVpn") ?? false,
+    createDmsVpcRole: c.getBoolean("createDmsVpcRole") ?? createDms,
+    failoverReservedConcurrency,
     oracleEndpoint: c.get("oracleEndpoint") ?? "onprem-oracle.example.com",
     oraclePort: c.getNumber("oraclePort") ?? 1521,
     oracleServiceName: c.get("oracleServiceName") ?? "ORCL",

@@ -58,6 +58,8 @@ export interface FunctionsArgs {
   validationTables: string;
   validationSchemas: string;
   oracleLayerArn?: string;
+  /** failover's reserved concurrency, when configured. */
+  failoverReservedConcurrency?: number;
   alarms: WatchedAlarms;
   metricsNamespace: string;
 }
@@ -155,8 +157,9 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
  * The four Rust Lambdas, in the primary region: `provided.al2023` on arm64 from
  * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
  * one role each with an inline least-privilege policy; the three that reach a database
- * run in the function subnets. failover has a reserved concurrency of 1: a storm of
- * alarm events queues behind one execution instead of racing for the lease.
+ * run in the function subnets. failover's reserved concurrency is configurable and unset by
+ * default (a new account's quota of 10 cannot spare any): exactly-once comes from the
+ * lease's fencing epoch in DynamoDB, not from the concurrency.
  */
 export class Functions extends pulumi.ComponentResource {
   readonly arns = {} as Record<FunctionName, pulumi.Output<string>>;
@@ -203,7 +206,7 @@ export class Functions extends pulumi.ComponentResource {
         environment: { variables: environment(fn, args) },
         vpcConfig: inVpc ? { subnetIds: args.subnetIds, securityGroupIds: [args.securityGroupId] } : undefined,
         layers: inVpc ? [caLayer.arn, ...(fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : [])] : undefined,
-        reservedConcurrentExecutions: fn === "failover" ? 1 : undefined,
+        reservedConcurrentExecutions: fn === "failover" ? args.failoverReservedConcurrency : undefined,
       }, { ...o, dependsOn: [logs, ...vpcAccess] });
       this.arns[fn] = lambda.arn;
       this.names[fn] = lambda.name;

@@ -33,6 +33,8 @@ export const RESOURCE_WILDCARD_ALLOWED: Readonly<Record<string, string>> = {
 export const MANAGED_POLICIES_ALLOWED: Readonly<Record<string, string>> = {
   "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole":
     "the ec2 network-interface actions a VPC Lambda needs; AWS grants them on \"*\" only",
+  "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole":
+    "the account-wide dms-vpc-role DMS requires by that exact name; AWS defines its ENI actions",
   "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy":
     "the ECS agent's image pull and log writes for the application's tasks",
 };

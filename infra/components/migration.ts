@@ -2,6 +2,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
+import { assumedBy } from "./iam";
 
 export interface MigrationArgs {
   suffix: string;
@@ -9,6 +10,8 @@ export interface MigrationArgs {
   provider: aws.Provider;
   createDms: boolean;
   createVpn: boolean;
+  /** Create the account-wide `dms-vpc-role` (it must not exist yet). */
+  createDmsVpcRole: boolean;
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   privateRouteTableId: pulumi.Input<string>;
@@ -67,11 +70,19 @@ export class Migration extends pulumi.ComponentResource {
         { name: `/migration/db/${args.suffix}/oracle-password`, withDecryption: true },
         { parent: this, provider: args.provider },
       );
+      // DMS looks for a role of exactly this name, once per account, to manage its network
+      // interfaces; the console creates it on first use, an API-only account has none.
+      const vpcRole = args.createDmsVpcRole
+        ? [new aws.iam.RolePolicyAttachment(n("dms-vpc-role-policy"), {
+          role: new aws.iam.Role(n("dms-vpc-role"), { name: "dms-vpc-role", assumeRolePolicy: assumedBy("dms.amazonaws.com") }, o).name,
+          policyArn: "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
+        }, o)]
+        : [];
       const subnets = new aws.dms.ReplicationSubnetGroup(n("dms-subnets"), {
         replicationSubnetGroupId: n("dms-subnets"),
         replicationSubnetGroupDescription: "cutover DMS, private subnets of the primary region",
         subnetIds: args.privateSubnetIds,
-      }, o);
+      }, { ...o, dependsOn: vpcRole });
       const instance = new aws.dms.ReplicationInstance(n("dms"), {
         replicationInstanceId: n("dms"),
         replicationInstanceClass: "dms.t3.medium",

@@ -117,6 +117,7 @@ export class Platform extends pulumi.ComponentResource {
       provider: p(s.primaryRegion),
       createDms: s.createDms,
       createVpn: s.createVpn,
+      createDmsVpcRole: s.createDmsVpcRole,
       vpcId: networks[0].vpcId,
       privateSubnetIds: networks[0].privateSubnetIds,
       privateRouteTableId: networks[0].privateRouteTableId,
@@ -182,6 +183,7 @@ export class Platform extends pulumi.ComponentResource {
       validationTables: s.validationTables,
       validationSchemas: s.validationSchemas,
       oracleLayerArn: s.oracleInstantClientLayerArn,
+      failoverReservedConcurrency: s.failoverReservedConcurrency,
       alarms,
       metricsNamespace: METRICS_NAMESPACE,
     }, child);

@@ -41,6 +41,10 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.lambdaZipDir, "../target/lambda");
   assert.equal(s.alertEmail, undefined);
   assert.equal(s.oracleInstantClientLayerArn, undefined);
+  assert.equal(s.failoverReservedConcurrency, undefined, "no reserved concurrency: a new account's quota is 10");
+  assert.equal(s.createDmsVpcRole, false, "follows createDms");
+  assert.equal(readSettings(source({ environmentSuffix: "dev", createDms: true })).createDmsVpcRole, true);
+  assert.equal(readSettings(source({ environmentSuffix: "dev", createDms: true, createDmsVpcRole: false })).createDmsVpcRole, false);
 });
 
 test("configured values override the defaults", () => {
@@ -78,6 +82,8 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", greenDesiredCount: 0 }, /1 <= desiredCount, greenDesiredCount/],
     [{ environmentSuffix: "dev", vpcCidrs: { "eu-west-1": "10.10.0.0/16" } }, /different \/16 for every region/],
     [{ environmentSuffix: "dev", vpcCidrs: { "us-east-1": undefined } }, /vpcCidrs.*us-east-1/],
+    [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
+    [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
   ];
   for (const [values, expected] of cases) {
     assert.throws(() => readSettings(source(values)), expected, JSON.stringify(values));

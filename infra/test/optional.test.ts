@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 
-import { build, calls, install, isSecret, ofType, one, plain } from "./mocks";
+import * as pulumi from "@pulumi/pulumi";
+
+import { build, calls, install, isSecret, ofType, one, options, plain, resourceName } from "./mocks";
 
 install("optional");
 
@@ -23,6 +25,7 @@ before(async () => {
     oracleInstantClientLayerArn: LAYER,
     alertEmail: "oncall@example.com",
     validationTables: "app.orders,app.order_items",
+    failoverReservedConcurrency: 1,
   });
 });
 
@@ -49,6 +52,22 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   assert.equal(rules[0]["rule-action"], "include");
   assert.ok(rules.slice(1).every((r: Record<string, string>) => r["rule-action"] === "exclude"));
   assert.ok(platform.replicationTaskArn);
+});
+
+test("createDms creates the account-wide dms-vpc-role (by default) before the subnet group that needs it", () => {
+  const role = one("aws:iam/role:Role", "dms-vpc-role");
+  assert.equal(role.inputs.name, "dms-vpc-role", "DMS looks for exactly this name");
+  assert.equal(JSON.parse(role.inputs.assumeRolePolicy).Statement[0].Principal.Service, "dms.amazonaws.com");
+  const attached = one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "dms-vpc-role-policy");
+  assert.deepEqual([attached.inputs.role, attached.inputs.policyArn], ["dms-vpc-role", "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole"]);
+  const deps = (options.get(one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets").name)?.dependsOn as pulumi.Resource[]).map(resourceName);
+  assert.deepEqual(deps, ["dms-vpc-role-policy-t2"]);
+});
+
+test("failoverReservedConcurrency: set on failover only", () => {
+  for (const f of ofType("aws:lambda/function:Function")) {
+    assert.equal(f.inputs.reservedConcurrentExecutions, f.inputs.name === "failover-t2" ? 1 : undefined, f.inputs.name);
+  }
 });
 
 test("createVpn: customer gateway, VPN gateway on the primary VPC, connection with a static route, propagated to the private routes", () => {

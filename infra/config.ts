@@ -26,6 +26,11 @@ export interface Settings {
   oraclePort: number;
   oracleServiceName: string;
   customerGatewayIp: string;
+  /** An ACM certificate per region for the ALBs' HTTPS listeners; none = HTTP only. */
+  certificateArns: Record<string, string>;
+  /** DMS to Oracle: `verify-ca` (TCPS, the listener's CA from oracleCaCertificateFile) or `none`. */
+  oracleSslMode: "verify-ca" | "none";
+  oracleCaCertificateFile?: string;
   onPremCidr: string;
   /** The PEM bundle the functions verify Aurora with, shipped to them in a layer. */
   caBundleFile: string;
@@ -84,11 +89,25 @@ export function readSettings(c: ConfigSource): Settings {
   if (auroraMinAcu < 0.5 || auroraMaxAcu > 128 || auroraMinAcu > auroraMaxAcu) {
     fail("auroraMinAcu/auroraMaxAcu", [auroraMinAcu, auroraMaxAcu], "0.5 <= min <= max <= 128");
   }
+  const certificateArns = c.getObject<Record<string, string>>("certificateArns") ?? {};
+  if (Object.keys(certificateArns).length > 0) {
+    for (const r of regions) {
+      if (!new RegExp(`^arn:aws[a-z-]*:acm:${r}:\\d{12}:certificate/\\S+$`).test(certificateArns[r] ?? "")) {
+        fail("certificateArns", certificateArns, `an ACM certificate ARN of ${r} for every region (certificates are regional), or none`);
+      }
+    }
+  }
+  const oracleSslMode = c.get("oracleSslMode") ?? "verify-ca";
+  if (oracleSslMode !== "verify-ca" && oracleSslMode !== "none") fail("oracleSslMode", oracleSslMode, "verify-ca or none");
+  const oracleCaCertificateFile = c.get("oracleCaCertificateFile");
   const failoverReservedConcurrency = c.getNumber("failoverReservedConcurrency");
   if (failoverReservedConcurrency !== undefined && (!Number.isInteger(failoverReservedConcurrency) || failoverReservedConcurrency < 1)) {
     fail("failoverReservedConcurrency", failoverReservedConcurrency, "a whole number >= 1, or unset");
   }
   const createDms = c.getBoolean("createDms") ?? false;
+  if (createDms && oracleSslMode === "verify-ca" && oracleCaCertificateFile === undefined) {
+    fail("oracleCaCertificateFile", oracleCaCertificateFile, "the PEM of the CA that signed the Oracle listener's TCPS certificate (or oracleSslMode=none)");
+  }
   const desiredCount = c.getNumber("desiredCount") ?? 2;
   const greenDesiredCount = c.getNumber("greenDesiredCount") ?? desiredCount;
   const maxCount = c.getNumber("maxCount") ?? 6;
@@ -120,6 +139,9 @@ export function readSettings(c: ConfigSource): Settings {
     oraclePort: c.getNumber("oraclePort") ?? 1521,
     oracleServiceName: c.get("oracleServiceName") ?? "ORCL",
     customerGatewayIp: c.get("customerGatewayIp") ?? "203.0.113.1",
+    certificateArns,
+    oracleSslMode,
+    oracleCaCertificateFile,
     onPremCidr: c.get("onPremCidr") ?? "192.168.0.0/16",
     caBundleFile: c.get("caBundleFile") ?? "rds-global-bundle.pem",
     alertEmail: c.get("alertEmail"),

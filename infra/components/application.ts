@@ -17,6 +17,16 @@ export interface ApplicationArgs {
   desiredCount: number;
   greenDesiredCount: number;
   maxCount: number;
+  /** An ACM certificate of this region: HTTPS on 443, and HTTP redirects to it. */
+  certificateArn?: string;
+}
+
+/** The TLS policy of the HTTPS listener: TLS 1.3 and 1.2 only. */
+export const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+/** Port 80's action when HTTPS exists: a permanent redirect to the same URL over HTTPS. */
+export function redirectToHttps() {
+  return [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }];
 }
 
 export const COLORS = ["blue", "green"] as const;
@@ -125,12 +135,25 @@ export class Application extends pulumi.ComponentResource {
     }, o);
     const blue = group("blue");
     const green = group("green");
+    // The weighted listener (the one the traffic-shifter moves): HTTPS with a certificate,
+    // plain HTTP without one (the documented default); with HTTPS, port 80 only redirects.
+    const https = args.certificateArn !== undefined;
     const listener = new aws.lb.Listener(n("listener"), {
       loadBalancerArn: alb.arn,
-      port: 80,
-      protocol: "HTTP",
+      port: https ? 443 : 80,
+      protocol: https ? "HTTPS" : "HTTP",
+      certificateArn: args.certificateArn,
+      sslPolicy: https ? TLS_POLICY : undefined,
       defaultActions: initialForward(blue.arn, green.arn),
     }, listenerOptions(o));
+    if (https) {
+      new aws.lb.Listener(n("listener-redirect"), {
+        loadBalancerArn: alb.arn,
+        port: 80,
+        protocol: "HTTP",
+        defaultActions: redirectToHttps(),
+      }, o);
+    }
 
     const groups: Record<Color, aws.lb.TargetGroup> = { blue, green };
     const desired: Record<Color, number> = { blue: args.desiredCount, green: args.greenDesiredCount };

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
@@ -19,6 +21,11 @@ export interface MigrationArgs {
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
+  /** `verify-ca`: TCPS to Oracle, its listener's CA read from oracleCaCertificateFile. */
+  oracleSslMode: "verify-ca" | "none";
+  oracleCaCertificateFile?: string;
+  /** The RDS CA bundle (PEM file) the Aurora target is verified with (verify-full). */
+  targetCaBundleFile: string;
   /** The Aurora writer this task loads into, and its credentials. */
   targetEndpoint: pulumi.Input<string>;
   targetDatabase: string;
@@ -78,6 +85,10 @@ export class Migration extends pulumi.ComponentResource {
           policyArn: "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
         }, o)]
         : [];
+      const certificate = (id: string, file: string) => new aws.dms.Certificate(n(id), {
+        certificateId: n(id),
+        certificatePem: readFileSync(file, "utf8"),
+      }, o);
       const subnets = new aws.dms.ReplicationSubnetGroup(n("dms-subnets"), {
         replicationSubnetGroupId: n("dms-subnets"),
         replicationSubnetGroupDescription: "cutover DMS, private subnets of the primary region",
@@ -102,7 +113,12 @@ export class Migration extends pulumi.ComponentResource {
         databaseName: args.oracleServiceName,
         username: "cutover_dms",
         password: oraclePassword.value,
-        sslMode: "none",
+        // TCPS, the server's certificate checked against the configured CA (DMS offers
+        // verify-ca for Oracle, not verify-full); `none` only when configured so.
+        sslMode: args.oracleSslMode,
+        certificateArn: args.oracleSslMode === "verify-ca"
+          ? certificate("dms-cert-oracle", args.oracleCaCertificateFile as string).certificateArn
+          : undefined,
       }, o);
       const target = new aws.dms.Endpoint(n("dms-target-aurora"), {
         endpointId: n("dms-target-aurora"),
@@ -113,7 +129,9 @@ export class Migration extends pulumi.ComponentResource {
         databaseName: args.targetDatabase,
         username: args.targetUsername,
         password: args.targetPassword,
-        sslMode: "require",
+        // The writer's name and chain checked against the RDS CA bundle.
+        sslMode: "verify-full",
+        certificateArn: certificate("dms-cert-rds", args.targetCaBundleFile).certificateArn,
       }, o);
       const task = new aws.dms.ReplicationTask(n("dms-task"), {
         replicationTaskId: n("dms-task"),

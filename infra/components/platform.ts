@@ -108,6 +108,7 @@ export class Platform extends pulumi.ComponentResource {
       desiredCount: s.desiredCount,
       greenDesiredCount: s.greenDesiredCount,
       maxCount: s.maxCount,
+      certificateArn: s.certificateArns[regions[i]],
     }, child));
     const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) }, child);
     const primaryDb = database.regions[0];
@@ -125,6 +126,9 @@ export class Platform extends pulumi.ComponentResource {
       oracleEndpoint: s.oracleEndpoint,
       oraclePort: s.oraclePort,
       oracleServiceName: s.oracleServiceName,
+      oracleSslMode: s.oracleSslMode,
+      oracleCaCertificateFile: s.oracleCaCertificateFile,
+      targetCaBundleFile: s.caBundleFile,
       targetEndpoint: primaryDb.writerEndpoint,
       targetDatabase: s.databaseName,
       targetUsername: s.masterUsername,

@@ -43,8 +43,10 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.oracleInstantClientLayerArn, undefined);
   assert.equal(s.failoverReservedConcurrency, undefined, "no reserved concurrency: a new account's quota is 10");
   assert.equal(s.createDmsVpcRole, false, "follows createDms");
-  assert.equal(readSettings(source({ environmentSuffix: "dev", createDms: true })).createDmsVpcRole, true);
-  assert.equal(readSettings(source({ environmentSuffix: "dev", createDms: true, createDmsVpcRole: false })).createDmsVpcRole, false);
+  const dms = { environmentSuffix: "dev", createDms: true, oracleCaCertificateFile: "ca.pem" };
+  assert.equal(readSettings(source(dms)).createDmsVpcRole, true);
+  assert.equal(readSettings(source({ ...dms, createDmsVpcRole: false })).createDmsVpcRole, false);
+  assert.deepEqual([s.oracleSslMode, s.certificateArns], ["verify-ca", {}], "TCPS to Oracle; HTTP until certificates are configured");
 });
 
 test("configured values override the defaults", () => {
@@ -58,6 +60,7 @@ test("configured values override the defaults", () => {
     maxCount: 9,
     vpcCidrs: { "eu-west-1": "10.99.0.0/16" },
     oracleEndpoint: "oracle.corp.example",
+    oracleCaCertificateFile: "oracle-ca.pem",
   }));
   assert.equal(s.createDms, true);
   assert.equal(s.createVpn, true);
@@ -82,6 +85,10 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", greenDesiredCount: 0 }, /1 <= desiredCount, greenDesiredCount/],
     [{ environmentSuffix: "dev", vpcCidrs: { "eu-west-1": "10.10.0.0/16" } }, /different \/16 for every region/],
     [{ environmentSuffix: "dev", vpcCidrs: { "us-east-1": undefined } }, /vpcCidrs.*us-east-1/],
+    [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:us-east-1:123456789012:certificate/x" } }, /certificateArns.*eu-west-1/],
+    [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:eu-west-1:123456789012:certificate/x" } }, /certificateArns.*us-east-1/],
+    [{ environmentSuffix: "dev", oracleSslMode: "require" }, /oracleSslMode.*verify-ca or none/],
+    [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
   ];

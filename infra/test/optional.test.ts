@@ -26,6 +26,9 @@ before(async () => {
     alertEmail: "oncall@example.com",
     validationTables: "app.orders,app.order_items",
     failoverReservedConcurrency: 1,
+    caBundleFile: "test/fixtures/rds-ca.pem",
+    oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+    certificateArns: Object.fromEntries(["us-east-1", "eu-west-1", "ap-southeast-1"].map((r) => [r, `arn:aws:acm:${r}:123456789012:certificate/cert-${r}`])),
   });
 });
 
@@ -42,7 +45,7 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   assert.ok(isSecret(source.inputs.password));
   assert.ok(calls.includes("aws:ssm/getParameter:getParameter"));
   const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
-  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName, target.inputs.sslMode], ["target", "aurora-postgresql", "require"]);
+  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName], ["target", "aurora-postgresql"]);
   assert.equal(target.inputs.serverName, "aurora-us-east-1-t2.cluster-x.us-east-1.rds.amazonaws.com");
   const task = ofType("aws:dms/replicationTask:ReplicationTask")[0];
   assert.equal(task.inputs.migrationType, "full-load-and-cdc");
@@ -67,6 +70,37 @@ test("createDms creates the account-wide dms-vpc-role (by default) before the su
 test("failoverReservedConcurrency: set on failover only", () => {
   for (const f of ofType("aws:lambda/function:Function")) {
     assert.equal(f.inputs.reservedConcurrentExecutions, f.inputs.name === "failover-t2" ? 1 : undefined, f.inputs.name);
+  }
+});
+
+test("DMS endpoints over TLS: Oracle over TCPS verified against the configured CA, Aurora verify-full against the RDS bundle", () => {
+  const cert = (id: string) => one("aws:dms/certificate:Certificate", id);
+  const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
+  assert.equal(source.inputs.sslMode, "verify-ca", "DMS offers verify-ca for Oracle");
+  assert.equal(source.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-oracle-t2`);
+  assert.match(String(plain(cert("dms-cert-oracle").inputs.certificatePem)), /TEST-FIXTURE-oracle-ca/);
+  const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
+  assert.equal(target.inputs.sslMode, "verify-full");
+  assert.equal(target.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-rds-t2`);
+  assert.match(String(plain(cert("dms-cert-rds").inputs.certificatePem)), /TEST-FIXTURE-rds-ca/, "caBundleFile, the functions' bundle");
+});
+
+test("with certificateArns: the weighted listener is HTTPS on 443 (TLS 1.2+), and port 80 only redirects to it", () => {
+  for (const region of ["us-east-1", "eu-west-1", "ap-southeast-1"]) {
+    const listeners = ofType("aws:lb/listener:Listener", region);
+    const https = listeners.find((l) => l.inputs.port === 443);
+    assert.deepEqual([https?.inputs.protocol, https?.inputs.certificateArn, https?.inputs.sslPolicy],
+      ["HTTPS", `arn:aws:acm:${region}:123456789012:certificate/cert-${region}`, "ELBSecurityPolicy-TLS13-1-2-2021-06"]);
+    assert.deepEqual(https?.inputs.defaultActions[0].forward.targetGroups.map((g: { weight: number }) => g.weight), [100, 0]);
+    assert.deepEqual(options.get(https?.name as string)?.ignoreChanges, ["defaultActions"], "the shifter owns the weights");
+    const http = listeners.find((l) => l.inputs.port === 80);
+    assert.deepEqual([http?.inputs.protocol, http?.inputs.defaultActions], ["HTTP", [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }]]);
+    assert.equal(listeners.length, 2);
+  }
+  const shifter = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "traffic-shifter-t2");
+  for (const item of String(shifter?.inputs.environment.variables.CUTOVER_LISTENER_ARNS).split(",")) {
+    const [region, arn] = item.split("=");
+    assert.equal(arn.replace(/.*\//, ""), `listener-${region}-t2`, "the shifter moves the HTTPS listener's weights");
   }
 });
 

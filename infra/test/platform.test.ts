@@ -222,6 +222,8 @@ test("the listener forwards blue 100 / green 0, and pulumi up never resets the w
     assert.deepEqual(groups.map((g: { arn: string; weight: number }) => [g.arn.replace(/.*Group\//, ""), g.weight]),
       [[`tg-blue-${region}-t1`, 100], [`tg-green-${region}-t1`, 0]]);
     assert.deepEqual(options.get(listener.name)?.ignoreChanges, ["defaultActions"]);
+    assert.deepEqual([listener.inputs.port, listener.inputs.protocol, listener.inputs.certificateArn], [80, "HTTP", undefined], "plain HTTP without a certificate");
+    assert.equal(ofType("aws:lb/listener:Listener", region).length, 1);
   }
 });
 

@@ -17,7 +17,8 @@ export interface MigrationArgs {
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   privateRouteTableId: pulumi.Input<string>;
-  securityGroupId: pulumi.Input<string>;
+  /** DMS's own security group (with createDms). */
+  securityGroupId?: pulumi.Input<string>;
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
@@ -101,7 +102,7 @@ export class Migration extends pulumi.ComponentResource {
         multiAz: false,
         publiclyAccessible: false,
         replicationSubnetGroupId: subnets.id,
-        vpcSecurityGroupIds: [args.securityGroupId],
+        vpcSecurityGroupIds: [args.securityGroupId as pulumi.Input<string>],
         applyImmediately: true,
       }, o);
       const source = new aws.dms.Endpoint(n("dms-source-oracle"), {

@@ -71,6 +71,7 @@ export class Platform extends pulumi.ComponentResource {
       containerPort: s.containerPort,
       provider: p(region),
       peerFunctionCidrs: i === 0 ? [] : primaryFunctionCidrs,
+      dms: i === 0 && s.createDms ? { oraclePort: s.oraclePort, onPremCidr: s.onPremCidr } : undefined,
     }, child));
     const side = (i: number) => ({
       region: regions[i], provider: p(regions[i]), vpcId: networks[i].vpcId, cidr: s.vpcCidrs[regions[i]],
@@ -122,7 +123,7 @@ export class Platform extends pulumi.ComponentResource {
       vpcId: networks[0].vpcId,
       privateSubnetIds: networks[0].privateSubnetIds,
       privateRouteTableId: networks[0].privateRouteTableId,
-      securityGroupId: networks[0].functionSecurityGroupId,
+      securityGroupId: networks[0].dmsSecurityGroupId,
       oracleEndpoint: s.oracleEndpoint,
       oraclePort: s.oraclePort,
       oracleServiceName: s.oracleServiceName,

@@ -27,17 +27,32 @@ const OPERATORS: Record<string, (pattern: string, value: string) => boolean> = {
   ArnLike: glob,
 };
 
-/** Whether `doc` allows `service` to call `action` on `resource`, given the condition keys its request carries. */
-export function allows(doc: { Statement: Statement[] }, service: string, action: string, resource: string, context: Record<string, string>): boolean {
-  return doc.Statement.some((st) => {
-    if (st.Effect !== "Allow" || !list(st.Principal?.Service).includes(service)) return false;
-    if (!list(st.Action).some((a) => glob(a, action)) || !list(st.Resource).some((r) => glob(r, resource))) return false;
-    return Object.entries(st.Condition ?? {}).every(([operator, keys]) => {
-      const test = OPERATORS[operator];
-      if (test === undefined) throw new Error(`${st.Sid}: condition operator ${operator} is not modelled by this test`);
-      return Object.entries(keys).every(([key, patterns]) => context[key] !== undefined && list(patterns).some((p) => test(p, context[key])));
+type Context = Record<string, string | string[]>;
+
+function matches(st: Statement, action: string, resource: string, context: Context): boolean {
+  if (st.Effect !== "Allow") return false;
+  if (!list(st.Action).some((a) => glob(a, action)) || !list(st.Resource).some((r) => glob(r, resource))) return false;
+  return Object.entries(st.Condition ?? {}).every(([operator, keys]) => {
+    const forAll = operator.startsWith("ForAllValues:");
+    const test = OPERATORS[operator.replace(/^ForAllValues:/, "")];
+    if (test === undefined) throw new Error(`${st.Sid}: condition operator ${operator} is not modelled by this test`);
+    return Object.entries(keys).every(([key, patterns]) => {
+      const value = context[key];
+      if (value === undefined) return false;
+      const ok = (v: string) => list(patterns).some((p) => test(p, v));
+      return forAll ? list(value).every(ok) : !Array.isArray(value) && ok(value);
     });
   });
+}
+
+/** Whether a resource policy allows `service` to call `action` on `resource`, given the condition keys its request carries. */
+export function allows(doc: { Statement: Statement[] }, service: string, action: string, resource: string, context: Context): boolean {
+  return doc.Statement.some((st) => list(st.Principal?.Service).includes(service) && matches(st, action, resource, context));
+}
+
+/** Whether an identity policy grants `action` on `resource`, given the condition keys of the request. */
+export function grants(doc: { Statement: object[] }, action: string, resource: string, context: Context = {}): boolean {
+  return (doc.Statement as Statement[]).some((st) => matches(st, action, resource, context));
 }
 
 /** The mocks' ARN of a recorded resource. */

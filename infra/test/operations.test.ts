@@ -11,10 +11,11 @@ install("operations");
 
 import { isWildcardAction, MANAGED_POLICIES_ALLOWED, PolicyDocument, RESOURCE_WILDCARD_ALLOWED, Statement } from "../components/iam";
 import { KEY_POLICY_ROOT_SID } from "../components/notifications";
-import { allows, arnOf, checkAlarmDelivery, checkEventDelivery } from "./delivery";
+import { allows, arnOf, checkAlarmDelivery, checkEventDelivery, grants } from "./delivery";
 
 const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
+const IN_VPC = ["data-validator", "lag-probe", "failover"];
 const ACCOUNT = "123456789012";
 
 before(async () => {
@@ -129,7 +130,7 @@ test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no n
       for (const r of st.Resource.map(String)) {
         if (r === "*") continue;
         assert.match(r, /^arn:aws:[a-z0-9-]+:[a-z0-9-]*:123456789012:\S+$/, `${owner}: ${r} is an ARN of this account`);
-        assert.ok(!/:\*$|\/\*$/.test(r) || /parameter\/migration\/(db|app)\/t1\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
+        assert.ok(!/:\*$|\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
       }
     }
   }
@@ -144,8 +145,13 @@ test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no n
 test("managed policies: only the documented ones, and only where needed", () => {
   const attached = ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment");
   for (const a of attached) assert.ok(a.inputs.policyArn in MANAGED_POLICIES_ALLOWED, `${a.name}: ${a.inputs.policyArn}`);
-  const vpc = attached.filter((a) => a.inputs.policyArn.endsWith("AWSLambdaVPCAccessExecutionRole")).map((a) => a.inputs.role).sort();
-  assert.deepEqual(vpc, ["role-data-validator-t1", "role-failover-t1", "role-lag-probe-t1"], "the VPC functions only");
+  assert.deepEqual(attached.map((a) => a.inputs.policyArn.replace(/.*\//, "")), REGIONS.map(() => "AmazonECSTaskExecutionRolePolicy"),
+    "the ECS task execution role per region only: the VPC functions' ENI actions are inline (AWSLambdaVPCAccessExecutionRole adds logs:* on *)");
+  for (const name of FUNCTIONS) {
+    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+    assert.equal(grants(doc, "ec2:CreateNetworkInterface", "*"), IN_VPC.includes(name), `${name}: ENI actions only in a VPC`);
+    assert.equal(grants(doc, "logs:CreateLogGroup", "*"), false, name);
+  }
   for (const r of ofType("aws:iam/role:Role")) assert.equal(r.inputs.managedPolicyArns, undefined, r.name);
 });
 
@@ -161,14 +167,7 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   const grant = (owner: string, action: string) => doc(owner).filter((st) => st.Action.includes(action));
   for (const name of FUNCTIONS) {
     const owner = `policy-${name}-t1`;
-    assert.deepEqual(grant(owner, "dynamodb:UpdateItem")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`]);
-    assert.deepEqual(grant(owner, "ssm:GetParameter")[0].Resource, [
-      `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/*`, `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/*`,
-    ]);
-    const decrypt = grant(owner, "kms:Decrypt");
-    const ssmKey = decrypt.find((st) => st.Condition !== undefined);
-    assert.deepEqual(ssmKey?.Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`]);
-    assert.deepEqual(ssmKey?.Condition, { StringEquals: { "kms:ViaService": "ssm.us-east-1.amazonaws.com" } });
+    assert.deepEqual(grant(owner, "dynamodb:GetItem")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`]);
     assert.deepEqual(grant(owner, "kms:GenerateDataKey")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-sns-t1`], "publishing to an encrypted topic");
     assert.deepEqual(grant(owner, "cloudwatch:PutMetricData")[0].Condition, { StringEquals: { "cloudwatch:namespace": "Cutover" } });
     const logs = doc(`policy-${name}-logs-t1`);
@@ -195,6 +194,57 @@ test("function policies name this stack's table, topics, keys, parameters, liste
     assert.equal(grant(owner, "rds:FailoverGlobalCluster").length, 0, `${owner} cannot move the writer`);
   }
   assert.equal(grant("policy-data-validator-t1", "elasticloadbalancing:ModifyListener").length, 0);
+});
+
+/**
+ * What each crate does to the state table (grep shared/src/state.rs `keys` and the store calls
+ * in functions/<name>/src): every [action, pk] here must be granted, every other pairing refused.
+ */
+const ITEMS: Record<string, [string, string][]> = {
+  "data-validator": [["GetItem", "VALIDATION#r1"], ["PutItem", "VALIDATION#r1"], ["Query", "VALIDATION#r1"]],
+  "lag-probe": [["GetItem", "LAG#eu-west-1"], ["PutItem", "LAG#eu-west-1"]],
+  "traffic-shifter": [["GetItem", "DEPLOYMENT#app"], ["PutItem", "DEPLOYMENT#app"], ["Query", "DEPLOYMENT#app"]],
+  failover: [
+    ["GetItem", "FAILOVER"], ["PutItem", "FAILOVER"], ["UpdateItem", "FAILOVER"], ["ConditionCheckItem", "FAILOVER"],
+    ["GetItem", "LAG#eu-west-1"],
+  ],
+};
+/** The parameters each crate reads (shared/src/db.rs DbAccess and the functions' own), under /migration/. */
+const ACCESS = ["database", "user", "password", "writer-endpoint"].map((p) => `db/t1/${p}`);
+const READERS = REGIONS.map((r) => `db/t1/reader-endpoint/${r}`);
+const READS: Record<string, string[]> = {
+  "data-validator": [...ACCESS, "db/t1/source-dsn"],
+  "lag-probe": [...ACCESS, ...READERS],
+  "traffic-shifter": [],
+  failover: [...ACCESS, ...READERS, "app/t1/active-region"],
+};
+
+test("least privilege per function: the state items it owns (dynamodb:LeadingKeys), the parameters it reads, nothing more", () => {
+  const table = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`;
+  const pks = ["VALIDATION#r1", "LAG#eu-west-1", "DEPLOYMENT#app", "FAILOVER", "MIGRATION"];
+  const actions = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem", "Scan"];
+  const parameters = ofType("aws:ssm/parameter:Parameter").map((p) => String(p.inputs.name).replace("/migration/", ""));
+  const ssmKey = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`;
+  for (const name of FUNCTIONS) {
+    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+    for (const action of actions) {
+      for (const pk of pks) {
+        const expected = ITEMS[name].some(([a, p]) => a === action && p === pk);
+        assert.equal(grants(doc, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), expected, `${name}: ${action} on ${pk}`);
+      }
+    }
+    for (const p of parameters) {
+      assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/${p}`), READS[name].includes(p), `${name}: reads ${p}`);
+    }
+    for (const p of READS[name]) assert.ok(parameters.includes(p), `${p} exists`);
+    const secure = READS[name].some((p) => /password|source-dsn/.test(p));
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "ssm.us-east-1.amazonaws.com" }), secure, `${name}: decrypts SecureStrings`);
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "s3.us-east-1.amazonaws.com" }), false, `${name}: the SSM key through SSM only`);
+  }
+  assert.ok(!grants(identityPolicies().find((d) => d.owner === "policy-lag-probe-t1")?.doc as PolicyDocument,
+    "dynamodb:PutItem", table, { "dynamodb:LeadingKeys": ["FAILOVER"] }), "lag-probe cannot write the lease");
+  const runbook = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc as PolicyDocument;
+  for (const pk of pks) assert.equal(grants(runbook, "dynamodb:UpdateItem", table, { "dynamodb:LeadingKeys": [pk] }), pk === "MIGRATION", `runbook: ${pk}`);
 });
 
 test("KMS key policies: the account root delegates to IAM; services get Decrypt and GenerateDataKey only", () => {

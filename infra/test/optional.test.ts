@@ -35,7 +35,14 @@ before(async () => {
 test("createDms: replication instance, Oracle source, Aurora target, full load and CDC, in the primary's private subnets", () => {
   const instance = ofType("aws:dms/replicationInstance:ReplicationInstance");
   assert.deepEqual(instance.map((i) => [i.region, i.inputs.publiclyAccessible, i.inputs.multiAz]), [["us-east-1", false, false]]);
-  assert.deepEqual(instance[0].inputs.vpcSecurityGroupIds, ["sg-functions-us-east-1-t2-id"], "admitted by the database's group");
+  assert.deepEqual(instance[0].inputs.vpcSecurityGroupIds, ["sg-dms-us-east-1-t2-id"], "its own group, not the functions'");
+  const dmsSg = one("aws:ec2/securityGroup:SecurityGroup", "sg-dms-us-east-1");
+  assert.equal(dmsSg.inputs.ingress, undefined, "nothing inbound");
+  assert.deepEqual(dmsSg.inputs.egress.map((e: { protocol: string; fromPort: number; cidrBlocks: string[] }) => [e.protocol, e.fromPort, e.cidrBlocks]),
+    [["tcp", 1521, ["192.168.0.0/16"]], ["tcp", 5432, ["10.10.0.0/16"]]], "to Oracle on-premises and Aurora only");
+  const db: { fromPort: number; securityGroups?: string[] }[] = one("aws:ec2/securityGroup:SecurityGroup", "sg-db-us-east-1").inputs.ingress;
+  assert.ok(db.some((r) => r.fromPort === 5432 && r.securityGroups?.[0] === "sg-dms-us-east-1-t2-id"), "the database admits DMS");
+  assert.equal(ofType("aws:ec2/securityGroup:SecurityGroup").filter((g) => g.name.startsWith("sg-dms")).length, 1, "in the primary only");
   const subnets = one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets");
   assert.deepEqual(subnets.inputs.subnetIds, ["subnet-private-0-us-east-1-t2-id", "subnet-private-1-us-east-1-t2-id"]);
   const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");

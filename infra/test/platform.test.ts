@@ -104,6 +104,7 @@ test("database: 5432 only, from the tasks' and functions' groups, plus the prima
       [[`sg-functions-${region}-t1-id`], undefined],
     ]);
     const byCidr = rules.filter((r) => r.cidrBlocks !== undefined);
+    assert.deepEqual(one("aws:ec2/securityGroup:SecurityGroup", `sg-db-${region}`).inputs.egress, [], "Aurora opens no connection: no egress at all");
     if (region === "us-east-1") assert.deepEqual(byCidr, [], "the primary admits no CIDR");
     else assert.deepEqual(byCidr.map((r) => r.cidrBlocks), [primaryFunctions], `${region}: only the primary's function subnets`);
   }

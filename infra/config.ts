@@ -5,6 +5,11 @@ export interface Settings {
   suffix: string;
   primaryRegion: string;
   secondaryRegions: string[];
+  /**
+   * Where this stack may put anything (data residency): every region of the stack must be
+   * one of them. The global database copies all data to every stack region.
+   */
+  allowedRegions: string[];
   vpcCidrs: Record<string, string>;
   auroraEngineVersion: string;
   auroraMinAcu: number;
@@ -51,6 +56,9 @@ export interface ConfigSource {
   getObject<T>(key: string): T | undefined;
 }
 
+/** The data-residency boundary unless configured: the three regions of the platform. */
+export const DEFAULT_ALLOWED_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+
 export const DEFAULT_CIDRS: Record<string, string> = {
   "us-east-1": "10.10.0.0/16",
   "eu-west-1": "10.20.0.0/16",
@@ -76,6 +84,10 @@ export function readSettings(c: ConfigSource): Settings {
     if (!REGION.test(r)) fail("primaryRegion/secondaryRegions", r, "AWS region names such as eu-west-1");
   }
   if (new Set(regions).size !== regions.length) fail("secondaryRegions", secondaryRegions, "regions other than the primary, each once");
+  const allowedRegions = c.getObject<string[]>("allowedRegions") ?? DEFAULT_ALLOWED_REGIONS;
+  for (const r of regions) {
+    if (!allowedRegions.includes(r)) fail("primaryRegion/secondaryRegions", r, `regions of allowedRegions (${allowedRegions.join(", ")}): data may not leave them`);
+  }
   const vpcCidrs = { ...DEFAULT_CIDRS, ...(c.getObject<Record<string, string>>("vpcCidrs") ?? {}) };
   for (const r of regions) {
     const cidr = vpcCidrs[r];
@@ -120,6 +132,7 @@ export function readSettings(c: ConfigSource): Settings {
     suffix,
     primaryRegion,
     secondaryRegions,
+    allowedRegions,
     vpcCidrs,
     auroraEngineVersion: c.get("auroraEngineVersion") ?? "15.10",
     auroraMinAcu,

@@ -25,6 +25,10 @@ test("environmentSuffix is the only required key; everything else has a default"
   const s = readSettings(source({ environmentSuffix: "dev" }));
   assert.equal(s.primaryRegion, "us-east-1");
   assert.deepEqual(s.secondaryRegions, ["eu-west-1", "ap-southeast-1"]);
+  assert.deepEqual(s.allowedRegions, ["us-east-1", "eu-west-1", "ap-southeast-1"], "data residency: the three regions");
+  const eu = readSettings(source({ environmentSuffix: "dev", primaryRegion: "eu-west-1", secondaryRegions: ["eu-central-1"], allowedRegions: ["eu-west-1", "eu-central-1"],
+    vpcCidrs: { "eu-central-1": "10.40.0.0/16" } }));
+  assert.deepEqual([eu.primaryRegion, ...eu.secondaryRegions], ["eu-west-1", "eu-central-1"], "an EU-only stack");
   assert.equal(s.createDms, false);
   assert.equal(s.createVpn, false);
   assert.equal(s.oracleEndpoint, "onprem-oracle.example.com");
@@ -89,6 +93,8 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:eu-west-1:123456789012:certificate/x" } }, /certificateArns.*us-east-1/],
     [{ environmentSuffix: "dev", oracleSslMode: "require" }, /oracleSslMode.*verify-ca or none/],
     [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
+    [{ environmentSuffix: "dev", secondaryRegions: ["eu-west-1", "us-west-2"] }, /us-west-2.*allowedRegions.*data may not leave/],
+    [{ environmentSuffix: "dev", allowedRegions: ["eu-west-1", "eu-central-1"] }, /us-east-1.*allowedRegions/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
   ];

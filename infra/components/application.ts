@@ -17,6 +17,8 @@ export interface ApplicationArgs {
   desiredCount: number;
   greenDesiredCount: number;
   maxCount: number;
+  architecture: "ARM64" | "X86_64";
+  containerInsights: boolean;
   /** An ACM certificate of this region: HTTPS on 443, and HTTP redirects to it. */
   certificateArn?: string;
 }
@@ -81,7 +83,7 @@ export class Application extends pulumi.ComponentResource {
 
     const cluster = new aws.ecs.Cluster(n("ecs"), {
       name: n("ecs"),
-      settings: [{ name: "containerInsights", value: "enabled" }],
+      settings: [{ name: "containerInsights", value: args.containerInsights ? "enabled" : "disabled" }],
     }, o);
     const logs = new aws.cloudwatch.LogGroup(n("log-app"), {
       name: `/ecs/${n("app")}`,
@@ -103,6 +105,7 @@ export class Application extends pulumi.ComponentResource {
       memory: "512",
       networkMode: "awsvpc",
       requiresCompatibilities: ["FARGATE"],
+      runtimePlatform: { cpuArchitecture: args.architecture, operatingSystemFamily: "LINUX" },
       executionRoleArn: executionRole.arn,
       containerDefinitions: logs.name.apply((group) => JSON.stringify([{
         name: "app",

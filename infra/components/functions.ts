@@ -15,6 +15,9 @@ export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag
 
 export const LOG_RETENTION_DAYS = 30;
 
+/** Each function's memory (MB): the validator hashes rows in memory; the others are small. */
+export const MEMORY_MB: Record<FunctionName, number> = { "data-validator": 1024, "lag-probe": 256, "traffic-shifter": 256, failover: 256 };
+
 /**
  * Where the CA bundle lands in the functions: a layer's files are unpacked under /opt. A file,
  * not an SSM parameter: a Standard parameter holds 4 KB and the RDS bundles are far larger.
@@ -247,7 +250,7 @@ export class Functions extends pulumi.ComponentResource {
         handler: "bootstrap",
         code: new pulumi.asset.FileArchive(`${args.zipDir}/${fn}/bootstrap.zip`),
         role: role.arn,
-        memorySize: fn === "data-validator" ? 1024 : 256,
+        memorySize: MEMORY_MB[fn],
         // lag-probe samples for 55 s of every minute; the others may run long commands.
         timeout: fn === "lag-probe" ? 75 : 900,
         loggingConfig: { logFormat: "JSON", logGroup: logs.name },

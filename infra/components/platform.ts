@@ -109,6 +109,8 @@ export class Platform extends pulumi.ComponentResource {
       desiredCount: s.desiredCount,
       greenDesiredCount: s.greenDesiredCount,
       maxCount: s.maxCount,
+      architecture: s.taskArchitecture,
+      containerInsights: s.containerInsights,
       certificateArn: s.certificateArns[regions[i]],
     }, child));
     const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) }, child);

@@ -17,5 +17,5 @@ const settings = readSettings({
   getBoolean: (k) => (values[k] === undefined ? undefined : values[k] === "true"),
   getObject: (k) => (values[k] === undefined ? undefined : JSON.parse(values[k])),
 });
-console.log(`Prices of ${PRICES.date} (us-east-1 list prices)\n`);
+console.log(`On-demand list prices per region as of ${PRICES.date} (not fetched from this machine; see components/cost.ts)\n`);
 console.log(costTable(monthlyCost(usageFor(settings))));

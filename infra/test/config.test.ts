@@ -95,6 +95,7 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
     [{ environmentSuffix: "dev", secondaryRegions: ["eu-west-1", "us-west-2"] }, /us-west-2.*allowedRegions.*data may not leave/],
     [{ environmentSuffix: "dev", allowedRegions: ["eu-west-1", "eu-central-1"] }, /us-east-1.*allowedRegions/],
+    [{ environmentSuffix: "dev", taskArchitecture: "arm" }, /taskArchitecture.*ARM64 or X86_64/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
   ];

@@ -196,6 +196,8 @@ test("application per region: Fargate 256/512 with logs; a blue and a green serv
     const task = ofType("aws:ecs/taskDefinition:TaskDefinition", region)[0];
     assert.deepEqual([task.inputs.cpu, task.inputs.memory, task.inputs.networkMode], ["256", "512", "awsvpc"]);
     assert.deepEqual(task.inputs.requiresCompatibilities, ["FARGATE"]);
+    assert.deepEqual(task.inputs.runtimePlatform, { cpuArchitecture: "ARM64", operatingSystemFamily: "LINUX" }, "arm64 Fargate: about 20 % cheaper");
+    assert.deepEqual(ofType("aws:ecs/cluster:Cluster", region)[0].inputs.settings, [{ name: "containerInsights", value: "disabled" }], "Container Insights off by default (priced when on)");
     const container = JSON.parse(task.inputs.containerDefinitions)[0];
     assert.equal(container.logConfiguration.logDriver, "awslogs");
     assert.equal(container.logConfiguration.options["awslogs-group"], `/ecs/app-${region}-t1`);

@@ -155,7 +155,8 @@ export class Application extends pulumi.ComponentResource {
         port: 80,
         protocol: "HTTP",
         defaultActions: redirectToHttps(),
-      }, o);
+        // After the weighted listener has left port 80 (adding a certificate to a running stack).
+      }, { ...o, dependsOn: [listener] });
     }
 
     const groups: Record<Color, aws.lb.TargetGroup> = { blue, green };

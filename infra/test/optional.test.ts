@@ -103,6 +103,8 @@ test("with certificateArns: the weighted listener is HTTPS on 443 (TLS 1.2+), an
     const http = listeners.find((l) => l.inputs.port === 80);
     assert.deepEqual([http?.inputs.protocol, http?.inputs.defaultActions], ["HTTP", [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }]]);
     assert.equal(listeners.length, 2);
+    assert.deepEqual((options.get(http?.name as string)?.dependsOn as pulumi.Resource[]).map(resourceName), [https?.name],
+      "port 80 is free only once the weighted listener has moved to 443");
   }
   const shifter = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "traffic-shifter-t2");
   for (const item of String(shifter?.inputs.environment.variables.CUTOVER_LISTENER_ARNS).split(",")) {

@@ -5,6 +5,11 @@ export interface Settings {
   suffix: string;
   primaryRegion: string;
   secondaryRegions: string[];
+  /**
+   * Where this stack may put anything (data residency): every region of the stack must be
+   * one of them. The global database copies all data to every stack region.
+   */
+  allowedRegions: string[];
   vpcCidrs: Record<string, string>;
   auroraEngineVersion: string;
   auroraMinAcu: number;
@@ -16,14 +21,28 @@ export interface Settings {
   desiredCount: number;
   greenDesiredCount: number;
   maxCount: number;
+  /** The tasks' CPU architecture (Fargate ARM64 costs about 20 % less; the image must have an arm64 variant). */
+  taskArchitecture: "ARM64" | "X86_64";
+  /** ECS Container Insights on the clusters (priced as custom metrics and logs); off by default. */
+  containerInsights: boolean;
   createDms: boolean;
   createVpn: boolean;
+  /** Create the account-wide `dms-vpc-role` DMS needs (default: with createDms). */
+  createDmsVpcRole: boolean;
+  /** failover's reserved concurrency; unset by default (an account's quota may be 10). */
+  failoverReservedConcurrency?: number;
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
   customerGatewayIp: string;
+  /** An ACM certificate per region for the ALBs' HTTPS listeners; none = HTTP only. */
+  certificateArns: Record<string, string>;
+  /** DMS to Oracle: `verify-ca` (TCPS, the listener's CA from oracleCaCertificateFile) or `none`. */
+  oracleSslMode: "verify-ca" | "none";
+  oracleCaCertificateFile?: string;
   onPremCidr: string;
-  caBundlePem: string;
+  /** The PEM bundle the functions verify Aurora with, shipped to them in a layer. */
+  caBundleFile: string;
   alertEmail?: string;
   validationSchedule: string;
   validationTables: string;
@@ -40,6 +59,9 @@ export interface ConfigSource {
   getBoolean(key: string): boolean | undefined;
   getObject<T>(key: string): T | undefined;
 }
+
+/** The data-residency boundary unless configured: the three regions of the platform. */
+export const DEFAULT_ALLOWED_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 
 export const DEFAULT_CIDRS: Record<string, string> = {
   "us-east-1": "10.10.0.0/16",
@@ -66,6 +88,10 @@ export function readSettings(c: ConfigSource): Settings {
     if (!REGION.test(r)) fail("primaryRegion/secondaryRegions", r, "AWS region names such as eu-west-1");
   }
   if (new Set(regions).size !== regions.length) fail("secondaryRegions", secondaryRegions, "regions other than the primary, each once");
+  const allowedRegions = c.getObject<string[]>("allowedRegions") ?? DEFAULT_ALLOWED_REGIONS;
+  for (const r of regions) {
+    if (!allowedRegions.includes(r)) fail("primaryRegion/secondaryRegions", r, `regions of allowedRegions (${allowedRegions.join(", ")}): data may not leave them`);
+  }
   const vpcCidrs = { ...DEFAULT_CIDRS, ...(c.getObject<Record<string, string>>("vpcCidrs") ?? {}) };
   for (const r of regions) {
     const cidr = vpcCidrs[r];
@@ -79,6 +105,27 @@ export function readSettings(c: ConfigSource): Settings {
   if (auroraMinAcu < 0.5 || auroraMaxAcu > 128 || auroraMinAcu > auroraMaxAcu) {
     fail("auroraMinAcu/auroraMaxAcu", [auroraMinAcu, auroraMaxAcu], "0.5 <= min <= max <= 128");
   }
+  const taskArchitecture = c.get("taskArchitecture") ?? "ARM64";
+  if (taskArchitecture !== "ARM64" && taskArchitecture !== "X86_64") fail("taskArchitecture", taskArchitecture, "ARM64 or X86_64");
+  const certificateArns = c.getObject<Record<string, string>>("certificateArns") ?? {};
+  if (Object.keys(certificateArns).length > 0) {
+    for (const r of regions) {
+      if (!new RegExp(`^arn:aws[a-z-]*:acm:${r}:\\d{12}:certificate/\\S+$`).test(certificateArns[r] ?? "")) {
+        fail("certificateArns", certificateArns, `an ACM certificate ARN of ${r} for every region (certificates are regional), or none`);
+      }
+    }
+  }
+  const oracleSslMode = c.get("oracleSslMode") ?? "verify-ca";
+  if (oracleSslMode !== "verify-ca" && oracleSslMode !== "none") fail("oracleSslMode", oracleSslMode, "verify-ca or none");
+  const oracleCaCertificateFile = c.get("oracleCaCertificateFile");
+  const failoverReservedConcurrency = c.getNumber("failoverReservedConcurrency");
+  if (failoverReservedConcurrency !== undefined && (!Number.isInteger(failoverReservedConcurrency) || failoverReservedConcurrency < 1)) {
+    fail("failoverReservedConcurrency", failoverReservedConcurrency, "a whole number >= 1, or unset");
+  }
+  const createDms = c.getBoolean("createDms") ?? false;
+  if (createDms && oracleSslMode === "verify-ca" && oracleCaCertificateFile === undefined) {
+    fail("oracleCaCertificateFile", oracleCaCertificateFile, "the PEM of the CA that signed the Oracle listener's TCPS certificate (or oracleSslMode=none)");
+  }
   const desiredCount = c.getNumber("desiredCount") ?? 2;
   const greenDesiredCount = c.getNumber("greenDesiredCount") ?? desiredCount;
   const maxCount = c.getNumber("maxCount") ?? 6;
@@ -91,6 +138,7 @@ export function readSettings(c: ConfigSource): Settings {
     suffix,
     primaryRegion,
     secondaryRegions,
+    allowedRegions,
     vpcCidrs,
     auroraEngineVersion: c.get("auroraEngineVersion") ?? "15.10",
     auroraMinAcu,
@@ -102,14 +150,21 @@ export function readSettings(c: ConfigSource): Settings {
     desiredCount,
     greenDesiredCount,
     maxCount,
-    createDms: c.getBoolean("createDms") ?? false,
+    taskArchitecture,
+    containerInsights: c.getBoolean("containerInsights") ?? false,
+    createDms,
     createVpn: c.getBoolean("createVpn") ?? false,
+    createDmsVpcRole: c.getBoolean("createDmsVpcRole") ?? createDms,
+    failoverReservedConcurrency,
     oracleEndpoint: c.get("oracleEndpoint") ?? "onprem-oracle.example.com",
     oraclePort: c.getNumber("oraclePort") ?? 1521,
     oracleServiceName: c.get("oracleServiceName") ?? "ORCL",
     customerGatewayIp: c.get("customerGatewayIp") ?? "203.0.113.1",
+    certificateArns,
+    oracleSslMode,
+    oracleCaCertificateFile,
     onPremCidr: c.get("onPremCidr") ?? "192.168.0.0/16",
-    caBundlePem: c.get("caBundlePem") ?? "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE",
+    caBundleFile: c.get("caBundleFile") ?? "rds-global-bundle.pem",
     alertEmail: c.get("alertEmail"),
     validationSchedule: c.get("validationSchedule") ?? "rate(1 day)",
     validationTables: c.get("validationTables") ?? "",

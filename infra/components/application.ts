@@ -17,6 +17,18 @@ export interface ApplicationArgs {
   desiredCount: number;
   greenDesiredCount: number;
   maxCount: number;
+  architecture: "ARM64" | "X86_64";
+  containerInsights: boolean;
+  /** An ACM certificate of this region: HTTPS on 443, and HTTP redirects to it. */
+  certificateArn?: string;
+}
+
+/** The TLS policy of the HTTPS listener: TLS 1.3 and 1.2 only. */
+export const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+/** Port 80's action when HTTPS exists: a permanent redirect to the same URL over HTTPS. */
+export function redirectToHttps() {
+  return [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }];
 }
 
 export const COLORS = ["blue", "green"] as const;
@@ -71,7 +83,7 @@ export class Application extends pulumi.ComponentResource {
 
     const cluster = new aws.ecs.Cluster(n("ecs"), {
       name: n("ecs"),
-      settings: [{ name: "containerInsights", value: "enabled" }],
+      settings: [{ name: "containerInsights", value: args.containerInsights ? "enabled" : "disabled" }],
     }, o);
     const logs = new aws.cloudwatch.LogGroup(n("log-app"), {
       name: `/ecs/${n("app")}`,
@@ -93,6 +105,7 @@ export class Application extends pulumi.ComponentResource {
       memory: "512",
       networkMode: "awsvpc",
       requiresCompatibilities: ["FARGATE"],
+      runtimePlatform: { cpuArchitecture: args.architecture, operatingSystemFamily: "LINUX" },
       executionRoleArn: executionRole.arn,
       containerDefinitions: logs.name.apply((group) => JSON.stringify([{
         name: "app",
@@ -125,12 +138,26 @@ export class Application extends pulumi.ComponentResource {
     }, o);
     const blue = group("blue");
     const green = group("green");
+    // The weighted listener (the one the traffic-shifter moves): HTTPS with a certificate,
+    // plain HTTP without one (the documented default); with HTTPS, port 80 only redirects.
+    const https = args.certificateArn !== undefined;
     const listener = new aws.lb.Listener(n("listener"), {
       loadBalancerArn: alb.arn,
-      port: 80,
-      protocol: "HTTP",
+      port: https ? 443 : 80,
+      protocol: https ? "HTTPS" : "HTTP",
+      certificateArn: args.certificateArn,
+      sslPolicy: https ? TLS_POLICY : undefined,
       defaultActions: initialForward(blue.arn, green.arn),
     }, listenerOptions(o));
+    if (https) {
+      new aws.lb.Listener(n("listener-redirect"), {
+        loadBalancerArn: alb.arn,
+        port: 80,
+        protocol: "HTTP",
+        defaultActions: redirectToHttps(),
+        // After the weighted listener has left port 80 (adding a certificate to a running stack).
+      }, { ...o, dependsOn: [listener] });
+    }
 
     const groups: Record<Color, aws.lb.TargetGroup> = { blue, green };
     const desired: Record<Color, number> = { blue: args.desiredCount, green: args.greenDesiredCount };

@@ -67,7 +67,8 @@ export class Database extends pulumi.ComponentResource {
       storageEncrypted: true,
       deletionProtection: false,
       forceDestroy: true,
-    }, { parent: this, provider: primary.provider });
+      // A minor-version upgrade AWS applies, or one made through the global cluster, is not drift.
+    }, { parent: this, provider: primary.provider, ignoreChanges: ["engineVersion"] });
 
     const regional: RegionalDatabase[] = [];
     let primaryInstance: aws.rds.ClusterInstance | undefined;
@@ -95,6 +96,9 @@ export class Database extends pulumi.ComponentResource {
         engineVersion: args.engineVersion,
         engineMode: "provisioned",
         globalClusterIdentifier: global.id,
+        // Said on the primary as on the global cluster (else a refresh shows a diff); a
+        // secondary takes the global database's and may not name one.
+        databaseName: isPrimary ? args.databaseName : undefined,
         masterUsername: isPrimary ? args.masterUsername : undefined,
         masterPassword: isPrimary ? password.result : undefined,
         dbSubnetGroupName: subnets.name,
@@ -121,7 +125,7 @@ export class Database extends pulumi.ComponentResource {
         engine,
         engineVersion: args.engineVersion,
         publiclyAccessible: false,
-      }, o);
+      }, { ...o, ignoreChanges: ["engineVersion"] });
       if (isPrimary) primaryInstance = instance;
       regional.push({
         region: r.region,

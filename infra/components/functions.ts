@@ -3,8 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
 import {
-  alarmArn, assumedBy, dataValidatorPolicy, failoverPolicy, FunctionScope, lagProbePolicy, logsPolicy,
-  PolicyDocument, policyJson, trafficShifterPolicy,
+  alarmArn, assumedBy, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
+  PolicyDocument, policyJson, trafficShifterCalls,
 } from "./iam";
 
 export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"] as const;
@@ -14,6 +14,15 @@ export type FunctionName = (typeof FUNCTIONS)[number];
 export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag-probe", "failover"]);
 
 export const LOG_RETENTION_DAYS = 30;
+
+/** Each function's memory (MB): the validator hashes rows in memory; the others are small. */
+export const MEMORY_MB: Record<FunctionName, number> = { "data-validator": 1024, "lag-probe": 256, "traffic-shifter": 256, failover: 256 };
+
+/**
+ * Where the CA bundle lands in the functions: a layer's files are unpacked under /opt. A file,
+ * not an SSM parameter: a Standard parameter holds 4 KB and the RDS bundles are far larger.
+ */
+export const CA_BUNDLE_PATH = "/opt/rds-ca-bundle.pem";
 
 export interface RegionalTargets {
   region: string;
@@ -47,9 +56,13 @@ export interface FunctionsArgs {
   globalClusterArn: pulumi.Input<string>;
   accountId: pulumi.Input<string>;
   zipDir: string;
+  /** The CA bundle (PEM) on this machine; shipped to the database functions in a layer. */
+  caBundleFile: string;
   validationTables: string;
   validationSchemas: string;
   oracleLayerArn?: string;
+  /** failover's reserved concurrency, when configured. */
+  failoverReservedConcurrency?: number;
   alarms: WatchedAlarms;
   metricsNamespace: string;
 }
@@ -78,13 +91,14 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
     case "data-validator":
       return {
         ...common,
+        CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH,
         CUTOVER_VALIDATION_TOPIC_ARN: a.validationTopicArn,
         // Blank = every table of the schemas (the crate treats a blank variable as unset).
         CUTOVER_VALIDATION_TABLES: a.validationTables,
         CUTOVER_VALIDATION_SCHEMAS: a.validationSchemas,
       };
     case "lag-probe":
-      return { ...common, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
+      return { ...common, CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
     case "traffic-shifter":
       return {
         ...common,
@@ -98,6 +112,7 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
     case "failover":
       return {
         ...common,
+        CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH,
         CUTOVER_FAILOVER_DRIVER: "aurora-global",
         CUTOVER_GLOBAL_CLUSTER_ID: a.globalClusterId,
         CUTOVER_CLUSTER_ARNS: byRegion(a.regions, region, (r) => r.clusterArn),
@@ -109,27 +124,79 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
   }
 }
 
+/**
+ * The SSM parameters each crate reads (shared/src/db.rs `DbAccess`, data-validator's
+ * source DSN, lag-probe's and failover's endpoints, failover's active region), relative to
+ * `/migration/`. traffic-shifter reads none. The CA bundle is a file (CUTOVER_DB_CA_FILE).
+ */
+export function parametersRead(fn: FunctionName, suffix: string, regions: string[]): string[] {
+  const db = (p: string) => `db/${suffix}/${p}`;
+  const access = ["database", "user", "password", "writer-endpoint"].map(db);
+  const readers = regions.map((r) => db(`reader-endpoint/${r}`));
+  switch (fn) {
+    case "data-validator": return [...access, db("source-dsn")];
+    case "lag-probe": return [...access, ...readers];
+    case "traffic-shifter": return [];
+    case "failover": return [...access, ...readers, `app/${suffix}/active-region`];
+  }
+}
+
+/** The SecureStrings among the parameters (`password`, `source-dsn`). */
+const SECURE = /\/(password|source-dsn)$/;
+
+/**
+ * The state items each crate touches, by family (the keys of shared/src/state.rs): the
+ * validator its runs, lag-probe the latest samples, the shifter its deployments, failover
+ * its lease, state and events, reading the lag samples to choose a target.
+ */
+export function itemGrants(fn: FunctionName): ItemGrant[] {
+  switch (fn) {
+    case "data-validator":
+      return [{ sid: "ValidationRuns", actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.validation] }];
+    case "lag-probe":
+      return [{ sid: "LagSamples", actions: ["dynamodb:GetItem", "dynamodb:PutItem"], families: [ITEM_FAMILIES.lag] }];
+    case "traffic-shifter":
+      return [{ sid: "Deployments", actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.deployment] }];
+    case "failover":
+      return [
+        {
+          sid: "LeaseAndState",
+          actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+          families: [ITEM_FAMILIES.failover],
+        },
+        { sid: "ReadLagSamples", actions: ["dynamodb:GetItem"], families: [ITEM_FAMILIES.lag] },
+      ];
+  }
+}
+
 /** Each function's inline policy: only what its crate calls, on this stack's resources. */
 export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyDocument> {
   const arn = (service: string, resource: string) =>
     pulumi.interpolate`arn:aws:${service}:${a.primaryRegion}:${a.accountId}:${resource}`;
-  const scope: FunctionScope = {
-    stateTableArn: a.stateTableArn,
-    opsTopicArn: a.opsTopicArn,
-    ssmDbPathArn: arn("ssm", `parameter/migration/db/${a.suffix}/*`),
-    ssmAppPathArn: arn("ssm", `parameter/migration/app/${a.suffix}/*`),
-    ssmKeyArn: a.ssmKeyArn,
-    ssmRegion: a.primaryRegion,
-    snsKeyArn: a.snsKeyArn,
-    metricsNamespace: a.metricsNamespace,
+  const regions = a.regions.map((r) => r.region);
+  const access = (fn: FunctionName, topicArns: pulumi.Input<string>[]): FunctionAccess => {
+    const read = parametersRead(fn, a.suffix, regions);
+    return {
+      stateTableArn: a.stateTableArn,
+      items: itemGrants(fn),
+      parameterArns: read.map((p) => arn("ssm", `parameter/migration/${p}`)),
+      readsSecureStrings: read.some((p) => SECURE.test(p)),
+      ssmKeyArn: a.ssmKeyArn,
+      ssmRegion: a.primaryRegion,
+      topicArns,
+      snsKeyArn: a.snsKeyArn,
+      metricsNamespace: a.metricsNamespace,
+      inVpc: IN_VPC.has(fn),
+    };
   };
   const watched = a.regions.flatMap((r) => a.alarms.trafficShifter.map((alarm) =>
     pulumi.output(a.accountId).apply((account) => alarmArn(r.region, account, alarm))));
   return {
-    "data-validator": dataValidatorPolicy(scope, a.validationTopicArn),
-    "lag-probe": lagProbePolicy(scope),
-    "traffic-shifter": trafficShifterPolicy(scope, a.regions.map((r) => r.listenerArn), watched),
-    failover: failoverPolicy(scope, {
+    "data-validator": functionPolicy(access("data-validator", [a.opsTopicArn, a.validationTopicArn])),
+    "lag-probe": functionPolicy(access("lag-probe", [a.opsTopicArn])),
+    "traffic-shifter": functionPolicy(access("traffic-shifter", [a.opsTopicArn]),
+      trafficShifterCalls(a.regions.map((r) => r.listenerArn), watched)),
+    failover: functionPolicy(access("failover", [a.opsTopicArn]), failoverCalls({
       globalClusterArn: a.globalClusterArn,
       clusterArns: a.regions.map((r) => r.clusterArn),
       rewrittenParameterArns: [
@@ -137,7 +204,7 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
         arn("ssm", `parameter/migration/app/${a.suffix}/active-region`),
       ],
       eventBusArn: arn("events", "event-bus/default"),
-    }),
+    })),
   };
 }
 
@@ -145,8 +212,9 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
  * The four Rust Lambdas, in the primary region: `provided.al2023` on arm64 from
  * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
  * one role each with an inline least-privilege policy; the three that reach a database
- * run in the function subnets. failover has a reserved concurrency of 1: a storm of
- * alarm events queues behind one execution instead of racing for the lease.
+ * run in the function subnets. failover's reserved concurrency is configurable and unset by
+ * default (a new account's quota of 10 cannot spare any): exactly-once comes from the
+ * lease's fencing epoch in DynamoDB, not from the concurrency.
  */
 export class Functions extends pulumi.ComponentResource {
   readonly arns = {} as Record<FunctionName, pulumi.Output<string>>;
@@ -158,20 +226,23 @@ export class Functions extends pulumi.ComponentResource {
     const o = { parent: this, provider: args.provider };
     const n = (type: string) => name(type, args.suffix);
     this.policies = functionPolicies(args);
+    const caLayer = new aws.lambda.LayerVersion(n("layer-db-ca"), {
+      layerName: n("db-ca-bundle"),
+      description: "the CA bundle the functions verify Aurora with (verify-full)",
+      code: new pulumi.asset.AssetArchive({ [CA_BUNDLE_PATH.replace("/opt/", "")]: new pulumi.asset.FileAsset(args.caBundleFile) }),
+      compatibleArchitectures: ["arm64"],
+      compatibleRuntimes: ["provided.al2023"],
+    }, o);
 
     for (const fn of FUNCTIONS) {
       const fname = n(fn);
       const logs = new aws.cloudwatch.LogGroup(n(`log-${fn}`), { name: `/aws/lambda/${fname}`, retentionInDays: LOG_RETENTION_DAYS }, o);
       const role = new aws.iam.Role(n(`role-${fn}`), { assumeRolePolicy: assumedBy("lambda.amazonaws.com") }, o);
-      new aws.iam.RolePolicy(n(`policy-${fn}`), { role: role.id, policy: policyJson(this.policies[fn]) }, o);
+      // The function waits for its policy: a VPC function's network interfaces are created
+      // with it (the ENI actions are in it, instead of AWSLambdaVPCAccessExecutionRole's logs:*).
+      const policy = new aws.iam.RolePolicy(n(`policy-${fn}`), { role: role.id, policy: policyJson(this.policies[fn]) }, o);
       new aws.iam.RolePolicy(n(`policy-${fn}-logs`), { role: role.id, policy: policyJson(logsPolicy(logs.arn)) }, o);
       const inVpc = IN_VPC.has(fn);
-      const vpcAccess = inVpc
-        ? [new aws.iam.RolePolicyAttachment(n(`role-${fn}-vpc`), {
-          role: role.name,
-          policyArn: "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-        }, o)]
-        : [];
       const lambda = new aws.lambda.Function(n(`fn-${fn}`), {
         name: fname,
         runtime: "provided.al2023",
@@ -179,15 +250,15 @@ export class Functions extends pulumi.ComponentResource {
         handler: "bootstrap",
         code: new pulumi.asset.FileArchive(`${args.zipDir}/${fn}/bootstrap.zip`),
         role: role.arn,
-        memorySize: fn === "data-validator" ? 1024 : 256,
+        memorySize: MEMORY_MB[fn],
         // lag-probe samples for 55 s of every minute; the others may run long commands.
         timeout: fn === "lag-probe" ? 75 : 900,
         loggingConfig: { logFormat: "JSON", logGroup: logs.name },
         environment: { variables: environment(fn, args) },
         vpcConfig: inVpc ? { subnetIds: args.subnetIds, securityGroupIds: [args.securityGroupId] } : undefined,
-        layers: fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : undefined,
-        reservedConcurrentExecutions: fn === "failover" ? 1 : undefined,
-      }, { ...o, dependsOn: [logs, ...vpcAccess] });
+        layers: inVpc ? [caLayer.arn, ...(fn === "data-validator" && args.oracleLayerArn !== undefined ? [args.oracleLayerArn] : [])] : undefined,
+        reservedConcurrentExecutions: fn === "failover" ? args.failoverReservedConcurrency : undefined,
+      }, { ...o, dependsOn: [logs, policy] });
       this.arns[fn] = lambda.arn;
       this.names[fn] = lambda.name;
     }

@@ -17,6 +17,16 @@ export interface PolicyDocument {
   Statement: Statement[];
 }
 
+/** The network-interface actions a function in a VPC needs (AWSLambdaVPCAccessExecutionRole without its logs:*). */
+export const ENI_ACTIONS = [
+  "ec2:CreateNetworkInterface",
+  "ec2:DescribeNetworkInterfaces",
+  "ec2:DescribeSubnets",
+  "ec2:DeleteNetworkInterface",
+  "ec2:AssignPrivateIpAddresses",
+  "ec2:UnassignPrivateIpAddresses",
+];
+
 /** Actions that AWS only grants on "*" (no resource-level permissions), and why. */
 export const RESOURCE_WILDCARD_ALLOWED: Readonly<Record<string, string>> = {
   "cloudwatch:PutMetricData": "no resource-level permissions; limited by the cloudwatch:namespace condition",
@@ -24,6 +34,7 @@ export const RESOURCE_WILDCARD_ALLOWED: Readonly<Record<string, string>> = {
   "elasticloadbalancing:DescribeListeners": "ELB Describe* calls take no resource-level permissions",
   "elasticloadbalancing:DescribeTargetHealth": "ELB Describe* calls take no resource-level permissions",
   "rds:DescribeGlobalClusters": "read-only; resource scoping is not reliably honoured for DescribeGlobalClusters",
+  ...Object.fromEntries(ENI_ACTIONS.map((a) => [a, "a VPC function's network interfaces, created by Lambda with the function's role; AWS's own policy grants them on \"*\""])),
 };
 
 /**
@@ -31,8 +42,8 @@ export const RESOURCE_WILDCARD_ALLOWED: Readonly<Record<string, string>> = {
  * Anything else attached is a test failure.
  */
 export const MANAGED_POLICIES_ALLOWED: Readonly<Record<string, string>> = {
-  "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole":
-    "the ec2 network-interface actions a VPC Lambda needs; AWS grants them on \"*\" only",
+  "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole":
+    "the account-wide dms-vpc-role DMS requires by that exact name; AWS defines its ENI actions",
   "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy":
     "the ECS agent's image pull and log writes for the application's tasks",
 };
@@ -47,67 +58,87 @@ export function alarmArn(region: string, accountId: string, alarmName: string): 
   return `arn:aws:cloudwatch:${region}:${accountId}:alarm:${alarmName}`;
 }
 
-/** What every function may touch: this stack's table, parameters, keys and ops topic. */
-export interface FunctionScope {
-  stateTableArn: pulumi.Input<string>;
-  opsTopicArn: pulumi.Input<string>;
-  /** `arn:aws:ssm:<region>:<account>:parameter/migration/db/<suffix>/*`, and the app path. */
-  ssmDbPathArn: pulumi.Input<string>;
-  ssmAppPathArn: pulumi.Input<string>;
-  /** The key of the SecureString parameters; decrypted only through SSM in this region. */
-  ssmKeyArn: pulumi.Input<string>;
-  ssmRegion: string;
-  /** The key of the SNS topics: publishing to an encrypted topic needs GenerateDataKey. */
-  snsKeyArn: pulumi.Input<string>;
-  metricsNamespace: string;
+/**
+ * The state table's item families: the partition keys of shared/src/state.rs (`keys`) and
+ * of failover's own `FAILOVER`/`STATE` item. A grant names the families a function touches.
+ */
+export const ITEM_FAMILIES = {
+  validation: "VALIDATION#*",
+  lag: "LAG#*",
+  deployment: "DEPLOYMENT#*",
+  /** LEASE, STATE and EVENT#<ts> items. */
+  failover: "FAILOVER",
+  migration: "MIGRATION",
+} as const;
+
+/** Some item actions on some families of the state table, enforced by `dynamodb:LeadingKeys`. */
+export interface ItemGrant {
+  sid: string;
+  actions: string[];
+  families: string[];
 }
 
-function common(s: FunctionScope, extra: Statement[]): PolicyDocument {
+export function itemStatement(tableArn: pulumi.Input<string>, g: ItemGrant): Statement {
   return {
-    Version: "2012-10-17",
-    Statement: [
-      {
-        Sid: "State",
-        Effect: "Allow",
-        Action: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
-        Resource: [s.stateTableArn],
-      },
-      { Sid: "ReadParameters", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: [s.ssmDbPathArn, s.ssmAppPathArn] },
-      {
-        Sid: "DecryptSecureStrings",
-        Effect: "Allow",
-        Action: ["kms:Decrypt"],
-        Resource: [s.ssmKeyArn],
-        Condition: { StringEquals: { "kms:ViaService": `ssm.${s.ssmRegion}.amazonaws.com` } },
-      },
-      { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: [s.opsTopicArn] },
-      { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [s.snsKeyArn] },
-      {
-        Sid: "Metrics",
-        Effect: "Allow",
-        Action: ["cloudwatch:PutMetricData"],
-        Resource: ["*"],
-        Condition: { StringEquals: { "cloudwatch:namespace": s.metricsNamespace } },
-      },
-      ...extra,
-    ],
+    Sid: g.sid,
+    Effect: "Allow",
+    Action: g.actions,
+    Resource: [tableArn],
+    Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": g.families } },
   };
 }
 
-export function dataValidatorPolicy(s: FunctionScope, validationTopicArn: pulumi.Input<string>): PolicyDocument {
-  return common(s, [{ Sid: "PublishResults", Effect: "Allow", Action: ["sns:Publish"], Resource: [validationTopicArn] }]);
+
+/** What a function may touch: the items, parameters and topics its crate uses, nothing else. */
+export interface FunctionAccess {
+  stateTableArn: pulumi.Input<string>;
+  items: ItemGrant[];
+  /** The parameters it reads (exact ARNs). */
+  parameterArns: pulumi.Input<string>[];
+  /** Whether one of them is a SecureString (decrypted with ssmKeyArn, only through SSM). */
+  readsSecureStrings: boolean;
+  ssmKeyArn: pulumi.Input<string>;
+  ssmRegion: string;
+  /** The topics it publishes to, and their key (publishing to an encrypted topic needs GenerateDataKey). */
+  topicArns: pulumi.Input<string>[];
+  snsKeyArn: pulumi.Input<string>;
+  metricsNamespace: string;
+  /** Runs in a VPC: may manage its network interfaces. */
+  inVpc: boolean;
 }
 
-export function lagProbePolicy(s: FunctionScope): PolicyDocument {
-  return common(s, []);
+/** A function's policy: its items, parameters, topics and metrics, plus `extra` (its AWS calls). */
+export function functionPolicy(a: FunctionAccess, extra: Statement[] = []): PolicyDocument {
+  const statements: Statement[] = a.items.map((g) => itemStatement(a.stateTableArn, g));
+  if (a.parameterArns.length > 0) {
+    statements.push({ Sid: "ReadParameters", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: a.parameterArns });
+  }
+  if (a.readsSecureStrings) {
+    statements.push({
+      Sid: "DecryptSecureStrings",
+      Effect: "Allow",
+      Action: ["kms:Decrypt"],
+      Resource: [a.ssmKeyArn],
+      Condition: { StringEquals: { "kms:ViaService": `ssm.${a.ssmRegion}.amazonaws.com` } },
+    });
+  }
+  statements.push(
+    { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: a.topicArns },
+    { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [a.snsKeyArn] },
+    {
+      Sid: "Metrics",
+      Effect: "Allow",
+      Action: ["cloudwatch:PutMetricData"],
+      Resource: ["*"],
+      Condition: { StringEquals: { "cloudwatch:namespace": a.metricsNamespace } },
+    },
+  );
+  if (a.inVpc) statements.push({ Sid: "VpcNetworkInterfaces", Effect: "Allow", Action: ENI_ACTIONS, Resource: ["*"] });
+  return { Version: "2012-10-17", Statement: [...statements, ...extra] };
 }
 
-export function trafficShifterPolicy(
-  s: FunctionScope,
-  listenerArns: pulumi.Input<string>[],
-  watchedAlarmArns: pulumi.Input<string>[],
-): PolicyDocument {
-  return common(s, [
+export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[]): Statement[] {
+  return [
     { Sid: "ShiftWeights", Effect: "Allow", Action: ["elasticloadbalancing:ModifyListener"], Resource: listenerArns },
     {
       Sid: "ReadListenersAndHealth",
@@ -117,25 +148,22 @@ export function trafficShifterPolicy(
     },
     { Sid: "AlarmGates", Effect: "Allow", Action: ["cloudwatch:DescribeAlarms"], Resource: watchedAlarmArns },
     { Sid: "LatencyGate", Effect: "Allow", Action: ["cloudwatch:GetMetricStatistics"], Resource: ["*"] },
-  ]);
+  ];
 }
 
-export function failoverPolicy(
-  s: FunctionScope,
-  move: {
-    globalClusterArn: pulumi.Input<string>;
-    clusterArns: pulumi.Input<string>[];
-    /** The only parameters failover writes: the writer endpoint and the active region. */
-    rewrittenParameterArns: pulumi.Input<string>[];
-    eventBusArn: pulumi.Input<string>;
-  },
-): PolicyDocument {
-  return common(s, [
+export function failoverCalls(move: {
+  globalClusterArn: pulumi.Input<string>;
+  clusterArns: pulumi.Input<string>[];
+  /** The only parameters failover writes: the writer endpoint and the active region. */
+  rewrittenParameterArns: pulumi.Input<string>[];
+  eventBusArn: pulumi.Input<string>;
+}): Statement[] {
+  return [
     { Sid: "MoveTheWriter", Effect: "Allow", Action: ["rds:SwitchoverGlobalCluster", "rds:FailoverGlobalCluster"], Resource: [move.globalClusterArn, ...move.clusterArns] },
     { Sid: "WatchTheMove", Effect: "Allow", Action: ["rds:DescribeGlobalClusters"], Resource: ["*"] },
     { Sid: "RewriteEndpoints", Effect: "Allow", Action: ["ssm:PutParameter"], Resource: move.rewrittenParameterArns },
     { Sid: "Announce", Effect: "Allow", Action: ["events:PutEvents"], Resource: [move.eventBusArn] },
-  ]);
+  ];
 }
 
 /** The runbook state machine: invoke two functions, move the migration phase, notify. */
@@ -149,7 +177,7 @@ export function runbookPolicy(r: {
     Version: "2012-10-17",
     Statement: [
       { Sid: "Invoke", Effect: "Allow", Action: ["lambda:InvokeFunction"], Resource: r.functionArns },
-      { Sid: "RecordPhase", Effect: "Allow", Action: ["dynamodb:UpdateItem"], Resource: [r.stateTableArn] },
+      itemStatement(r.stateTableArn, { sid: "RecordPhase", actions: ["dynamodb:UpdateItem"], families: [ITEM_FAMILIES.migration] }),
       { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: [r.opsTopicArn] },
       { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [r.snsKeyArn] },
     ],

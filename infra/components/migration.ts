@@ -1,7 +1,10 @@
+import { readFileSync } from "node:fs";
+
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
+import { assumedBy } from "./iam";
 
 export interface MigrationArgs {
   suffix: string;
@@ -9,13 +12,21 @@ export interface MigrationArgs {
   provider: aws.Provider;
   createDms: boolean;
   createVpn: boolean;
+  /** Create the account-wide `dms-vpc-role` (it must not exist yet). */
+  createDmsVpcRole: boolean;
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   privateRouteTableId: pulumi.Input<string>;
-  securityGroupId: pulumi.Input<string>;
+  /** DMS's own security group (with createDms). */
+  securityGroupId?: pulumi.Input<string>;
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
+  /** `verify-ca`: TCPS to Oracle, its listener's CA read from oracleCaCertificateFile. */
+  oracleSslMode: "verify-ca" | "none";
+  oracleCaCertificateFile?: string;
+  /** The RDS CA bundle (PEM file) the Aurora target is verified with (verify-full). */
+  targetCaBundleFile: string;
   /** The Aurora writer this task loads into, and its credentials. */
   targetEndpoint: pulumi.Input<string>;
   targetDatabase: string;
@@ -67,11 +78,23 @@ export class Migration extends pulumi.ComponentResource {
         { name: `/migration/db/${args.suffix}/oracle-password`, withDecryption: true },
         { parent: this, provider: args.provider },
       );
+      // DMS looks for a role of exactly this name, once per account, to manage its network
+      // interfaces; the console creates it on first use, an API-only account has none.
+      const vpcRole = args.createDmsVpcRole
+        ? [new aws.iam.RolePolicyAttachment(n("dms-vpc-role-policy"), {
+          role: new aws.iam.Role(n("dms-vpc-role"), { name: "dms-vpc-role", assumeRolePolicy: assumedBy("dms.amazonaws.com") }, o).name,
+          policyArn: "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
+        }, o)]
+        : [];
+      const certificate = (id: string, file: string) => new aws.dms.Certificate(n(id), {
+        certificateId: n(id),
+        certificatePem: readFileSync(file, "utf8"),
+      }, o);
       const subnets = new aws.dms.ReplicationSubnetGroup(n("dms-subnets"), {
         replicationSubnetGroupId: n("dms-subnets"),
         replicationSubnetGroupDescription: "cutover DMS, private subnets of the primary region",
         subnetIds: args.privateSubnetIds,
-      }, o);
+      }, { ...o, dependsOn: vpcRole });
       const instance = new aws.dms.ReplicationInstance(n("dms"), {
         replicationInstanceId: n("dms"),
         replicationInstanceClass: "dms.t3.medium",
@@ -79,7 +102,7 @@ export class Migration extends pulumi.ComponentResource {
         multiAz: false,
         publiclyAccessible: false,
         replicationSubnetGroupId: subnets.id,
-        vpcSecurityGroupIds: [args.securityGroupId],
+        vpcSecurityGroupIds: [args.securityGroupId as pulumi.Input<string>],
         applyImmediately: true,
       }, o);
       const source = new aws.dms.Endpoint(n("dms-source-oracle"), {
@@ -91,7 +114,12 @@ export class Migration extends pulumi.ComponentResource {
         databaseName: args.oracleServiceName,
         username: "cutover_dms",
         password: oraclePassword.value,
-        sslMode: "none",
+        // TCPS, the server's certificate checked against the configured CA (DMS offers
+        // verify-ca for Oracle, not verify-full); `none` only when configured so.
+        sslMode: args.oracleSslMode,
+        certificateArn: args.oracleSslMode === "verify-ca"
+          ? certificate("dms-cert-oracle", args.oracleCaCertificateFile as string).certificateArn
+          : undefined,
       }, o);
       const target = new aws.dms.Endpoint(n("dms-target-aurora"), {
         endpointId: n("dms-target-aurora"),
@@ -102,7 +130,9 @@ export class Migration extends pulumi.ComponentResource {
         databaseName: args.targetDatabase,
         username: args.targetUsername,
         password: args.targetPassword,
-        sslMode: "require",
+        // The writer's name and chain checked against the RDS CA bundle.
+        sslMode: "verify-full",
+        certificateArn: certificate("dms-cert-rds", args.targetCaBundleFile).certificateArn,
       }, o);
       const task = new aws.dms.ReplicationTask(n("dms-task"), {
         replicationTaskId: n("dms-task"),

@@ -14,6 +14,8 @@ export interface NetworkArgs {
    * VPC peering (security groups cannot be referenced across regions).
    */
   peerFunctionCidrs: string[];
+  /** DMS runs here (the primary, with createDms): its own security group, reaching Oracle on-premises. */
+  dms?: { oraclePort: number; onPremCidr: string };
 }
 
 /**
@@ -34,6 +36,7 @@ export class Network extends pulumi.ComponentResource {
   readonly taskSecurityGroupId: pulumi.Output<string>;
   readonly functionSecurityGroupId: pulumi.Output<string>;
   readonly databaseSecurityGroupId: pulumi.Output<string>;
+  readonly dmsSecurityGroupId?: pulumi.Output<string>;
 
   constructor(id: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:network:Network", id, {}, opts);
@@ -121,6 +124,16 @@ export class Network extends pulumi.ComponentResource {
       egress,
       tags: { Name: n("sg-functions") },
     }, o);
+    // DMS: nothing inbound; out only to Oracle on-premises and to the databases of this VPC.
+    const dmsSg = args.dms === undefined ? undefined : new aws.ec2.SecurityGroup(n("sg-dms"), {
+      vpcId: vpc.id,
+      description: "DMS replication instance: to Oracle on-premises and Aurora only",
+      egress: [
+        { protocol: "tcp", fromPort: args.dms.oraclePort, toPort: args.dms.oraclePort, cidrBlocks: [args.dms.onPremCidr], description: "to Oracle, on-premises" },
+        { protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: [args.cidr], description: "to Aurora in this VPC" },
+      ],
+      tags: { Name: n("sg-dms") },
+    }, o);
     const dbSg = new aws.ec2.SecurityGroup(n("sg-db"), {
       vpcId: vpc.id,
       description: "Aurora: 5432 from the tasks and the functions only",
@@ -131,8 +144,10 @@ export class Network extends pulumi.ComponentResource {
           protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: args.peerFunctionCidrs,
           description: "from the primary region's function subnets, over the VPC peering",
         }]),
+        ...(dmsSg === undefined ? [] : [{ protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [dmsSg.id], description: "from DMS" }]),
       ],
-      egress,
+      // Aurora opens no connection of its own (global replication does not pass the group).
+      egress: [],
       tags: { Name: n("sg-db") },
     }, o);
 
@@ -145,6 +160,7 @@ export class Network extends pulumi.ComponentResource {
     this.taskSecurityGroupId = taskSg.id;
     this.functionSecurityGroupId = fnSg.id;
     this.databaseSecurityGroupId = dbSg.id;
+    this.dmsSecurityGroupId = dmsSg?.id;
     this.registerOutputs({ vpcId: this.vpcId, privateSubnetIds: this.privateSubnetIds });
   }
 }

@@ -10,42 +10,88 @@ import { name } from "../config";
  */
 export const KEY_POLICY_ROOT_SID = "AccountAdministersThroughIam";
 
-/** The SNS key's policy: the account through IAM; CloudWatch and EventBridge may encrypt to the topics. */
-export function snsKeyPolicy(accountId: string): string {
-  return JSON.stringify({
-    Version: "2012-10-17",
-    Statement: [
-      { Sid: KEY_POLICY_ROOT_SID, Effect: "Allow", Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: "kms:*", Resource: "*" },
-      {
-        Sid: "AlarmsAndEventsPublish",
-        Effect: "Allow",
-        Principal: { Service: ["cloudwatch.amazonaws.com", "events.amazonaws.com"] },
-        Action: ["kms:Decrypt", "kms:GenerateDataKey"],
-        Resource: "*",
-        Condition: { StringEquals: { "aws:SourceAccount": accountId } },
-      },
-    ],
-  });
+/** Who publishes to a region's ops topic besides this stack's own roles. */
+export interface TopicPublishers {
+  region: string;
+  accountId: string;
+  suffix: string;
+  /** EventBridge rules of this stack target the topic (the DMS task-failure rule). */
+  eventBridge: boolean;
 }
 
-/** The ops topic's policy: EventBridge rules of this account (DMS task failures) may publish. */
-export function eventsTopicPolicy(topicArn: string, accountId: string): string {
-  return JSON.stringify({
-    Version: "2012-10-17",
-    Statement: [{
-      Sid: "EventBridgePublishes",
+/** The ARN pattern of this stack's alarms in a region: every alarm name ends in `-<suffix>`. */
+export function stackAlarmArns(p: TopicPublishers): string {
+  return `arn:aws:cloudwatch:${p.region}:${p.accountId}:alarm:*-${p.suffix}`;
+}
+
+/**
+ * The SNS key's policy: the account through IAM; CloudWatch may encrypt for this stack's
+ * alarms only (aws:SourceAccount and aws:SourceArn, which CloudWatch's KMS calls carry);
+ * EventBridge, when a rule publishes, without those keys: AWS documents that they are not
+ * supported in a KMS key policy for EventBridge-to-encrypted-topic delivery (the request does
+ * not carry them, so the condition would drop every event). The topic policy scopes
+ * EventBridge instead.
+ */
+export function snsKeyPolicy(p: TopicPublishers): string {
+  const statements: Record<string, unknown>[] = [
+    { Sid: KEY_POLICY_ROOT_SID, Effect: "Allow", Principal: { AWS: `arn:aws:iam::${p.accountId}:root` }, Action: "kms:*", Resource: "*" },
+    {
+      Sid: "AlarmsEncryptNotifications",
+      Effect: "Allow",
+      Principal: { Service: "cloudwatch.amazonaws.com" },
+      Action: ["kms:Decrypt", "kms:GenerateDataKey"],
+      Resource: "*",
+      Condition: { StringEquals: { "aws:SourceAccount": p.accountId }, ArnLike: { "aws:SourceArn": stackAlarmArns(p) } },
+    },
+  ];
+  if (p.eventBridge) {
+    statements.push({
+      Sid: "EventRulesEncryptNotifications",
+      Effect: "Allow",
+      Principal: { Service: "events.amazonaws.com" },
+      Action: ["kms:Decrypt", "kms:GenerateDataKey"],
+      Resource: "*",
+    });
+  }
+  return JSON.stringify({ Version: "2012-10-17", Statement: statements });
+}
+
+/**
+ * The ops topic's policy. It replaces SNS's default policy, so it names every service that
+ * publishes: CloudWatch, for this stack's alarms in this region (ALARM and OK actions), and
+ * EventBridge rules of this account and region when one targets the topic. The stack's own
+ * roles publish through their IAM policies (same account).
+ */
+export function opsTopicPolicy(topicArn: string, p: TopicPublishers): string {
+  const statements: Record<string, unknown>[] = [{
+    Sid: "AlarmsPublish",
+    Effect: "Allow",
+    Principal: { Service: "cloudwatch.amazonaws.com" },
+    Action: "sns:Publish",
+    Resource: topicArn,
+    Condition: { StringEquals: { "aws:SourceAccount": p.accountId }, ArnLike: { "aws:SourceArn": stackAlarmArns(p) } },
+  }];
+  if (p.eventBridge) {
+    statements.push({
+      Sid: "EventRulesPublish",
       Effect: "Allow",
       Principal: { Service: "events.amazonaws.com" },
       Action: "sns:Publish",
       Resource: topicArn,
-      Condition: { StringEquals: { "aws:SourceAccount": accountId } },
-    }],
-  });
+      Condition: {
+        StringEquals: { "aws:SourceAccount": p.accountId },
+        ArnLike: { "aws:SourceArn": `arn:aws:events:${p.region}:${p.accountId}:rule/*` },
+      },
+    });
+  }
+  return JSON.stringify({ Version: "2012-10-17", Statement: statements });
 }
 
 export interface RegionalTopicInput {
   region: string;
   provider: aws.Provider;
+  /** An EventBridge rule in this region publishes to the ops topic. */
+  eventBridgePublishes: boolean;
 }
 
 export interface NotificationsArgs {
@@ -77,17 +123,20 @@ export class Notifications extends pulumi.ComponentResource {
     args.regions.forEach((r, i) => {
       const o = { parent: this, provider: r.provider };
       const n = (type: string) => (i === 0 ? name(type, args.suffix) : name(type, args.suffix, r.region));
+      const publishers = (accountId: string): TopicPublishers => ({
+        region: r.region, accountId, suffix: args.suffix, eventBridge: r.eventBridgePublishes,
+      });
       const key = new aws.kms.Key(n("kms-sns"), {
         description: `cutover SNS topics, ${r.region}`,
         enableKeyRotation: true,
         deletionWindowInDays: 7,
-        policy: pulumi.output(args.accountId).apply(snsKeyPolicy),
+        policy: pulumi.output(args.accountId).apply((accountId) => snsKeyPolicy(publishers(accountId))),
       }, o);
       const topic = (kind: string) => new aws.sns.Topic(n(`sns-${kind}`), { name: n(`cutover-${kind}`), kmsMasterKeyId: key.id }, o);
       const ops = topic("ops");
       new aws.sns.TopicPolicy(n("sns-ops-policy"), {
         arn: ops.arn,
-        policy: pulumi.all([ops.arn, args.accountId]).apply(([arn, account]) => eventsTopicPolicy(arn, account)),
+        policy: pulumi.all([ops.arn, args.accountId]).apply(([arn, accountId]) => opsTopicPolicy(arn, publishers(accountId))),
       }, o);
       const subscribed: [string, aws.sns.Topic][] = [["ops", ops]];
       if (i === 0) {

@@ -13,7 +13,6 @@ export interface ParametersArgs {
   writerEndpoint: pulumi.Input<string>;
   readerEndpoints: Record<string, pulumi.Input<string>>;
   sourceDsn: pulumi.Input<string>;
-  caBundlePem: string;
 }
 
 export interface ParameterSpec {
@@ -41,7 +40,6 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
     { path: `${db}/user`, value: a.username, secure: false, owned: false },
     { path: `${db}/password`, value: a.password, secure: true, owned: false },
     { path: `${db}/source-dsn`, value: a.sourceDsn, secure: true, owned: true },
-    { path: `${db}/ca-bundle`, value: a.caBundlePem, secure: false, owned: false },
     { path: `${app}/active-region`, value: a.primaryRegion, secure: false, owned: true },
     {
       path: `${app}/traffic-policy`,

@@ -71,6 +71,7 @@ export class Platform extends pulumi.ComponentResource {
       containerPort: s.containerPort,
       provider: p(region),
       peerFunctionCidrs: i === 0 ? [] : primaryFunctionCidrs,
+      dms: i === 0 && s.createDms ? { oraclePort: s.oraclePort, onPremCidr: s.onPremCidr } : undefined,
     }, child));
     const side = (i: number) => ({
       region: regions[i], provider: p(regions[i]), vpcId: networks[i].vpcId, cidr: s.vpcCidrs[regions[i]],
@@ -108,6 +109,9 @@ export class Platform extends pulumi.ComponentResource {
       desiredCount: s.desiredCount,
       greenDesiredCount: s.greenDesiredCount,
       maxCount: s.maxCount,
+      architecture: s.taskArchitecture,
+      containerInsights: s.containerInsights,
+      certificateArn: s.certificateArns[regions[i]],
     }, child));
     const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) }, child);
     const primaryDb = database.regions[0];
@@ -117,13 +121,17 @@ export class Platform extends pulumi.ComponentResource {
       provider: p(s.primaryRegion),
       createDms: s.createDms,
       createVpn: s.createVpn,
+      createDmsVpcRole: s.createDmsVpcRole,
       vpcId: networks[0].vpcId,
       privateSubnetIds: networks[0].privateSubnetIds,
       privateRouteTableId: networks[0].privateRouteTableId,
-      securityGroupId: networks[0].functionSecurityGroupId,
+      securityGroupId: networks[0].dmsSecurityGroupId,
       oracleEndpoint: s.oracleEndpoint,
       oraclePort: s.oraclePort,
       oracleServiceName: s.oracleServiceName,
+      oracleSslMode: s.oracleSslMode,
+      oracleCaCertificateFile: s.oracleCaCertificateFile,
+      targetCaBundleFile: s.caBundleFile,
       targetEndpoint: primaryDb.writerEndpoint,
       targetDatabase: s.databaseName,
       targetUsername: s.masterUsername,
@@ -143,14 +151,14 @@ export class Platform extends pulumi.ComponentResource {
       writerEndpoint: primaryDb.writerEndpoint,
       readerEndpoints,
       sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
-      caBundlePem: s.caBundlePem,
     }, child);
 
     const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
     const notifications = new Notifications(name("notifications", s.suffix), {
       suffix: s.suffix,
       accountId,
-      regions: regions.map((region) => ({ region, provider: p(region) })),
+      // The DMS task-failure rule, in the primary, is the one EventBridge rule that publishes.
+      regions: regions.map((region, i) => ({ region, provider: p(region), eventBridgePublishes: i === 0 && s.createDms })),
       alertEmail: s.alertEmail,
     }, child);
     const primaryTopic = notifications.regions[0];
@@ -178,9 +186,11 @@ export class Platform extends pulumi.ComponentResource {
       globalClusterArn: database.globalClusterArn,
       accountId,
       zipDir: s.lambdaZipDir,
+      caBundleFile: s.caBundleFile,
       validationTables: s.validationTables,
       validationSchemas: s.validationSchemas,
       oracleLayerArn: s.oracleInstantClientLayerArn,
+      failoverReservedConcurrency: s.failoverReservedConcurrency,
       alarms,
       metricsNamespace: METRICS_NAMESPACE,
     }, child);

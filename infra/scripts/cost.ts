@@ -3,7 +3,8 @@
 import { readSettings } from "../config";
 import { costTable, monthlyCost, PRICES, usageFor } from "../components/cost";
 
-const values: Record<string, string> = { environmentSuffix: "cost" };
+// The Oracle CA file is required with createDms but costs nothing; the model never reads it.
+const values: Record<string, string> = { environmentSuffix: "cost", oracleCaCertificateFile: "not-read.pem" };
 for (const arg of process.argv.slice(2)) {
   const [key, value] = arg.split("=");
   values[key] = value;
@@ -16,5 +17,5 @@ const settings = readSettings({
   getBoolean: (k) => (values[k] === undefined ? undefined : values[k] === "true"),
   getObject: (k) => (values[k] === undefined ? undefined : JSON.parse(values[k])),
 });
-console.log(`Prices of ${PRICES.date} (us-east-1 list prices)\n`);
+console.log(`On-demand list prices per region as of ${PRICES.date} (not fetched from this machine; see components/cost.ts)\n`);
 console.log(costTable(monthlyCost(usageFor(settings))));

@@ -25,6 +25,10 @@ test("environmentSuffix is the only required key; everything else has a default"
   const s = readSettings(source({ environmentSuffix: "dev" }));
   assert.equal(s.primaryRegion, "us-east-1");
   assert.deepEqual(s.secondaryRegions, ["eu-west-1", "ap-southeast-1"]);
+  assert.deepEqual(s.allowedRegions, ["us-east-1", "eu-west-1", "ap-southeast-1"], "data residency: the three regions");
+  const eu = readSettings(source({ environmentSuffix: "dev", primaryRegion: "eu-west-1", secondaryRegions: ["eu-central-1"], allowedRegions: ["eu-west-1", "eu-central-1"],
+    vpcCidrs: { "eu-central-1": "10.40.0.0/16" } }));
+  assert.deepEqual([eu.primaryRegion, ...eu.secondaryRegions], ["eu-west-1", "eu-central-1"], "an EU-only stack");
   assert.equal(s.createDms, false);
   assert.equal(s.createVpn, false);
   assert.equal(s.oracleEndpoint, "onprem-oracle.example.com");
@@ -41,6 +45,12 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.lambdaZipDir, "../target/lambda");
   assert.equal(s.alertEmail, undefined);
   assert.equal(s.oracleInstantClientLayerArn, undefined);
+  assert.equal(s.failoverReservedConcurrency, undefined, "no reserved concurrency: a new account's quota is 10");
+  assert.equal(s.createDmsVpcRole, false, "follows createDms");
+  const dms = { environmentSuffix: "dev", createDms: true, oracleCaCertificateFile: "ca.pem" };
+  assert.equal(readSettings(source(dms)).createDmsVpcRole, true);
+  assert.equal(readSettings(source({ ...dms, createDmsVpcRole: false })).createDmsVpcRole, false);
+  assert.deepEqual([s.oracleSslMode, s.certificateArns], ["verify-ca", {}], "TCPS to Oracle; HTTP until certificates are configured");
 });
 
 test("configured values override the defaults", () => {
@@ -54,6 +64,7 @@ test("configured values override the defaults", () => {
     maxCount: 9,
     vpcCidrs: { "eu-west-1": "10.99.0.0/16" },
     oracleEndpoint: "oracle.corp.example",
+    oracleCaCertificateFile: "oracle-ca.pem",
   }));
   assert.equal(s.createDms, true);
   assert.equal(s.createVpn, true);
@@ -78,6 +89,15 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", greenDesiredCount: 0 }, /1 <= desiredCount, greenDesiredCount/],
     [{ environmentSuffix: "dev", vpcCidrs: { "eu-west-1": "10.10.0.0/16" } }, /different \/16 for every region/],
     [{ environmentSuffix: "dev", vpcCidrs: { "us-east-1": undefined } }, /vpcCidrs.*us-east-1/],
+    [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:us-east-1:123456789012:certificate/x" } }, /certificateArns.*eu-west-1/],
+    [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:eu-west-1:123456789012:certificate/x" } }, /certificateArns.*us-east-1/],
+    [{ environmentSuffix: "dev", oracleSslMode: "require" }, /oracleSslMode.*verify-ca or none/],
+    [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
+    [{ environmentSuffix: "dev", secondaryRegions: ["eu-west-1", "us-west-2"] }, /us-west-2.*allowedRegions.*data may not leave/],
+    [{ environmentSuffix: "dev", allowedRegions: ["eu-west-1", "eu-central-1"] }, /us-east-1.*allowedRegions/],
+    [{ environmentSuffix: "dev", taskArchitecture: "arm" }, /taskArchitecture.*ARM64 or X86_64/],
+    [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
+    [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
   ];
   for (const [values, expected] of cases) {
     assert.throws(() => readSettings(source(values)), expected, JSON.stringify(values));
@@ -114,5 +134,5 @@ test("Pulumi.dev.yaml shows every key readSettings reads, and the README documen
   const readme = readFileSync(join(root, "README.md"), "utf8");
   for (const key of read) assert.ok(readme.includes(`\`${key}\``), `README documents ${key}`);
   const s = readSettings(source({ environmentSuffix: "dev" }));
-  assert.equal(s.caBundlePem, "REPLACE-WITH-THE-RDS-GLOBAL-CA-BUNDLE");
+  assert.equal(s.caBundleFile, "rds-global-bundle.pem");
 });

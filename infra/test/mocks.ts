@@ -54,6 +54,7 @@ export function install(stack: string): void {
       if (args.type === "aws:dms/replicationTask:ReplicationTask") state.replicationTaskArn = `arn:aws:dms:${region}:123456789012:task:TASKID0123`;
       if (args.type === "aws:dms/replicationInstance:ReplicationInstance") state.replicationInstanceArn = arn;
       if (args.type === "aws:dms/endpoint:Endpoint") state.endpointArn = arn;
+      if (args.type === "aws:dms/certificate:Certificate") state.certificateArn = arn;
       return { id: `${args.name}-id`, state };
     },
     call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {

@@ -11,9 +11,11 @@ install("operations");
 
 import { isWildcardAction, MANAGED_POLICIES_ALLOWED, PolicyDocument, RESOURCE_WILDCARD_ALLOWED, Statement } from "../components/iam";
 import { KEY_POLICY_ROOT_SID } from "../components/notifications";
+import { allows, arnOf, checkAlarmDelivery, checkEventDelivery, grants } from "./delivery";
 
 const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
+const IN_VPC = ["data-validator", "lag-probe", "failover"];
 const ACCOUNT = "123456789012";
 
 before(async () => {
@@ -37,11 +39,25 @@ test("four Lambdas from target/lambda/<name>/bootstrap.zip: provided.al2023, arm
     assert.ok(group && group.inputs.retentionInDays > 0, name);
     const deps = (options.get(f.name)?.dependsOn as pulumi.Resource[]).map(resourceName);
     assert.ok(deps.includes(`log-${name}-t1`), `${name} waits for its log group (else Lambda creates one without retention)`);
-    assert.equal(f.inputs.layers, undefined, "no Oracle layer unless configured");
+    const layers = name === "traffic-shifter" ? undefined : [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t1`];
+    assert.deepEqual(f.inputs.layers, layers, "the CA bundle's layer where a database is opened; no Oracle layer unless configured");
   }
 });
 
-test("the functions that reach a database run in the function subnets; failover has reserved concurrency 1", () => {
+test("the CA bundle ships as a file in a layer (/opt), not in an SSM parameter (a Standard one holds 4 KB)", async () => {
+  const layer = one("aws:lambda/layerVersion:LayerVersion", "layer-db-ca");
+  assert.equal(layer.region, "us-east-1");
+  assert.deepEqual([layer.inputs.layerName, layer.inputs.compatibleArchitectures, layer.inputs.compatibleRuntimes], ["db-ca-bundle-t1", ["arm64"], ["provided.al2023"]]);
+  const assets = await layer.inputs.code.assets;
+  assert.deepEqual(Object.keys(assets), ["rds-ca-bundle.pem"], "unpacked as /opt/rds-ca-bundle.pem");
+  assert.equal(await assets["rds-ca-bundle.pem"].path, "rds-global-bundle.pem", "caBundleFile");
+  for (const name of ["data-validator", "lag-probe", "failover"]) assert.equal(env(name).CUTOVER_DB_CA_FILE, "/opt/rds-ca-bundle.pem", name);
+  const params = ofType("aws:ssm/parameter:Parameter");
+  assert.ok(!params.some((p) => p.inputs.name.endsWith("/ca-bundle")), "no CA bundle parameter");
+  for (const p of params) assert.ok(String(plain(p.inputs.value)).length <= 4096 || p.inputs.tier !== "Standard", `${p.inputs.name} fits a Standard parameter`);
+});
+
+test("the functions that reach a database run in the function subnets; no reserved concurrency unless configured", () => {
   for (const name of ["data-validator", "lag-probe", "failover"]) {
     assert.deepEqual(fn(name).inputs.vpcConfig, {
       subnetIds: ["subnet-functions-0-us-east-1-t1-id", "subnet-functions-1-us-east-1-t1-id"],
@@ -49,18 +65,19 @@ test("the functions that reach a database run in the function subnets; failover 
     }, name);
   }
   assert.equal(fn("traffic-shifter").inputs.vpcConfig, undefined, "the shifter talks to AWS APIs only");
-  assert.equal(fn("failover").inputs.reservedConcurrentExecutions, 1, "failover cannot be stormed");
-  for (const name of ["data-validator", "lag-probe", "traffic-shifter"]) assert.equal(fn(name).inputs.reservedConcurrentExecutions, undefined);
+  for (const name of FUNCTIONS) {
+    assert.equal(fn(name).inputs.reservedConcurrentExecutions, undefined, `${name}: a new account's quota of 10 cannot spare any`);
+  }
 });
 
 test("each function's environment is exactly what its crate reads", () => {
   const common = ["CUTOVER_SUFFIX", "CUTOVER_PRIMARY_REGION", "CUTOVER_REGIONS", "CUTOVER_STATE_TABLE", "CUTOVER_OPS_TOPIC_ARN",
     "CUTOVER_METRICS_NAMESPACE", "CUTOVER_DB_SSM_PREFIX", "CUTOVER_APP_SSM_PREFIX", "CUTOVER_DB_SSLMODE"];
   const own: Record<string, string[]> = {
-    "data-validator": ["CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
-    "lag-probe": ["CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
+    "data-validator": ["CUTOVER_DB_CA_FILE", "CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
+    "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
     "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
-    failover: ["CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
+    failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
   };
   for (const name of FUNCTIONS) {
     const vars = env(name);
@@ -113,7 +130,7 @@ test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no n
       for (const r of st.Resource.map(String)) {
         if (r === "*") continue;
         assert.match(r, /^arn:aws:[a-z0-9-]+:[a-z0-9-]*:123456789012:\S+$/, `${owner}: ${r} is an ARN of this account`);
-        assert.ok(!/:\*$|\/\*$/.test(r) || /parameter\/migration\/(db|app)\/t1\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
+        assert.ok(!/:\*$|\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
       }
     }
   }
@@ -128,8 +145,13 @@ test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no n
 test("managed policies: only the documented ones, and only where needed", () => {
   const attached = ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment");
   for (const a of attached) assert.ok(a.inputs.policyArn in MANAGED_POLICIES_ALLOWED, `${a.name}: ${a.inputs.policyArn}`);
-  const vpc = attached.filter((a) => a.inputs.policyArn.endsWith("AWSLambdaVPCAccessExecutionRole")).map((a) => a.inputs.role).sort();
-  assert.deepEqual(vpc, ["role-data-validator-t1", "role-failover-t1", "role-lag-probe-t1"], "the VPC functions only");
+  assert.deepEqual(attached.map((a) => a.inputs.policyArn.replace(/.*\//, "")), REGIONS.map(() => "AmazonECSTaskExecutionRolePolicy"),
+    "the ECS task execution role per region only: the VPC functions' ENI actions are inline (AWSLambdaVPCAccessExecutionRole adds logs:* on *)");
+  for (const name of FUNCTIONS) {
+    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+    assert.equal(grants(doc, "ec2:CreateNetworkInterface", "*"), IN_VPC.includes(name), `${name}: ENI actions only in a VPC`);
+    assert.equal(grants(doc, "logs:CreateLogGroup", "*"), false, name);
+  }
   for (const r of ofType("aws:iam/role:Role")) assert.equal(r.inputs.managedPolicyArns, undefined, r.name);
 });
 
@@ -145,14 +167,7 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   const grant = (owner: string, action: string) => doc(owner).filter((st) => st.Action.includes(action));
   for (const name of FUNCTIONS) {
     const owner = `policy-${name}-t1`;
-    assert.deepEqual(grant(owner, "dynamodb:UpdateItem")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`]);
-    assert.deepEqual(grant(owner, "ssm:GetParameter")[0].Resource, [
-      `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/*`, `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/*`,
-    ]);
-    const decrypt = grant(owner, "kms:Decrypt");
-    const ssmKey = decrypt.find((st) => st.Condition !== undefined);
-    assert.deepEqual(ssmKey?.Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`]);
-    assert.deepEqual(ssmKey?.Condition, { StringEquals: { "kms:ViaService": "ssm.us-east-1.amazonaws.com" } });
+    assert.deepEqual(grant(owner, "dynamodb:GetItem")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`]);
     assert.deepEqual(grant(owner, "kms:GenerateDataKey")[0].Resource, [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-sns-t1`], "publishing to an encrypted topic");
     assert.deepEqual(grant(owner, "cloudwatch:PutMetricData")[0].Condition, { StringEquals: { "cloudwatch:namespace": "Cutover" } });
     const logs = doc(`policy-${name}-logs-t1`);
@@ -179,6 +194,57 @@ test("function policies name this stack's table, topics, keys, parameters, liste
     assert.equal(grant(owner, "rds:FailoverGlobalCluster").length, 0, `${owner} cannot move the writer`);
   }
   assert.equal(grant("policy-data-validator-t1", "elasticloadbalancing:ModifyListener").length, 0);
+});
+
+/**
+ * What each crate does to the state table (grep shared/src/state.rs `keys` and the store calls
+ * in functions/<name>/src): every [action, pk] here must be granted, every other pairing refused.
+ */
+const ITEMS: Record<string, [string, string][]> = {
+  "data-validator": [["GetItem", "VALIDATION#r1"], ["PutItem", "VALIDATION#r1"], ["Query", "VALIDATION#r1"]],
+  "lag-probe": [["GetItem", "LAG#eu-west-1"], ["PutItem", "LAG#eu-west-1"]],
+  "traffic-shifter": [["GetItem", "DEPLOYMENT#app"], ["PutItem", "DEPLOYMENT#app"], ["Query", "DEPLOYMENT#app"]],
+  failover: [
+    ["GetItem", "FAILOVER"], ["PutItem", "FAILOVER"], ["UpdateItem", "FAILOVER"], ["ConditionCheckItem", "FAILOVER"],
+    ["GetItem", "LAG#eu-west-1"],
+  ],
+};
+/** The parameters each crate reads (shared/src/db.rs DbAccess and the functions' own), under /migration/. */
+const ACCESS = ["database", "user", "password", "writer-endpoint"].map((p) => `db/t1/${p}`);
+const READERS = REGIONS.map((r) => `db/t1/reader-endpoint/${r}`);
+const READS: Record<string, string[]> = {
+  "data-validator": [...ACCESS, "db/t1/source-dsn"],
+  "lag-probe": [...ACCESS, ...READERS],
+  "traffic-shifter": [],
+  failover: [...ACCESS, ...READERS, "app/t1/active-region"],
+};
+
+test("least privilege per function: the state items it owns (dynamodb:LeadingKeys), the parameters it reads, nothing more", () => {
+  const table = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`;
+  const pks = ["VALIDATION#r1", "LAG#eu-west-1", "DEPLOYMENT#app", "FAILOVER", "MIGRATION"];
+  const actions = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem", "Scan"];
+  const parameters = ofType("aws:ssm/parameter:Parameter").map((p) => String(p.inputs.name).replace("/migration/", ""));
+  const ssmKey = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`;
+  for (const name of FUNCTIONS) {
+    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+    for (const action of actions) {
+      for (const pk of pks) {
+        const expected = ITEMS[name].some(([a, p]) => a === action && p === pk);
+        assert.equal(grants(doc, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), expected, `${name}: ${action} on ${pk}`);
+      }
+    }
+    for (const p of parameters) {
+      assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/${p}`), READS[name].includes(p), `${name}: reads ${p}`);
+    }
+    for (const p of READS[name]) assert.ok(parameters.includes(p), `${p} exists`);
+    const secure = READS[name].some((p) => /password|source-dsn/.test(p));
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "ssm.us-east-1.amazonaws.com" }), secure, `${name}: decrypts SecureStrings`);
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "s3.us-east-1.amazonaws.com" }), false, `${name}: the SSM key through SSM only`);
+  }
+  assert.ok(!grants(identityPolicies().find((d) => d.owner === "policy-lag-probe-t1")?.doc as PolicyDocument,
+    "dynamodb:PutItem", table, { "dynamodb:LeadingKeys": ["FAILOVER"] }), "lag-probe cannot write the lease");
+  const runbook = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc as PolicyDocument;
+  for (const pk of pks) assert.equal(grants(runbook, "dynamodb:UpdateItem", table, { "dynamodb:LeadingKeys": [pk] }), pk === "MIGRATION", `runbook: ${pk}`);
 });
 
 test("KMS key policies: the account root delegates to IAM; services get Decrypt and GenerateDataKey only", () => {
@@ -246,8 +312,18 @@ test("notifications: an ops topic per region and the validation topic, each encr
     assert.equal(t.inputs.kmsMasterKeyId, t.region === "us-east-1" ? "kms-sns-t1-id" : `kms-sns-${t.region}-t1-id`, `${t.name}: its region's key`);
   }
   assert.equal(ofType("aws:sns/topicSubscription:TopicSubscription").length, 0);
-  const policy = JSON.parse(one("aws:sns/topicPolicy:TopicPolicy", "sns-ops-policy-t1").inputs.policy).Statement[0];
-  assert.deepEqual([policy.Principal.Service, policy.Action, policy.Condition.StringEquals["aws:SourceAccount"]], ["events.amazonaws.com", "sns:Publish", ACCOUNT]);
+});
+
+test("every alarm action reaches its topic: the topic policy and the topic's key admit CloudWatch, for this stack's alarms only", () => {
+  assert.equal(checkAlarmDelivery(), 2 * 16, "ALARM and OK actions of all 16 alarms");
+  assert.equal(checkEventDelivery(), 0, "no EventBridge rule publishes without DMS");
+  for (const topic of ofType("aws:sns/topic:Topic").filter((t) => t.inputs.name.startsWith("cutover-ops"))) {
+    const policy = JSON.parse(ofType("aws:sns/topicPolicy:TopicPolicy").find((p) => p.inputs.arn === arnOf(topic))?.inputs.policy);
+    const context = { "aws:SourceAccount": ACCOUNT, "aws:SourceArn": `arn:aws:events:${topic.region}:${ACCOUNT}:rule/any` };
+    assert.ok(!allows(policy, "events.amazonaws.com", "sns:Publish", arnOf(topic), context), `${topic.name}: EventBridge only when a rule publishes`);
+    const other = { "aws:SourceAccount": ACCOUNT, "aws:SourceArn": `arn:aws:cloudwatch:${topic.region}:${ACCOUNT}:alarm:someone-elses-alarm` };
+    assert.ok(!allows(policy, "cloudwatch.amazonaws.com", "sns:Publish", arnOf(topic), other), `${topic.name}: other stacks' alarms may not`);
+  }
 });
 
 test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {

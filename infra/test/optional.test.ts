@@ -3,11 +3,14 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 
-import { build, calls, install, isSecret, ofType, one, plain } from "./mocks";
+import * as pulumi from "@pulumi/pulumi";
+
+import { build, calls, install, isSecret, ofType, one, options, plain, resourceName } from "./mocks";
 
 install("optional");
 
 import { tableMappings } from "../components/migration";
+import { checkAlarmDelivery, checkEventDelivery } from "./delivery";
 import type { Platform } from "../components/platform";
 
 const LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3";
@@ -22,13 +25,24 @@ before(async () => {
     oracleInstantClientLayerArn: LAYER,
     alertEmail: "oncall@example.com",
     validationTables: "app.orders,app.order_items",
+    failoverReservedConcurrency: 1,
+    caBundleFile: "test/fixtures/rds-ca.pem",
+    oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+    certificateArns: Object.fromEntries(["us-east-1", "eu-west-1", "ap-southeast-1"].map((r) => [r, `arn:aws:acm:${r}:123456789012:certificate/cert-${r}`])),
   });
 });
 
 test("createDms: replication instance, Oracle source, Aurora target, full load and CDC, in the primary's private subnets", () => {
   const instance = ofType("aws:dms/replicationInstance:ReplicationInstance");
   assert.deepEqual(instance.map((i) => [i.region, i.inputs.publiclyAccessible, i.inputs.multiAz]), [["us-east-1", false, false]]);
-  assert.deepEqual(instance[0].inputs.vpcSecurityGroupIds, ["sg-functions-us-east-1-t2-id"], "admitted by the database's group");
+  assert.deepEqual(instance[0].inputs.vpcSecurityGroupIds, ["sg-dms-us-east-1-t2-id"], "its own group, not the functions'");
+  const dmsSg = one("aws:ec2/securityGroup:SecurityGroup", "sg-dms-us-east-1");
+  assert.equal(dmsSg.inputs.ingress, undefined, "nothing inbound");
+  assert.deepEqual(dmsSg.inputs.egress.map((e: { protocol: string; fromPort: number; cidrBlocks: string[] }) => [e.protocol, e.fromPort, e.cidrBlocks]),
+    [["tcp", 1521, ["192.168.0.0/16"]], ["tcp", 5432, ["10.10.0.0/16"]]], "to Oracle on-premises and Aurora only");
+  const db: { fromPort: number; securityGroups?: string[] }[] = one("aws:ec2/securityGroup:SecurityGroup", "sg-db-us-east-1").inputs.ingress;
+  assert.ok(db.some((r) => r.fromPort === 5432 && r.securityGroups?.[0] === "sg-dms-us-east-1-t2-id"), "the database admits DMS");
+  assert.equal(ofType("aws:ec2/securityGroup:SecurityGroup").filter((g) => g.name.startsWith("sg-dms")).length, 1, "in the primary only");
   const subnets = one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets");
   assert.deepEqual(subnets.inputs.subnetIds, ["subnet-private-0-us-east-1-t2-id", "subnet-private-1-us-east-1-t2-id"]);
   const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
@@ -38,7 +52,7 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   assert.ok(isSecret(source.inputs.password));
   assert.ok(calls.includes("aws:ssm/getParameter:getParameter"));
   const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
-  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName, target.inputs.sslMode], ["target", "aurora-postgresql", "require"]);
+  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName], ["target", "aurora-postgresql"]);
   assert.equal(target.inputs.serverName, "aurora-us-east-1-t2.cluster-x.us-east-1.rds.amazonaws.com");
   const task = ofType("aws:dms/replicationTask:ReplicationTask")[0];
   assert.equal(task.inputs.migrationType, "full-load-and-cdc");
@@ -48,6 +62,55 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   assert.equal(rules[0]["rule-action"], "include");
   assert.ok(rules.slice(1).every((r: Record<string, string>) => r["rule-action"] === "exclude"));
   assert.ok(platform.replicationTaskArn);
+});
+
+test("createDms creates the account-wide dms-vpc-role (by default) before the subnet group that needs it", () => {
+  const role = one("aws:iam/role:Role", "dms-vpc-role");
+  assert.equal(role.inputs.name, "dms-vpc-role", "DMS looks for exactly this name");
+  assert.equal(JSON.parse(role.inputs.assumeRolePolicy).Statement[0].Principal.Service, "dms.amazonaws.com");
+  const attached = one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "dms-vpc-role-policy");
+  assert.deepEqual([attached.inputs.role, attached.inputs.policyArn], ["dms-vpc-role", "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole"]);
+  const deps = (options.get(one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets").name)?.dependsOn as pulumi.Resource[]).map(resourceName);
+  assert.deepEqual(deps, ["dms-vpc-role-policy-t2"]);
+});
+
+test("failoverReservedConcurrency: set on failover only", () => {
+  for (const f of ofType("aws:lambda/function:Function")) {
+    assert.equal(f.inputs.reservedConcurrentExecutions, f.inputs.name === "failover-t2" ? 1 : undefined, f.inputs.name);
+  }
+});
+
+test("DMS endpoints over TLS: Oracle over TCPS verified against the configured CA, Aurora verify-full against the RDS bundle", () => {
+  const cert = (id: string) => one("aws:dms/certificate:Certificate", id);
+  const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
+  assert.equal(source.inputs.sslMode, "verify-ca", "DMS offers verify-ca for Oracle");
+  assert.equal(source.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-oracle-t2`);
+  assert.match(String(plain(cert("dms-cert-oracle").inputs.certificatePem)), /TEST-FIXTURE-oracle-ca/);
+  const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
+  assert.equal(target.inputs.sslMode, "verify-full");
+  assert.equal(target.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-rds-t2`);
+  assert.match(String(plain(cert("dms-cert-rds").inputs.certificatePem)), /TEST-FIXTURE-rds-ca/, "caBundleFile, the functions' bundle");
+});
+
+test("with certificateArns: the weighted listener is HTTPS on 443 (TLS 1.2+), and port 80 only redirects to it", () => {
+  for (const region of ["us-east-1", "eu-west-1", "ap-southeast-1"]) {
+    const listeners = ofType("aws:lb/listener:Listener", region);
+    const https = listeners.find((l) => l.inputs.port === 443);
+    assert.deepEqual([https?.inputs.protocol, https?.inputs.certificateArn, https?.inputs.sslPolicy],
+      ["HTTPS", `arn:aws:acm:${region}:123456789012:certificate/cert-${region}`, "ELBSecurityPolicy-TLS13-1-2-2021-06"]);
+    assert.deepEqual(https?.inputs.defaultActions[0].forward.targetGroups.map((g: { weight: number }) => g.weight), [100, 0]);
+    assert.deepEqual(options.get(https?.name as string)?.ignoreChanges, ["defaultActions"], "the shifter owns the weights");
+    const http = listeners.find((l) => l.inputs.port === 80);
+    assert.deepEqual([http?.inputs.protocol, http?.inputs.defaultActions], ["HTTP", [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }]]);
+    assert.equal(listeners.length, 2);
+    assert.deepEqual((options.get(http?.name as string)?.dependsOn as pulumi.Resource[]).map(resourceName), [https?.name],
+      "port 80 is free only once the weighted listener has moved to 443");
+  }
+  const shifter = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "traffic-shifter-t2");
+  for (const item of String(shifter?.inputs.environment.variables.CUTOVER_LISTENER_ARNS).split(",")) {
+    const [region, arn] = item.split("=");
+    assert.equal(arn.replace(/.*\//, ""), `listener-${region}-t2`, "the shifter moves the HTTPS listener's weights");
+  }
 });
 
 test("createVpn: customer gateway, VPN gateway on the primary VPC, connection with a static route, propagated to the private routes", () => {
@@ -64,8 +127,10 @@ test("createVpn: customer gateway, VPN gateway on the primary VPC, connection wi
 
 test("the Oracle Instant Client layer goes to data-validator only, when configured", () => {
   for (const f of ofType("aws:lambda/function:Function")) {
-    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [LAYER]);
-    else assert.equal(f.inputs.layers, undefined, f.inputs.name);
+    const ca = "arn:aws:mock:us-east-1:123456789012:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t2";
+    if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [ca, LAYER]);
+    else if (f.inputs.name === "traffic-shifter-t2") assert.equal(f.inputs.layers, undefined);
+    else assert.deepEqual(f.inputs.layers, [ca], f.inputs.name);
   }
   const validator = ofType("aws:lambda/function:Function").find((f) => f.inputs.name === "data-validator-t2");
   assert.equal(validator?.inputs.environment.variables.CUTOVER_VALIDATION_TABLES, "app.orders,app.order_items");
@@ -80,6 +145,11 @@ test("with DMS: a task-failure rule for this task to the ops topic, and a DMS wi
   const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
   const dms = body.widgets.find((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS"));
   assert.deepEqual(dms.properties.metrics[0].slice(0, 6), ["AWS/DMS", "CDCLatencySource", "ReplicationInstanceIdentifier", "dms-t2", "ReplicationTaskIdentifier", "TASKID0123"]);
+});
+
+test("with DMS, the task-failure rule reaches the ops topic (topic policy and key), and every alarm still does", () => {
+  assert.equal(checkEventDelivery(), 1);
+  assert.ok(checkAlarmDelivery() > 0);
 });
 
 test("alertEmail: an e-mail subscription to every ops topic and to the validation topic", () => {

@@ -62,7 +62,12 @@ function validation(prefix: string, validator: string, next: string, onFailure: 
     [`${prefix}Merge`]: invoke(validator, { "command": "merge", "run_id.$": "$.run_id" }, `${prefix}Verdict`, onFailure),
     [`${prefix}Verdict`]: {
       Type: "Choice",
-      Choices: [{ Variable: "$.verdict", StringEquals: "MATCH", Next: next }],
+      // MATCH_WITH_FINDINGS: the rows are equal; the schemas differ in reported ways
+      // (a widened type, a nullability change) or rows were still in flight under CDC.
+      Choices: [
+        { Variable: "$.verdict", StringEquals: "MATCH", Next: next },
+        { Variable: "$.verdict", StringEquals: "MATCH_WITH_FINDINGS", Next: next },
+      ],
       Default: onFailure,
     },
   };

@@ -73,7 +73,11 @@ test("validation fans out: plan, a Map of validate-segment over the plan's segme
     assert.equal(inner?.Parameters?.FunctionName, "arn:validator");
     assert.equal(inner?.Parameters?.Payload?.command, "validate-segment");
     const verdict = S[`${prefix}Verdict`];
-    assert.deepEqual(verdict.Choices?.map((c) => [c.Variable, c.StringEquals]), [["$.verdict", "MATCH"]], "the merge's verdict field");
+    assert.deepEqual(
+      verdict.Choices?.map((c) => [c.Variable, c.StringEquals]),
+      [["$.verdict", "MATCH"], ["$.verdict", "MATCH_WITH_FINDINGS"]],
+      "the merge's verdict field: equal rows, with or without schema findings",
+    );
   }
   assert.equal(S.PreValidateVerdict.Default, "Notify", "nothing shifted yet: nothing to abort");
   assert.equal(S.PostValidateVerdict.Default, "AbortShift");

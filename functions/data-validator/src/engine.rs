@@ -198,6 +198,9 @@ pub struct SegmentResult {
     /// …and still moving after every re-check (not counted as mismatches).
     #[serde(default)]
     pub in_flight: u64,
+    /// Live validation: differing rows of the leaf ranges, waiting for their re-check.
+    #[serde(skip)]
+    pending: Vec<(KeyRange, Vec<Found>)>,
 }
 
 impl SegmentResult {
@@ -213,6 +216,7 @@ impl SegmentResult {
         self.rechecked += other.rechecked;
         self.resolved += other.resolved;
         self.in_flight += other.in_flight;
+        self.pending.extend(other.pending);
         self.queries += other.queries;
         self.buckets_split += other.buckets_split;
         self.diffs.extend(other.diffs);
@@ -406,6 +410,9 @@ impl<'a> Pair<'a> {
                 .clamp(1, 100_000) as u32;
             self.compare_range(range, parts, options, &mut result, true)
                 .await?;
+            if !result.pending.is_empty() {
+                self.recheck(options, &mut result).await?;
+            }
         }
         result.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
         result.diffs.truncate(options.max_diffs);
@@ -508,22 +515,13 @@ impl<'a> Pair<'a> {
         options: &Options,
         result: &mut SegmentResult,
     ) -> Result<(), ValidatorError> {
-        let mut found = self.read_differences(range, result).await?;
-        let rechecks = options.live.rechecks();
-        if rechecks > 0 && !found.is_empty() {
-            found = self.recheck(range, options, found, result).await?;
-        }
-        let keep = options.max_diffs * 4;
-        for f in found {
-            match f.diff.kind {
-                DiffKind::MissingInTarget => result.missing_in_target += 1,
-                DiffKind::ExtraInTarget => result.extra_in_target += 1,
-                DiffKind::Different => result.different += 1,
-                DiffKind::InFlight => result.in_flight += 1,
-            }
-            if result.diffs.len() < keep {
-                result.diffs.push(f.diff);
-            }
+        let found = self.read_differences(range, result).await?;
+        if options.live.rechecks() > 0 && !found.is_empty() {
+            // Judged after the whole segment's first pass, with one wait for the
+            // replication instead of one per range.
+            result.pending.push((range.clone(), found));
+        } else {
+            record(result, found, options.max_diffs * 4);
         }
         Ok(())
     }
@@ -544,48 +542,62 @@ impl<'a> Pair<'a> {
         }))
     }
 
-    /// Live validation: reads the differing rows of a range again once the
-    /// replication has passed the moment of the previous read, until each one
-    /// is resolved (equal now), stable (the same two versions as before: a real
-    /// difference) or still moving after the last re-check (in flight).
+    /// Live validation: once the replication has passed the end of the previous
+    /// pass, reads the ranges holding differing rows again (several at once), until
+    /// each row is resolved (equal now), stable (the same two versions as before,
+    /// with the replication caught up in between: a real difference) or still
+    /// moving after the last re-check (in flight).
     async fn recheck(
         &self,
-        range: &KeyRange,
         options: &Options,
-        mut pending: Vec<Found>,
         result: &mut SegmentResult,
-    ) -> Result<Vec<Found>, ValidatorError> {
-        result.rechecked += pending.len() as u64;
+    ) -> Result<(), ValidatorError> {
+        let mut pending = std::mem::take(&mut result.pending);
+        result.rechecked += pending.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
         let mut settled = Vec::new();
         for _ in 0..options.live.rechecks() {
-            // Taken after the read: at or past every commit that read could see.
+            // Taken after the pass: at or past every commit that pass could see.
             let caught_up = self.wait_for_replication(&options.live).await?;
-            let again: HashMap<String, Found> = self
-                .read_differences(range, result)
-                .await?
-                .into_iter()
-                .map(|f| (f.diff.key.clone(), f))
-                .collect();
-            let mut moving = Vec::new();
-            for before in pending {
-                match again.get(&before.diff.key) {
-                    None => result.resolved += 1,
-                    Some(now) if caught_up && now.versions == before.versions => {
-                        settled.push(now.clone())
+            let mut reread =
+                futures::stream::iter(pending.into_iter().map(|(range, before)| async move {
+                    let mut counted = SegmentResult::default();
+                    let again = self.read_differences(&range, &mut counted).await?;
+                    Ok::<_, ValidatorError>((range, before, again, counted.queries))
+                }))
+                .buffer_unordered(CONCURRENT_BUCKETS);
+            let mut next = Vec::new();
+            while let Some(read) = reread.next().await {
+                let (range, before, again, queries) = read?;
+                result.queries += queries;
+                let again: HashMap<String, Found> =
+                    again.into_iter().map(|f| (f.diff.key.clone(), f)).collect();
+                let mut moving = Vec::new();
+                for b in before {
+                    match again.get(&b.diff.key) {
+                        None => result.resolved += 1,
+                        Some(now) if caught_up && now.versions == b.versions => {
+                            settled.push(now.clone())
+                        }
+                        Some(now) => moving.push(now.clone()),
                     }
-                    Some(now) => moving.push(now.clone()),
+                }
+                if !moving.is_empty() {
+                    next.push((range, moving));
                 }
             }
-            pending = moving;
+            pending = next;
             if pending.is_empty() {
                 break;
             }
         }
-        for mut f in pending {
-            f.diff.kind = DiffKind::InFlight;
-            settled.push(f);
+        for (_, moving) in pending {
+            settled.extend(moving.into_iter().map(|mut f| {
+                f.diff.kind = DiffKind::InFlight;
+                f
+            }));
         }
-        Ok(settled)
+        record(result, settled, options.max_diffs * 4);
+        Ok(())
     }
 
     /// Waits until the target has applied what the source had committed when
@@ -780,9 +792,24 @@ pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Counts differences by kind and keeps the first `keep` of them.
+fn record(result: &mut SegmentResult, found: Vec<Found>, keep: usize) {
+    for f in found {
+        match f.diff.kind {
+            DiffKind::MissingInTarget => result.missing_in_target += 1,
+            DiffKind::ExtraInTarget => result.extra_in_target += 1,
+            DiffKind::Different => result.different += 1,
+            DiffKind::InFlight => result.in_flight += 1,
+        }
+        if result.diffs.len() < keep {
+            result.diffs.push(f.diff);
+        }
+    }
+}
+
 /// A differing row and the fingerprints of its two versions (source, target;
 /// `None` where the row is absent), which tell a stable difference from a moving one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Found {
     diff: RowDiff,
     versions: (Option<u64>, Option<u64>),

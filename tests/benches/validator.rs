@@ -2,10 +2,11 @@
 //!
 //! Two PostgreSQL servers of the local world (the source and the us-east-1
 //! primary), a database `dv_bench` on each with an orders-like table of
-//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and three
+//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and four
 //! cases: identical, 120 scattered differences (100 updates, 10 deletes,
 //! 10 inserts on the target), and massive drift (every tenth row updated on the
-//! target: exact totals, bounded and ordered stored differences). For each case:
+//! target: exact totals, bounded and ordered stored differences), and the same rows
+//! keyed by text with the source in "C" and the target in ICU en-US. For each case:
 //! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
 //! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
 //! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
@@ -154,7 +155,14 @@ async fn undo_drift(source: &tokio_postgres::Client, target: &tokio_postgres::Cl
 }
 
 async fn copy_out(c: &tokio_postgres::Client) -> u64 {
-    let stream = c.copy_out("COPY bench.orders TO STDOUT").await.unwrap();
+    copy_table(c, "bench.orders").await
+}
+
+async fn copy_table(c: &tokio_postgres::Client, table: &str) -> u64 {
+    let stream = c
+        .copy_out(&format!("COPY {table} TO STDOUT"))
+        .await
+        .unwrap();
     let mut stream = std::pin::pin!(stream);
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -164,8 +172,12 @@ async fn copy_out(c: &tokio_postgres::Client) -> u64 {
 }
 
 async fn hash_all(c: &tokio_postgres::Client) -> String {
+    hash_table(c, "bench.orders").await
+}
+
+async fn hash_table(c: &tokio_postgres::Client, table: &str) -> String {
     c.query_one(
-        "SELECT sum(('x' || substr(md5(o::text), 1, 15))::bit(60)::bigint)::text FROM bench.orders o",
+        &format!("SELECT sum(('x' || substr(md5(o::text), 1, 15))::bit(60)::bigint)::text FROM {table} o"),
         &[],
     )
     .await
@@ -283,6 +295,14 @@ async fn cutover_result(
     world: &World,
     hashing: Hashing,
 ) -> (Duration, f64, data_validator::engine::SegmentResult) {
+    cutover_on(world, hashing, "orders").await
+}
+
+async fn cutover_on(
+    world: &World,
+    hashing: Hashing,
+    name: &str,
+) -> (Duration, f64, data_validator::engine::SegmentResult) {
     let source = Side::Postgres {
         label: "source".into(),
         client: client(world, Node::Source).await,
@@ -291,7 +311,7 @@ async fn cutover_result(
         label: "target".into(),
         client: client(world, Node::UsEast1).await,
     };
-    let table = TableRef::new("bench", "orders");
+    let table = TableRef::new("bench", name);
     peak_rss_reset();
     let started = Instant::now();
     let (s, t) = tokio::join!(describe(&source, &table), describe(&target, &table));
@@ -300,8 +320,8 @@ async fn cutover_result(
     let estimate: i64 = match &source {
         Side::Postgres { client, .. } => client
             .query_one(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = 'bench.orders'::regclass",
-                &[],
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = ('bench.' || $1)::regclass",
+                &[&name],
             )
             .await
             .unwrap()
@@ -321,6 +341,67 @@ async fn cutover_result(
         .await
         .unwrap();
     (started.elapsed(), peak_rss_mb(), result)
+}
+
+/// A text key, the source in the "C" collation and the target in ICU en-US (the
+/// same rows as `bench.orders`, keyed by `md5(id) || '-' || id`): the ratio to the
+/// floors should be that of the integer key.
+async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
+    let (s, t) = (
+        client(world, Node::Source).await,
+        client(world, Node::UsEast1).await,
+    );
+    for (c, collation) in [(&s, "C"), (&t, "en-US-x-icu")] {
+        println!("[bench] bench.by_text: {rows} rows, key in the {collation} collation");
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS bench.by_text;
+             CREATE TABLE bench.by_text (k text COLLATE \"{collation}\" PRIMARY KEY, customer_id int NOT NULL,
+               status varchar(16) NOT NULL, total numeric(12,2), ordered_at timestamptz NOT NULL, note text, express boolean NOT NULL);
+             INSERT INTO bench.by_text SELECT md5(id::text) || '-' || id, customer_id, status, total, ordered_at, note, express
+             FROM bench.orders"
+        ))
+        .await
+        .unwrap();
+        c.batch_execute("VACUUM ANALYZE bench.by_text")
+            .await
+            .unwrap();
+    }
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    tokio::join!(
+        copy_table(&s, "bench.by_text"),
+        copy_table(&t, "bench.by_text")
+    );
+    lines.push(Line {
+        name: "(a) COPY both sides (scan floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        hash_table(&s, "bench.by_text"),
+        hash_table(&t, "bench.by_text")
+    );
+    assert_eq!(a, b, "the same rows on both sides");
+    lines.push(Line {
+        name: "(b) one aggregate hash (hash floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let (wall, peak, result) = cutover_on(world, Hashing::Stream, "by_text").await;
+    assert_eq!(result.source_rows as i64, rows, "every source row compared");
+    lines.push(Line {
+        name: "(d) cutover (rows streamed, default)",
+        wall,
+        peak_mb: Some(peak),
+        found: Some((result.mismatched() as usize, result.mismatched() == 0)),
+    });
+    for c in [&s, &t] {
+        c.batch_execute("DROP TABLE bench.by_text").await.unwrap();
+    }
+    lines
 }
 
 /// Massive drift: every tenth row differs on the target. Exact totals, the stored
@@ -495,11 +576,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         setup(&world, rows).await;
-        println!("[bench] case 1/3: identical");
+        println!("[bench] case 1/4: identical");
         let identical = case(&world, rows, false).await;
         print("identical", rows, &identical);
         println!(
-            "\n[bench] case 2/3: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
+            "\n[bench] case 2/4: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
         );
         let (s, t) = (
             client(&world, Node::Source).await,
@@ -511,7 +592,7 @@ fn main() {
         print("120 scattered differences", rows, &drifted);
 
         println!(
-            "\n[bench] case 3/3: massive drift, every tenth row differs ({} rows)",
+            "\n[bench] case 3/4: massive drift, every tenth row differs ({} rows)",
             rows / 10
         );
         t.batch_execute("UPDATE bench.orders SET total = total + 0.01 WHERE id % 10 = 3")
@@ -525,5 +606,13 @@ fn main() {
             .await
             .unwrap();
         print("massive drift (10 % of rows differ)", rows, &massive);
+
+        println!("\n[bench] case 4/4: a text key, the source in C, the target in ICU en-US");
+        let collation = collation_case(&world, rows).await;
+        print(
+            "text key across collations (identical rows)",
+            rows,
+            &collation,
+        );
     });
 }

@@ -6,19 +6,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use aws_sdk_rds::operation::describe_global_clusters::DescribeGlobalClustersOutput;
 use aws_sdk_rds::operation::failover_global_cluster::FailoverGlobalClusterOutput;
 use aws_sdk_rds::operation::switchover_global_cluster::SwitchoverGlobalClusterOutput;
-use aws_sdk_rds::types::{GlobalCluster, GlobalClusterMember};
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_sdk_rds::types::{
+    FailoverState as MoveInFlight, FailoverStatus, GlobalCluster, GlobalClusterMember,
+};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use cutover_core::state::keys;
 use cutover_rehearsal::failover_kit::{config, put_lag, reset, set_writer_endpoint};
 use cutover_rehearsal::world::World;
 use failover::aurora::AuroraGlobal;
-use failover::driver::AnyDriver;
+use failover::driver::{AnyDriver, Step};
 use failover::failover::{state_key, Failover, FailoverState, Kind, Phase};
 use failover::handler::{build, handle};
 use failover::FailoverError;
@@ -31,7 +33,7 @@ const US: &str = "arn:aws:rds:us-east-1:123456789012:cluster:aurora-us-east-1-lo
 const EU: &str = "arn:aws:rds:eu-west-1:123456789012:cluster:aurora-eu-west-1-local";
 const AP: &str = "arn:aws:rds:ap-southeast-1:123456789012:cluster:aurora-ap-southeast-1-local";
 
-fn global(writer: &str) -> DescribeGlobalClustersOutput {
+fn global(writer: &str, moving_to: Option<&str>) -> DescribeGlobalClustersOutput {
     let m = |arn: &str| {
         GlobalClusterMember::builder()
             .db_cluster_arn(arn)
@@ -39,30 +41,144 @@ fn global(writer: &str) -> DescribeGlobalClustersOutput {
             .synchronization_status("connected".into())
             .build()
     };
-    DescribeGlobalClustersOutput::builder()
-        .global_clusters(
-            GlobalCluster::builder()
-                .global_cluster_identifier("aurora-global-local")
-                .global_cluster_members(m(US))
-                .global_cluster_members(m(EU))
-                .global_cluster_members(m(AP))
+    let mut gc = GlobalCluster::builder()
+        .global_cluster_identifier("aurora-global-local")
+        .global_cluster_members(m(US))
+        .global_cluster_members(m(EU))
+        .global_cluster_members(m(AP));
+    if let Some(to) = moving_to {
+        gc = gc.failover_state(
+            MoveInFlight::builder()
+                .status(FailoverStatus::FailingOver)
+                .from_db_cluster_arn(writer)
+                .to_db_cluster_arn(to)
                 .build(),
-        )
+        );
+    }
+    DescribeGlobalClustersOutput::builder()
+        .global_clusters(gc.build())
         .build()
+}
+
+/// A global cluster that moves like the real one, on aws-smithy-mocks: it shows
+/// its writer until a Switchover/Failover call is accepted, then that move in
+/// flight for a few DescribeGlobalClusters, then the target writing. A call while
+/// a move is in flight is refused, as AWS refuses it.
+#[derive(Clone)]
+struct Cluster(Arc<Mutex<Moving>>);
+
+struct Moving {
+    writer: String,
+    moving_to: Option<(String, usize)>,
+    accepted: Vec<String>,
+    in_flight_polls: usize,
+}
+
+impl Cluster {
+    fn new(writer: &str, in_flight_polls: usize) -> Cluster {
+        Cluster(Arc::new(Mutex::new(Moving {
+            writer: writer.into(),
+            moving_to: None,
+            accepted: vec![],
+            in_flight_polls,
+        })))
+    }
+
+    fn describe(&self) -> DescribeGlobalClustersOutput {
+        let mut m = self.0.lock().unwrap();
+        match m.moving_to.take() {
+            Some((to, 0)) => m.writer = to,
+            Some((to, left)) => {
+                m.moving_to = Some((to.clone(), left - 1));
+                return global(&m.writer.clone(), Some(&to));
+            }
+            None => {}
+        }
+        global(&m.writer, None)
+    }
+
+    /// Accepts a move unless one is in flight.
+    fn start(&self, operation: &str, to: Option<&str>) -> bool {
+        let mut m = self.0.lock().unwrap();
+        if m.moving_to.is_some() {
+            return false;
+        }
+        let to = to.unwrap_or_default().to_string();
+        m.accepted.push(format!("{operation} -> {to}"));
+        m.moving_to = Some((to, m.in_flight_polls));
+        true
+    }
+
+    /// The calls the engine accepted.
+    fn accepted(&self) -> Vec<String> {
+        self.0.lock().unwrap().accepted.clone()
+    }
+
+    fn rules(&self) -> [Rule; 3] {
+        let (c1, c2, c3) = (self.clone(), self.clone(), self.clone());
+        let refused = || {
+            aws_sdk_rds::error::ErrorMetadata::builder()
+                .code("InvalidGlobalClusterStateFault")
+                .message("a switchover or failover is already in progress")
+                .build()
+        };
+        [
+            mock!(aws_sdk_rds::Client::describe_global_clusters)
+                .then_compute_output(move |_| c1.describe()),
+            mock!(aws_sdk_rds::Client::switchover_global_cluster).then_compute_response(
+                move |r| {
+                    if c2.start("Switchover", r.target_db_cluster_identifier()) {
+                        aws_smithy_mocks::MockResponse::Output(
+                            SwitchoverGlobalClusterOutput::builder().build(),
+                        )
+                    } else {
+                        aws_smithy_mocks::MockResponse::Error(
+                            aws_sdk_rds::operation::switchover_global_cluster::SwitchoverGlobalClusterError::generic(refused()),
+                        )
+                    }
+                },
+            ),
+            mock!(aws_sdk_rds::Client::failover_global_cluster).then_compute_response(
+                move |r| {
+                    assert_eq!(r.allow_data_loss(), Some(true));
+                    if c3.start("Failover", r.target_db_cluster_identifier()) {
+                        aws_smithy_mocks::MockResponse::Output(
+                            FailoverGlobalClusterOutput::builder().build(),
+                        )
+                    } else {
+                        aws_smithy_mocks::MockResponse::Error(
+                            aws_sdk_rds::operation::failover_global_cluster::FailoverGlobalClusterError::generic(refused()),
+                        )
+                    }
+                },
+            ),
+        ]
+    }
+
+    fn client(&self) -> aws_sdk_rds::Client {
+        let [a, b, c] = self.rules();
+        mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&a, &b, &c], no_retries)
+    }
 }
 
 /// The function as deployed with the aurora-global driver, its RDS client mocked.
 async fn with_aurora(world: &World, rds: aws_sdk_rds::Client) -> Failover {
+    with_aurora_and(world, rds, &[]).await
+}
+
+async fn with_aurora_and(
+    world: &World,
+    rds: aws_sdk_rds::Client,
+    overrides: &[(&str, &str)],
+) -> Failover {
     let clusters = format!("us-east-1={US},eu-west-1={EU},ap-southeast-1={AP}");
-    let cfg = config(
-        world,
-        &[
-            ("CUTOVER_FAILOVER_DRIVER", "aurora-global"),
-            ("CUTOVER_GLOBAL_CLUSTER_ID", "aurora-global-local"),
-            ("CUTOVER_CLUSTER_ARNS", &clusters),
-        ],
-    )
-    .unwrap();
+    let mut settings = vec![
+        ("CUTOVER_FAILOVER_DRIVER", "aurora-global"),
+        ("CUTOVER_GLOBAL_CLUSTER_ID", "aurora-global-local"),
+        ("CUTOVER_CLUSTER_ARNS", clusters.as_str()),
+    ];
+    settings.extend_from_slice(overrides);
+    let cfg = config(world, &settings).unwrap();
     let mut f = build(cfg.clone(), &world.aws().await.unwrap())
         .await
         .unwrap();
@@ -98,24 +214,8 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
     reset(&world).await.unwrap();
     put_lag(&world, "eu-west-1", 75.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
-    let switch = mock!(aws_sdk_rds::Client::switchover_global_cluster)
-        .match_requests(|r| r.target_db_cluster_identifier() == Some(EU))
-        .sequence()
-        .output(|| SwitchoverGlobalClusterOutput::builder().build())
-        .repeatedly()
-        .build();
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(EU))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&switch, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 2);
+    let f = with_aurora(&world, cluster.client()).await;
     let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
 
     let events: Vec<Value> = (0..20)
@@ -145,7 +245,11 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
         .filter(|o| o["action"] == "switchover")
         .collect();
     assert_eq!(winners.len(), 1, "{actions:?}");
-    assert_eq!(switch.num_calls(), 1, "exactly one SwitchoverGlobalCluster");
+    assert_eq!(
+        cluster.accepted(),
+        vec![format!("Switchover -> {EU}")],
+        "exactly one SwitchoverGlobalCluster"
+    );
     let winner = winners[0]["holder"].as_str().unwrap();
     for o in &outcomes {
         match o["action"].as_str().unwrap() {
@@ -172,7 +276,7 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
         .await
         .unwrap();
     assert_eq!(later["action"], "cooldown");
-    assert_eq!(switch.num_calls(), 1);
+    assert_eq!(cluster.accepted().len(), 1);
     reset(&world).await.unwrap();
 }
 
@@ -183,21 +287,8 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
     reset(&world).await.unwrap();
     put_lag(&world, "eu-west-1", 75.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
-    let switch = mock!(aws_sdk_rds::Client::switchover_global_cluster)
-        .match_requests(|r| r.target_db_cluster_identifier() == Some(AP))
-        .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(AP))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&switch, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 2);
+    let f = with_aurora(&world, cluster.client()).await;
     // A holder that took the lease, recorded a switchover to ap-southeast-1, and died.
     let dead = f
         .leases
@@ -235,7 +326,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         .unwrap();
     assert_eq!(o["action"], "switchover", "{o}");
     assert_eq!(o["epoch"], dead.epoch + 1);
-    assert_eq!(switch.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Switchover -> {AP}")]);
     assert_eq!(active_region(&f).await, "ap-southeast-1");
     // The dead holder wakes up: its writes are rejected.
     let err = f
@@ -258,23 +349,8 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
     reset(&world).await.unwrap();
-    let failover = mock!(aws_sdk_rds::Client::failover_global_cluster)
-        .match_requests(|r| {
-            r.allow_data_loss() == Some(true) && r.target_db_cluster_identifier() == Some(EU)
-        })
-        .then_output(|| FailoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(EU))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&failover, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora(&world, cluster.client()).await;
     // The primary does not answer.
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
     put_lag(&world, "eu-west-1", 2500.0).await.unwrap();
@@ -301,7 +377,7 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
     assert_eq!(refused["action"], "refused");
     assert!(f.leases.current().await.unwrap().is_none());
     assert_eq!(active_region(&f).await, "us-east-1");
-    assert_eq!(failover.num_calls(), 0);
+    assert!(cluster.accepted().is_empty());
 
     put_lag(&world, "eu-west-1", 80.0).await.unwrap();
     let dry = handle(&f, json!({"command": "dry-run"}), "dry")
@@ -309,7 +385,7 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
         .unwrap();
     assert_eq!(dry["decision"]["decision"], "failover");
     assert_eq!(dry["decision"]["expected_loss_ms"], 80.0);
-    assert_eq!(failover.num_calls(), 0);
+    assert!(cluster.accepted().is_empty());
 
     let done = handle(&f, sample(&world, "alarm-eventbridge.json"), "t2")
         .await
@@ -319,7 +395,7 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
         .as_str()
         .unwrap()
         .contains("up to 80 ms of writes may be lost"));
-    assert_eq!(failover.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Failover -> {EU}")]);
     assert_eq!(active_region(&f).await, "eu-west-1");
     let writer = cutover_core::db::parameter(&f.ssm, "/migration/db/local/writer-endpoint")
         .await
@@ -350,20 +426,8 @@ async fn forced_failover_over_budget_and_bad_targets() {
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
     reset(&world).await.unwrap();
-    let failover = mock!(aws_sdk_rds::Client::failover_global_cluster)
-        .then_output(|| FailoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(AP))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&failover, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora(&world, cluster.client()).await;
     for (event, needle) in [
         (
             json!({"command": "failover", "target": "us-east-1"}),
@@ -396,8 +460,88 @@ async fn forced_failover_over_budget_and_bad_targets() {
     .unwrap();
     assert_eq!(o["action"], "failover", "{o}");
     assert!(o["decision"]["reasons"].to_string().contains("FORCED"));
-    assert_eq!(failover.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Failover -> {AP}")]);
     assert_eq!(active_region(&f).await, "ap-southeast-1");
     let _ = keys::failover_lease();
+    reset(&world).await.unwrap();
+}
+
+/// The crash-at-every-step drill on the aurora-global driver: the run dies right
+/// before each step in turn (after the lease, after the engine accepted the
+/// move, after the writer moved, after the endpoint write, before the final
+/// state); the next trigger after the lease expires finishes the same move with
+/// a higher epoch, and the engine is asked exactly once.
+#[tokio::test]
+async fn a_run_killed_after_any_step_is_finished_by_the_next_exactly_once() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    for (died_before, after) in [
+        (Step::Move, "the lease"),
+        (Step::Wait, "the engine accepted the move"),
+        (Step::Endpoint, "the writer moved"),
+        (Step::ActiveRegion, "the endpoint write"),
+        (Step::Record, "the endpoints, before the final state"),
+    ] {
+        reset(&world).await.unwrap();
+        put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+        put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+        let cluster = Cluster::new(US, 2);
+        let mut f =
+            with_aurora_and(&world, cluster.client(), &[("CUTOVER_LEASE_TTL_MS", "400")]).await;
+        let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
+
+        f.drill_stop_before = Some(died_before);
+        let err = handle(&f, json!({"command": "switchover"}), "doomed")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("drill"), "{died_before}: {err}");
+        let state = f
+            .store
+            .get::<FailoverState>(&state_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value.phase, Phase::InProgress, "killed after {after}");
+        assert_eq!(state.value.to, "eu-west-1");
+        let accepted_when_killed = cluster.accepted().len();
+
+        // Held by the dead run until its lease expires.
+        f.drill_stop_before = None;
+        let o = handle(&f, json!({"command": "failover"}), "too-early")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "fenced", "killed after {after}: {o}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // An alarm (not what the dead run was doing) resumes the recorded switchover.
+        let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "next")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "switchover", "killed after {after}: {o}");
+        assert_eq!(o["epoch"], epoch_before + 2, "killed after {after}: {o}");
+        assert_eq!(
+            cluster.accepted(),
+            vec![format!("Switchover -> {EU}")],
+            "killed after {after}: the engine is asked exactly once ({accepted_when_killed} before the kill); steps {}",
+            o["steps"]
+        );
+        assert_eq!(active_region(&f).await, "eu-west-1", "killed after {after}");
+        let state = f
+            .store
+            .get::<FailoverState>(&state_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value.phase, Phase::Completed, "killed after {after}");
+        assert_eq!(state.epoch, Some(epoch_before + 2));
+        assert_eq!(state.value.holder, "next");
+
+        // The dead run's lease is useless now, and a later trigger moves nothing.
+        let o = handle(&f, json!({"command": "failover"}), "later")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "cooldown", "killed after {after}: {o}");
+        assert_eq!(cluster.accepted().len(), 1);
+    }
     reset(&world).await.unwrap();
 }

@@ -75,6 +75,7 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
             .map(|arn| Notifier::new(aws.sns(), arn.clone())),
         access,
         driver,
+        drill_stop_before: None,
         config,
     })
 }

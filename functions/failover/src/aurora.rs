@@ -312,6 +312,29 @@ impl Driver for AuroraGlobal {
     ) -> Result<DriverReport, FailoverError> {
         self.move_writer(Planned::Failover, to, fence).await
     }
+
+    /// The target cluster's own writer (cluster) endpoint, as RDS names it —
+    /// not its reader endpoint, which reaches the writer only while the cluster
+    /// has a single instance.
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
+        let arn = self.cluster(region)?.to_string();
+        let out = retrying(|| async {
+            self.client
+                .describe_db_clusters()
+                .db_cluster_identifier(&arn)
+                .send()
+                .await
+                .map_err(|e| rds_err("DescribeDBClusters", e))
+        })
+        .await?;
+        let cluster = out.db_clusters().first().ok_or_else(|| {
+            FailoverError::Internal(format!("DescribeDBClusters found no cluster {arn}"))
+        })?;
+        let host = cluster.endpoint().ok_or_else(|| {
+            FailoverError::Internal(format!("cluster {arn} has no writer endpoint"))
+        })?;
+        Ok(format!("{host}:{}", cluster.port().unwrap_or(5432)))
+    }
 }
 
 #[cfg(test)]
@@ -646,6 +669,33 @@ mod tests {
             .unwrap();
         assert!(report.steps[0].contains("refused"), "{:?}", report.steps);
         assert_eq!(refused.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_writer_endpoint_is_the_target_clusters_writer_endpoint() {
+        let describe = mock!(Client::describe_db_clusters)
+            .match_requests(|r| r.db_cluster_identifier() == Some(EU))
+            .then_output(|| {
+                aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput::builder()
+                    .db_clusters(
+                        aws_sdk_rds::types::DbCluster::builder()
+                            .db_cluster_arn(EU)
+                            .endpoint(
+                                "aurora-eu-west-1-dev.cluster-abc.eu-west-1.rds.amazonaws.com",
+                            )
+                            .reader_endpoint(
+                                "aurora-eu-west-1-dev.cluster-ro-abc.eu-west-1.rds.amazonaws.com",
+                            )
+                            .port(5432)
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&describe], no_retries);
+        assert_eq!(
+            driver(client).writer_endpoint("eu-west-1").await.unwrap(),
+            "aurora-eu-west-1-dev.cluster-abc.eu-west-1.rds.amazonaws.com:5432"
+        );
     }
 
     #[tokio::test]

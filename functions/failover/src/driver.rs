@@ -102,6 +102,9 @@ pub trait Driver {
         regions: &[String],
         fence: &impl Fence,
     ) -> Result<DriverReport, FailoverError>;
+    /// The endpoint (`host:port`) that takes writes in `region` once it is the
+    /// primary: what SSM `writer-endpoint` is set to after a move.
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError>;
 }
 
 /// The configured driver.
@@ -145,6 +148,12 @@ impl Driver for AnyDriver {
         match self {
             AnyDriver::Aurora(d) => d.failover(from, to, regions, fence).await,
             AnyDriver::Postgres(d) => d.failover(from, to, regions, fence).await,
+        }
+    }
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
+        match self {
+            AnyDriver::Aurora(d) => d.writer_endpoint(region).await,
+            AnyDriver::Postgres(d) => d.writer_endpoint(region).await,
         }
     }
 }

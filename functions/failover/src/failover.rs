@@ -596,11 +596,9 @@ impl Failover {
         // before each write. writer-endpoint first: the application follows it, and
         // active-region == target then implies it is done.
         let mut steps = report.steps;
-        let new_writer = cutover_core::db::parameter(
-            &self.ssm,
-            &self.db_param(&format!("reader-endpoint/{to}")),
-        )
-        .await?;
+        // The target's writer endpoint, from the driver (RDS for Aurora), never
+        // its reader endpoint.
+        let new_writer = self.driver.writer_endpoint(&to).await?;
         self.put_if_changed(
             Step::Endpoint,
             &self.db_param("writer-endpoint"),

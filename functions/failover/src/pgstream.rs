@@ -27,7 +27,8 @@ use crate::driver::{Driver, DriverReport, Fence, Health, Step};
 use crate::FailoverError;
 
 pub struct PgStreaming {
-    /// region → the server's endpoint (its reader endpoint; the writer's for the primary).
+    /// region → that region's one server (loaded from `reader-endpoint/<region>`;
+    /// once promoted it is the region's writer too).
     pub endpoints: BTreeMap<String, Endpoint>,
     pub database: String,
     pub admin_user: String,
@@ -250,6 +251,15 @@ impl PgStreaming {
 impl Driver for PgStreaming {
     fn name(&self) -> &'static str {
         "postgres-streaming"
+    }
+
+    /// The region's server itself: one server per region, so once promoted its
+    /// address is the region's writer endpoint.
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
+        self.endpoints
+            .get(region)
+            .map(ToString::to_string)
+            .ok_or_else(|| FailoverError::InvalidInput(format!("no endpoint for region {region}")))
     }
 
     async fn secondaries(&self, primary: &str, regions: &[String]) -> Vec<Health> {

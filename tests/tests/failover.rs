@@ -18,7 +18,7 @@ use aws_sdk_rds::types::{
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use cutover_core::state::keys;
 use cutover_rehearsal::failover_kit::{config, put_lag, reset, set_writer_endpoint};
-use cutover_rehearsal::world::World;
+use cutover_rehearsal::world::{Node, World};
 use failover::aurora::AuroraGlobal;
 use failover::driver::{AnyDriver, Step};
 use failover::failover::{state_key, Failover, FailoverState, Kind, Phase};
@@ -203,6 +203,10 @@ async fn with_aurora_and(
         ("CUTOVER_CLUSTER_ARNS", clusters.as_str()),
         // Twenty TLS probes at once on a busy 2-core machine can take seconds.
         ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "10000"),
+        // The writer is lost only after every probe over the grace period failed:
+        // short here, so a lost-primary test does not wait the default 30 s.
+        ("CUTOVER_FAILOVER_GRACE_MS", "300"),
+        ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "100"),
     ];
     settings.extend_from_slice(overrides);
     let cfg = config(world, &settings).unwrap();
@@ -283,9 +287,23 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
         "exactly one SwitchoverGlobalCluster"
     );
     let winner = winners[0]["holder"].as_str().unwrap();
-    for o in &outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         match o["action"].as_str().unwrap() {
-            "switchover" => {}
+            "switchover" => assert!(
+                i % 4 >= 2,
+                "only a person's command moves a writer that answers: {o}"
+            ),
+            // An alarm with the writer answering is refused, and says why.
+            "refused" => {
+                assert!(i % 4 < 2, "{o}");
+                assert!(
+                    o["summary"]
+                        .as_str()
+                        .unwrap()
+                        .contains("never moves a writer that answers"),
+                    "{o}"
+                );
+            }
             "fenced" => assert_eq!(o["holder"], winner, "{o}"),
             "cooldown" => assert!(o["summary"].as_str().unwrap().contains("completed"), "{o}"),
             other => panic!("unexpected {other}: {o}"),
@@ -336,6 +354,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         holder: "dead-holder".into(),
         trigger: "alarm".into(),
         expected_loss_ms: Some(0.0),
+        loss_is_lower_bound: false,
         started_at_ms: cutover_core::state::now_ms(),
         finished_at_ms: None,
     };
@@ -579,5 +598,56 @@ async fn a_run_killed_after_any_step_is_finished_by_the_next_exactly_once() {
         assert_eq!(o["action"], "cooldown", "killed after {after}: {o}");
         assert_eq!(cluster.accepted().len(), 1);
     }
+    reset(&world).await.unwrap();
+}
+
+/// Detection: an alarm fires while the writer stops answering for about a
+/// second, less than the grace period. The writer is re-probed until it answers
+/// again, so nothing moves, and the refusal says it was a blip.
+#[tokio::test]
+async fn an_alarm_during_a_blip_shorter_than_the_grace_period_moves_nothing() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+    put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora_and(
+        &world,
+        cluster.client(),
+        &[
+            ("CUTOVER_FAILOVER_GRACE_MS", "5000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "200"),
+        ],
+    )
+    .await;
+    set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    let back = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let port = world.port(Node::UsEast1).unwrap();
+            set_writer_endpoint(&world, &format!("localhost:{port}"))
+                .await
+                .unwrap();
+        })
+    };
+    let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "blip")
+        .await
+        .unwrap();
+    back.await.unwrap();
+    assert_eq!(o["action"], "refused", "{o}");
+    let reasons = o["decision"]["reasons"].to_string();
+    assert!(reasons.contains("a blip"), "{reasons}");
+    assert!(
+        reasons.contains("never moves a writer that answers"),
+        "{reasons}"
+    );
+    assert!(cluster.accepted().is_empty());
+    assert_eq!(active_region(&f).await, "us-east-1");
+    assert!(
+        f.leases.current().await.unwrap().is_none(),
+        "no lease taken"
+    );
     reset(&world).await.unwrap();
 }

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::FailoverConfig;
-use crate::decision::{decide, Candidate, Decision, Requested, Situation};
+use crate::decision::{decide, lag_text, Candidate, Decision, Origin, Requested, Situation};
+use crate::detect::{self, RealClock};
 use crate::driver::{AnyDriver, Driver, DriverReport, Fence, Step};
 use crate::FailoverError;
 
@@ -57,6 +58,9 @@ pub struct FailoverState {
     pub holder: String,
     pub trigger: String,
     pub expected_loss_ms: Option<f64>,
+    /// `expected_loss_ms` is a lower bound (a stalled heartbeat): at least that much.
+    #[serde(default)]
+    pub loss_is_lower_bound: bool,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
 }
@@ -69,6 +73,8 @@ pub fn state_key() -> Key {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     pub requested: Requested,
+    /// An alarm never moves a writer that answers; a person can.
+    pub origin: Origin,
     pub target: Option<String>,
     pub force: bool,
     pub dry_run: bool,
@@ -188,6 +194,7 @@ struct Move {
     from: String,
     to: String,
     expected_loss_ms: Option<f64>,
+    loss_is_lower_bound: bool,
     resumed: bool,
 }
 
@@ -198,18 +205,25 @@ impl Move {
             from: s.from.clone(),
             to: s.to.clone(),
             expected_loss_ms: s.expected_loss_ms,
+            loss_is_lower_bound: s.loss_is_lower_bound,
             resumed: true,
         }
     }
 
     fn decided(d: &Decision, active: &str) -> Option<Move> {
-        let (kind, to, expected_loss_ms) = match d {
-            Decision::Switchover { target, .. } => (Kind::Switchover, target, Some(0.0)),
+        let (kind, to, expected_loss_ms, loss_is_lower_bound) = match d {
+            Decision::Switchover { target, .. } => (Kind::Switchover, target, Some(0.0), false),
             Decision::Failover {
                 target,
                 expected_loss_ms,
+                loss_is_lower_bound,
                 ..
-            } => (Kind::Failover, target, *expected_loss_ms),
+            } => (
+                Kind::Failover,
+                target,
+                *expected_loss_ms,
+                *loss_is_lower_bound,
+            ),
             Decision::Refuse { .. } => return None,
         };
         Some(Move {
@@ -217,6 +231,7 @@ impl Move {
             from: active.to_string(),
             to: to.clone(),
             expected_loss_ms,
+            loss_is_lower_bound,
             resumed: false,
         })
     }
@@ -236,21 +251,40 @@ impl Failover {
         Ok(cutover_core::db::parameter(&self.ssm, &self.app_param("active-region")).await?)
     }
 
-    async fn primary_answers(&self) -> bool {
+    /// One probe of the writer: it must answer in time and take writes. Any
+    /// error is a failure, said in words.
+    async fn probe_writer(&self) -> Result<(), String> {
         let probe = async {
-            let endpoint = self.access.writer_endpoint(&self.ssm).await.ok()?;
+            let endpoint = self
+                .access
+                .writer_endpoint(&self.ssm)
+                .await
+                .map_err(|e| format!("reading the writer endpoint: {e}"))?;
             let target: PgTarget = self.access.target("writer", endpoint);
-            let c = self.access.connect(&target).await.ok()?;
-            let row = c.query_one("SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool", &[]).await.ok()?;
-            Some(row.get::<_, bool>(0))
+            let c = self
+                .access
+                .connect(&target)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = c.query_one("SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool", &[]).await.map_err(|e| e.to_string())?;
+            if row.get::<_, bool>(0) {
+                Ok(())
+            } else {
+                Err("it answers, read-only (in recovery or fenced)".to_string())
+            }
         };
-        matches!(
-            tokio::time::timeout(self.config.probe_timeout, probe).await,
-            Ok(Some(true))
-        )
+        match tokio::time::timeout(self.config.probe_timeout, probe).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.config.probe_timeout.as_millis()
+            )),
+        }
     }
 
-    async fn lag(&self, region: &str) -> Option<f64> {
+    /// The region's latest heartbeat lag and whether it is a lower bound, if the
+    /// sample was taken no more than `CUTOVER_LAG_MAX_AGE_MS` before `reference_ms`.
+    async fn lag(&self, region: &str, reference_ms: u64) -> Option<(f64, bool)> {
         let sample = self
             .store
             .get::<LagSample>(&keys::lag_latest(region))
@@ -258,25 +292,37 @@ impl Failover {
             .ok()
             .flatten()?
             .value;
-        let fresh = now_ms().saturating_sub(sample.taken_at_ms)
+        let fresh = reference_ms.saturating_sub(sample.taken_at_ms)
             <= self.config.lag_max_age.as_millis() as u64;
         if fresh {
-            sample.heartbeat_ms
+            sample
+                .heartbeat_ms
+                .map(|ms| (ms, sample.heartbeat_is_lower_bound))
         } else {
             None
         }
     }
 
+    /// The writer watched over the grace period, then the secondaries and their lag.
+    /// Lag samples are aged from the moment the writer was first probed: once it is
+    /// gone no newer sample can be taken, so the grace period must not age them.
     pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
         let regions = self.config.region_names();
-        let (reachable, health) = tokio::join!(
-            self.primary_answers(),
-            self.driver.secondaries(active, &regions)
-        );
+        let first_probe_ms = now_ms();
+        let verdict = detect::watch(
+            || self.probe_writer(),
+            &RealClock::start(),
+            self.config.writer_grace,
+            self.config.probe_every,
+        )
+        .await;
+        let health = self.driver.secondaries(active, &regions).await;
         let mut candidates = Vec::new();
         for h in health {
+            let lag = self.lag(&h.region, first_probe_ms).await;
             candidates.push(Candidate {
-                lag_ms: self.lag(&h.region).await,
+                lag_ms: lag.map(|(ms, _)| ms),
+                lag_is_lower_bound: lag.is_some_and(|(_, lower)| lower),
                 region: h.region,
                 healthy: h.healthy,
                 note: h.note,
@@ -285,9 +331,11 @@ impl Failover {
         }
         Situation {
             current_primary: active.to_string(),
-            primary_reachable: reachable,
+            primary_reachable: verdict.reachable,
+            primary_note: Some(verdict.describe()),
             candidates,
             requested: trigger.requested,
+            origin: trigger.origin,
             target: trigger.target.clone(),
             force: trigger.force,
             rpo_budget_ms: self.config.rpo_budget_ms,
@@ -359,7 +407,12 @@ impl Failover {
         let lease = self.leases.current().await?;
         let mut lag = BTreeMap::new();
         for r in self.config.region_names() {
-            lag.insert(r.clone(), self.lag(&r).await);
+            lag.insert(
+                r.clone(),
+                self.lag(&r, now_ms())
+                    .await
+                    .map(|(ms, lower)| lag_text(ms, lower)),
+            );
         }
         Ok(json!({
             "active_region": self.active_region().await.ok(),
@@ -537,6 +590,7 @@ impl Failover {
             from,
             to,
             expected_loss_ms,
+            loss_is_lower_bound,
             resumed,
         } = planned;
         let mut record = FailoverState {
@@ -548,6 +602,7 @@ impl Failover {
             holder: holder.to_string(),
             trigger: trigger.describe.clone(),
             expected_loss_ms,
+            loss_is_lower_bound,
             started_at_ms: started_ms,
             finished_at_ms: None,
         };
@@ -640,6 +695,9 @@ impl Failover {
             lease.epoch,
             match (kind, expected_loss_ms) {
                 (Kind::Switchover, _) => "; RPO 0 by construction".to_string(),
+                (Kind::Failover, Some(l)) if loss_is_lower_bound => {
+                    format!("; at least {l:.0} ms of writes may be lost (a lower bound)")
+                }
                 (Kind::Failover, Some(l)) => format!("; up to {l:.0} ms of writes may be lost"),
                 (Kind::Failover, None) => "; data loss unknown (forced)".to_string(),
             }
@@ -691,10 +749,14 @@ fn summary_of(d: &Decision) -> String {
         Decision::Failover {
             target,
             expected_loss_ms,
+            loss_is_lower_bound,
             ..
         } => format!(
             "failover to {target}, expected loss {}",
-            expected_loss_ms.map_or("unknown".to_string(), |l| format!("{l:.0} ms"))
+            expected_loss_ms.map_or("unknown".to_string(), |l| format!(
+                "{} ms",
+                lag_text(l, *loss_is_lower_bound)
+            ))
         ),
         Decision::Refuse { reasons, .. } => {
             format!("refuse: {}", reasons.last().cloned().unwrap_or_default())

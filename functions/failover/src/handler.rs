@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::aurora::AuroraGlobal;
 use crate::config::{DriverKind, FailoverConfig};
-use crate::decision::Requested;
+use crate::decision::{Origin, Requested};
 use crate::driver::AnyDriver;
 use crate::failover::{Failover, Trigger};
 use crate::pgstream::PgStreaming;
@@ -127,6 +127,7 @@ fn alarm(name: &str, state: &str, region: Option<&str>, watched: &[String]) -> R
     }
     Request::Run(Trigger {
         requested: Requested::Auto,
+        origin: Origin::Alarm,
         target: None,
         force: false,
         dry_run: false,
@@ -178,6 +179,7 @@ pub fn parse_event(
             check(&target)?;
             Request::Run(Trigger {
                 requested: Requested::Auto,
+                origin: Origin::Person,
                 describe: format!("manual failover{}", if force { " (forced)" } else { "" }),
                 target,
                 force,
@@ -188,6 +190,7 @@ pub fn parse_event(
             check(&target)?;
             Request::Run(Trigger {
                 requested: Requested::Switchover,
+                origin: Origin::Person,
                 target,
                 force: false,
                 dry_run: false,
@@ -206,6 +209,7 @@ pub fn parse_event(
                 } else {
                     Requested::Auto
                 },
+                origin: Origin::Person,
                 target,
                 force,
                 dry_run: true,

@@ -84,7 +84,7 @@ pub struct Trigger {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    /// switchover | failover | refused | fenced | cooldown | dry-run
+    /// switchover | failover | refused | fenced | cooldown | dry-run | completed-elsewhere
     pub action: String,
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]

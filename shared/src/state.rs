@@ -109,6 +109,9 @@ pub struct LagSample {
     pub region: String,
     /// Heartbeat lag measured on the probe's own clock; `None` when the region was unreachable.
     pub heartbeat_ms: Option<f64>,
+    /// `heartbeat_ms` is a lower bound: the heartbeat had not arrived yet when it was taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heartbeat_is_lower_bound: bool,
     /// What the engine itself reports, when it reports anything.
     pub engine_ms: Option<f64>,
     /// Wall-clock time of the sample, milliseconds since the Unix epoch.

@@ -89,6 +89,7 @@ pub async fn put_lag(world: &World, region: &str, heartbeat_ms: f64) -> Result<(
             &LagSample {
                 region: region.into(),
                 heartbeat_ms: Some(heartbeat_ms),
+                heartbeat_is_lower_bound: false,
                 engine_ms: None,
                 taken_at_ms: cutover_core::state::now_ms(),
             },

@@ -231,6 +231,11 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         &[
             ("CUTOVER_LEASE_TTL_MS", "5000"),
             ("CUTOVER_COOLDOWN_MS", "5000"),
+            // The killed primaries of drills 2 and 3 never come back: a 3 s grace
+            // period (30 s by default) keeps the demo short. The blip that the grace
+            // period exists for is tested in tests/failover.rs.
+            ("CUTOVER_FAILOVER_GRACE_MS", "3000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "500"),
         ],
     )?;
     let f = build(cfg, &aws).await.map_err(fail)?;

@@ -1,24 +1,27 @@
 //! failover against the world: the lease, state, SSM, SNS and EventBridge on
 //! moto, the primary probed for real, and the aurora-global driver on
-//! aws-smithy-mocks (moto has no global failover APIs). These tests move only
-//! the SSM endpoints (put back after each); the real drills that promote
-//! PostgreSQL standbys run in `make demo`.
+//! aws-smithy-mocks (moto has no global failover APIs). The aurora tests move only
+//! the SSM endpoints (put back after each); the postgres-streaming crash drill
+//! promotes eu-west-1 for real and rebuilds the standbys from us-east-1 after each
+//! round (`world.sh rebuild-standby`).
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use aws_sdk_rds::operation::describe_global_clusters::DescribeGlobalClustersOutput;
 use aws_sdk_rds::operation::failover_global_cluster::FailoverGlobalClusterOutput;
 use aws_sdk_rds::operation::switchover_global_cluster::SwitchoverGlobalClusterOutput;
-use aws_sdk_rds::types::{GlobalCluster, GlobalClusterMember};
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_sdk_rds::types::{
+    FailoverState as MoveInFlight, FailoverStatus, GlobalCluster, GlobalClusterMember,
+};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use cutover_core::state::keys;
 use cutover_rehearsal::failover_kit::{config, put_lag, reset, set_writer_endpoint};
-use cutover_rehearsal::world::World;
+use cutover_rehearsal::world::{Node, World};
 use failover::aurora::AuroraGlobal;
-use failover::driver::AnyDriver;
+use failover::driver::{AnyDriver, Step};
 use failover::failover::{state_key, Failover, FailoverState, Kind, Phase};
 use failover::handler::{build, handle};
 use failover::FailoverError;
@@ -31,7 +34,7 @@ const US: &str = "arn:aws:rds:us-east-1:123456789012:cluster:aurora-us-east-1-lo
 const EU: &str = "arn:aws:rds:eu-west-1:123456789012:cluster:aurora-eu-west-1-local";
 const AP: &str = "arn:aws:rds:ap-southeast-1:123456789012:cluster:aurora-ap-southeast-1-local";
 
-fn global(writer: &str) -> DescribeGlobalClustersOutput {
+fn global(writer: &str, moving_to: Option<&str>) -> DescribeGlobalClustersOutput {
     let m = |arn: &str| {
         GlobalClusterMember::builder()
             .db_cluster_arn(arn)
@@ -39,30 +42,175 @@ fn global(writer: &str) -> DescribeGlobalClustersOutput {
             .synchronization_status("connected".into())
             .build()
     };
-    DescribeGlobalClustersOutput::builder()
-        .global_clusters(
-            GlobalCluster::builder()
-                .global_cluster_identifier("aurora-global-local")
-                .global_cluster_members(m(US))
-                .global_cluster_members(m(EU))
-                .global_cluster_members(m(AP))
+    let mut gc = GlobalCluster::builder()
+        .global_cluster_identifier("aurora-global-local")
+        .global_cluster_members(m(US))
+        .global_cluster_members(m(EU))
+        .global_cluster_members(m(AP));
+    if let Some(to) = moving_to {
+        gc = gc.failover_state(
+            MoveInFlight::builder()
+                .status(FailoverStatus::FailingOver)
+                .from_db_cluster_arn(writer)
+                .to_db_cluster_arn(to)
                 .build(),
-        )
+        );
+    }
+    DescribeGlobalClustersOutput::builder()
+        .global_clusters(gc.build())
         .build()
+}
+
+/// A cluster's writer (cluster) endpoint as RDS names it.
+fn writer_host(name: &str, region: &str) -> String {
+    format!("{name}.cluster-x.{region}.rds.amazonaws.com")
+}
+
+/// A global cluster that moves like the real one, on aws-smithy-mocks: it shows
+/// its writer until a Switchover/Failover call is accepted, then that move in
+/// flight for a few DescribeGlobalClusters, then the target writing. A call while
+/// a move is in flight is refused, as AWS refuses it.
+#[derive(Clone)]
+struct Cluster(Arc<Mutex<Moving>>);
+
+struct Moving {
+    writer: String,
+    moving_to: Option<(String, usize)>,
+    accepted: Vec<String>,
+    in_flight_polls: usize,
+}
+
+impl Cluster {
+    fn new(writer: &str, in_flight_polls: usize) -> Cluster {
+        Cluster(Arc::new(Mutex::new(Moving {
+            writer: writer.into(),
+            moving_to: None,
+            accepted: vec![],
+            in_flight_polls,
+        })))
+    }
+
+    fn describe(&self) -> DescribeGlobalClustersOutput {
+        let mut m = self.0.lock().unwrap();
+        match m.moving_to.take() {
+            Some((to, 0)) => m.writer = to,
+            Some((to, left)) => {
+                m.moving_to = Some((to.clone(), left - 1));
+                return global(&m.writer.clone(), Some(&to));
+            }
+            None => {}
+        }
+        global(&m.writer, None)
+    }
+
+    /// Accepts a move unless one is in flight.
+    fn start(&self, operation: &str, to: Option<&str>) -> bool {
+        let mut m = self.0.lock().unwrap();
+        if m.moving_to.is_some() {
+            return false;
+        }
+        let to = to.unwrap_or_default().to_string();
+        m.accepted.push(format!("{operation} -> {to}"));
+        m.moving_to = Some((to, m.in_flight_polls));
+        true
+    }
+
+    /// The calls the engine accepted.
+    fn accepted(&self) -> Vec<String> {
+        self.0.lock().unwrap().accepted.clone()
+    }
+
+    fn rules(&self) -> [Rule; 4] {
+        let (c1, c2, c3) = (self.clone(), self.clone(), self.clone());
+        let refused = || {
+            aws_sdk_rds::error::ErrorMetadata::builder()
+                .code("InvalidGlobalClusterStateFault")
+                .message("a switchover or failover is already in progress")
+                .build()
+        };
+        [
+            mock!(aws_sdk_rds::Client::describe_global_clusters)
+                .then_compute_output(move |_| c1.describe()),
+            mock!(aws_sdk_rds::Client::describe_db_clusters).then_compute_output(|r| {
+                let arn = r.db_cluster_identifier().unwrap_or_default().to_string();
+                let name = arn.rsplit(':').next().unwrap_or_default().to_string();
+                let region = arn.split(':').nth(3).unwrap_or_default().to_string();
+                aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput::builder()
+                    .db_clusters(
+                        aws_sdk_rds::types::DbCluster::builder()
+                            .db_cluster_arn(&arn)
+                            .endpoint(writer_host(&name, &region))
+                            .reader_endpoint(format!("{name}.cluster-ro-x.{region}.rds.amazonaws.com"))
+                            .port(5432)
+                            .build(),
+                    )
+                    .build()
+            }),
+            mock!(aws_sdk_rds::Client::switchover_global_cluster).then_compute_response(
+                move |r| {
+                    if c2.start("Switchover", r.target_db_cluster_identifier()) {
+                        aws_smithy_mocks::MockResponse::Output(
+                            SwitchoverGlobalClusterOutput::builder().build(),
+                        )
+                    } else {
+                        aws_smithy_mocks::MockResponse::Error(
+                            aws_sdk_rds::operation::switchover_global_cluster::SwitchoverGlobalClusterError::generic(refused()),
+                        )
+                    }
+                },
+            ),
+            mock!(aws_sdk_rds::Client::failover_global_cluster).then_compute_response(
+                move |r| {
+                    assert_eq!(r.allow_data_loss(), Some(true));
+                    if c3.start("Failover", r.target_db_cluster_identifier()) {
+                        aws_smithy_mocks::MockResponse::Output(
+                            FailoverGlobalClusterOutput::builder().build(),
+                        )
+                    } else {
+                        aws_smithy_mocks::MockResponse::Error(
+                            aws_sdk_rds::operation::failover_global_cluster::FailoverGlobalClusterError::generic(refused()),
+                        )
+                    }
+                },
+            ),
+        ]
+    }
+
+    fn client(&self) -> aws_sdk_rds::Client {
+        let [a, b, c, d] = self.rules();
+        mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&a, &b, &c, &d],
+            no_retries
+        )
+    }
 }
 
 /// The function as deployed with the aurora-global driver, its RDS client mocked.
 async fn with_aurora(world: &World, rds: aws_sdk_rds::Client) -> Failover {
+    with_aurora_and(world, rds, &[]).await
+}
+
+async fn with_aurora_and(
+    world: &World,
+    rds: aws_sdk_rds::Client,
+    overrides: &[(&str, &str)],
+) -> Failover {
     let clusters = format!("us-east-1={US},eu-west-1={EU},ap-southeast-1={AP}");
-    let cfg = config(
-        world,
-        &[
-            ("CUTOVER_FAILOVER_DRIVER", "aurora-global"),
-            ("CUTOVER_GLOBAL_CLUSTER_ID", "aurora-global-local"),
-            ("CUTOVER_CLUSTER_ARNS", &clusters),
-        ],
-    )
-    .unwrap();
+    let mut settings = vec![
+        ("CUTOVER_FAILOVER_DRIVER", "aurora-global"),
+        ("CUTOVER_GLOBAL_CLUSTER_ID", "aurora-global-local"),
+        ("CUTOVER_CLUSTER_ARNS", clusters.as_str()),
+        // Twenty TLS probes at once on a busy 2-core machine can take seconds.
+        ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "10000"),
+        // The writer is lost only after every probe over the grace period failed:
+        // short here, so a lost-primary test does not wait the default 30 s.
+        ("CUTOVER_FAILOVER_GRACE_MS", "300"),
+        ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "100"),
+    ];
+    settings.extend_from_slice(overrides);
+    let cfg = config(world, &settings).unwrap();
     let mut f = build(cfg.clone(), &world.aws().await.unwrap())
         .await
         .unwrap();
@@ -98,24 +246,8 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
     reset(&world).await.unwrap();
     put_lag(&world, "eu-west-1", 75.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
-    let switch = mock!(aws_sdk_rds::Client::switchover_global_cluster)
-        .match_requests(|r| r.target_db_cluster_identifier() == Some(EU))
-        .sequence()
-        .output(|| SwitchoverGlobalClusterOutput::builder().build())
-        .repeatedly()
-        .build();
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(EU))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&switch, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 2);
+    let f = with_aurora(&world, cluster.client()).await;
     let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
 
     let events: Vec<Value> = (0..20)
@@ -140,16 +272,39 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
         .map(|o| o["action"].as_str().unwrap())
         .collect();
     println!("{actions:?}");
+    for o in &outcomes {
+        if o["action"] == "refused" {
+            println!("{o}");
+        }
+    }
     let winners: Vec<&Value> = outcomes
         .iter()
         .filter(|o| o["action"] == "switchover")
         .collect();
     assert_eq!(winners.len(), 1, "{actions:?}");
-    assert_eq!(switch.num_calls(), 1, "exactly one SwitchoverGlobalCluster");
+    assert_eq!(
+        cluster.accepted(),
+        vec![format!("Switchover -> {EU}")],
+        "exactly one SwitchoverGlobalCluster"
+    );
     let winner = winners[0]["holder"].as_str().unwrap();
-    for o in &outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         match o["action"].as_str().unwrap() {
-            "switchover" => {}
+            "switchover" => assert!(
+                i % 4 >= 2,
+                "only a person's command moves a writer that answers: {o}"
+            ),
+            // An alarm with the writer answering is refused, and says why.
+            "refused" => {
+                assert!(i % 4 < 2, "{o}");
+                assert!(
+                    o["summary"]
+                        .as_str()
+                        .unwrap()
+                        .contains("never moves a writer that answers"),
+                    "{o}"
+                );
+            }
             "fenced" => assert_eq!(o["holder"], winner, "{o}"),
             "cooldown" => assert!(o["summary"].as_str().unwrap().contains("completed"), "{o}"),
             other => panic!("unexpected {other}: {o}"),
@@ -172,7 +327,7 @@ async fn twenty_concurrent_triggers_make_exactly_one_switchover() {
         .await
         .unwrap();
     assert_eq!(later["action"], "cooldown");
-    assert_eq!(switch.num_calls(), 1);
+    assert_eq!(cluster.accepted().len(), 1);
     reset(&world).await.unwrap();
 }
 
@@ -183,21 +338,8 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
     reset(&world).await.unwrap();
     put_lag(&world, "eu-west-1", 75.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
-    let switch = mock!(aws_sdk_rds::Client::switchover_global_cluster)
-        .match_requests(|r| r.target_db_cluster_identifier() == Some(AP))
-        .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(AP))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&switch, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 2);
+    let f = with_aurora(&world, cluster.client()).await;
     // A holder that took the lease, recorded a switchover to ap-southeast-1, and died.
     let dead = f
         .leases
@@ -213,6 +355,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         holder: "dead-holder".into(),
         trigger: "alarm".into(),
         expected_loss_ms: Some(0.0),
+        loss_is_lower_bound: false,
         started_at_ms: cutover_core::state::now_ms(),
         finished_at_ms: None,
     };
@@ -235,7 +378,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         .unwrap();
     assert_eq!(o["action"], "switchover", "{o}");
     assert_eq!(o["epoch"], dead.epoch + 1);
-    assert_eq!(switch.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Switchover -> {AP}")]);
     assert_eq!(active_region(&f).await, "ap-southeast-1");
     // The dead holder wakes up: its writes are rejected.
     let err = f
@@ -258,23 +401,8 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
     reset(&world).await.unwrap();
-    let failover = mock!(aws_sdk_rds::Client::failover_global_cluster)
-        .match_requests(|r| {
-            r.allow_data_loss() == Some(true) && r.target_db_cluster_identifier() == Some(EU)
-        })
-        .then_output(|| FailoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(EU))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&failover, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora(&world, cluster.client()).await;
     // The primary does not answer.
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
     put_lag(&world, "eu-west-1", 2500.0).await.unwrap();
@@ -301,7 +429,7 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
     assert_eq!(refused["action"], "refused");
     assert!(f.leases.current().await.unwrap().is_none());
     assert_eq!(active_region(&f).await, "us-east-1");
-    assert_eq!(failover.num_calls(), 0);
+    assert!(cluster.accepted().is_empty());
 
     put_lag(&world, "eu-west-1", 80.0).await.unwrap();
     let dry = handle(&f, json!({"command": "dry-run"}), "dry")
@@ -309,7 +437,7 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
         .unwrap();
     assert_eq!(dry["decision"]["decision"], "failover");
     assert_eq!(dry["decision"]["expected_loss_ms"], 80.0);
-    assert_eq!(failover.num_calls(), 0);
+    assert!(cluster.accepted().is_empty());
 
     let done = handle(&f, sample(&world, "alarm-eventbridge.json"), "t2")
         .await
@@ -319,14 +447,18 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
         .as_str()
         .unwrap()
         .contains("up to 80 ms of writes may be lost"));
-    assert_eq!(failover.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Failover -> {EU}")]);
     assert_eq!(active_region(&f).await, "eu-west-1");
     let writer = cutover_core::db::parameter(&f.ssm, "/migration/db/local/writer-endpoint")
         .await
         .unwrap();
+    // The target cluster's writer endpoint, not its reader endpoint.
     assert_eq!(
         writer,
-        format!("localhost:{}", world.get("CUTOVER_PORT_EU_WEST_1").unwrap())
+        format!(
+            "{}:5432",
+            writer_host("aurora-eu-west-1-local", "eu-west-1")
+        )
     );
     // The audit trail has the whole story.
     let audit = f
@@ -350,20 +482,8 @@ async fn forced_failover_over_budget_and_bad_targets() {
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
     reset(&world).await.unwrap();
-    let failover = mock!(aws_sdk_rds::Client::failover_global_cluster)
-        .then_output(|| FailoverGlobalClusterOutput::builder().build());
-    let describe = mock!(aws_sdk_rds::Client::describe_global_clusters)
-        .sequence()
-        .output(|| global(AP))
-        .repeatedly()
-        .build();
-    let rds = mock_client!(
-        aws_sdk_rds,
-        RuleMode::MatchAny,
-        [&failover, &describe],
-        no_retries
-    );
-    let f = with_aurora(&world, rds).await;
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora(&world, cluster.client()).await;
     for (event, needle) in [
         (
             json!({"command": "failover", "target": "us-east-1"}),
@@ -396,8 +516,272 @@ async fn forced_failover_over_budget_and_bad_targets() {
     .unwrap();
     assert_eq!(o["action"], "failover", "{o}");
     assert!(o["decision"]["reasons"].to_string().contains("FORCED"));
-    assert_eq!(failover.num_calls(), 1);
+    assert_eq!(cluster.accepted(), vec![format!("Failover -> {AP}")]);
     assert_eq!(active_region(&f).await, "ap-southeast-1");
     let _ = keys::failover_lease();
     reset(&world).await.unwrap();
+}
+
+/// The crash-at-every-step drill on the aurora-global driver: the run dies right
+/// before each step in turn (after the lease, after the engine accepted the
+/// move, after the writer moved, after the endpoint write, before the final
+/// state); the next trigger after the lease expires finishes the same move with
+/// a higher epoch, and the engine is asked exactly once.
+#[tokio::test]
+async fn a_run_killed_after_any_step_is_finished_by_the_next_exactly_once() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    for (died_before, after) in [
+        (Step::Move, "the lease"),
+        (Step::Wait, "the engine accepted the move"),
+        (Step::Endpoint, "the writer moved"),
+        (Step::ActiveRegion, "the endpoint write"),
+        (Step::Record, "the endpoints, before the final state"),
+    ] {
+        reset(&world).await.unwrap();
+        put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+        put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+        let cluster = Cluster::new(US, 2);
+        let mut f =
+            with_aurora_and(&world, cluster.client(), &[("CUTOVER_LEASE_TTL_MS", "400")]).await;
+        let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
+
+        f.drill_stop_before = Some(died_before);
+        let err = handle(&f, json!({"command": "switchover"}), "doomed")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("drill"), "{died_before}: {err}");
+        let state = f
+            .store
+            .get::<FailoverState>(&state_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value.phase, Phase::InProgress, "killed after {after}");
+        assert_eq!(state.value.to, "eu-west-1");
+        let accepted_when_killed = cluster.accepted().len();
+
+        // Held by the dead run until its lease expires.
+        f.drill_stop_before = None;
+        let o = handle(&f, json!({"command": "failover"}), "too-early")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "fenced", "killed after {after}: {o}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // An alarm (not what the dead run was doing) resumes the recorded switchover.
+        let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "next")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "switchover", "killed after {after}: {o}");
+        assert_eq!(o["epoch"], epoch_before + 2, "killed after {after}: {o}");
+        assert_eq!(
+            cluster.accepted(),
+            vec![format!("Switchover -> {EU}")],
+            "killed after {after}: the engine is asked exactly once ({accepted_when_killed} before the kill); steps {}",
+            o["steps"]
+        );
+        assert_eq!(active_region(&f).await, "eu-west-1", "killed after {after}");
+        let state = f
+            .store
+            .get::<FailoverState>(&state_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value.phase, Phase::Completed, "killed after {after}");
+        assert_eq!(state.epoch, Some(epoch_before + 2));
+        assert_eq!(state.value.holder, "next");
+
+        // The dead run's lease is useless now, and a later trigger moves nothing.
+        let o = handle(&f, json!({"command": "failover"}), "later")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "cooldown", "killed after {after}: {o}");
+        assert_eq!(cluster.accepted().len(), 1);
+    }
+    reset(&world).await.unwrap();
+}
+
+/// Detection: an alarm fires while the writer stops answering for about a
+/// second, less than the grace period. The writer is re-probed until it answers
+/// again, so nothing moves, and the refusal says it was a blip.
+#[tokio::test]
+async fn an_alarm_during_a_blip_shorter_than_the_grace_period_moves_nothing() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+    put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora_and(
+        &world,
+        cluster.client(),
+        &[
+            ("CUTOVER_FAILOVER_GRACE_MS", "5000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "200"),
+        ],
+    )
+    .await;
+    set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    let back = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let port = world.port(Node::UsEast1).unwrap();
+            set_writer_endpoint(&world, &format!("localhost:{port}"))
+                .await
+                .unwrap();
+        })
+    };
+    let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "blip")
+        .await
+        .unwrap();
+    back.await.unwrap();
+    assert_eq!(o["action"], "refused", "{o}");
+    let reasons = o["decision"]["reasons"].to_string();
+    assert!(reasons.contains("a blip"), "{reasons}");
+    assert!(
+        reasons.contains("never moves a writer that answers"),
+        "{reasons}"
+    );
+    assert!(cluster.accepted().is_empty());
+    assert_eq!(active_region(&f).await, "us-east-1");
+    assert!(
+        f.leases.current().await.unwrap().is_none(),
+        "no lease taken"
+    );
+    reset(&world).await.unwrap();
+}
+
+/// `world.sh rebuild-standby`: the node's data replaced by a base backup of `primary`.
+fn rebuild_standby(world: &World, node: Node, primary: Node) {
+    let out = std::process::Command::new("bash")
+        .arg(world.root().join("tests/env/world.sh"))
+        .args(["rebuild-standby", node.name(), primary.name()])
+        .envs(world.env_pairs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rebuilding {}: {}",
+        node.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// us-east-1 the writer again (not fenced), the standbys rebuilt from it, SSM and state reset.
+async fn restore_world(world: &World) {
+    let c = world.admin(Node::UsEast1).await.unwrap();
+    c.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    c.batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
+        .await
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    rebuild_standby(world, Node::EuWest1, Node::UsEast1);
+    rebuild_standby(world, Node::ApSoutheast1, Node::UsEast1);
+    reset(world).await.unwrap();
+}
+
+async fn writes(world: &World, node: Node) -> bool {
+    let c = world.admin(node).await.unwrap();
+    c.query_one(
+        "SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// The crash-at-every-step drill on real PostgreSQL (postgres-streaming): a
+/// switchover us-east-1 -> eu-west-1 dies right before each step in turn (after
+/// the lease, after fencing, after the promotion, after the endpoint write,
+/// before the final state); the next trigger after the lease expires finishes it
+/// with a higher epoch, promoting eu-west-1 exactly once and never fencing again
+/// once it was promoted. The world is rebuilt after each round.
+#[tokio::test]
+async fn a_postgres_switchover_killed_after_any_step_is_finished_exactly_once() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let eu = format!("localhost:{}", world.port(Node::EuWest1).unwrap());
+    for (died_before, after, promoted_before_the_kill) in [
+        (Step::Fence, "the lease", false),
+        (Step::Promote, "fencing", false),
+        (Step::Repoint, "the promotion", true),
+        (Step::ActiveRegion, "the endpoint write", true),
+        (Step::Record, "the endpoints, before the final state", true),
+    ] {
+        reset(&world).await.unwrap();
+        let cfg = config(
+            &world,
+            &[
+                ("CUTOVER_LEASE_TTL_MS", "1500"),
+                ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "10000"),
+            ],
+        )
+        .unwrap();
+        let mut f = build(cfg, &world.aws().await.unwrap()).await.unwrap();
+        let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
+        f.drill_stop_before = Some(died_before);
+        let err = handle(
+            &f,
+            json!({"command": "switchover", "target": "eu-west-1"}),
+            "doomed",
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("drill"), "after {after}: {err}");
+        assert_eq!(
+            writes(&world, Node::EuWest1).await,
+            promoted_before_the_kill,
+            "after {after}"
+        );
+
+        f.drill_stop_before = None;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "next")
+            .await
+            .unwrap();
+        assert_eq!(o["action"], "switchover", "after {after}: {o}");
+        assert_eq!(o["epoch"], epoch_before + 2, "after {after}: {o}");
+        let steps = o["steps"].to_string();
+        if promoted_before_the_kill {
+            assert!(steps.contains("already promoted"), "after {after}: {steps}");
+            assert!(!steps.contains("promoted in"), "promoted twice: {steps}");
+            assert!(
+                !steps.contains("us-east-1: fenced"),
+                "fenced again: {steps}"
+            );
+        } else {
+            assert!(
+                steps.contains("eu-west-1: promoted in"),
+                "after {after}: {steps}"
+            );
+        }
+        assert!(writes(&world, Node::EuWest1).await, "after {after}");
+        assert!(
+            !writes(&world, Node::UsEast1).await,
+            "after {after}: two writers"
+        );
+        assert_eq!(active_region(&f).await, "eu-west-1", "after {after}");
+        let writer = cutover_core::db::parameter(&f.ssm, "/migration/db/local/writer-endpoint")
+            .await
+            .unwrap();
+        assert_eq!(writer, eu, "after {after}");
+        let state = f
+            .store
+            .get::<FailoverState>(&state_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value.phase, Phase::Completed, "after {after}");
+        assert_eq!(state.epoch, Some(epoch_before + 2));
+        println!(
+            "killed after {after}: resumed in {} ms: {steps}",
+            o["timings"]["total_ms"]
+        );
+        restore_world(&world).await;
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use cutover_core::state::{keys, LagSample, StateStore};
+use cutover_rehearsal::failover_kit::{reset, set_writer_endpoint};
 use cutover_rehearsal::world::{Node, World};
 use lag_probe::config::{ProbeConfig, TableName};
 use lag_probe::handler::{handle, Env};
@@ -289,4 +290,40 @@ async fn invalid_events_change_nothing() {
 
 fn lag_probe_now_ms() -> u64 {
     cutover_core::state::now_ms()
+}
+
+/// After a move the writer is the region SSM names, read at every window: the
+/// new writer is not measured against itself, and the old primary is measured
+/// as a secondary.
+#[tokio::test]
+async fn the_writer_is_the_active_region_that_ssm_names_at_each_window() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let env = env(&world).await;
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+        .await
+        .unwrap();
+    let before = env.endpoints(&access).await.unwrap();
+    assert_eq!(before.primary_region, "us-east-1");
+    let eu = world.port(Node::EuWest1).unwrap();
+    set_writer_endpoint(&world, &format!("localhost:{eu}"))
+        .await
+        .unwrap();
+    env.aws
+        .ssm()
+        .put_parameter()
+        .name("/migration/app/local/active-region")
+        .value("eu-west-1")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let after = env.endpoints(&access).await;
+    reset(&world).await.unwrap();
+    let after = after.unwrap();
+    assert_eq!(after.primary_region, "eu-west-1");
+    assert_eq!(after.primary.endpoint.port, eu);
+    let readers: Vec<&str> = after.readers.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(readers, vec!["us-east-1", "ap-southeast-1"]);
 }

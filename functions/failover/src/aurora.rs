@@ -1,7 +1,9 @@
 //! `aurora-global`: RDS `SwitchoverGlobalCluster` (planned, RPO 0) and
 //! `FailoverGlobalCluster` with `AllowDataLoss` (unplanned), then
 //! `DescribeGlobalClusters` polled until the target cluster is the writer and no
-//! failover is in progress. Throttling and other transient errors are retried
+//! failover is in progress. The engine takes one move at a time and says who
+//! writes, so the driver reads it first: a target that already writes, or a move
+//! to it already in flight, is not called again (a resumed run only waits). Throttling and other transient errors are retried
 //! with backoff. moto has none of these APIs; the tests use aws-smithy-mocks.
 
 use std::collections::BTreeMap;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_rds::Client;
 use cutover_core::state::now_ms;
 
-use crate::driver::{Driver, DriverReport, Health};
+use crate::driver::{Driver, DriverReport, Fence, Health, Step};
 use crate::FailoverError;
 
 pub struct AuroraGlobal {
@@ -50,6 +52,21 @@ where
     unreachable!("the loop returns")
 }
 
+/// What `DescribeGlobalClusters` says now.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    /// The DB cluster ARN of the writer.
+    writer: Option<String>,
+    /// A switchover/failover in flight: its status and, when told, its target.
+    in_flight: Option<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planned {
+    Switchover,
+    Failover,
+}
+
 impl AuroraGlobal {
     fn cluster(&self, region: &str) -> Result<&str, FailoverError> {
         self.clusters
@@ -62,41 +79,55 @@ impl AuroraGlobal {
             })
     }
 
-    /// Polls until `target` is the writer and no switchover/failover is pending.
+    /// Who writes, and whether a move is in flight, as the global cluster says.
+    async fn look(&self) -> Result<Seen, FailoverError> {
+        let out = retrying(|| async {
+            self.client
+                .describe_global_clusters()
+                .global_cluster_identifier(&self.global_cluster_id)
+                .send()
+                .await
+                .map_err(|e| rds_err("DescribeGlobalClusters", e))
+        })
+        .await?;
+        let gc = out.global_clusters().first().ok_or_else(|| {
+            FailoverError::Internal(format!(
+                "global cluster {} not found",
+                self.global_cluster_id
+            ))
+        })?;
+        let writer = gc
+            .global_cluster_members()
+            .iter()
+            .find(|m| m.is_writer() == Some(true))
+            .and_then(|m| m.db_cluster_arn())
+            .map(str::to_string);
+        let in_flight = gc.failover_state().and_then(|f| {
+            f.status().map(|s| {
+                (
+                    s.as_str().to_string(),
+                    f.to_db_cluster_arn().map(str::to_string),
+                )
+            })
+        });
+        Ok(Seen { writer, in_flight })
+    }
+
+    /// Polls until `target` is the writer and no switchover/failover is pending,
+    /// renewing the lease at every poll.
     async fn wait_for_writer(
         &self,
         target_arn: &str,
         steps: &mut Vec<String>,
+        fence: &impl Fence,
     ) -> Result<u64, FailoverError> {
         let started = Instant::now();
         let mut polls = 0;
         loop {
+            fence.check(Step::Wait).await?;
             polls += 1;
-            let out = retrying(|| async {
-                self.client
-                    .describe_global_clusters()
-                    .global_cluster_identifier(&self.global_cluster_id)
-                    .send()
-                    .await
-                    .map_err(|e| rds_err("DescribeGlobalClusters", e))
-            })
-            .await?;
-            let gc = out.global_clusters().first().ok_or_else(|| {
-                FailoverError::Internal(format!(
-                    "global cluster {} not found",
-                    self.global_cluster_id
-                ))
-            })?;
-            let writer = gc
-                .global_cluster_members()
-                .iter()
-                .find(|m| m.is_writer() == Some(true))
-                .and_then(|m| m.db_cluster_arn());
-            let pending = gc
-                .failover_state()
-                .and_then(|f| f.status())
-                .map(|s| s.as_str().to_string());
-            if writer == Some(target_arn) && pending.is_none() {
+            let seen = self.look().await?;
+            if seen.writer.as_deref() == Some(target_arn) && seen.in_flight.is_none() {
                 steps.push(format!(
                     "DescribeGlobalClusters: {target_arn} is the writer after {polls} polls ({} ms)",
                     started.elapsed().as_millis()
@@ -107,12 +138,107 @@ impl AuroraGlobal {
                 return Err(FailoverError::Internal(format!(
                     "after {} s the writer is {:?} (pending: {:?}), not {target_arn}",
                     self.timeout.as_secs(),
-                    writer,
-                    pending
+                    seen.writer,
+                    seen.in_flight.map(|(status, _)| status)
                 )));
             }
             tokio::time::sleep(self.poll_every).await;
         }
+    }
+
+    /// Is the world already where this move goes (`Ok(Some(note))`), or on its way
+    /// there (`Ok(Some(note))` too, the caller then only waits)? A move in flight
+    /// elsewhere is an error: the engine takes one at a time.
+    fn under_way(&self, seen: &Seen, target: &str) -> Result<Option<String>, FailoverError> {
+        match (&seen.in_flight, seen.writer.as_deref()) {
+            (Some((status, Some(other))), _) if other != target => {
+                Err(FailoverError::Driver(format!(
+                    "a move to {other} is in flight ({status}); not starting another to {target}"
+                )))
+            }
+            (Some((status, _)), _) => Ok(Some(format!(
+                "a move to {target} is already in flight ({status}); not calling again"
+            ))),
+            (None, Some(writer)) if writer == target => Ok(Some(format!(
+                "{target} is already the writer; no call made"
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+
+    async fn call(&self, planned: Planned, target: &str) -> Result<(), FailoverError> {
+        retrying(|| async {
+            match planned {
+                Planned::Switchover => self
+                    .client
+                    .switchover_global_cluster()
+                    .global_cluster_identifier(&self.global_cluster_id)
+                    .target_db_cluster_identifier(target)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| rds_err("SwitchoverGlobalCluster", e)),
+                Planned::Failover => self
+                    .client
+                    .failover_global_cluster()
+                    .global_cluster_identifier(&self.global_cluster_id)
+                    .target_db_cluster_identifier(target)
+                    .allow_data_loss(true)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| rds_err("FailoverGlobalCluster", e)),
+            }
+        })
+        .await
+    }
+
+    /// Reads the world, calls the engine only if the move is neither done nor in
+    /// flight (and the lease is still ours), then waits for the target to write.
+    async fn move_writer(
+        &self,
+        planned: Planned,
+        to: &str,
+        fence: &impl Fence,
+    ) -> Result<DriverReport, FailoverError> {
+        let target = self.cluster(to)?.to_string();
+        let mut steps = Vec::new();
+        let seen = self.look().await?;
+        if let Some(note) = self.under_way(&seen, &target)? {
+            steps.push(note);
+            if seen.in_flight.is_none() {
+                return Ok(DriverReport {
+                    steps,
+                    promoted_at_ms: None,
+                });
+            }
+        } else {
+            fence.check(Step::Move).await?;
+            let what = match planned {
+                Planned::Switchover => format!(
+                    "SwitchoverGlobalCluster {} -> {target}",
+                    self.global_cluster_id
+                ),
+                Planned::Failover => format!(
+                    "FailoverGlobalCluster {} -> {target} (AllowDataLoss)",
+                    self.global_cluster_id
+                ),
+            };
+            if let Err(e) = self.call(planned, &target).await {
+                // Refused because another holder's call got there first? Then it is ours too.
+                match self.under_way(&self.look().await?, &target)? {
+                    Some(note) => steps.push(format!("{what} refused ({e}), but {note}")),
+                    None => return Err(e),
+                }
+            } else {
+                steps.push(what);
+            }
+        }
+        let at = self.wait_for_writer(&target, &mut steps, fence).await?;
+        Ok(DriverReport {
+            steps,
+            promoted_at_ms: Some(at),
+        })
     }
 }
 
@@ -172,28 +298,9 @@ impl Driver for AuroraGlobal {
         _from: &str,
         to: &str,
         _regions: &[String],
+        fence: &impl Fence,
     ) -> Result<DriverReport, FailoverError> {
-        let target = self.cluster(to)?.to_string();
-        let mut steps = Vec::new();
-        retrying(|| async {
-            self.client
-                .switchover_global_cluster()
-                .global_cluster_identifier(&self.global_cluster_id)
-                .target_db_cluster_identifier(&target)
-                .send()
-                .await
-                .map_err(|e| rds_err("SwitchoverGlobalCluster", e))
-        })
-        .await?;
-        steps.push(format!(
-            "SwitchoverGlobalCluster {} -> {target}",
-            self.global_cluster_id
-        ));
-        let at = self.wait_for_writer(&target, &mut steps).await?;
-        Ok(DriverReport {
-            steps,
-            promoted_at_ms: Some(at),
-        })
+        self.move_writer(Planned::Switchover, to, fence).await
     }
 
     async fn failover(
@@ -201,40 +308,46 @@ impl Driver for AuroraGlobal {
         _from: &str,
         to: &str,
         _regions: &[String],
+        fence: &impl Fence,
     ) -> Result<DriverReport, FailoverError> {
-        let target = self.cluster(to)?.to_string();
-        let mut steps = Vec::new();
-        retrying(|| async {
+        self.move_writer(Planned::Failover, to, fence).await
+    }
+
+    /// The target cluster's own writer (cluster) endpoint, as RDS names it —
+    /// not its reader endpoint, which reaches the writer only while the cluster
+    /// has a single instance.
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
+        let arn = self.cluster(region)?.to_string();
+        let out = retrying(|| async {
             self.client
-                .failover_global_cluster()
-                .global_cluster_identifier(&self.global_cluster_id)
-                .target_db_cluster_identifier(&target)
-                .allow_data_loss(true)
+                .describe_db_clusters()
+                .db_cluster_identifier(&arn)
                 .send()
                 .await
-                .map_err(|e| rds_err("FailoverGlobalCluster", e))
+                .map_err(|e| rds_err("DescribeDBClusters", e))
         })
         .await?;
-        steps.push(format!(
-            "FailoverGlobalCluster {} -> {target} (AllowDataLoss)",
-            self.global_cluster_id
-        ));
-        let at = self.wait_for_writer(&target, &mut steps).await?;
-        Ok(DriverReport {
-            steps,
-            promoted_at_ms: Some(at),
-        })
+        let cluster = out.db_clusters().first().ok_or_else(|| {
+            FailoverError::Internal(format!("DescribeDBClusters found no cluster {arn}"))
+        })?;
+        let host = cluster.endpoint().ok_or_else(|| {
+            FailoverError::Internal(format!("cluster {arn} has no writer endpoint"))
+        })?;
+        Ok(format!("{host}:{}", cluster.port().unwrap_or(5432)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::testing::Recording;
     use aws_sdk_rds::operation::describe_global_clusters::DescribeGlobalClustersOutput;
     use aws_sdk_rds::operation::failover_global_cluster::{
         FailoverGlobalClusterError, FailoverGlobalClusterOutput,
     };
-    use aws_sdk_rds::operation::switchover_global_cluster::SwitchoverGlobalClusterOutput;
+    use aws_sdk_rds::operation::switchover_global_cluster::{
+        SwitchoverGlobalClusterError, SwitchoverGlobalClusterOutput,
+    };
     use aws_sdk_rds::types::{FailoverState, FailoverStatus, GlobalCluster, GlobalClusterMember};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
@@ -242,9 +355,9 @@ mod tests {
     const EU: &str = "arn:aws:rds:eu-west-1:1:cluster:aurora-eu-west-1-dev";
     const AP: &str = "arn:aws:rds:ap-southeast-1:1:cluster:aurora-ap-southeast-1-dev";
 
-    fn global(
+    fn global_moving(
         writer: &str,
-        pending: Option<FailoverStatus>,
+        pending: Option<(FailoverStatus, &str)>,
         ap_sync: &str,
     ) -> DescribeGlobalClustersOutput {
         let member = |arn: &str, sync: &str| {
@@ -259,12 +372,22 @@ mod tests {
             .global_cluster_members(member(US, "connected"))
             .global_cluster_members(member(EU, "connected"))
             .global_cluster_members(member(AP, ap_sync));
-        if let Some(p) = pending {
-            gc = gc.failover_state(FailoverState::builder().status(p).build());
+        if let Some((status, to)) = pending {
+            gc = gc.failover_state(
+                FailoverState::builder()
+                    .status(status)
+                    .from_db_cluster_arn(writer)
+                    .to_db_cluster_arn(to)
+                    .build(),
+            );
         }
         DescribeGlobalClustersOutput::builder()
             .global_clusters(gc.build())
             .build()
+    }
+
+    fn global(writer: &str, ap_sync: &str) -> DescribeGlobalClustersOutput {
+        global_moving(writer, None, ap_sync)
     }
 
     /// The driver's own retry loop is under test, not the SDK's.
@@ -299,20 +422,23 @@ mod tests {
                     && r.target_db_cluster_identifier() == Some(EU)
             })
             .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
+        let before =
+            mock!(Client::describe_global_clusters).then_output(|| global(US, "connected"));
         let describe = mock!(Client::describe_global_clusters)
             .sequence()
-            .output(|| global(US, Some(FailoverStatus::FailingOver), "connected"))
+            .output(|| global_moving(US, Some((FailoverStatus::FailingOver, EU)), "connected"))
             .times(2)
-            .output(|| global(EU, None, "connected"))
+            .output(|| global(EU, "connected"))
             .build();
         let client = mock_client!(
             aws_sdk_rds,
             RuleMode::Sequential,
-            [&switch, &describe],
+            [&before, &switch, &describe],
             no_retries
         );
+        let fence = Recording::default();
         let report = driver(client)
-            .switchover("us-east-1", "eu-west-1", &regions())
+            .switchover("us-east-1", "eu-west-1", &regions(), &fence)
             .await
             .unwrap();
         assert_eq!(switch.num_calls(), 1);
@@ -321,6 +447,11 @@ mod tests {
             report.steps[1].contains("is the writer after 3 polls"),
             "{:?}",
             report.steps
+        );
+        assert_eq!(
+            fence.checks(),
+            vec![Step::Move, Step::Wait, Step::Wait, Step::Wait],
+            "the lease is checked before the call and renewed at every poll"
         );
     }
 
@@ -341,16 +472,22 @@ mod tests {
             })
             .output(|| FailoverGlobalClusterOutput::builder().build())
             .build();
-        let done =
-            mock!(Client::describe_global_clusters).then_output(|| global(AP, None, "connected"));
+        let before =
+            mock!(Client::describe_global_clusters).then_output(|| global(US, "connected"));
+        let done = mock!(Client::describe_global_clusters).then_output(|| global(AP, "connected"));
         let client = mock_client!(
             aws_sdk_rds,
             RuleMode::Sequential,
-            [&failover, &done],
+            [&before, &failover, &done],
             no_retries
         );
         let report = driver(client)
-            .failover("us-east-1", "ap-southeast-1", &regions())
+            .failover(
+                "us-east-1",
+                "ap-southeast-1",
+                &regions(),
+                &Recording::default(),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -367,7 +504,7 @@ mod tests {
             .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
         let stuck = mock!(Client::describe_global_clusters)
             .sequence()
-            .output(|| global(US, Some(FailoverStatus::FailingOver), "connected"))
+            .output(|| global(US, "connected"))
             .repeatedly()
             .build();
         let client = mock_client!(
@@ -379,19 +516,192 @@ mod tests {
         let mut d = driver(client);
         d.timeout = Duration::from_millis(30);
         let err = d
-            .switchover("us-east-1", "eu-west-1", &regions())
+            .switchover("us-east-1", "eu-west-1", &regions(), &Recording::default())
             .await
             .unwrap_err();
         assert!(
             err.to_string().contains("not arn:aws:rds:eu-west-1"),
             "{err}"
         );
+        assert_eq!(switch.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_move_whose_call_already_succeeded_is_not_called_again() {
+        // The previous holder's SwitchoverGlobalCluster was accepted, then it died.
+        let switch = mock!(Client::switchover_global_cluster)
+            .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
+        let failover = mock!(Client::failover_global_cluster)
+            .then_output(|| FailoverGlobalClusterOutput::builder().build());
+        let describe = mock!(Client::describe_global_clusters)
+            .sequence()
+            .output(|| global_moving(US, Some((FailoverStatus::FailingOver, EU)), "connected"))
+            .times(3)
+            .output(|| global(EU, "connected"))
+            .repeatedly()
+            .build();
+        let client = mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&switch, &failover, &describe],
+            no_retries
+        );
+        let fence = Recording::default();
+        let report = driver(client)
+            .switchover("us-east-1", "eu-west-1", &regions(), &fence)
+            .await
+            .unwrap();
+        assert_eq!(switch.num_calls(), 0, "{:?}", report.steps);
+        assert_eq!(failover.num_calls(), 0);
+        assert!(
+            report.steps[0].contains("already in flight"),
+            "{:?}",
+            report.steps
+        );
+        assert!(
+            report.steps[1].contains("is the writer"),
+            "{:?}",
+            report.steps
+        );
+        assert!(!fence.checks().contains(&Step::Move));
+    }
+
+    #[tokio::test]
+    async fn a_target_that_already_writes_is_not_called_again() {
+        let failover = mock!(Client::failover_global_cluster)
+            .then_output(|| FailoverGlobalClusterOutput::builder().build());
+        let describe =
+            mock!(Client::describe_global_clusters).then_output(|| global(AP, "connected"));
+        let client = mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&failover, &describe],
+            no_retries
+        );
+        let fence = Recording::default();
+        let report = driver(client)
+            .failover("us-east-1", "ap-southeast-1", &regions(), &fence)
+            .await
+            .unwrap();
+        assert_eq!(failover.num_calls(), 0);
+        assert_eq!(describe.num_calls(), 1);
+        assert!(
+            report.steps[0].contains("already the writer"),
+            "{:?}",
+            report.steps
+        );
+        assert!(fence.checks().is_empty(), "no side effect, no check needed");
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_driver_before_the_call() {
+        let switch = mock!(Client::switchover_global_cluster)
+            .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
+        let describe =
+            mock!(Client::describe_global_clusters).then_output(|| global(US, "connected"));
+        let client = mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&switch, &describe],
+            no_retries
+        );
+        let err = driver(client)
+            .switchover(
+                "us-east-1",
+                "eu-west-1",
+                &regions(),
+                &Recording::losing_at(Step::Move),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FailoverError::Core(cutover_core::Error::Fenced(_))),
+            "{err}"
+        );
+        assert_eq!(switch.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_move_in_flight_elsewhere_is_not_joined_and_a_refused_call_for_ours_is() {
+        let switch = mock!(Client::switchover_global_cluster)
+            .then_output(|| SwitchoverGlobalClusterOutput::builder().build());
+        let elsewhere = mock!(Client::describe_global_clusters).then_output(|| {
+            global_moving(US, Some((FailoverStatus::FailingOver, AP)), "connected")
+        });
+        let client = mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&switch, &elsewhere],
+            no_retries
+        );
+        let err = driver(client)
+            .switchover("us-east-1", "eu-west-1", &regions(), &Recording::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not starting another"), "{err}");
+        assert_eq!(switch.num_calls(), 0);
+
+        // Another holder's call got in between our look and our call: ours is refused,
+        // and the move under way is the one we wanted.
+        let refused = mock!(Client::switchover_global_cluster).then_error(|| {
+            SwitchoverGlobalClusterError::generic(
+                aws_sdk_rds::error::ErrorMetadata::builder()
+                    .code("InvalidGlobalClusterStateFault")
+                    .message("a switchover is already in progress")
+                    .build(),
+            )
+        });
+        let before =
+            mock!(Client::describe_global_clusters).then_output(|| global(US, "connected"));
+        let moving = mock!(Client::describe_global_clusters).then_output(|| {
+            global_moving(US, Some((FailoverStatus::FailingOver, EU)), "connected")
+        });
+        let done = mock!(Client::describe_global_clusters).then_output(|| global(EU, "connected"));
+        let client = mock_client!(
+            aws_sdk_rds,
+            RuleMode::Sequential,
+            [&before, &refused, &moving, &done],
+            no_retries
+        );
+        let report = driver(client)
+            .switchover("us-east-1", "eu-west-1", &regions(), &Recording::default())
+            .await
+            .unwrap();
+        assert!(report.steps[0].contains("refused"), "{:?}", report.steps);
+        assert_eq!(refused.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_writer_endpoint_is_the_target_clusters_writer_endpoint() {
+        let describe = mock!(Client::describe_db_clusters)
+            .match_requests(|r| r.db_cluster_identifier() == Some(EU))
+            .then_output(|| {
+                aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput::builder()
+                    .db_clusters(
+                        aws_sdk_rds::types::DbCluster::builder()
+                            .db_cluster_arn(EU)
+                            .endpoint(
+                                "aurora-eu-west-1-dev.cluster-abc.eu-west-1.rds.amazonaws.com",
+                            )
+                            .reader_endpoint(
+                                "aurora-eu-west-1-dev.cluster-ro-abc.eu-west-1.rds.amazonaws.com",
+                            )
+                            .port(5432)
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&describe], no_retries);
+        assert_eq!(
+            driver(client).writer_endpoint("eu-west-1").await.unwrap(),
+            "aurora-eu-west-1-dev.cluster-abc.eu-west-1.rds.amazonaws.com:5432"
+        );
     }
 
     #[tokio::test]
     async fn members_pending_resync_are_not_healthy() {
-        let describe = mock!(Client::describe_global_clusters)
-            .then_output(|| global(US, None, "pending-resync"));
+        let describe =
+            mock!(Client::describe_global_clusters).then_output(|| global(US, "pending-resync"));
         let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&describe]);
         let health = driver(client).secondaries("us-east-1", &regions()).await;
         assert_eq!(health.len(), 2);
@@ -415,7 +725,7 @@ mod tests {
     async fn an_unknown_region_is_input_error() {
         let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, []);
         let err = driver(client)
-            .switchover("us-east-1", "sa-east-1", &regions())
+            .switchover("us-east-1", "sa-east-1", &regions(), &Recording::default())
             .await
             .unwrap_err();
         assert!(matches!(err, FailoverError::InvalidInput(_)));

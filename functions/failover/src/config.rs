@@ -9,9 +9,11 @@
 //! | `CUTOVER_FAILOVER_ALARMS` | (none) | alarms whose ALARM state triggers a failover |
 //! | `CUTOVER_LEASE_TTL_MS` | 120000 | the fencing lease's lifetime |
 //! | `CUTOVER_COOLDOWN_MS` | 900000 | no new failover this soon after one completed |
-//! | `CUTOVER_LAG_MAX_AGE_MS` | 120000 | older lag samples do not count |
+//! | `CUTOVER_LAG_MAX_AGE_MS` | 10000 | a lag sample older than this when the writer was first probed does not count (lag-probe runs 55 s windows every minute: a sample may be ~5 s old at a window boundary) |
 //! | `CUTOVER_EVENT_BUS` | `default` | where "Cutover Primary Changed" is put |
-//! | `CUTOVER_FAILOVER_PROBE_TIMEOUT_MS` | 2000 | how long the primary gets to answer |
+//! | `CUTOVER_FAILOVER_PROBE_TIMEOUT_MS` | 2000 | how long the primary gets to answer one probe |
+//! | `CUTOVER_FAILOVER_GRACE_MS` | 30000 | the writer is lost only if every probe over this long failed (longer than a 20 s in-region restart) |
+//! | `CUTOVER_FAILOVER_PROBE_EVERY_MS` | 2000 | how often the writer is probed during the grace period |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +39,8 @@ pub struct FailoverConfig {
     pub lag_max_age: Duration,
     pub event_bus: String,
     pub probe_timeout: Duration,
+    pub writer_grace: Duration,
+    pub probe_every: Duration,
 }
 
 impl FailoverConfig {
@@ -110,12 +114,15 @@ impl FailoverConfig {
                 .unwrap_or_default(),
             lease_ttl: vars.millis_or("CUTOVER_LEASE_TTL_MS", Duration::from_secs(120))?,
             cooldown: vars.millis_or("CUTOVER_COOLDOWN_MS", Duration::from_secs(900))?,
-            lag_max_age: vars.millis_or("CUTOVER_LAG_MAX_AGE_MS", Duration::from_secs(120))?,
+            lag_max_age: vars.millis_or("CUTOVER_LAG_MAX_AGE_MS", Duration::from_secs(10))?,
             event_bus: vars
                 .optional("CUTOVER_EVENT_BUS")
                 .unwrap_or_else(|| "default".into()),
             probe_timeout: vars
                 .millis_or("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", Duration::from_secs(2))?,
+            writer_grace: vars.millis_or("CUTOVER_FAILOVER_GRACE_MS", Duration::from_secs(30))?,
+            probe_every: vars
+                .millis_or("CUTOVER_FAILOVER_PROBE_EVERY_MS", Duration::from_secs(2))?,
             core,
         })
     }
@@ -158,6 +165,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.cluster_arns.len(), 3);
         assert_eq!(c.rpo_budget_ms, 1000.0);
+        assert!(
+            c.writer_grace > Duration::from_secs(20),
+            "an in-region restart of up to 20 s must not move the writer"
+        );
+        assert_eq!(c.lag_max_age, Duration::from_secs(10));
     }
 
     #[test]

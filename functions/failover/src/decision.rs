@@ -1,11 +1,15 @@
 //! The decision, pure: given what was observed, what to do and why.
 //!
-//! - The primary answers → a planned **switchover** (RPO 0): the old primary is
-//!   fenced and the target catches up before it is promoted.
-//! - The primary does not answer → a **failover** to the healthy secondary that
-//!   has received the most WAL (when positions are known), else the one with the
-//!   least lag — refused when the loss it would cause (its latest lag sample)
-//!   exceeds the RPO budget or cannot be stated, unless forced.
+//! - The primary answers and a person asked → a planned **switchover** (RPO 0):
+//!   the old primary is fenced and the target catches up before it is promoted.
+//! - The primary answers and an alarm asked → **refused** (reported): a writer
+//!   that answers is never moved across regions by an alarm; a person decides.
+//! - The primary does not answer (every probe over the grace period failed) → a
+//!   **failover** to the healthy secondary that has received the most WAL (when
+//!   positions are known), else the one with the least lag — refused when the
+//!   loss it would cause (its lag sample) exceeds the RPO budget or cannot be
+//!   stated, unless forced. A lag that is only a lower bound (the heartbeat had
+//!   not arrived yet) states no upper limit, so it is refused too unless forced.
 //! - No healthy secondary → refused, with an alert.
 
 use serde::Serialize;
@@ -20,6 +24,16 @@ pub enum Requested {
     Switchover,
 }
 
+/// Who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// A CloudWatch alarm (EventBridge or SNS).
+    Alarm,
+    /// A direct invoke: a person's command.
+    Person,
+}
+
 /// One secondary as observed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {
@@ -29,6 +43,9 @@ pub struct Candidate {
     pub note: Option<String>,
     /// Latest heartbeat lag from lag-probe, if fresh.
     pub lag_ms: Option<f64>,
+    /// The lag is a lower bound: the heartbeat had not arrived when it was taken.
+    #[serde(default)]
+    pub lag_is_lower_bound: bool,
     /// WAL received (bytes since 0/0), when the driver can tell.
     pub position: Option<u64>,
 }
@@ -37,8 +54,11 @@ pub struct Candidate {
 pub struct Situation {
     pub current_primary: String,
     pub primary_reachable: bool,
+    /// How reachability was established (probes, grace period, last error).
+    pub primary_note: Option<String>,
     pub candidates: Vec<Candidate>,
     pub requested: Requested,
+    pub origin: Origin,
     pub target: Option<String>,
     pub force: bool,
     pub rpo_budget_ms: f64,
@@ -55,6 +75,9 @@ pub enum Decision {
         target: String,
         /// The data the failover may lose, as the lag samples state it.
         expected_loss_ms: Option<f64>,
+        /// `expected_loss_ms` is a lower bound: at least that much may be lost.
+        #[serde(default)]
+        loss_is_lower_bound: bool,
         reasons: Vec<String>,
     },
     Refuse {
@@ -101,13 +124,17 @@ fn best<'a>(healthy: &[&'a Candidate]) -> Option<&'a Candidate> {
 pub fn decide(s: &Situation) -> Decision {
     let mut reasons = Vec::new();
     reasons.push(format!(
-        "primary {} is {}",
+        "primary {} is {}{}",
         s.current_primary,
         if s.primary_reachable {
             "reachable"
         } else {
             "NOT reachable"
-        }
+        },
+        s.primary_note
+            .as_ref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default()
     ));
     for c in &s.candidates {
         reasons.push(format!(
@@ -119,12 +146,27 @@ pub fn decide(s: &Situation) -> Decision {
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default(),
             match (c.lag_ms, c.position) {
-                (Some(l), Some(p)) => format!(", lag {l:.0} ms, WAL received {p}"),
-                (Some(l), None) => format!(", lag {l:.0} ms"),
+                (Some(l), Some(p)) => format!(
+                    ", lag {} ms, WAL received {p}",
+                    lag_text(l, c.lag_is_lower_bound)
+                ),
+                (Some(l), None) => format!(", lag {} ms", lag_text(l, c.lag_is_lower_bound)),
                 (None, Some(p)) => format!(", no fresh lag sample, WAL received {p}"),
                 (None, None) => ", no fresh lag sample".to_string(),
             }
         ));
+    }
+    if s.primary_reachable && s.origin == Origin::Alarm {
+        reasons.push(format!(
+            "refused: the writer {} answers, and an alarm never moves a writer that answers \
+             (a blip or an in-region restart looks the same to an alarm); \
+             a person can move it with the switchover command",
+            s.current_primary
+        ));
+        return Decision::Refuse {
+            reasons,
+            alert: true,
+        };
     }
     let healthy: Vec<&Candidate> = s
         .candidates
@@ -174,32 +216,45 @@ pub fn decide(s: &Situation) -> Decision {
             alert: true,
         };
     }
-    match target.lag_ms {
-        Some(loss) if loss <= s.rpo_budget_ms => {
+    let budget = s.rpo_budget_ms;
+    match (target.lag_ms, target.lag_is_lower_bound) {
+        (Some(loss), false) if loss <= budget => {
             reasons.push(format!(
-                "failover: up to {loss:.0} ms of acknowledged writes may be lost (budget {:.0} ms)",
-                s.rpo_budget_ms
+                "failover: up to {loss:.0} ms of acknowledged writes may be lost (budget {budget:.0} ms)"
             ));
         }
-        Some(loss) if s.force => {
+        (Some(loss), lower) if s.force => {
             reasons.push(format!(
-                "FORCED failover: up to {loss:.0} ms of writes may be lost, over the budget of {:.0} ms",
-                s.rpo_budget_ms
+                "FORCED failover: {} ms of writes may be lost, {}",
+                lag_text(loss, lower),
+                if lower {
+                    "a lower bound with no upper limit".to_string()
+                } else {
+                    format!("over the budget of {budget:.0} ms")
+                }
             ));
         }
-        Some(loss) => {
+        (Some(loss), false) => {
             reasons.push(format!(
-                "refused: the expected loss of {loss:.0} ms exceeds the RPO budget of {:.0} ms (force to override)",
-                s.rpo_budget_ms
+                "refused: the expected loss of {loss:.0} ms exceeds the RPO budget of {budget:.0} ms (force to override)"
             ));
             return Decision::Refuse {
                 reasons,
                 alert: true,
             };
         }
-        None if s.force => reasons
+        (Some(loss), true) => {
+            reasons.push(format!(
+                "refused: the loss is at least {loss:.0} ms (the last heartbeat had not arrived), so it has no upper bound to hold against the RPO budget of {budget:.0} ms (force to override)"
+            ));
+            return Decision::Refuse {
+                reasons,
+                alert: true,
+            };
+        }
+        (None, _) if s.force => reasons
             .push("FORCED failover: the data loss cannot be stated (no fresh lag sample)".into()),
-        None => {
+        (None, _) => {
             reasons.push("refused: no fresh lag sample for the target, so the data loss cannot be stated (force to override)".into());
             return Decision::Refuse {
                 reasons,
@@ -210,7 +265,17 @@ pub fn decide(s: &Situation) -> Decision {
     Decision::Failover {
         target: target.region.clone(),
         expected_loss_ms: target.lag_ms,
+        loss_is_lower_bound: target.lag_is_lower_bound,
         reasons,
+    }
+}
+
+/// "75" or "at least 75": a lower bound is never written as if it were the lag.
+pub fn lag_text(ms: f64, lower_bound: bool) -> String {
+    if lower_bound {
+        format!("at least {ms:.0}")
+    } else {
+        format!("{ms:.0}")
     }
 }
 
@@ -224,6 +289,7 @@ mod tests {
             healthy,
             note: None,
             lag_ms: lag,
+            lag_is_lower_bound: false,
             position: pos,
         }
     }
@@ -232,8 +298,10 @@ mod tests {
         Situation {
             current_primary: "us-east-1".into(),
             primary_reachable: reachable,
+            primary_note: None,
             candidates,
             requested: Requested::Auto,
+            origin: Origin::Alarm,
             target: None,
             force: false,
             rpo_budget_ms: 1000.0,
@@ -241,14 +309,25 @@ mod tests {
     }
 
     #[test]
-    fn a_reachable_primary_means_a_switchover_to_the_best_candidate() {
-        let d = decide(&situation(
+    fn a_reachable_primary_is_switched_over_only_on_a_persons_command() {
+        let mut s = situation(
             true,
             vec![
                 cand("eu-west-1", true, Some(75.0), None),
                 cand("ap-southeast-1", true, Some(220.0), None),
             ],
-        ));
+        );
+        let d = decide(&s);
+        assert!(matches!(d, Decision::Refuse { alert: true, .. }), "{d:?}");
+        assert!(
+            d.reasons()
+                .last()
+                .unwrap()
+                .contains("never moves a writer that answers"),
+            "{d:?}"
+        );
+        s.origin = Origin::Person;
+        let d = decide(&s);
         assert!(
             matches!(&d, Decision::Switchover { target, .. } if target == "eu-west-1"),
             "{d:?}"
@@ -269,6 +348,7 @@ mod tests {
             Decision::Failover {
                 target: "eu-west-1".into(),
                 expected_loss_ms: Some(75.0),
+                loss_is_lower_bound: false,
                 reasons: d.reasons().to_vec()
             }
         );
@@ -340,6 +420,7 @@ mod tests {
                 cand("ap-southeast-1", false, None, None),
             ],
         );
+        s.origin = Origin::Person;
         s.target = Some("ap-southeast-1".into());
         assert!(matches!(decide(&s), Decision::Refuse { .. }));
         s.target = Some("eu-west-1".into());
@@ -353,5 +434,46 @@ mod tests {
         let d = decide(&s);
         assert!(matches!(d, Decision::Refuse { .. }));
         assert!(d.reasons().iter().any(|r| r.contains("use failover")));
+    }
+
+    #[test]
+    fn a_lower_bound_is_stated_as_one_and_refused_unless_forced() {
+        let mut c = cand("eu-west-1", true, Some(300.0), None);
+        c.lag_is_lower_bound = true;
+        let mut s = situation(false, vec![c]);
+        let d = decide(&s);
+        assert!(matches!(d, Decision::Refuse { .. }), "{d:?}");
+        let text = d.reasons().join("\n");
+        assert!(text.contains("lag at least 300 ms"), "{text}");
+        assert!(text.contains("the loss is at least 300 ms"), "{text}");
+        assert!(!text.contains("up to 300"), "{text}");
+        s.force = true;
+        let d = decide(&s);
+        assert!(
+            matches!(
+                d,
+                Decision::Failover {
+                    loss_is_lower_bound: true,
+                    expected_loss_ms: Some(l),
+                    ..
+                } if l == 300.0
+            ),
+            "{d:?}"
+        );
+        assert!(d
+            .reasons()
+            .join("\n")
+            .contains("at least 300 ms of writes may be lost"));
+    }
+
+    #[test]
+    fn the_probe_story_is_in_the_reasons() {
+        let mut s = situation(false, vec![cand("eu-west-1", true, Some(75.0), None)]);
+        s.primary_note = Some("all 16 probes over 30000 ms failed".into());
+        let d = decide(&s);
+        assert!(
+            d.reasons()[0].contains("NOT reachable: all 16 probes"),
+            "{d:?}"
+        );
     }
 }

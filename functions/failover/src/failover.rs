@@ -3,12 +3,19 @@
 //!
 //! Fencing: nothing changes before the lease (`FAILOVER` / `LEASE`) is taken;
 //! the state (`FAILOVER` / `STATE`) is written only under it (a transaction that
-//! checks holder, epoch and expiry); the lease is renewed — which fails for a
-//! stale holder — right before the SSM endpoints are rewritten. A completed
+//! checks holder, epoch and expiry); before every side effect — the engine call,
+//! the fence, the promotion, each SSM write — the lease is renewed, which fails
+//! for a stale holder, and it is renewed while the driver waits. A completed
 //! failover keeps the lease until it expires and starts a cooldown, so the other
-//! triggers of the same incident find it held and report by whom. A holder that
-//! dies mid-way leaves `STATE` in progress: the next trigger after the lease
-//! expires takes it over with a higher epoch and finishes the same move.
+//! triggers of the same incident find it held and report by whom.
+//!
+//! Resuming: `STATE` is read first, before anything is decided. A holder that
+//! died mid-way leaves it in progress: the next trigger after the lease expires
+//! takes it over with a higher epoch and finishes the recorded move (not a new
+//! decision: the half-moved world would mislead one). Every step re-reads the
+//! world and skips what is done: the drivers ask the engine who writes and
+//! whether a move is in flight, and an SSM parameter that already holds the new
+//! value is not written again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,13 +23,14 @@ use std::time::{Duration, Instant};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use cutover_core::db::{DbAccess, PgTarget};
 use cutover_core::notify::{Notification, Notifier, Severity};
-use cutover_core::state::{keys, now_ms, Key, LagSample, Leases, StateStore};
+use cutover_core::state::{keys, now_ms, Key, LagSample, Lease, Leases, StateStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::FailoverConfig;
-use crate::decision::{decide, Candidate, Decision, Requested, Situation};
-use crate::driver::{AnyDriver, Driver, DriverReport};
+use crate::decision::{decide, lag_text, Candidate, Decision, Origin, Requested, Situation};
+use crate::detect::{self, RealClock};
+use crate::driver::{AnyDriver, Driver, DriverReport, Fence, Step};
 use crate::FailoverError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +58,9 @@ pub struct FailoverState {
     pub holder: String,
     pub trigger: String,
     pub expected_loss_ms: Option<f64>,
+    /// `expected_loss_ms` is a lower bound (a stalled heartbeat): at least that much.
+    #[serde(default)]
+    pub loss_is_lower_bound: bool,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
 }
@@ -62,6 +73,8 @@ pub fn state_key() -> Key {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     pub requested: Requested,
+    /// An alarm never moves a writer that answers; a person can.
+    pub origin: Origin,
     pub target: Option<String>,
     pub force: bool,
     pub dry_run: bool,
@@ -71,7 +84,7 @@ pub struct Trigger {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    /// switchover | failover | refused | fenced | cooldown | dry-run
+    /// switchover | failover | refused | fenced | cooldown | dry-run | completed-elsewhere
     pub action: String,
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +120,121 @@ pub struct Failover {
     pub notifier: Option<Notifier>,
     pub access: DbAccess,
     pub driver: AnyDriver,
+    /// The crash-at-every-step drill: the run stops right before this step, as if
+    /// its process died there (lease kept, `STATE` in progress). `None` in the Lambda.
+    pub drill_stop_before: Option<Step>,
+}
+
+/// The lease as a [`Fence`]: every check renews it (a conditional write that
+/// fails for a stale holder); `keep_alive` renews once a third of its TTL has passed.
+pub struct LeaseFence<'a> {
+    leases: &'a Leases,
+    ttl: Duration,
+    held: std::sync::Mutex<(Lease, Instant)>,
+    stop_before: Option<Step>,
+}
+
+impl<'a> LeaseFence<'a> {
+    pub fn new(leases: &'a Leases, lease: Lease, ttl: Duration, stop_before: Option<Step>) -> Self {
+        LeaseFence {
+            leases,
+            ttl,
+            held: std::sync::Mutex::new((lease, Instant::now())),
+            stop_before,
+        }
+    }
+
+    /// The lease as last renewed.
+    pub fn lease(&self) -> Lease {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
+            .clone()
+    }
+
+    async fn renew(&self) -> Result<(), FailoverError> {
+        let renewed = self.leases.renew(&self.lease(), self.ttl).await?;
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (renewed, Instant::now());
+        Ok(())
+    }
+}
+
+impl Fence for LeaseFence<'_> {
+    async fn check(&self, next: Step) -> Result<(), FailoverError> {
+        if self.stop_before == Some(next) {
+            return Err(FailoverError::Internal(format!(
+                "drill: the run stops before step {next}, as if its process died there"
+            )));
+        }
+        self.renew().await
+    }
+
+    async fn keep_alive(&self) -> Result<(), FailoverError> {
+        let since = self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .1
+            .elapsed();
+        if since >= self.ttl / 3 {
+            self.renew().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The move a run carries out: decided now, or recorded in `STATE` by a holder that died.
+#[derive(Debug, Clone)]
+struct Move {
+    kind: Kind,
+    from: String,
+    to: String,
+    expected_loss_ms: Option<f64>,
+    loss_is_lower_bound: bool,
+    resumed: bool,
+}
+
+impl Move {
+    fn recorded(s: &FailoverState) -> Move {
+        Move {
+            kind: s.kind,
+            from: s.from.clone(),
+            to: s.to.clone(),
+            expected_loss_ms: s.expected_loss_ms,
+            loss_is_lower_bound: s.loss_is_lower_bound,
+            resumed: true,
+        }
+    }
+
+    fn decided(d: &Decision, active: &str) -> Option<Move> {
+        let (kind, to, expected_loss_ms, loss_is_lower_bound) = match d {
+            Decision::Switchover { target, .. } => (Kind::Switchover, target, Some(0.0), false),
+            Decision::Failover {
+                target,
+                expected_loss_ms,
+                loss_is_lower_bound,
+                ..
+            } => (
+                Kind::Failover,
+                target,
+                *expected_loss_ms,
+                *loss_is_lower_bound,
+            ),
+            Decision::Refuse { .. } => return None,
+        };
+        Some(Move {
+            kind,
+            from: active.to_string(),
+            to: to.clone(),
+            expected_loss_ms,
+            loss_is_lower_bound,
+            resumed: false,
+        })
+    }
 }
 
 impl Failover {
@@ -123,21 +251,40 @@ impl Failover {
         Ok(cutover_core::db::parameter(&self.ssm, &self.app_param("active-region")).await?)
     }
 
-    async fn primary_answers(&self) -> bool {
+    /// One probe of the writer: it must answer in time and take writes. Any
+    /// error is a failure, said in words.
+    async fn probe_writer(&self) -> Result<(), String> {
         let probe = async {
-            let endpoint = self.access.writer_endpoint(&self.ssm).await.ok()?;
+            let endpoint = self
+                .access
+                .writer_endpoint(&self.ssm)
+                .await
+                .map_err(|e| format!("reading the writer endpoint: {e}"))?;
             let target: PgTarget = self.access.target("writer", endpoint);
-            let c = self.access.connect(&target).await.ok()?;
-            let row = c.query_one("SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool", &[]).await.ok()?;
-            Some(row.get::<_, bool>(0))
+            let c = self
+                .access
+                .connect(&target)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = c.query_one("SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool", &[]).await.map_err(|e| e.to_string())?;
+            if row.get::<_, bool>(0) {
+                Ok(())
+            } else {
+                Err("it answers, read-only (in recovery or fenced)".to_string())
+            }
         };
-        matches!(
-            tokio::time::timeout(self.config.probe_timeout, probe).await,
-            Ok(Some(true))
-        )
+        match tokio::time::timeout(self.config.probe_timeout, probe).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.config.probe_timeout.as_millis()
+            )),
+        }
     }
 
-    async fn lag(&self, region: &str) -> Option<f64> {
+    /// The region's latest heartbeat lag and whether it is a lower bound, if the
+    /// sample was taken no more than `CUTOVER_LAG_MAX_AGE_MS` before `reference_ms`.
+    async fn lag(&self, region: &str, reference_ms: u64) -> Option<(f64, bool)> {
         let sample = self
             .store
             .get::<LagSample>(&keys::lag_latest(region))
@@ -145,25 +292,37 @@ impl Failover {
             .ok()
             .flatten()?
             .value;
-        let fresh = now_ms().saturating_sub(sample.taken_at_ms)
+        let fresh = reference_ms.saturating_sub(sample.taken_at_ms)
             <= self.config.lag_max_age.as_millis() as u64;
         if fresh {
-            sample.heartbeat_ms
+            sample
+                .heartbeat_ms
+                .map(|ms| (ms, sample.heartbeat_is_lower_bound))
         } else {
             None
         }
     }
 
+    /// The writer watched over the grace period, then the secondaries and their lag.
+    /// Lag samples are aged from the moment the writer was first probed: once it is
+    /// gone no newer sample can be taken, so the grace period must not age them.
     pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
         let regions = self.config.region_names();
-        let (reachable, health) = tokio::join!(
-            self.primary_answers(),
-            self.driver.secondaries(active, &regions)
-        );
+        let first_probe_ms = now_ms();
+        let verdict = detect::watch(
+            || self.probe_writer(),
+            &RealClock::start(),
+            self.config.writer_grace,
+            self.config.probe_every,
+        )
+        .await;
+        let health = self.driver.secondaries(active, &regions).await;
         let mut candidates = Vec::new();
         for h in health {
+            let lag = self.lag(&h.region, first_probe_ms).await;
             candidates.push(Candidate {
-                lag_ms: self.lag(&h.region).await,
+                lag_ms: lag.map(|(ms, _)| ms),
+                lag_is_lower_bound: lag.is_some_and(|(_, lower)| lower),
                 region: h.region,
                 healthy: h.healthy,
                 note: h.note,
@@ -172,9 +331,11 @@ impl Failover {
         }
         Situation {
             current_primary: active.to_string(),
-            primary_reachable: reachable,
+            primary_reachable: verdict.reachable,
+            primary_note: Some(verdict.describe()),
             candidates,
             requested: trigger.requested,
+            origin: trigger.origin,
             target: trigger.target.clone(),
             force: trigger.force,
             rpo_budget_ms: self.config.rpo_budget_ms,
@@ -246,7 +407,12 @@ impl Failover {
         let lease = self.leases.current().await?;
         let mut lag = BTreeMap::new();
         for r in self.config.region_names() {
-            lag.insert(r.clone(), self.lag(&r).await);
+            lag.insert(
+                r.clone(),
+                self.lag(&r, now_ms())
+                    .await
+                    .map(|(ms, lower)| lag_text(ms, lower)),
+            );
         }
         Ok(json!({
             "active_region": self.active_region().await.ok(),
@@ -256,58 +422,123 @@ impl Failover {
         }))
     }
 
+    /// Writes an SSM parameter unless it already holds `value`, the lease checked first.
+    async fn put_if_changed(
+        &self,
+        step: Step,
+        name: &str,
+        value: &str,
+        fence: &LeaseFence<'_>,
+        steps: &mut Vec<String>,
+    ) -> Result<(), FailoverError> {
+        let current = cutover_core::db::parameter(&self.ssm, name).await.ok();
+        if current.as_deref() == Some(value) {
+            steps.push(format!("SSM {name} already {value}"));
+            return Ok(());
+        }
+        fence.check(step).await?;
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| FailoverError::Core(cutover_core::Error::aws("SSM", "PutParameter", e)))?;
+        steps.push(format!("SSM {name} <- {value}"));
+        Ok(())
+    }
+
     /// Runs one trigger. `holder` names this invocation in the lease.
     pub async fn run(&self, trigger: Trigger, holder: &str) -> Result<Outcome, FailoverError> {
         let started = Instant::now();
         let started_ms = now_ms();
-        let active = self.active_region().await?;
         let regions = self.config.region_names();
-        if let Some(t) = &trigger.target {
-            if !regions.contains(t) {
-                return Err(FailoverError::InvalidInput(format!(
-                    "unknown target region {t:?}; the regions are {}",
-                    regions.join(", ")
-                )));
-            }
-            if *t == active {
-                return Err(FailoverError::InvalidInput(format!(
-                    "the target {t} is already the primary; nothing to do"
-                )));
-            }
-        }
+        // STATE first: a move in progress is finished before anything new is decided.
         let state = self.store.get::<FailoverState>(&state_key()).await?;
-        if !trigger.dry_run {
-            if let Some(why) = self.in_cooldown(&state.as_ref().map(|s| s.value.clone())) {
-                return Ok(outcome("cooldown", why));
+        let recorded = state
+            .as_ref()
+            .map(|s| &s.value)
+            .filter(|s| s.phase == Phase::InProgress)
+            .cloned();
+        let mut decision = None;
+        let mut observed_ms = 0;
+        let mut active = None;
+        let mut moving_elsewhere = false;
+        if let Some(r) = &recorded {
+            if trigger.dry_run {
+                return Ok(outcome(
+                    "dry-run",
+                    format!(
+                        "would resume the {:?} {} -> {} left in progress by {} (epoch {})",
+                        r.kind, r.from, r.to, r.holder, r.lease_epoch
+                    ),
+                ));
             }
-        }
-        let situation = self.observe(&trigger, &active).await;
-        let observed_ms = started.elapsed().as_millis() as u64;
-        let decision = decide(&situation);
-        if trigger.dry_run {
-            let mut o = outcome("dry-run", format!("would: {}", summary_of(&decision)));
-            o.decision = Some(decision);
-            return Ok(o);
-        }
-        if let Decision::Refuse { reasons, alert } = &decision {
-            self.audit(
-                "refused",
-                json!({"trigger": trigger.describe, "reasons": reasons}),
-            )
-            .await;
-            if *alert {
-                self.notify(
+        } else {
+            let now_active = self.active_region().await?;
+            if let Some(t) = &trigger.target {
+                if !regions.contains(t) {
+                    return Err(FailoverError::InvalidInput(format!(
+                        "unknown target region {t:?}; the regions are {}",
+                        regions.join(", ")
+                    )));
+                }
+                if *t == now_active {
+                    return Err(FailoverError::InvalidInput(format!(
+                        "the target {t} is already the primary; nothing to do"
+                    )));
+                }
+            }
+            if !trigger.dry_run {
+                if let Some(why) = self.in_cooldown(&state.as_ref().map(|s| s.value.clone())) {
+                    return Ok(outcome("cooldown", why));
+                }
+            }
+            let situation = self.observe(&trigger, &now_active).await;
+            observed_ms = started.elapsed().as_millis() as u64;
+            let d = decide(&situation);
+            if trigger.dry_run {
+                let mut o = outcome("dry-run", format!("would: {}", summary_of(&d)));
+                o.decision = Some(d);
+                return Ok(o);
+            }
+            if let Decision::Refuse { .. } = &d {
+                // Re-read before refusing: a move that started while we looked (the
+                // endpoint flipped under our probe) is the one to report or finish.
+                let again = self.store.get::<FailoverState>(&state_key()).await?;
+                if let Some(why) = self.in_cooldown(&again.as_ref().map(|s| s.value.clone())) {
+                    return Ok(outcome("cooldown", why));
+                }
+                moving_elsewhere = again
+                    .as_ref()
+                    .is_some_and(|s| s.value.phase == Phase::InProgress);
+            }
+            if let (Decision::Refuse { reasons, alert }, false) = (&d, moving_elsewhere) {
+                self.audit(
                     "refused",
-                    Severity::Critical,
-                    format!("cutover failover REFUSED ({})", trigger.describe),
-                    reasons.join("\n"),
-                    json!({"situation": situation}),
+                    json!({"trigger": trigger.describe, "reasons": reasons}),
                 )
                 .await;
+                if *alert {
+                    self.notify(
+                        "refused",
+                        Severity::Critical,
+                        format!("cutover failover REFUSED ({})", trigger.describe),
+                        reasons.join("\n"),
+                        json!({"situation": situation}),
+                    )
+                    .await;
+                }
+                let mut o = outcome("refused", reasons.last().cloned().unwrap_or_default());
+                o.decision = Some(d);
+                return Ok(o);
             }
-            let mut o = outcome("refused", reasons.last().cloned().unwrap_or_default());
-            o.decision = Some(decision);
-            return Ok(o);
+            if !moving_elsewhere {
+                decision = Some(d);
+                active = Some(now_active);
+            }
         }
 
         // Fencing: nothing changes before this.
@@ -325,42 +556,43 @@ impl Failover {
             }
             Err(e) => return Err(e.into()),
         };
-        // Re-read under the lease: someone may have finished just before we took it.
+        // Re-read under the lease: someone may have finished, or left a move half
+        // done, just before we took it. A move in progress wins over our decision.
         let state = self.store.get::<FailoverState>(&state_key()).await?;
         if let Some(why) = self.in_cooldown(&state.as_ref().map(|s| s.value.clone())) {
             let _ = self.leases.release(&lease).await;
             return Ok(outcome("cooldown", why));
         }
-        let (kind, from, to, expected_loss_ms, resumed) = match state.as_ref().map(|s| &s.value) {
-            Some(s) if s.phase == Phase::InProgress => (
-                s.kind,
-                s.from.clone(),
-                s.to.clone(),
-                s.expected_loss_ms,
-                true,
-            ),
-            _ => match &decision {
-                Decision::Switchover { target, .. } => (
-                    Kind::Switchover,
-                    active.clone(),
-                    target.clone(),
-                    Some(0.0),
-                    false,
-                ),
-                Decision::Failover {
-                    target,
-                    expected_loss_ms,
-                    ..
-                } => (
-                    Kind::Failover,
-                    active.clone(),
-                    target.clone(),
-                    *expected_loss_ms,
-                    false,
-                ),
-                Decision::Refuse { .. } => unreachable!("refusals returned above"),
+        let planned = match state.as_ref().map(|s| &s.value) {
+            Some(s) if s.phase == Phase::InProgress => Move::recorded(s),
+            _ => match (&decision, &active) {
+                (Some(d), Some(a)) => match Move::decided(d, a) {
+                    Some(m) => m,
+                    None => {
+                        let _ = self.leases.release(&lease).await;
+                        return Err(FailoverError::Internal(
+                            "a refusal reached the lease".into(),
+                        ));
+                    }
+                },
+                _ => {
+                    // The move we saw in progress was completed by its holder meanwhile.
+                    let _ = self.leases.release(&lease).await;
+                    return Ok(outcome(
+                        "completed-elsewhere",
+                        "the move left in progress was completed by another invocation".into(),
+                    ));
+                }
             },
         };
+        let Move {
+            kind,
+            from,
+            to,
+            expected_loss_ms,
+            loss_is_lower_bound,
+            resumed,
+        } = planned;
         let mut record = FailoverState {
             phase: Phase::InProgress,
             kind,
@@ -370,6 +602,7 @@ impl Failover {
             holder: holder.to_string(),
             trigger: trigger.describe.clone(),
             expected_loss_ms,
+            loss_is_lower_bound,
             started_at_ms: started_ms,
             finished_at_ms: None,
         };
@@ -382,48 +615,64 @@ impl Failover {
                 state.as_ref().map(|s| s.version),
             )
             .await?;
+        let reasons: Vec<String> = decision
+            .as_ref()
+            .map(|d| d.reasons().to_vec())
+            .unwrap_or_else(|| {
+                vec![format!(
+                    "resuming the {kind:?} {from} -> {to} left in progress"
+                )]
+            });
         self.audit(
             if resumed { "resumed" } else { "started" },
             json!({"epoch": lease.epoch, "holder": holder, "kind": kind, "from": from, "to": to,
-                   "trigger": trigger.describe, "reasons": decision.reasons(), "expected_loss_ms": expected_loss_ms}),
+                   "trigger": trigger.describe, "reasons": reasons, "expected_loss_ms": expected_loss_ms}),
         )
         .await;
 
+        let fence = LeaseFence::new(
+            &self.leases,
+            lease,
+            self.config.lease_ttl,
+            self.drill_stop_before,
+        );
         let driver_started = Instant::now();
         let report: DriverReport = match kind {
-            Kind::Switchover => self.driver.switchover(&from, &to, &regions).await,
-            Kind::Failover => self.driver.failover(&from, &to, &regions).await,
+            Kind::Switchover => self.driver.switchover(&from, &to, &regions, &fence).await,
+            Kind::Failover => self.driver.failover(&from, &to, &regions, &fence).await,
         }
         .map_err(|e| {
-            tracing::error!(error = %e, "the driver failed; STATE stays in progress for the next holder");
+            tracing::error!(error = %e, "the driver stopped; STATE stays in progress for the next holder");
             e
         })?;
         let driver_ms = driver_started.elapsed().as_millis() as u64;
 
-        // Still the holder? (A stale holder is refused here, before the endpoints move.)
-        let lease = self.leases.renew(&lease, self.config.lease_ttl).await?;
-        let new_writer = cutover_core::db::parameter(
-            &self.ssm,
-            &self.db_param(&format!("reader-endpoint/{to}")),
+        // The endpoints: each re-read, written only if it differs, the lease checked
+        // before each write. writer-endpoint first: the application follows it, and
+        // active-region == target then implies it is done.
+        let mut steps = report.steps;
+        // The target's writer endpoint, from the driver (RDS for Aurora), never
+        // its reader endpoint.
+        let new_writer = self.driver.writer_endpoint(&to).await?;
+        self.put_if_changed(
+            Step::Endpoint,
+            &self.db_param("writer-endpoint"),
+            &new_writer,
+            &fence,
+            &mut steps,
         )
         .await?;
-        for (name, value) in [
-            (self.db_param("writer-endpoint"), new_writer.clone()),
-            (self.app_param("active-region"), to.clone()),
-        ] {
-            self.ssm
-                .put_parameter()
-                .name(&name)
-                .value(&value)
-                .r#type(aws_sdk_ssm::types::ParameterType::String)
-                .overwrite(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    FailoverError::Core(cutover_core::Error::aws("SSM", "PutParameter", e))
-                })?;
-        }
+        self.put_if_changed(
+            Step::ActiveRegion,
+            &self.app_param("active-region"),
+            &to,
+            &fence,
+            &mut steps,
+        )
+        .await?;
         let endpoints_at_ms = now_ms();
+        fence.check(Step::Record).await?;
+        let lease = fence.lease();
         record.phase = Phase::Completed;
         record.finished_at_ms = Some(endpoints_at_ms);
         self.store
@@ -435,15 +684,20 @@ impl Failover {
             "promoted_at_ms": report.promoted_at_ms, "endpoints_at_ms": endpoints_at_ms, "started_at_ms": started_ms,
         });
         let detail = json!({"epoch": lease.epoch, "kind": kind, "from": from, "to": to, "writer_endpoint": new_writer,
-                            "trigger": trigger.describe, "reasons": decision.reasons(), "steps": report.steps,
+                            "trigger": trigger.describe, "reasons": reasons, "steps": steps, "resumed": resumed,
                             "expected_loss_ms": expected_loss_ms, "timings": timings});
         self.audit("completed", detail.clone()).await;
-        let summary = format!(
-            "{:?} {from} -> {to} done in {total_ms} ms (epoch {}); writer endpoint now {new_writer}{}",
+        let summary =
+            format!(
+            "{:?} {from} -> {to} {}in {total_ms} ms (epoch {}); writer endpoint now {new_writer}{}",
             kind,
+            if resumed { "resumed and done " } else { "done " },
             lease.epoch,
             match (kind, expected_loss_ms) {
                 (Kind::Switchover, _) => "; RPO 0 by construction".to_string(),
+                (Kind::Failover, Some(l)) if loss_is_lower_bound => {
+                    format!("; at least {l:.0} ms of writes may be lost (a lower bound)")
+                }
                 (Kind::Failover, Some(l)) => format!("; up to {l:.0} ms of writes may be lost"),
                 (Kind::Failover, None) => "; data loss unknown (forced)".to_string(),
             }
@@ -480,10 +734,10 @@ impl Failover {
             },
             summary,
         );
-        o.decision = Some(decision);
+        o.decision = decision;
         o.epoch = Some(lease.epoch);
         o.holder = Some(holder.to_string());
-        o.steps = report.steps;
+        o.steps = steps;
         o.timings = Some(timings);
         Ok(o)
     }
@@ -495,10 +749,14 @@ fn summary_of(d: &Decision) -> String {
         Decision::Failover {
             target,
             expected_loss_ms,
+            loss_is_lower_bound,
             ..
         } => format!(
             "failover to {target}, expected loss {}",
-            expected_loss_ms.map_or("unknown".to_string(), |l| format!("{l:.0} ms"))
+            expected_loss_ms.map_or("unknown".to_string(), |l| format!(
+                "{} ms",
+                lag_text(l, *loss_is_lower_bound)
+            ))
         ),
         Decision::Refuse { reasons, .. } => {
             format!("refuse: {}", reasons.last().cloned().unwrap_or_default())

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::aurora::AuroraGlobal;
 use crate::config::{DriverKind, FailoverConfig};
-use crate::decision::Requested;
+use crate::decision::{Origin, Requested};
 use crate::driver::AnyDriver;
 use crate::failover::{Failover, Trigger};
 use crate::pgstream::PgStreaming;
@@ -75,6 +75,7 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
             .map(|arn| Notifier::new(aws.sns(), arn.clone())),
         access,
         driver,
+        drill_stop_before: None,
         config,
     })
 }
@@ -126,6 +127,7 @@ fn alarm(name: &str, state: &str, region: Option<&str>, watched: &[String]) -> R
     }
     Request::Run(Trigger {
         requested: Requested::Auto,
+        origin: Origin::Alarm,
         target: None,
         force: false,
         dry_run: false,
@@ -177,6 +179,7 @@ pub fn parse_event(
             check(&target)?;
             Request::Run(Trigger {
                 requested: Requested::Auto,
+                origin: Origin::Person,
                 describe: format!("manual failover{}", if force { " (forced)" } else { "" }),
                 target,
                 force,
@@ -187,6 +190,7 @@ pub fn parse_event(
             check(&target)?;
             Request::Run(Trigger {
                 requested: Requested::Switchover,
+                origin: Origin::Person,
                 target,
                 force: false,
                 dry_run: false,
@@ -205,6 +209,7 @@ pub fn parse_event(
                 } else {
                     Requested::Auto
                 },
+                origin: Origin::Person,
                 target,
                 force,
                 dry_run: true,

@@ -1,6 +1,6 @@
 //! failover: alarm-triggered regional failover, fenced so it happens exactly once.
 //!
-//! - [`decision`]: what to do and why (pure).
+//! - [`decision`]: what to do and why (pure); [`detect`]: is the writer lost or blinking.
 //! - [`driver`]: the trait; [`aurora`] (RDS global database APIs) and
 //!   [`pgstream`] (plain PostgreSQL streaming replication, the local rehearsal).
 //! - [`failover`]: observe → decide → lease → move → endpoints → record, notify, announce.
@@ -9,6 +9,7 @@
 pub mod aurora;
 pub mod config;
 pub mod decision;
+pub mod detect;
 pub mod driver;
 pub mod failover;
 pub mod handler;

@@ -7,6 +7,10 @@
 //! other standby at it (primary_conninfo + a replication slot on the new
 //! primary, reload). Failover: the same without the fence and the wait. The old
 //! primary is left fenced (or dead) for an operator to rebuild as a standby.
+//! Safe to repeat: a target that already writes (`NOT pg_is_in_recovery()`) was
+//! promoted by a previous holder, so a resumed switchover neither fences nor
+//! waits again; the lease is checked before the fence, the promotion and the
+//! re-pointing, and kept alive while the target catches up.
 //! Needs a superuser (or a role granted pg_promote, pg_reload_conf and ALTER
 //! SYSTEM on those settings): `/migration/db/<suffix>/admin-user` and the
 //! SecureString `admin-password`.
@@ -19,11 +23,12 @@ use cutover_core::db::{self, Endpoint, Password, PgTarget, Tls};
 use cutover_core::state::now_ms;
 use tokio_postgres::Client;
 
-use crate::driver::{Driver, DriverReport, Health};
+use crate::driver::{Driver, DriverReport, Fence, Health, Step};
 use crate::FailoverError;
 
 pub struct PgStreaming {
-    /// region → the server's endpoint (its reader endpoint; the writer's for the primary).
+    /// region → that region's one server (loaded from `reader-endpoint/<region>`;
+    /// once promoted it is the region's writer too).
     pub endpoints: BTreeMap<String, Endpoint>,
     pub database: String,
     pub admin_user: String,
@@ -114,10 +119,12 @@ impl PgStreaming {
         region: &str,
         lsn: &str,
         steps: &mut Vec<String>,
+        fence: &impl Fence,
     ) -> Result<(), FailoverError> {
         let c = self.connect(region).await?;
         let started = Instant::now();
         loop {
+            fence.keep_alive().await?;
             let done: bool = c
                 .query_one(
                     "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
@@ -143,18 +150,25 @@ impl PgStreaming {
         }
     }
 
-    async fn promote(&self, region: &str, steps: &mut Vec<String>) -> Result<u64, FailoverError> {
+    /// Does `region` already write (a previous holder promoted it)?
+    async fn writes(&self, region: &str) -> Result<bool, FailoverError> {
         let c = self.connect(region).await?;
         let in_recovery: bool = c
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
             .map_err(|e| sql_err(region, "pg_is_in_recovery", &e))?
             .get(0);
-        if !in_recovery {
-            // A holder that died after promoting: already done.
-            steps.push(format!("{region}: already promoted"));
-            return Ok(now_ms());
-        }
+        Ok(!in_recovery)
+    }
+
+    async fn promote(
+        &self,
+        region: &str,
+        steps: &mut Vec<String>,
+        fence: &impl Fence,
+    ) -> Result<u64, FailoverError> {
+        fence.check(Step::Promote).await?;
+        let c = self.connect(region).await?;
         let started = Instant::now();
         let ok: bool = c
             .query_one("SELECT pg_promote(true, 60)", &[])
@@ -180,10 +194,12 @@ impl PgStreaming {
         to: &str,
         regions: &[String],
         steps: &mut Vec<String>,
-    ) {
+        fence: &impl Fence,
+    ) -> Result<(), FailoverError> {
         let Some(new_primary) = self.endpoints.get(to).cloned() else {
-            return;
+            return Ok(());
         };
+        fence.check(Step::Repoint).await?;
         for region in regions
             .iter()
             .filter(|r| r.as_str() != from && r.as_str() != to)
@@ -228,12 +244,22 @@ impl PgStreaming {
                 }
             });
         }
+        Ok(())
     }
 }
 
 impl Driver for PgStreaming {
     fn name(&self) -> &'static str {
         "postgres-streaming"
+    }
+
+    /// The region's server itself: one server per region, so once promoted its
+    /// address is the region's writer endpoint.
+    async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
+        self.endpoints
+            .get(region)
+            .map(ToString::to_string)
+            .ok_or_else(|| FailoverError::InvalidInput(format!("no endpoint for region {region}")))
     }
 
     async fn secondaries(&self, primary: &str, regions: &[String]) -> Vec<Health> {
@@ -285,18 +311,31 @@ impl Driver for PgStreaming {
         from: &str,
         to: &str,
         regions: &[String],
+        fence: &impl Fence,
     ) -> Result<DriverReport, FailoverError> {
         let mut steps = Vec::new();
-        let lsn = self.fence(from, &mut steps).await?;
-        self.wait_replayed(to, &lsn, &mut steps).await?;
-        let at = self.promote(to, &mut steps).await?;
-        self.repoint_standbys(from, to, regions, &mut steps).await;
+        // Read the world first: a target that already writes was fenced for and
+        // promoted by a previous holder; fencing and waiting again would only fail
+        // (the old primary may be gone by now).
+        let promoted_at_ms = if self.writes(to).await? {
+            steps.push(format!(
+                "{to}: already promoted; not fencing {from} or waiting again"
+            ));
+            None
+        } else {
+            fence.check(Step::Fence).await?;
+            let lsn = self.fence(from, &mut steps).await?;
+            self.wait_replayed(to, &lsn, &mut steps, fence).await?;
+            Some(self.promote(to, &mut steps, fence).await?)
+        };
+        self.repoint_standbys(from, to, regions, &mut steps, fence)
+            .await?;
         steps.push(format!(
             "{from}: left fenced (read-only); rebuild it as a standby of {to} to fail back"
         ));
         Ok(DriverReport {
             steps,
-            promoted_at_ms: Some(at),
+            promoted_at_ms,
         })
     }
 
@@ -305,20 +344,30 @@ impl Driver for PgStreaming {
         from: &str,
         to: &str,
         regions: &[String],
+        fence: &impl Fence,
     ) -> Result<DriverReport, FailoverError> {
         let mut steps = Vec::new();
-        // If the old primary comes back, it must not take writes: fence it when it answers.
+        let promoted = self.writes(to).await?;
+        // If the old primary comes back, it must not take writes: fence it when it
+        // answers — on a resumed run too, since it may have come back since.
+        fence.check(Step::Fence).await?;
         match tokio::time::timeout(self.timeout, self.fence(from, &mut steps)).await {
             Ok(Ok(_)) => {}
             _ => steps.push(format!(
                 "{from}: unreachable; not fenced (it must not be restarted as a primary)"
             )),
         }
-        let at = self.promote(to, &mut steps).await?;
-        self.repoint_standbys(from, to, regions, &mut steps).await;
+        let promoted_at_ms = if promoted {
+            steps.push(format!("{to}: already promoted"));
+            None
+        } else {
+            Some(self.promote(to, &mut steps, fence).await?)
+        };
+        self.repoint_standbys(from, to, regions, &mut steps, fence)
+            .await?;
         Ok(DriverReport {
             steps,
-            promoted_at_ms: Some(at),
+            promoted_at_ms,
         })
     }
 }

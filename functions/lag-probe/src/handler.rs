@@ -47,16 +47,31 @@ impl Env {
             .map_err(LagError::from)
     }
 
-    /// The endpoints as SSM says now: the writer moves on failover.
+    /// The endpoints as SSM says now, read at every window: the writer moves on
+    /// failover. The region that writes is `<app prefix>/active-region` (the
+    /// failover function rewrites it with `writer-endpoint`), not the static
+    /// `CUTOVER_PRIMARY_REGION`; every other configured region — the old primary
+    /// too, once it is back — is measured as a secondary. A window that cannot
+    /// read who writes fails rather than measuring the wrong writer.
     pub async fn endpoints(&self, access: &DbAccess) -> Result<Endpoints, LagError> {
         let ssm = self.aws.ssm();
         let core = &self.config.core;
-        let primary = access.target(
-            core.primary_region.as_str(),
-            access.writer_endpoint(&ssm).await?,
-        );
+        let name = format!("{}/active-region", core.db.app_ssm_prefix);
+        let active = cutover_core::db::parameter(&ssm, &name).await?;
+        let active = active.trim().to_string();
+        if !core.regions.iter().any(|r| r.as_str() == active) {
+            return Err(LagError::Internal(format!(
+                "{name} names {active:?}, which is not one of CUTOVER_REGIONS ({})",
+                core.regions
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let primary = access.target(active.as_str(), access.writer_endpoint(&ssm).await?);
         let mut readers = Vec::new();
-        for region in core.secondaries() {
+        for region in core.regions.iter().filter(|r| r.as_str() != active) {
             let endpoint = access.reader_endpoint(&ssm, region.as_str()).await?;
             readers.push((
                 region.as_str().to_string(),
@@ -64,7 +79,7 @@ impl Env {
             ));
         }
         Ok(Endpoints {
-            primary_region: core.primary_region.as_str().to_string(),
+            primary_region: active,
             primary,
             readers,
         })

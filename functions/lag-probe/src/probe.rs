@@ -646,7 +646,8 @@ struct RegionData {
     unreachable: usize,
     waits: Vec<f64>,
     /// For the DynamoDB latest sample.
-    last_heartbeat: Option<(u64, Option<f64>)>,
+    /// (taken at, lag, the lag is only a lower bound)
+    last_heartbeat: Option<(u64, Option<f64>, bool)>,
     last_engine: Option<f64>,
     dirty: bool,
 }
@@ -738,7 +739,7 @@ fn record(out: &mut Collected, pending: &mut Vec<Metric>, event: Event, keep_tim
             d.lags.push(lag_ms);
             d.resolutions.push(resolution_ms);
             d.replay_age.extend(replay_age_ms);
-            d.last_heartbeat = Some((at_ms, Some(lag_ms)));
+            d.last_heartbeat = Some((at_ms, Some(lag_ms), false));
             d.dirty = true;
         }
         Event::Engine {
@@ -766,7 +767,7 @@ fn record(out: &mut Collected, pending: &mut Vec<Metric>, event: Event, keep_tim
             );
             let d = out.regions.entry(region).or_default();
             d.unreachable += heartbeats;
-            d.last_heartbeat = Some((at_ms, None));
+            d.last_heartbeat = Some((at_ms, None, false));
             d.dirty = true;
         }
         Event::NotYetVisible {
@@ -786,9 +787,9 @@ fn record(out: &mut Collected, pending: &mut Vec<Metric>, event: Event, keep_tim
             pending.push(lag_metric(&region, "heartbeat", at_ms, waited_ms));
             let d = out.regions.entry(region).or_default();
             d.waits.push(waited_ms);
-            let newer = d.last_heartbeat.is_none_or(|(t, _)| t <= at_ms);
+            let newer = d.last_heartbeat.is_none_or(|(t, _, _)| t <= at_ms);
             if newer {
-                d.last_heartbeat = Some((at_ms, Some(waited_ms)));
+                d.last_heartbeat = Some((at_ms, Some(waited_ms), true));
             }
             d.dirty = true;
         }
@@ -814,12 +815,13 @@ async fn publish(sinks: &Sinks, out: &mut Collected, pending: &mut Vec<Metric>) 
         }
         d.dirty = false;
         let Some(store) = &sinks.state else { continue };
-        let Some((at_ms, heartbeat_ms)) = d.last_heartbeat else {
+        let Some((at_ms, heartbeat_ms, lower_bound)) = d.last_heartbeat else {
             continue;
         };
         let sample = LagSample {
             region: region.clone(),
             heartbeat_ms: heartbeat_ms.map(round2),
+            heartbeat_is_lower_bound: lower_bound,
             engine_ms: d.last_engine.map(round2),
             taken_at_ms: at_ms,
         };
@@ -876,7 +878,11 @@ mod tests {
             true,
         );
         let d = &out.regions["eu-west-1"];
-        assert_eq!(d.last_heartbeat, Some((2000, Some(3500.0))));
+        assert_eq!(
+            d.last_heartbeat,
+            Some((2000, Some(3500.0), true)),
+            "stored as a lower bound"
+        );
         assert_eq!(pending.len(), 3);
         assert_eq!(out.timeline.last().unwrap().status, "not-yet-visible");
     }

@@ -126,7 +126,7 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
 
 /**
  * The SSM parameters each crate reads (shared/src/db.rs `DbAccess`, data-validator's
- * source DSN, lag-probe's and failover's endpoints, failover's active region), relative to
+ * source DSN, lag-probe's and failover's endpoints and active region), relative to
  * `/migration/`. traffic-shifter reads none. The CA bundle is a file (CUTOVER_DB_CA_FILE).
  */
 export function parametersRead(fn: FunctionName, suffix: string, regions: string[]): string[] {
@@ -135,7 +135,8 @@ export function parametersRead(fn: FunctionName, suffix: string, regions: string
   const readers = regions.map((r) => db(`reader-endpoint/${r}`));
   switch (fn) {
     case "data-validator": return [...access, db("source-dsn")];
-    case "lag-probe": return [...access, ...readers];
+    // lag-probe follows the writer: it reads the active region at every window.
+    case "lag-probe": return [...access, ...readers, `app/${suffix}/active-region`];
     case "traffic-shifter": return [];
     case "failover": return [...access, ...readers, `app/${suffix}/active-region`];
   }

@@ -161,6 +161,8 @@ export function failoverCalls(move: {
   return [
     { Sid: "MoveTheWriter", Effect: "Allow", Action: ["rds:SwitchoverGlobalCluster", "rds:FailoverGlobalCluster"], Resource: [move.globalClusterArn, ...move.clusterArns] },
     { Sid: "WatchTheMove", Effect: "Allow", Action: ["rds:DescribeGlobalClusters"], Resource: ["*"] },
+    // The new writer's endpoint is its cluster's writer endpoint (DescribeDBClusters).
+    { Sid: "FindTheWriterEndpoint", Effect: "Allow", Action: ["rds:DescribeDBClusters"], Resource: move.clusterArns },
     { Sid: "RewriteEndpoints", Effect: "Allow", Action: ["ssm:PutParameter"], Resource: move.rewrittenParameterArns },
     { Sid: "Announce", Effect: "Allow", Action: ["events:PutEvents"], Resource: [move.eventBusArn] },
   ];

@@ -184,6 +184,9 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   const failover = "policy-failover-t1";
   assert.deepEqual(grant(failover, "rds:FailoverGlobalCluster")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
     ["aurora-global-t1", ...REGIONS.map((r) => `aurora-${r}-t1`)]);
+  // The new writer's endpoint comes from its cluster (DescribeDBClusters), on the member clusters only.
+  assert.deepEqual(grant(failover, "rds:DescribeDBClusters")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
+    REGIONS.map((r) => `aurora-${r}-t1`));
   assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, [
     `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
     `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/active-region`,
@@ -214,7 +217,7 @@ const ACCESS = ["database", "user", "password", "writer-endpoint"].map((p) => `d
 const READERS = REGIONS.map((r) => `db/t1/reader-endpoint/${r}`);
 const READS: Record<string, string[]> = {
   "data-validator": [...ACCESS, "db/t1/source-dsn"],
-  "lag-probe": [...ACCESS, ...READERS],
+  "lag-probe": [...ACCESS, ...READERS, "app/t1/active-region"],
   "traffic-shifter": [],
   failover: [...ACCESS, ...READERS, "app/t1/active-region"],
 };

@@ -1,6 +1,6 @@
 //! The DynamoDB migration-state store and its fencing lease.
 //!
-//! One table, `pk`/`sk` strings (the schema is in DESIGN.md; [`keys`] builds
+//! One table, `pk`/`sk` strings (the schema is in the README's *Migration state*; [`keys`] builds
 //! every key of it). Every write that moves a state forward is conditional on the
 //! `version` it read: when someone else moved first the write fails with
 //! [`Error::Conflict`] and nothing is overwritten.
@@ -53,7 +53,7 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// Every key of the schema in DESIGN.md, built in one place.
+/// Every key of the schema (the README's *Migration state*), built in one place.
 pub mod keys {
     use super::Key;
 

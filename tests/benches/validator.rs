@@ -2,11 +2,13 @@
 //!
 //! Two PostgreSQL servers of the local world (the source and the us-east-1
 //! primary), a database `dv_bench` on each with an orders-like table of
-//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and four
+//! `BENCH_ROWS` rows (1,000,000 by default; 7 columns of mixed types), and five
 //! cases: identical, 120 scattered differences (100 updates, 10 deletes,
 //! 10 inserts on the target), and massive drift (every tenth row updated on the
 //! target: exact totals, bounded and ordered stored differences), and the same rows
-//! keyed by text with the source in "C" and the target in ICU en-US. For each case:
+//! keyed by text with the source in "C" and the target in ICU en-US; and live: a
+//! table replicated by CDC held at ~2 s latency while a writer changes ~500 rows/s
+//! (see `live_case`). For each case:
 //! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
 //! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
 //! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
@@ -404,6 +406,270 @@ async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
     lines
 }
 
+/// A tiny xorshift: random keys for the live writer without another dependency.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+type Measured = (Duration, f64, data_validator::engine::SegmentResult);
+
+/// One comparison of the live table, with its own connections.
+async fn live_run(world: &World, rows: i64, live: data_validator::engine::Live) -> Measured {
+    let source = Side::Postgres {
+        label: "source".into(),
+        client: world.admin_db(Node::Source, "app").await.unwrap(),
+    };
+    let target = Side::Postgres {
+        label: "target".into(),
+        client: world.admin_db(Node::UsEast1, "app").await.unwrap(),
+    };
+    let table = TableRef::new("validator_bench", "orders");
+    peak_rss_reset();
+    let started = Instant::now();
+    let (s, t) = tokio::join!(describe(&source, &table), describe(&target, &table));
+    let (plan, _) = compare(&table, &s.unwrap().unwrap(), &t.unwrap().unwrap());
+    let result = Pair::new(&source, &target, &plan)
+        .compare_segment(
+            &KeyRange::default(),
+            rows as u64,
+            &Options {
+                max_diffs: 1000,
+                live,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+    (started.elapsed(), peak_rss_mb(), result)
+}
+
+fn live_line(name: &'static str, expected: &BTreeSet<i64>, measured: Measured) -> Line {
+    let (wall, peak, r) = measured;
+    let keys: BTreeSet<i64> = r
+        .diffs
+        .iter()
+        .filter(|d| d.kind == data_validator::engine::DiffKind::Different)
+        .filter_map(|d| d.key.strip_prefix("id=").and_then(|k| k.parse().ok()))
+        .collect();
+    let false_positives = r
+        .different
+        .saturating_sub(keys.intersection(expected).count() as u64);
+    println!(
+        "[bench] live {name}: {} different ({false_positives} false), {} re-checked, {} resolved, {} in flight",
+        r.different, r.rechecked, r.resolved, r.in_flight
+    );
+    Line {
+        name,
+        wall,
+        peak_mb: Some(peak),
+        found: Some((
+            r.different as usize,
+            &keys == expected && r.different == 120,
+        )),
+    }
+}
+
+/// Live: `rows` rows replicated from the source to the us-east-1 primary by the
+/// world's logical replication, its stream held ~2 s by a delay-proxy (a DMS-like
+/// CDC latency), 120 differences injected on the target only, and a writer
+/// updating random rows on the source at ~500 rows/s. Three runs: the live
+/// re-check on quiet tables, the comparison without re-checks under the writer
+/// (what the engine did before), the live re-check under the writer.
+async fn live_case(world: &World, rows: i64) -> Vec<Line> {
+    let source = world.admin_db(Node::Source, "app").await.unwrap();
+    let target = world.admin_db(Node::UsEast1, "app").await.unwrap();
+    let ddl =
+        "CREATE SCHEMA IF NOT EXISTS validator_bench; DROP TABLE IF EXISTS validator_bench.orders;
+         CREATE TABLE validator_bench.orders (id bigint PRIMARY KEY, v bigint NOT NULL, note text)";
+    target.batch_execute(ddl).await.unwrap();
+    source.batch_execute(ddl).await.unwrap();
+    target
+        .batch_execute(
+            "ALTER SUBSCRIPTION cutover_sub REFRESH PUBLICATION WITH (copy_data = false)",
+        )
+        .await
+        .unwrap();
+
+    // The CDC stream through a delay-proxy: 2 s, as DMS CDC latency often is.
+    let source_port = world.port(Node::Source).unwrap();
+    let proxy_port = source_port + 20;
+    let delay_file = world.root().join(".rehearsal/net/cdc-bench.delay");
+    std::fs::create_dir_all(delay_file.parent().unwrap()).unwrap();
+    std::fs::write(&delay_file, "2000").unwrap();
+    let mut proxy = Command::new(world.root().join("target/debug/delay-proxy"))
+        .args([
+            proxy_port.to_string(),
+            source_port.to_string(),
+            delay_file.display().to_string(),
+        ])
+        .spawn()
+        .expect("delay-proxy (built by the world)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let original: String = target
+        .query_one(
+            "SELECT subconninfo FROM pg_subscription WHERE subname = 'cutover_sub'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let delayed = original.replace(
+        &format!("port={source_port}"),
+        &format!("port={proxy_port}"),
+    );
+    assert_ne!(
+        delayed, original,
+        "the subscription names the source's port"
+    );
+    let set_conninfo = |c: &str| {
+        format!(
+            "ALTER SUBSCRIPTION cutover_sub CONNECTION '{}'",
+            c.replace('\'', "''")
+        )
+    };
+    target.batch_execute(&set_conninfo(&delayed)).await.unwrap();
+
+    println!("[bench] live: loading {rows} rows on the source; they reach the target through the 2 s CDC stream");
+    let batch = 200_000;
+    for start in (1..=rows).step_by(batch as usize) {
+        let end = (start + batch - 1).min(rows);
+        source
+            .batch_execute(&format!(
+                "INSERT INTO validator_bench.orders SELECT g, g, 'order ' || g FROM generate_series({start}::bigint, {end}) g"
+            ))
+            .await
+            .unwrap();
+    }
+    source
+        .batch_execute("ANALYZE validator_bench.orders")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let have: i64 = target
+            .query_one("SELECT count(*) FROM validator_bench.orders", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if have >= rows {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the rows did not replicate"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    target
+        .batch_execute("ANALYZE validator_bench.orders")
+        .await
+        .unwrap();
+    let drift: Vec<i64> = (1..=120).map(|k| k * (rows / 121) + 7).collect();
+    target
+        .execute(
+            "UPDATE validator_bench.orders SET note = 'drift' WHERE id = ANY($1)",
+            &[&drift],
+        )
+        .await
+        .unwrap();
+    let expected: BTreeSet<i64> = drift.iter().copied().collect();
+    let slot = data_validator::engine::Live::Slot {
+        slot: "cutover_sub".into(),
+        rechecks: 3,
+        wait_ms: 60_000,
+    };
+
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    tokio::join!(
+        copy_table(&source, "validator_bench.orders"),
+        copy_table(&target, "validator_bench.orders")
+    );
+    lines.push(Line {
+        name: "(a) COPY both sides (scan floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    let started = Instant::now();
+    tokio::join!(
+        hash_table(&source, "validator_bench.orders"),
+        hash_table(&target, "validator_bench.orders")
+    );
+    lines.push(Line {
+        name: "(b) one aggregate hash (hash floor)",
+        wall: started.elapsed(),
+        peak_mb: None,
+        found: None,
+    });
+    lines.push(live_line(
+        "(d) live re-check, quiet tables",
+        &expected,
+        live_run(world, rows, slot.clone()).await,
+    ));
+
+    // The writer: ~500 random rows a second on the source, never the drifted ones.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer_client = world.admin_db(Node::Source, "app").await.unwrap();
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        let drift = drift.clone();
+        async move {
+            let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+            let mut written = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<i64> = (0..10)
+                    .map(|_| 1 + (next_random(&mut seed) % rows as u64) as i64)
+                    .filter(|id| !drift.contains(id))
+                    .collect();
+                writer_client
+                    .execute(
+                        "UPDATE validator_bench.orders SET v = v + 1 WHERE id = ANY($1)",
+                        &[&ids],
+                    )
+                    .await
+                    .unwrap();
+                written += ids.len() as u64;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            written
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lines.push(live_line(
+        "(f) no re-check (before), under writes",
+        &expected,
+        live_run(world, rows, data_validator::engine::Live::Off).await,
+    ));
+    lines.push(live_line(
+        "(g) live re-check, under writes",
+        &expected,
+        live_run(world, rows, slot).await,
+    ));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    println!("[bench] live: the writer updated {written} rows on the source during the runs");
+
+    target
+        .batch_execute(&set_conninfo(&original))
+        .await
+        .unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    target
+        .batch_execute("DROP TABLE validator_bench.orders")
+        .await
+        .unwrap();
+    source
+        .batch_execute("DROP TABLE validator_bench.orders")
+        .await
+        .unwrap();
+    lines
+}
+
 /// Massive drift: every tenth row differs on the target. Exact totals, the stored
 /// differences bounded by `max_diffs` and in key order, beside the two floors.
 async fn massive_case(world: &World, rows: i64) -> Vec<Line> {
@@ -576,11 +842,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         setup(&world, rows).await;
-        println!("[bench] case 1/4: identical");
+        println!("[bench] case 1/5: identical");
         let identical = case(&world, rows, false).await;
         print("identical", rows, &identical);
         println!(
-            "\n[bench] case 2/4: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
+            "\n[bench] case 2/5: 120 scattered differences (100 updates, 10 deletes, 10 inserts)"
         );
         let (s, t) = (
             client(&world, Node::Source).await,
@@ -592,7 +858,7 @@ fn main() {
         print("120 scattered differences", rows, &drifted);
 
         println!(
-            "\n[bench] case 3/4: massive drift, every tenth row differs ({} rows)",
+            "\n[bench] case 3/5: massive drift, every tenth row differs ({} rows)",
             rows / 10
         );
         t.batch_execute("UPDATE bench.orders SET total = total + 0.01 WHERE id % 10 = 3")
@@ -607,12 +873,25 @@ fn main() {
             .unwrap();
         print("massive drift (10 % of rows differ)", rows, &massive);
 
-        println!("\n[bench] case 4/4: a text key, the source in C, the target in ICU en-US");
+        println!("\n[bench] case 4/5: a text key, the source in C, the target in ICU en-US");
         let collation = collation_case(&world, rows).await;
         print(
             "text key across collations (identical rows)",
             rows,
             &collation,
         );
+
+        println!("\n[bench] case 5/5: live, CDC at ~2 s latency, a writer at ~500 rows/s, 120 differences");
+        let live = live_case(&world, rows).await;
+        print("live validation while CDC runs", rows, &live);
+        if let (Some(quiet), Some(busy)) = (
+            live.iter().find(|l| l.name.starts_with("(d)")),
+            live.iter().find(|l| l.name.starts_with("(g)")),
+        ) {
+            println!(
+                "live under writes takes {:.2}x the quiet run",
+                busy.wall.as_secs_f64() / quiet.wall.as_secs_f64()
+            );
+        }
     });
 }

@@ -343,7 +343,9 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
     // A holder that took the lease, recorded a switchover to ap-southeast-1, and died.
     let dead = f
         .leases
-        .acquire("dead-holder", Duration::from_millis(300))
+        // Long enough that the first trigger below still finds it held on a loaded
+        // machine (300 ms was not: CI-like load made the lease expire first).
+        .acquire("dead-holder", Duration::from_millis(2000))
         .await
         .unwrap();
     let half = FailoverState {
@@ -370,7 +372,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         .unwrap();
     assert_eq!(o["action"], "fenced");
     assert_eq!(o["holder"], "dead-holder");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     // After expiry the next trigger takes over with a higher epoch and finishes the same move
     // (to ap-southeast-1, although eu-west-1 has less lag: the recorded move wins).
     let o = handle(&f, json!({"command": "failover"}), "next-holder")

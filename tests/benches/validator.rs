@@ -653,20 +653,37 @@ async fn live_case(world: &World, rows: i64) -> Vec<Line> {
     let written = writer.await.unwrap();
     println!("[bench] live: the writer updated {written} rows on the source during the runs");
 
+    // Dropped on the source, then on the target once everything is applied: a change
+    // arriving for a table the target no longer has would stop the apply worker.
+    source
+        .batch_execute("DROP TABLE validator_bench.orders")
+        .await
+        .unwrap();
+    let applied = "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots \
+                   WHERE slot_name = 'cutover_sub'";
+    let started = Instant::now();
+    while !source
+        .query_one(applied, &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the subscription did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    target
+        .batch_execute("DROP TABLE validator_bench.orders")
+        .await
+        .unwrap();
     target
         .batch_execute(&set_conninfo(&original))
         .await
         .unwrap();
     let _ = proxy.kill();
     let _ = proxy.wait();
-    target
-        .batch_execute("DROP TABLE validator_bench.orders")
-        .await
-        .unwrap();
-    source
-        .batch_execute("DROP TABLE validator_bench.orders")
-        .await
-        .unwrap();
     lines
 }
 

@@ -858,22 +858,26 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     );
     source.batch_execute(&ddl).await.unwrap();
     target.batch_execute(&ddl).await.unwrap();
-    // Subscribed while empty (the replication role reads only the app schema, so no
-    // initial copy): the rows then arrive through the stream, as CDC brings them.
-    target
-        .batch_execute(
-            "ALTER SUBSCRIPTION cutover_sub REFRESH PUBLICATION WITH (copy_data = false)",
-        )
-        .await
-        .unwrap();
+    // The rows exist on the source first and reach the target by the subscription's
+    // initial copy (the replication role may read them), then changes by the stream.
     source
         .batch_execute(&format!(
             "INSERT INTO validator_live.{name} SELECT g, g, 'n' || g FROM generate_series(1, 5000) g;
-             ANALYZE validator_live.{name}"
+             ANALYZE validator_live.{name};
+             GRANT USAGE ON SCHEMA validator_live TO replicator;
+             GRANT SELECT ON validator_live.{name} TO replicator"
         ))
         .await
         .unwrap();
-    let count = format!("SELECT count(*) FROM validator_live.{name}");
+    target
+        .batch_execute("ALTER SUBSCRIPTION cutover_sub REFRESH PUBLICATION WITH (copy_data = true)")
+        .await
+        .unwrap();
+    // Copied, and the table's synchronisation finished (state r: ready), so changes stream.
+    let count = format!(
+        "SELECT count(*) FROM validator_live.{name} WHERE EXISTS (SELECT 1 FROM pg_subscription_rel \
+         WHERE srrelid = 'validator_live.{name}'::regclass AND srsubstate = 'r')"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while target
         .query_one(&count, &[])
@@ -884,7 +888,7 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "the rows did not replicate"
+            "the initial copy did not finish"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -963,13 +967,35 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         .diffs
         .iter()
         .all(|d| d.kind == DiffKind::Different && d.columns[0].column == "note"));
-    for side in [&source, &target] {
-        let Side::Postgres { client, .. } = side else {
-            unreachable!()
-        };
-        client
-            .batch_execute(&format!("DROP TABLE validator_live.{name}"))
-            .await
-            .unwrap();
+    // Dropped on the source first, then on the target once the subscription has applied
+    // everything: a change arriving for a table the target no longer has would stop the
+    // apply worker (and every later test's replication) in an error loop.
+    let (Side::Postgres { client: source, .. }, Side::Postgres { client: target, .. }) =
+        (&source, &target)
+    else {
+        unreachable!()
+    };
+    source
+        .batch_execute(&format!("DROP TABLE validator_live.{name}"))
+        .await
+        .unwrap();
+    let applied = "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots \
+                   WHERE slot_name = 'cutover_sub'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !source
+        .query_one(applied, &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscription did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    target
+        .batch_execute(&format!("DROP TABLE validator_live.{name}"))
+        .await
+        .unwrap();
 }

@@ -14,14 +14,20 @@ command -v cargo-lambda >/dev/null || make --no-print-directory deps-lambda >/de
 
 R=$ROOT/.rehearsal
 [ -f "$R/world.env" ] || { echo "[invoke] the local world is not up (make env-up)" >&2; exit 1; }
-ENV_FILE=$R/lambda.env
-# world.env is shell; the emulator wants KEY=VALUE lines. Function settings for the rehearsal:
-{
-  sed -n "s/^export \([A-Za-z0-9_]*\)=\(.*\)$/\1='\2'/p" "$R/world.env"
-  echo "CUTOVER_VALIDATION_SCHEMAS=app"
-  echo "CUTOVER_LAG_WINDOW_MS=4000"
-  echo "RUST_LOG=warn"
-} > "$ENV_FILE"
+# Outside .rehearsal: the world is purged and rebuilt half-way (after the failover samples).
+WORK=$ROOT/target/lambda-invoke
+mkdir -p "$WORK"
+ENV_FILE=$WORK/lambda.env
+write_env() {
+  # world.env is shell; the emulator wants KEY=VALUE lines. Function settings for the rehearsal:
+  {
+    sed -n "s/^export \([A-Za-z0-9_]*\)=\(.*\)$/\1='\2'/p" "$R/world.env"
+    echo "CUTOVER_VALIDATION_SCHEMAS=app"
+    echo "CUTOVER_LAG_WINDOW_MS=4000"
+    echo "RUST_LOG=warn"
+  } > "$ENV_FILE"
+}
+write_env
 
 # Stateful samples need an order: the run id the later ones name is created first.
 order_for() {
@@ -39,15 +45,28 @@ order_for() {
   esac
 }
 
-LOG=$R/lambda-watch.log
-cargo lambda watch --ignore-changes --timeout 300 --env-file "$ENV_FILE" -A 127.0.0.1 -P "$PORT" >"$LOG" 2>&1 &
-WATCH=$!
-trap 'kill $WATCH 2>/dev/null || true; wait $WATCH 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  kill -0 $WATCH 2>/dev/null || { cat "$LOG" >&2; exit 1; }
-  if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi
-  sleep 0.2
-done
+LOG=$WORK/lambda-watch.log
+WATCH=
+start_watch() {
+  cargo lambda watch --ignore-changes --timeout 120 --env-file "$ENV_FILE" -A 127.0.0.1 -P "$PORT" >>"$LOG" 2>&1 &
+  WATCH=$!
+  for _ in $(seq 1 100); do
+    kill -0 $WATCH 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+    if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+}
+stop_watch() {
+  [ -n "$WATCH" ] || return 0
+  kill $WATCH 2>/dev/null || true
+  wait $WATCH 2>/dev/null || true
+  WATCH=
+  # The functions the emulator started run on in its process group until it stops them.
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || return 0; sleep 0.1; done
+}
+: > "$LOG"
+trap stop_watch EXIT
+start_watch
 
 pass=0; fail=0
 invoke() { # function file expect(ok|InvalidInput)
@@ -78,6 +97,11 @@ for fn in $(ls events | grep -v '^failover$'; [ -d events/failover ] && echo fai
     if [ "$name" = rebuild-world ]; then
       echo "[invoke] rebuilding the world (the failover samples moved its primary)"
       bash tests/env/world.sh down --purge >/dev/null && bash tests/env/world.sh up >/dev/null
+      # A fresh emulator with the new world's settings (moto was re-seeded: new ARNs), so
+      # no function runs on with connections and settings of the world that is gone.
+      stop_watch
+      write_env
+      start_watch
       continue
     fi
     invoke "$fn" "events/$fn/$name.json" ok

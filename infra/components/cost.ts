@@ -1,5 +1,5 @@
 import { Settings } from "../config";
-import { FUNCTIONS, MEMORY_MB } from "./functions";
+import { EVERY_REGION, FUNCTIONS, MEMORY_MB } from "./functions";
 
 // The monthly cost of the stack from its configuration: a pure function over one price table
 // per region, so that a test can hold the default configuration under the budget, and a
@@ -28,6 +28,12 @@ export interface RegionPrices {
   cloudwatchLogsGbIngested: number;
   cloudwatchPer1000Requests: number;
   dynamodbWritePerMillion: number;
+  /**
+   * A global table's replicated write, per million, in the replica's region. On demand it has
+   * listed at the region's write price since AWS's November 2024 cut; kept separate so a
+   * different price can be entered.
+   */
+  dynamodbReplicatedWritePerMillion: number;
   dynamodbReadPerMillion: number;
   /** arm64 */
   lambdaGbSecond: number;
@@ -57,7 +63,7 @@ export const PRICES = {
       kmsKeyMonth: 1.0, kmsPer10kRequests: 0.03,
       cloudwatchMetricMonth: 0.3, cloudwatchAlarmMonth: 0.1, cloudwatchAlarmHighResMonth: 0.3, cloudwatchDashboardMonth: 3.0,
       cloudwatchLogsGbIngested: 0.5, cloudwatchPer1000Requests: 0.01,
-      dynamodbWritePerMillion: 0.625, dynamodbReadPerMillion: 0.125,
+      dynamodbWritePerMillion: 0.625, dynamodbReplicatedWritePerMillion: 0.625, dynamodbReadPerMillion: 0.125,
       lambdaGbSecond: 0.0000133334, lambdaRequestPerMillion: 0.2,
       dmsT3MediumHour: 0.073, vpnConnectionHour: 0.05, interRegionTransferGb: 0.02,
     },
@@ -69,7 +75,7 @@ export const PRICES = {
       kmsKeyMonth: 1.0, kmsPer10kRequests: 0.03,
       cloudwatchMetricMonth: 0.3, cloudwatchAlarmMonth: 0.1, cloudwatchAlarmHighResMonth: 0.3, cloudwatchDashboardMonth: 3.0,
       cloudwatchLogsGbIngested: 0.57, cloudwatchPer1000Requests: 0.01,
-      dynamodbWritePerMillion: 0.7069, dynamodbReadPerMillion: 0.1413,
+      dynamodbWritePerMillion: 0.7069, dynamodbReplicatedWritePerMillion: 0.7069, dynamodbReadPerMillion: 0.1413,
       lambdaGbSecond: 0.0000133334, lambdaRequestPerMillion: 0.2,
       dmsT3MediumHour: 0.08, vpnConnectionHour: 0.05, interRegionTransferGb: 0.02,
     },
@@ -81,7 +87,7 @@ export const PRICES = {
       kmsKeyMonth: 1.0, kmsPer10kRequests: 0.03,
       cloudwatchMetricMonth: 0.3, cloudwatchAlarmMonth: 0.1, cloudwatchAlarmHighResMonth: 0.3, cloudwatchDashboardMonth: 3.0,
       cloudwatchLogsGbIngested: 0.7, cloudwatchPer1000Requests: 0.01,
-      dynamodbWritePerMillion: 0.7125, dynamodbReadPerMillion: 0.1425,
+      dynamodbWritePerMillion: 0.7125, dynamodbReplicatedWritePerMillion: 0.7125, dynamodbReadPerMillion: 0.1425,
       lambdaGbSecond: 0.0000133334, lambdaRequestPerMillion: 0.2,
       dmsT3MediumHour: 0.092, vpnConnectionHour: 0.05, interRegionTransferGb: 0.09,
     },
@@ -141,7 +147,7 @@ export const FREE_TYPES: Readonly<Record<string, string>> = {
 };
 
 export interface CostInputs {
-  /** The primary first: the functions, table, parameters and metrics live there. */
+  /** The primary first: the validator, the shifter, the runbook and the dashboard live there; every region runs a control plane. */
   regions: string[];
   auroraAverageAcu: number;
   auroraStorageGb: number;
@@ -160,41 +166,59 @@ export interface CostInputs {
   publicIpv4PerRegion: number;
   albLcuAverage: number;
   natGbPerRegion: number;
-  /** Functions' logs in the primary; the tasks' in every region. */
-  functionLogsGbPerMonth: number;
+  /** The control plane's logs (lag-probe, failover) in every region; the validator's and shifter's in the primary; the tasks' in every region. */
+  controlPlaneLogsGbPerRegion: number;
+  primaryFunctionLogsGb: number;
   taskLogsGbPerRegion: number;
   createDms: boolean;
   createVpn: boolean;
-  lambdaGbSecondsPerMonth: number;
-  lambdaInvocationsPerMonth: number;
-  dynamodbMillionWrites: number;
+  /** lag-probe and failover, in every region. */
+  controlPlaneLambda: { gbSeconds: number; invocations: number };
+  /** The validator and the shifter, in the primary. */
+  primaryLambda: { gbSeconds: number; invocations: number };
+  /** Writes made in each region (its probe's samples; the shifter's in the primary), before replication. */
+  dynamodbMillionWritesPerRegion: number;
+  primaryDynamodbMillionWrites: number;
   dynamodbMillionReads: number;
-  customMetrics: number;
+  /** Each region's probe's metrics; the validator's in the primary. */
+  customMetricsPerRegion: number;
+  primaryCustomMetrics: number;
   /** Metrics watched by standard-resolution alarms, per region (a metric-math alarm counts each metric). */
   alarmMetricsPerRegion: number;
-  /** In the primary: validation mismatch, writer unavailable. */
+  /** In the primary: validation mismatch. */
   primaryAlarmMetrics: number;
-  highResAlarms: number;
-  /** PutMetricData and GetMetricStatistics calls, in the primary. */
-  cloudwatchRequestsPerMonth: number;
-  /** SecureString decrypts, topic data keys, and the like, per month. */
+  /** The replication-lag alarms, per region. */
+  highResAlarmsPerRegion: number;
+  /** Each region's probe's PutMetricData calls; the shifter's GetMetricStatistics in the primary. */
+  cloudwatchRequestsPerRegion: number;
+  primaryCloudwatchRequests: number;
+  /** SecureString decrypts, topic data keys, and the like, per month: the primary's, and each other region's control plane's. */
   kmsRequestsPerMonth: number;
-  /** lag-probe's polls of each secondary over the peering, both directions, per secondary. */
-  interRegionGbPerSecondary: number;
+  kmsRequestsPerSecondary: number;
+  /** One region's probe polling one other region over the peering, both directions. */
+  interRegionGbPerProbedRegion: number;
 }
 
 const MINUTES = 30 * 24 * 60;
 
-/** The lag-probe runs every minute for 55 s; the shifter ticks every minute for about a second; the validator runs daily. */
-export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): { gbSeconds: number; invocations: number } {
+/**
+ * Lambda per region: the control plane (lag-probe 55 s of every minute, failover about ten
+ * minutes a month) runs in every region; the shifter's tick every minute and the daily
+ * validation in the primary.
+ */
+export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
+  controlPlane: { gbSeconds: number; invocations: number }; primary: { gbSeconds: number; invocations: number };
+} {
   const gb = (fn: string) => memoryMb[fn] / 1024;
-  const gbSeconds = MINUTES * 55 * gb("lag-probe") + MINUTES * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator") + 10 * 60 * gb("failover");
-  return { gbSeconds, invocations: MINUTES * 2 + 30 * 50 + 10 };
+  return {
+    controlPlane: { gbSeconds: MINUTES * 55 * gb("lag-probe") + 10 * 60 * gb("failover"), invocations: MINUTES + 10 },
+    primary: { gbSeconds: MINUTES * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator"), invocations: MINUTES + 30 * 50 },
+  };
 }
 
 /** The defaults' usage, stated so a reader can disagree with a number. */
 export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-1"], tasksPerRegion = 4): CostInputs {
-  const secondaries = regions.length - 1;
+  const others = regions.length - 1;
   const lambda = lambdaUsage();
   return {
     regions,
@@ -212,26 +236,32 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
     publicIpv4PerRegion: 3,
     albLcuAverage: 0.2,
     natGbPerRegion: 10,
-    functionLogsGbPerMonth: 3,
+    controlPlaneLogsGbPerRegion: 2,
+    primaryFunctionLogsGb: 1,
     taskLogsGbPerRegion: 1,
     createDms: false,
     createVpn: false,
-    lambdaGbSecondsPerMonth: lambda.gbSeconds,
-    lambdaInvocationsPerMonth: lambda.invocations,
-    // lag-probe: each region's latest sample every 10 s flush; the shifter's ticks read and write
-    dynamodbMillionWrites: (regions.length * MINUTES * 6 + MINUTES) / 1e6,
+    controlPlaneLambda: lambda.controlPlane,
+    primaryLambda: lambda.primary,
+    // each region's probe writes each region's latest sample every 10 s flush; the shifter's ticks in the primary
+    dynamodbMillionWritesPerRegion: (regions.length * MINUTES * 6) / 1e6,
+    primaryDynamodbMillionWrites: MINUTES / 1e6,
     dynamodbMillionReads: (MINUTES * 2) / 1e6,
-    // ReplicationLagMs x (heartbeat, engine, replay-age) per secondary and RegionUnreachable per region; validation's ~10
-    customMetrics: secondaries * 3 + regions.length + 10,
-    // the 5xx rate (3 metrics), p99, unhealthy blue and green
-    alarmMetricsPerRegion: 6,
-    primaryAlarmMetrics: 2,
-    highResAlarms: secondaries,
-    // lag-probe flushes every 10 s (~7 PutMetricData a minute); the shifter's latency gate reads a metric per region a minute
-    cloudwatchRequestsPerMonth: MINUTES * 7 + MINUTES * regions.length,
+    // ReplicationLagMs x (heartbeat, engine, replay-age) per non-writer region and RegionUnreachable per region; validation's ~10
+    customMetricsPerRegion: others * 3 + regions.length,
+    primaryCustomMetrics: 10,
+    // the 5xx rate (3 metrics), p99, unhealthy blue and green; the writer alarm's heartbeats seen on each region
+    alarmMetricsPerRegion: 6 + regions.length,
+    primaryAlarmMetrics: 1,
+    highResAlarmsPerRegion: regions.length,
+    // each probe flushes every 10 s (~7 PutMetricData a minute); the shifter's latency gate reads a metric per region a minute
+    cloudwatchRequestsPerRegion: MINUTES * 7,
+    primaryCloudwatchRequests: MINUTES * regions.length,
     kmsRequestsPerMonth: 50_000,
-    // one poll a second to each secondary, ~1 KB each way
-    interRegionGbPerSecondary: (MINUTES * 60 * 2 * 1024) / 1e9,
+    // the other regions' lag-probe and failover cold starts (SecureStrings) and notifications
+    kmsRequestsPerSecondary: 20_000,
+    // one poll a second, ~1 KB each way
+    interRegionGbPerProbedRegion: (MINUTES * 60 * 2 * 1024) / 1e9,
   };
 }
 
@@ -280,23 +310,34 @@ export function monthlyCost(u: CostInputs): CostLine[] {
     line("ALBs (hours and LCUs)", (p) => h * (p.albHour + u.albLcuAverage * p.albLcuHour)),
     line(`Fargate (${u.tasksPerRegion} tasks per region, blue and green, ${u.taskVcpu} vCPU / ${u.taskMemoryGb} GB, ${u.taskArchitecture})`,
       (p) => u.tasksPerRegion * h * (u.taskVcpu * p.fargateVcpuHour[u.taskArchitecture] + u.taskMemoryGb * p.fargateGbHour[u.taskArchitecture])),
-    // per region: Aurora's key and the SNS key; in the primary also the SSM SecureStrings' key and the requests
-    line("KMS (keys and requests)", (p, _r, isPrimary) => (isPrimary ? 3 : 2) * p.kmsKeyMonth + (isPrimary ? (u.kmsRequestsPerMonth / 1e4) * p.kmsPer10kRequests : 0)),
+    // per region: Aurora's key, the SNS key and the SSM SecureStrings' key, and the requests
+    line("KMS (keys and requests)", (p, _r, isPrimary) => 3 * p.kmsKeyMonth
+      + ((isPrimary ? u.kmsRequestsPerMonth : u.kmsRequestsPerSecondary) / 1e4) * p.kmsPer10kRequests),
     line("CloudWatch (custom metrics, alarms, dashboard, logs, API requests)", (p, _r, isPrimary) =>
-      u.alarmMetricsPerRegion * p.cloudwatchAlarmMonth + u.taskLogsGbPerRegion * p.cloudwatchLogsGbIngested
+      u.customMetricsPerRegion * p.cloudwatchMetricMonth + u.alarmMetricsPerRegion * p.cloudwatchAlarmMonth
+      + u.highResAlarmsPerRegion * p.cloudwatchAlarmHighResMonth
+      + (u.taskLogsGbPerRegion + u.controlPlaneLogsGbPerRegion) * p.cloudwatchLogsGbIngested + (u.cloudwatchRequestsPerRegion / 1000) * p.cloudwatchPer1000Requests
       + (isPrimary
-        ? u.customMetrics * p.cloudwatchMetricMonth + u.primaryAlarmMetrics * p.cloudwatchAlarmMonth + u.highResAlarms * p.cloudwatchAlarmHighResMonth
-          + p.cloudwatchDashboardMonth + u.functionLogsGbPerMonth * p.cloudwatchLogsGbIngested + (u.cloudwatchRequestsPerMonth / 1000) * p.cloudwatchPer1000Requests
+        ? u.primaryCustomMetrics * p.cloudwatchMetricMonth + u.primaryAlarmMetrics * p.cloudwatchAlarmMonth + p.cloudwatchDashboardMonth
+          + u.primaryFunctionLogsGb * p.cloudwatchLogsGbIngested + (u.primaryCloudwatchRequests / 1000) * p.cloudwatchPer1000Requests
         : 0)),
     line("Container Insights (metrics and performance logs)", (p) => (u.containerInsights
       ? u.containerInsightsMetricsPerRegion * p.cloudwatchMetricMonth + u.containerInsightsLogsGbPerRegion * p.cloudwatchLogsGbIngested
       : 0)),
-    line("DynamoDB on demand", onlyPrimary((p) => u.dynamodbMillionWrites * p.dynamodbWritePerMillion + u.dynamodbMillionReads * p.dynamodbReadPerMillion)),
-    line(`Lambda (${FUNCTIONS.length} functions at their configured memory, arm64)`, onlyPrimary((p) =>
-      u.lambdaGbSecondsPerMonth * p.lambdaGbSecond + (u.lambdaInvocationsPerMonth / 1e6) * p.lambdaRequestPerMillion)),
-    // lag-probe's requests leave the primary, the answers leave each secondary
-    line("Inter-region data transfer (peering)", (p, _r, isPrimary) =>
-      (isPrimary ? u.regions.length - 1 : 1) * (u.interRegionGbPerSecondary / 2) * p.interRegionTransferGb),
+    // A global table: a region pays for the writes made in it and, as replicated writes, for every other region's.
+    line("DynamoDB on demand (global table: local and replicated writes)", (p, _r, isPrimary) => {
+      const all = u.regions.length * u.dynamodbMillionWritesPerRegion + u.primaryDynamodbMillionWrites;
+      const local = u.dynamodbMillionWritesPerRegion + (isPrimary ? u.primaryDynamodbMillionWrites : 0);
+      return local * p.dynamodbWritePerMillion + (all - local) * p.dynamodbReplicatedWritePerMillion
+        + (isPrimary ? u.dynamodbMillionReads * p.dynamodbReadPerMillion : 0);
+    }),
+    line(`Lambda (${EVERY_REGION.join(" and ")} in every region, all ${FUNCTIONS.length} in the primary, at their configured memory, arm64)`, (p, _r, isPrimary) => {
+      const gbSeconds = u.controlPlaneLambda.gbSeconds + (isPrimary ? u.primaryLambda.gbSeconds : 0);
+      const invocations = u.controlPlaneLambda.invocations + (isPrimary ? u.primaryLambda.invocations : 0);
+      return gbSeconds * p.lambdaGbSecond + (invocations / 1e6) * p.lambdaRequestPerMillion;
+    }),
+    // every region's probe polls every other region: out of each region go its own requests and its answers to the others' polls
+    line("Inter-region data transfer (peering)", (p) => (u.regions.length - 1) * u.interRegionGbPerProbedRegion * p.interRegionTransferGb),
   ];
   if (u.createDms) lines.push(line("DMS replication instance (dms.t3.medium, single-AZ)", onlyPrimary((p) => h * p.dmsT3MediumHour)));
   if (u.createVpn) lines.push(line("Site-to-site VPN connection", onlyPrimary((p) => h * p.vpnConnectionHour)));

@@ -10,6 +10,13 @@ import {
 export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"] as const;
 export type FunctionName = (typeof FUNCTIONS)[number];
 
+/**
+ * The control plane that runs in every region: each region probes the writer from its own
+ * vantage point and can move it without any other region's APIs. The validator and the
+ * shifter stay in the primary (they move no writer).
+ */
+export const EVERY_REGION: readonly FunctionName[] = ["lag-probe", "failover"];
+
 /** The functions that open database connections, and so run in the function subnets. */
 export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag-probe", "failover"]);
 
@@ -41,13 +48,23 @@ export interface WatchedAlarms {
 export interface FunctionsArgs {
   suffix: string;
   primaryRegion: string;
+  /**
+   * Where these copies run, and the crates' home region (`CUTOVER_PRIMARY_REGION`, which the
+   * crates load their SDK clients with): the state table's replica, the SSM hierarchy, the
+   * ops topic, the metrics and the event bus of this region.
+   */
+  region: string;
+  /** Which functions run here: all four in the primary, EVERY_REGION elsewhere. */
+  functions: readonly FunctionName[];
   provider: aws.Provider;
   /** The primary first. */
   regions: RegionalTargets[];
   subnetIds: pulumi.Input<string>[];
   securityGroupId: pulumi.Input<string>;
+  /** The table's ARN in this region (the replica's, outside the primary). */
   stateTableArn: pulumi.Input<string>;
   stateTableName: pulumi.Input<string>;
+  /** This region's ops topic, and below its key; this region's SSM key. */
   opsTopicArn: pulumi.Input<string>;
   validationTopicArn: pulumi.Input<string>;
   snsKeyArn: pulumi.Input<string>;
@@ -77,7 +94,8 @@ export function byRegion<T>(regions: T[], region: (r: T) => string, value: (r: T
 export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, pulumi.Input<string>> {
   const common: Record<string, pulumi.Input<string>> = {
     CUTOVER_SUFFIX: a.suffix,
-    CUTOVER_PRIMARY_REGION: a.primaryRegion,
+    // The crates' home region: every client of theirs but the cross-region probes is built for it.
+    CUTOVER_PRIMARY_REGION: a.region,
     CUTOVER_REGIONS: a.regions.map((r) => r.region).join(","),
     CUTOVER_STATE_TABLE: a.stateTableName,
     CUTOVER_OPS_TOPIC_ARN: a.opsTopicArn,
@@ -98,7 +116,11 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
         CUTOVER_VALIDATION_SCHEMAS: a.validationSchemas,
       };
     case "lag-probe":
-      return { ...common, CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000" };
+      return {
+        ...common, CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH, CUTOVER_LAG_WINDOW_MS: "55000", CUTOVER_LAG_CADENCE_MS: "1000",
+        // One heartbeat row per region's probe: three probes bumping one row would see each other's sequence numbers.
+        CUTOVER_LAG_PROBE_ID: `lag-probe-${a.region}`,
+      };
     case "traffic-shifter":
       return {
         ...common,
@@ -173,7 +195,7 @@ export function itemGrants(fn: FunctionName): ItemGrant[] {
 /** Each function's inline policy: only what its crate calls, on this stack's resources. */
 export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyDocument> {
   const arn = (service: string, resource: string) =>
-    pulumi.interpolate`arn:aws:${service}:${a.primaryRegion}:${a.accountId}:${resource}`;
+    pulumi.interpolate`arn:aws:${service}:${a.region}:${a.accountId}:${resource}`;
   const regions = a.regions.map((r) => r.region);
   const access = (fn: FunctionName, topicArns: pulumi.Input<string>[]): FunctionAccess => {
     const read = parametersRead(fn, a.suffix, regions);
@@ -183,7 +205,7 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
       parameterArns: read.map((p) => arn("ssm", `parameter/migration/${p}`)),
       readsSecureStrings: read.some((p) => SECURE.test(p)),
       ssmKeyArn: a.ssmKeyArn,
-      ssmRegion: a.primaryRegion,
+      ssmRegion: a.region,
       topicArns,
       snsKeyArn: a.snsKeyArn,
       metricsNamespace: a.metricsNamespace,
@@ -210,7 +232,7 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
 }
 
 /**
- * The four Rust Lambdas, in the primary region: `provided.al2023` on arm64 from
+ * One region's Rust Lambdas (all four in the primary, EVERY_REGION in the others): `provided.al2023` on arm64 from
  * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
  * one role each with an inline least-privilege policy; the three that reach a database
  * run in the function subnets. failover's reserved concurrency is configurable and unset by
@@ -218,14 +240,17 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
  * lease's fencing epoch in DynamoDB, not from the concurrency.
  */
 export class Functions extends pulumi.ComponentResource {
-  readonly arns = {} as Record<FunctionName, pulumi.Output<string>>;
-  readonly names = {} as Record<FunctionName, pulumi.Output<string>>;
+  readonly region: string;
+  readonly arns: Partial<Record<FunctionName, pulumi.Output<string>>> = {};
+  readonly names: Partial<Record<FunctionName, pulumi.Output<string>>> = {};
   readonly policies: Record<FunctionName, PolicyDocument>;
 
   constructor(id: string, args: FunctionsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:functions:Functions", id, {}, opts);
     const o = { parent: this, provider: args.provider };
-    const n = (type: string) => name(type, args.suffix);
+    // The primary's resources keep their names; the other regions' carry the region.
+    const n = (type: string) => (args.region === args.primaryRegion ? name(type, args.suffix) : name(type, args.suffix, args.region));
+    this.region = args.region;
     this.policies = functionPolicies(args);
     const caLayer = new aws.lambda.LayerVersion(n("layer-db-ca"), {
       layerName: n("db-ca-bundle"),
@@ -235,7 +260,7 @@ export class Functions extends pulumi.ComponentResource {
       compatibleRuntimes: ["provided.al2023"],
     }, o);
 
-    for (const fn of FUNCTIONS) {
+    for (const fn of args.functions) {
       const fname = n(fn);
       const logs = new aws.cloudwatch.LogGroup(n(`log-${fn}`), { name: `/aws/lambda/${fname}`, retentionInDays: LOG_RETENTION_DAYS }, o);
       const role = new aws.iam.Role(n(`role-${fn}`), { assumeRolePolicy: assumedBy("lambda.amazonaws.com") }, o);

@@ -28,7 +28,8 @@ export const THRESHOLDS = {
   replicationLagMs: 1000,
   p99Seconds: 0.2,
   errorRatePercent: 5,
-  unreachableHeartbeatsPerMinute: 5,
+  /** Heartbeats the readers saw in a minute, from one region's probe: ~55 per reader when the writer takes them. */
+  writerHeartbeatsSeenPerMinute: 10,
 };
 
 export interface RegionalMonitoringInput {
@@ -118,11 +119,30 @@ export function dashboardBody(d: DashboardInput): string {
 }
 
 /**
+ * The writer-availability alarm's metric math: the heartbeats this region's lag-probe saw
+ * arrive on any reader in a minute. The probe writes one a second to the writer, wherever it
+ * is, so the sum falls to zero when the writer stops taking writes, when every reader is
+ * unreachable from here, or when the probe itself is dark; then there is no data at all, and
+ * missing data is breaching. In every case this region's failover decides by probing the
+ * writer itself over its grace period, and refuses to move a writer that answers.
+ */
+export function heartbeatsSeen(metricsNamespace: string, regions: string[]): aws.types.input.cloudwatch.MetricAlarmMetricQuery[] {
+  return [
+    ...regions.map((region, i) => ({
+      id: `seen${i}`, returnData: false,
+      metric: { namespace: metricsNamespace, metricName: "ReplicationLagMs", dimensions: { Region: region, Source: "heartbeat" }, period: 60, stat: "SampleCount" },
+    })),
+    { id: "seen", expression: regions.map((_, i) => `FILL(seen${i}, 0)`).join(" + "), label: "heartbeats seen on the readers", returnData: true },
+  ];
+}
+
+/**
  * Alarms (each notifying its own region's ops topic), the DMS task-failure rule and the
  * dashboard. Per region: the 5xx rate (target and ELB 5xx over requests), p99 response
- * time, unhealthy hosts per color. In the primary: replication lag per secondary at high
- * resolution, the primary writer unavailable (lag-probe's RegionUnreachable: the failover
- * trigger), validation mismatches.
+ * time, unhealthy hosts per color; the writer unavailable as this region's lag-probe sees it
+ * (the failover trigger; missing data breaching) and the replication lag to every region at
+ * high resolution (the writer's own region has no lag samples, so only the non-writers ever
+ * alarm, wherever the writer is). In the primary: validation mismatches.
  */
 export class Monitoring extends pulumi.ComponentResource {
   readonly alarmCount: number;
@@ -132,10 +152,10 @@ export class Monitoring extends pulumi.ComponentResource {
     const names = alarmNames(args.suffix);
     const primary = args.regions[0];
     let count = 0;
-    // `perRegion`: the same alarm name exists in every region, so the resource name carries the region.
-    const alarm = (r: RegionalMonitoringInput, alarmName: string, perRegion: boolean, spec: Partial<aws.cloudwatch.MetricAlarmArgs>) => {
+    // The same alarm name exists in every region, so the resource name carries the region.
+    const regional = (alarmName: string, region: string) => alarmName.replace(new RegExp(`-${args.suffix}$`), `-${region}-${args.suffix}`);
+    const alarm = (r: RegionalMonitoringInput, alarmName: string, id: string, spec: Partial<aws.cloudwatch.MetricAlarmArgs>) => {
       count++;
-      const id = perRegion ? alarmName.replace(new RegExp(`-${args.suffix}$`), `-${r.region}-${args.suffix}`) : alarmName;
       return new aws.cloudwatch.MetricAlarm(id, {
         name: alarmName,
         alarmActions: [r.opsTopicArn],
@@ -153,7 +173,7 @@ export class Monitoring extends pulumi.ComponentResource {
         id, returnData: false,
         metric: { namespace: "AWS/ApplicationELB", metricName, dimensions: lb, period: 60, stat: "Sum" },
       });
-      alarm(r, names.errorRate, true, {
+      alarm(r, names.errorRate, regional(names.errorRate, r.region), {
         alarmDescription: "5xx responses (target and load balancer) as a percentage of requests; the traffic-shifter rolls back on it",
         metricQueries: [
           elb("target5xx", "HTTPCode_Target_5XX_Count"),
@@ -165,35 +185,36 @@ export class Monitoring extends pulumi.ComponentResource {
         evaluationPeriods: 2,
         datapointsToAlarm: 2,
       });
-      alarm(r, names.latency, true, {
+      alarm(r, names.latency, regional(names.latency, r.region), {
         alarmDescription: "p99 TargetResponseTime over 200 ms; the traffic-shifter rolls back on it",
         namespace: "AWS/ApplicationELB", metricName: "TargetResponseTime", dimensions: lb,
         extendedStatistic: "p99", period: 60, threshold: THRESHOLDS.p99Seconds,
       });
       for (const color of COLORS) {
-        alarm(r, names.unhealthy(color), true, {
+        alarm(r, names.unhealthy(color), regional(names.unhealthy(color), r.region), {
           alarmDescription: `unhealthy ${color} targets`,
           namespace: "AWS/ApplicationELB", metricName: "UnHealthyHostCount",
           dimensions: { LoadBalancer: r.albArnSuffix, TargetGroup: r.targetGroupArnSuffixes[color] },
           statistic: "Maximum", period: 60, threshold: 0, evaluationPeriods: 2,
         });
       }
-    }
-    for (const r of args.regions.slice(1)) {
-      alarm(primary, names.replicationLag(r.region), false, {
-        alarmDescription: `heartbeat replication lag to ${r.region} over 1 s (10-second, high-resolution periods)`,
-        namespace: args.metricsNamespace, metricName: "ReplicationLagMs",
-        dimensions: { Region: r.region, Source: "heartbeat" }, statistic: "Maximum",
-        period: 10, threshold: THRESHOLDS.replicationLagMs, evaluationPeriods: 3, datapointsToAlarm: 2,
+      alarm(r, names.writerUnavailable, regional(names.writerUnavailable, r.region), {
+        alarmDescription: `no heartbeat reached a reader in a minute, as ${r.region}'s lag-probe sees it (or the probe is dark); ${r.region}'s failover acts on it`,
+        metricQueries: heartbeatsSeen(args.metricsNamespace, args.regions.map((x) => x.region)),
+        threshold: THRESHOLDS.writerHeartbeatsSeenPerMinute,
+        comparisonOperator: "LessThanThreshold",
+        treatMissingData: "breaching",
       });
+      for (const x of args.regions) {
+        alarm(r, names.replicationLag(x.region), name(`replication-lag-${x.region}-from`, args.suffix, r.region), {
+          alarmDescription: `heartbeat replication lag to ${x.region} over 1 s as ${r.region}'s lag-probe measures it (10-second, high-resolution periods); no data while ${x.region} writes`,
+          namespace: args.metricsNamespace, metricName: "ReplicationLagMs",
+          dimensions: { Region: x.region, Source: "heartbeat" }, statistic: "Maximum",
+          period: 10, threshold: THRESHOLDS.replicationLagMs, evaluationPeriods: 3, datapointsToAlarm: 2,
+        });
+      }
     }
-    alarm(primary, names.writerUnavailable, false, {
-      alarmDescription: "lag-probe could not write its heartbeat to the primary writer; failover acts on it",
-      namespace: args.metricsNamespace, metricName: "RegionUnreachable",
-      dimensions: { Region: primary.region }, statistic: "Sum", period: 60,
-      threshold: THRESHOLDS.unreachableHeartbeatsPerMinute, comparisonOperator: "GreaterThanOrEqualToThreshold",
-    });
-    alarm(primary, names.validationMismatch, false, {
+    alarm(primary, names.validationMismatch, names.validationMismatch, {
       alarmDescription: "data-validator found rows that differ between source and target",
       namespace: args.metricsNamespace, metricName: "MismatchedRows",
       statistic: "Sum", period: 300, threshold: 0,

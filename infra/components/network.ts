@@ -140,10 +140,10 @@ export class Network extends pulumi.ComponentResource {
       ingress: [
         { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [taskSg.id], description: "from the ECS tasks" },
         { protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [fnSg.id], description: "from the cutover functions" },
-        ...(args.peerFunctionCidrs.length === 0 ? [] : [{
+        {
           protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: args.peerFunctionCidrs,
-          description: "from the primary region's function subnets, over the VPC peering",
-        }]),
+          description: "from the other regions' function subnets, over the VPC peering",
+        },
         ...(dmsSg === undefined ? [] : [{ protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: [dmsSg.id], description: "from DMS" }]),
       ],
       // Aurora opens no connection of its own (global replication does not pass the group).

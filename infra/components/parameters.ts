@@ -5,6 +5,8 @@ import { name } from "../config";
 
 export interface ParametersArgs {
   suffix: string;
+  /** The region this copy of the hierarchy lives in, and its provider. */
+  region: string;
   provider: aws.Provider;
   primaryRegion: string;
   databaseName: string;
@@ -51,8 +53,12 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
 }
 
 /**
- * The parameters, in the primary region (where the functions' home region is). SecureStrings
- * are encrypted with a key of their own, so that a function's kms:Decrypt can name one key.
+ * One region's copy of the parameters: every region of the stack has the whole hierarchy, so
+ * the functions of a region read their own region's SSM and nothing a surviving region does
+ * needs a lost region's API. SecureStrings are encrypted with a key of the region's own, so
+ * that a function's kms:Decrypt can name one key. Every copy is seeded with the same values
+ * (the writer is the primary's); after a move, failover rewrites `writer-endpoint` and
+ * `active-region` in its own region only (see README, Known gaps).
  */
 export class Parameters extends pulumi.ComponentResource {
   readonly names: string[];
@@ -60,7 +66,9 @@ export class Parameters extends pulumi.ComponentResource {
 
   constructor(id: string, args: ParametersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:parameters:Parameters", id, {}, opts);
-    const key = new aws.kms.Key(name("kms-ssm", args.suffix), {
+    // The primary's resources keep their names; the other regions' carry the region.
+    const n = (type: string) => (args.region === args.primaryRegion ? name(type, args.suffix) : name(type, args.suffix, args.region));
+    const key = new aws.kms.Key(n("kms-ssm"), {
       description: "cutover SSM SecureString parameters",
       enableKeyRotation: true,
       deletionWindowInDays: 7,
@@ -68,7 +76,7 @@ export class Parameters extends pulumi.ComponentResource {
     const specs = parameterSpecs(args);
     for (const spec of specs) {
       const slug = spec.path.split("/").slice(4).join("-");
-      new aws.ssm.Parameter(name(`ssm-${spec.path.split("/")[2]}-${slug}`, args.suffix), {
+      new aws.ssm.Parameter(n(`ssm-${spec.path.split("/")[2]}-${slug}`), {
         name: spec.path,
         type: spec.secure ? "SecureString" : "String",
         keyId: spec.secure ? key.arn : undefined,

@@ -13,16 +13,20 @@ export interface PeeringSide {
 
 export interface PeeringArgs {
   suffix: string;
+  /** The requester: the primary, or for a pair of secondaries the first of them. */
   primary: PeeringSide;
   secondary: PeeringSide;
+  /** Names the pair's resources: the accepter's region for a pair with the primary, both regions otherwise. */
+  label: string;
 }
 
 /**
- * An inter-region VPC peering between the primary VPC and one secondary VPC, with a route
- * each way on the private route tables. lag-probe runs in the primary region and watches
- * every secondary's reader endpoint through it (the secondary's database admits the primary's
- * function subnets on 5432; see Network). Requested from the primary, accepted in the
- * secondary: cross-region peerings cannot be auto-accepted by the requester.
+ * An inter-region VPC peering between two of the stack's VPCs, with a route each way on the
+ * private route tables. Every pair of regions is peered: each region's lag-probe writes the
+ * heartbeat to the writer and watches every other region's reader, and each region's failover
+ * probes the writer, wherever it is (every database admits the other regions' function
+ * subnets on 5432; see Network). Requested from one side, accepted in the other:
+ * cross-region peerings cannot be auto-accepted by the requester.
  */
 export class Peering extends pulumi.ComponentResource {
   readonly connectionId: pulumi.Output<string>;
@@ -30,7 +34,7 @@ export class Peering extends pulumi.ComponentResource {
   constructor(id: string, args: PeeringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:network:Peering", id, {}, opts);
     const { primary, secondary } = args;
-    const n = (type: string) => name(type, args.suffix, secondary.region);
+    const n = (type: string) => name(type, args.suffix, args.label);
     const connection = new aws.ec2.VpcPeeringConnection(n("pcx"), {
       vpcId: primary.vpcId,
       peerVpcId: secondary.vpcId,

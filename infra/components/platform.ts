@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Settings, name, subnetCidrs } from "../config";
 import { Application } from "./application";
 import { Database } from "./database";
-import { Functions } from "./functions";
+import { EVERY_REGION, FUNCTIONS, Functions } from "./functions";
 import { Migration } from "./migration";
 import { Monitoring, watchedAlarms } from "./monitoring";
 import { Network } from "./network";
@@ -52,7 +52,8 @@ export class Platform extends pulumi.ComponentResource {
   readonly parameterNames: string[];
   readonly replicationTaskArn?: pulumi.Output<string>;
   readonly vpnConnectionId?: pulumi.Output<string>;
-  readonly functionArns: Record<string, pulumi.Output<string>>;
+  /** The primary's functions. */
+  readonly functionArns: Partial<Record<string, pulumi.Output<string>>>;
   readonly opsTopicArn: pulumi.Output<string>;
   readonly runbookArn: pulumi.Output<string>;
 
@@ -62,7 +63,8 @@ export class Platform extends pulumi.ComponentResource {
     const regions = [s.primaryRegion, ...s.secondaryRegions];
     const provider = providers(s, this);
     const p = (r: string) => provider.get(r) as aws.Provider;
-    const primaryFunctionCidrs = subnetCidrs(s.vpcCidrs[s.primaryRegion]).functions;
+    // Every region's functions reach every other region's database: the writer, wherever it is, and the readers.
+    const peerFunctionCidrs = (region: string) => regions.filter((r) => r !== region).flatMap((r) => subnetCidrs(s.vpcCidrs[r]).functions);
 
     const networks = regions.map((region, i) => new Network(name("network", s.suffix, region), {
       suffix: s.suffix,
@@ -70,15 +72,19 @@ export class Platform extends pulumi.ComponentResource {
       cidr: s.vpcCidrs[region],
       containerPort: s.containerPort,
       provider: p(region),
-      peerFunctionCidrs: i === 0 ? [] : primaryFunctionCidrs,
+      peerFunctionCidrs: peerFunctionCidrs(region),
       dms: i === 0 && s.createDms ? { oraclePort: s.oraclePort, onPremCidr: s.onPremCidr } : undefined,
     }, child));
     const side = (i: number) => ({
       region: regions[i], provider: p(regions[i]), vpcId: networks[i].vpcId, cidr: s.vpcCidrs[regions[i]],
       privateRouteTableId: networks[i].privateRouteTableId,
     });
-    for (let i = 1; i < regions.length; i++) {
-      new Peering(name("peering", s.suffix, regions[i]), { suffix: s.suffix, primary: side(0), secondary: side(i) }, child);
+    // Every pair of regions: the primary with each secondary (named after the secondary), and the secondaries with each other.
+    for (let i = 0; i < regions.length; i++) {
+      for (let j = i + 1; j < regions.length; j++) {
+        const label = i === 0 ? regions[j] : `${regions[i]}-${regions[j]}`;
+        new Peering(name("peering", s.suffix, label), { suffix: s.suffix, primary: side(i), secondary: side(j), label }, child);
+      }
     }
 
     const database = new Database(name("database", s.suffix), {
@@ -113,7 +119,10 @@ export class Platform extends pulumi.ComponentResource {
       containerInsights: s.containerInsights,
       certificateArn: s.certificateArns[regions[i]],
     }, child));
-    const state = new State(name("state", s.suffix), { suffix: s.suffix, provider: p(s.primaryRegion) }, child);
+    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
+    const state = new State(name("state", s.suffix), {
+      suffix: s.suffix, provider: p(s.primaryRegion), primaryRegion: s.primaryRegion, replicaRegions: s.secondaryRegions, accountId,
+    }, child);
     const primaryDb = database.regions[0];
     const migration = new Migration(name("migration", s.suffix), {
       suffix: s.suffix,
@@ -141,9 +150,11 @@ export class Platform extends pulumi.ComponentResource {
     }, child);
     const readerEndpoints: Record<string, pulumi.Input<string>> = {};
     database.regions.forEach((r) => { readerEndpoints[r.region] = r.readerEndpoint; });
-    const parameters = new Parameters(name("parameters", s.suffix), {
+    // The whole hierarchy in every region: each region's functions read their own region's SSM.
+    const parameterSets = regions.map((region, i) => new Parameters(i === 0 ? name("parameters", s.suffix) : name("parameters", s.suffix, region), {
       suffix: s.suffix,
-      provider: p(s.primaryRegion),
+      region,
+      provider: p(region),
       primaryRegion: s.primaryRegion,
       databaseName: s.databaseName,
       username: s.masterUsername,
@@ -151,9 +162,8 @@ export class Platform extends pulumi.ComponentResource {
       writerEndpoint: primaryDb.writerEndpoint,
       readerEndpoints,
       sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
-    }, child);
-
-    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
+    }, child));
+    const parameters = parameterSets[0];
     const notifications = new Notifications(name("notifications", s.suffix), {
       suffix: s.suffix,
       accountId,
@@ -163,25 +173,28 @@ export class Platform extends pulumi.ComponentResource {
     }, child);
     const primaryTopic = notifications.regions[0];
     const alarms = watchedAlarms(s.suffix);
-    const functions = new Functions(name("functions", s.suffix), {
+    // A control plane in every region: all four functions in the primary, lag-probe and failover in each other region.
+    const functionSets = regions.map((region, i) => new Functions(i === 0 ? name("functions", s.suffix) : name("functions", s.suffix, region), {
       suffix: s.suffix,
       primaryRegion: s.primaryRegion,
-      provider: p(s.primaryRegion),
-      regions: regions.map((region, i) => ({
-        region,
-        listenerArn: apps[i].listenerArn,
-        blueTargetGroupArn: apps[i].blueTargetGroupArn,
-        greenTargetGroupArn: apps[i].greenTargetGroupArn,
-        clusterArn: database.regions[i].clusterArn,
+      region,
+      functions: i === 0 ? FUNCTIONS : EVERY_REGION,
+      provider: p(region),
+      regions: regions.map((r, j) => ({
+        region: r,
+        listenerArn: apps[j].listenerArn,
+        blueTargetGroupArn: apps[j].blueTargetGroupArn,
+        greenTargetGroupArn: apps[j].greenTargetGroupArn,
+        clusterArn: database.regions[j].clusterArn,
       })),
-      subnetIds: networks[0].functionSubnetIds,
-      securityGroupId: networks[0].functionSecurityGroupId,
-      stateTableArn: state.tableArn,
+      subnetIds: networks[i].functionSubnetIds,
+      securityGroupId: networks[i].functionSecurityGroupId,
+      stateTableArn: state.tableArns[region],
       stateTableName: state.tableName,
-      opsTopicArn: primaryTopic.opsTopicArn,
+      opsTopicArn: notifications.regions[i].opsTopicArn,
       validationTopicArn: notifications.validationTopicArn,
-      snsKeyArn: primaryTopic.keyArn,
-      ssmKeyArn: parameters.kmsKeyArn,
+      snsKeyArn: notifications.regions[i].keyArn,
+      ssmKeyArn: parameterSets[i].kmsKeyArn,
       globalClusterId: database.globalClusterId,
       globalClusterArn: database.globalClusterArn,
       accountId,
@@ -193,13 +206,12 @@ export class Platform extends pulumi.ComponentResource {
       failoverReservedConcurrency: s.failoverReservedConcurrency,
       alarms,
       metricsNamespace: METRICS_NAMESPACE,
-    }, child);
+    }, child));
+    const functions = functionSets[0];
     new Triggers(name("triggers", s.suffix), {
       suffix: s.suffix,
       primaryRegion: s.primaryRegion,
-      regions: regions.map((region) => ({ region, provider: p(region) })),
-      functionArns: functions.arns,
-      functionNames: functions.names,
+      regions: functionSets.map((f, i) => ({ region: regions[i], provider: p(regions[i]), functionArns: f.arns, functionNames: f.names })),
       validationSchedule: s.validationSchedule,
       alarms,
       accountId,
@@ -220,8 +232,8 @@ export class Platform extends pulumi.ComponentResource {
     const runbook = new Runbook(name("runbook", s.suffix), {
       suffix: s.suffix,
       provider: p(s.primaryRegion),
-      validatorArn: functions.arns["data-validator"],
-      shifterArn: functions.arns["traffic-shifter"],
+      validatorArn: functions.arns["data-validator"] as pulumi.Output<string>,
+      shifterArn: functions.arns["traffic-shifter"] as pulumi.Output<string>,
       stateTableArn: state.tableArn,
       stateTableName: state.tableName,
       opsTopicArn: primaryTopic.opsTopicArn,

@@ -13,9 +13,10 @@ export interface Schedule {
 }
 
 /**
- * When each function runs by itself. One lag-probe, in the primary region, covers every
- * region: it writes the heartbeat to the primary and watches each secondary over the VPC
- * peering, all on its own clock (see README).
+ * When each function runs by itself. lag-probe runs in every region, each on its own clock:
+ * it writes the heartbeat to the writer (the region SSM `active-region` names) and watches
+ * every other region through the peerings, so each region sees the writer from its own
+ * vantage point. The validator and the shifter run in the primary.
  */
 export function schedules(validationSchedule: string): Schedule[] {
   return [
@@ -34,59 +35,63 @@ export function alarmPattern(alarmNames: string[]): string {
   });
 }
 
+export interface RegionalFunctions {
+  region: string;
+  provider: aws.Provider;
+  /** The functions that run in this region (EVERY_REGION, and in the primary all four). */
+  functionArns: Partial<Record<FunctionName, pulumi.Input<string>>>;
+  functionNames: Partial<Record<FunctionName, pulumi.Input<string>>>;
+}
+
 export interface TriggersArgs {
   suffix: string;
   primaryRegion: string;
   /** The primary first. */
-  regions: { region: string; provider: aws.Provider }[];
-  functionArns: Record<FunctionName, pulumi.Input<string>>;
-  functionNames: Record<FunctionName, pulumi.Input<string>>;
+  regions: RegionalFunctions[];
   validationSchedule: string;
   alarms: WatchedAlarms;
   accountId: pulumi.Input<string>;
 }
 
 /**
- * EventBridge: the schedules, and the watched alarms' state changes to the traffic-shifter
- * (rollback) and to failover. The secondaries' alarms change state in their own regions, so
- * a rule there forwards this stack's alarm events to the primary region's default bus.
+ * EventBridge, per region: the schedules of the functions that run there, and the failover
+ * alarm's state changes to that region's own failover function (an alarm changes state in its
+ * own region, and a region that survives must not need the lost one's bus). In the primary,
+ * the watched application alarms go to the traffic-shifter (rollback); the secondaries'
+ * application alarms are forwarded to the primary's default bus, where the shifter runs.
  */
 export class Triggers extends pulumi.ComponentResource {
   constructor(id: string, args: TriggersArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:triggers:Triggers", id, {}, opts);
-    const primary = args.regions[0];
-    const o = { parent: this, provider: primary.provider };
-    const n = (type: string) => name(type, args.suffix);
-    const invoke = (fn: FunctionName, ruleId: string, rule: aws.cloudwatch.EventRule, input?: string) => {
-      new aws.cloudwatch.EventTarget(n(`${ruleId}-target`), { rule: rule.name, arn: args.functionArns[fn], input }, o);
-      new aws.lambda.Permission(n(`${ruleId}-invoke`), {
-        action: "lambda:InvokeFunction", function: args.functionNames[fn], principal: "events.amazonaws.com", sourceArn: rule.arn,
-      }, o);
-    };
-
-    for (const s of schedules(args.validationSchedule)) {
-      const rule = new aws.cloudwatch.EventRule(n(`schedule-${s.fn}`), { scheduleExpression: s.expression }, o);
-      invoke(s.fn, `schedule-${s.fn}`, rule, s.input);
-    }
-
-    const routes: [FunctionName, string[]][] = [
-      ["traffic-shifter", args.alarms.trafficShifter],
-      ["failover", args.alarms.failover],
-    ];
-    for (const [fn, alarmNames] of routes) {
-      const rule = new aws.cloudwatch.EventRule(n(`alarms-to-${fn}`), { eventPattern: alarmPattern(alarmNames) }, o);
-      invoke(fn, `alarms-to-${fn}`, rule);
-    }
-
     const primaryBus = pulumi.interpolate`arn:aws:events:${args.primaryRegion}:${args.accountId}:event-bus/default`;
-    const watched = [...args.alarms.trafficShifter, ...args.alarms.failover];
-    for (const r of args.regions.slice(1)) {
-      const ro = { parent: this, provider: r.provider };
-      const rn = (type: string) => name(type, args.suffix, r.region);
-      const role = new aws.iam.Role(rn("role-alarms-forward"), { assumeRolePolicy: assumedBy("events.amazonaws.com") }, ro);
-      new aws.iam.RolePolicy(rn("policy-alarms-forward"), { role: role.id, policy: policyJson(forwardPolicy(primaryBus)) }, ro);
-      const rule = new aws.cloudwatch.EventRule(rn("alarms-forward"), { eventPattern: alarmPattern(watched) }, ro);
-      new aws.cloudwatch.EventTarget(rn("alarms-forward-target"), { rule: rule.name, arn: primaryBus, roleArn: role.arn }, ro);
+    for (const r of args.regions) {
+      const isPrimary = r.region === args.primaryRegion;
+      const o = { parent: this, provider: r.provider };
+      const n = (type: string) => (isPrimary ? name(type, args.suffix) : name(type, args.suffix, r.region));
+      const invoke = (fn: FunctionName, ruleId: string, rule: aws.cloudwatch.EventRule, input?: string) => {
+        new aws.cloudwatch.EventTarget(n(`${ruleId}-target`), { rule: rule.name, arn: r.functionArns[fn] as pulumi.Input<string>, input }, o);
+        new aws.lambda.Permission(n(`${ruleId}-invoke`), {
+          action: "lambda:InvokeFunction", function: r.functionNames[fn] as pulumi.Input<string>, principal: "events.amazonaws.com", sourceArn: rule.arn,
+        }, o);
+      };
+
+      for (const s of schedules(args.validationSchedule).filter((s) => r.functionArns[s.fn] !== undefined)) {
+        const rule = new aws.cloudwatch.EventRule(n(`schedule-${s.fn}`), { scheduleExpression: s.expression }, o);
+        invoke(s.fn, `schedule-${s.fn}`, rule, s.input);
+      }
+
+      const failover = new aws.cloudwatch.EventRule(n("alarms-to-failover"), { eventPattern: alarmPattern(args.alarms.failover) }, o);
+      invoke("failover", "alarms-to-failover", failover);
+
+      if (isPrimary) {
+        const rule = new aws.cloudwatch.EventRule(n("alarms-to-traffic-shifter"), { eventPattern: alarmPattern(args.alarms.trafficShifter) }, o);
+        invoke("traffic-shifter", "alarms-to-traffic-shifter", rule);
+      } else {
+        const role = new aws.iam.Role(n("role-alarms-forward"), { assumeRolePolicy: assumedBy("events.amazonaws.com") }, o);
+        new aws.iam.RolePolicy(n("policy-alarms-forward"), { role: role.id, policy: policyJson(forwardPolicy(primaryBus)) }, o);
+        const rule = new aws.cloudwatch.EventRule(n("alarms-forward"), { eventPattern: alarmPattern(args.alarms.trafficShifter) }, o);
+        new aws.cloudwatch.EventTarget(n("alarms-forward-target"), { rule: rule.name, arn: primaryBus, roleArn: role.arn }, o);
+      }
     }
     this.registerOutputs({});
   }

@@ -10,10 +10,12 @@ const settings = (values: Record<string, unknown> = {}) => readSettings(configFr
 const defaults = () => monthlyCost(usageFor(settings()));
 
 // Not met yet, and said so rather than hidden: with every line priced per region the default
-// is modelled at $500.31. Getting under needs a design change (the idle colour at zero tasks
-// outside a release, the blue/green issue), not a cheaper assumption. `node --test` runs it
-// and reports it as a todo; remove the todo once it passes.
-test("the default configuration costs under $500 a month", { todo: "modelled at $500.31 with regional prices (see README)" }, () => {
+// was modelled at $500.31, and a control plane in every region (lag-probe and failover per
+// region, the global table's replicated writes, the alarms, keys and logs per region) brings it
+// to $540.50. Getting under needs a design change (the idle colour at zero tasks outside a
+// release, the blue/green issue), not a cheaper assumption. `node --test` runs it and reports
+// it as a todo; remove the todo once it passes.
+test("the default configuration costs under $500 a month", { todo: "modelled at $540.50 with regional prices and a control plane per region (see README)" }, () => {
   const sum = total(defaults());
   assert.ok(sum < 500, `$${sum} per month`);
 });
@@ -37,16 +39,37 @@ test("the default configuration's cost: every line priced per region, the new li
     assert.ok(item === "Fargate" ? r["eu-west-1"] === r["us-east-1"] : r["eu-west-1"] > r["us-east-1"], `${item}: Ireland`);
   }
   assert.deepEqual(line("Public IPv4").byRegion, { "us-east-1": 10.95, "eu-west-1": 10.95, "ap-southeast-1": 10.95 }, "3 addresses x $0.005 x 730 h");
-  assert.equal(line("Lambda").byRegion["eu-west-1"], 0, "the functions live in the primary");
+  for (const r of ["eu-west-1", "ap-southeast-1"]) {
+    assert.ok(line("Lambda").byRegion[r] > 0, `${r}: its own lag-probe and failover`);
+    assert.ok(line("Lambda").byRegion[r] < line("Lambda").byRegion["us-east-1"], `${r}: not the validator or the shifter`);
+    assert.ok(line("DynamoDB").byRegion[r] > 0, `${r}: the global table's replica takes every write`);
+    assert.ok(line("CloudWatch").byRegion[r] > 5, `${r}: its probe's metrics, its writer and lag alarms, its functions' logs`);
+  }
+  assert.ok(line("DynamoDB").item.includes("replicated"));
   assert.equal(line("Container Insights").monthlyUsd, 0, "off by default");
   assert.ok(line("Fargate").item.includes("ARM64"));
 });
 
-test("Lambda is priced at the functions' configured memory", () => {
+test("Lambda is priced at the functions' configured memory: the control plane in every region, the rest in the primary", () => {
   const base = lambdaUsage();
-  assert.equal(Math.round(base.gbSeconds), Math.round(43200 * 55 * 0.25 + 43200 * 0.25 + 30 * 300 * 1 + 600 * 0.25), "lag-probe at 256 MB dominates");
+  assert.equal(Math.round(base.controlPlane.gbSeconds), Math.round(43200 * 55 * 0.25 + 600 * 0.25), "lag-probe at 256 MB dominates, in each region");
+  assert.equal(Math.round(base.primary.gbSeconds), Math.round(43200 * 0.25 + 30 * 300 * 1));
   const doubled = lambdaUsage(Object.fromEntries(Object.entries(MEMORY_MB).map(([f, mb]) => [f, mb * 2])));
-  assert.equal(Math.round(doubled.gbSeconds), Math.round(base.gbSeconds * 2));
+  assert.equal(Math.round(doubled.controlPlane.gbSeconds + doubled.primary.gbSeconds), Math.round((base.controlPlane.gbSeconds + base.primary.gbSeconds) * 2));
+});
+
+test("the global table: each region pays its own writes and, as replicated writes, every other region's, at its own price", () => {
+  const u = defaultUsage();
+  const lines = monthlyCost(u);
+  const dynamo = lines.find((l) => l.item.startsWith("DynamoDB")) as (typeof lines)[number];
+  const all = 3 * u.dynamodbMillionWritesPerRegion + u.primaryDynamodbMillionWrites;
+  for (const r of ["eu-west-1", "ap-southeast-1"]) {
+    const p = PRICES.regions[r];
+    const expected = u.dynamodbMillionWritesPerRegion * p.dynamodbWritePerMillion + (all - u.dynamodbMillionWritesPerRegion) * p.dynamodbReplicatedWritePerMillion;
+    assert.equal(dynamo.byRegion[r], Math.round(expected * 100) / 100, r);
+  }
+  const single = monthlyCost(defaultUsage(["us-east-1"]));
+  assert.ok((single.find((l) => l.item.startsWith("DynamoDB"))?.monthlyUsd as number) < dynamo.monthlyUsd / 3, "one region: no replicated writes");
 });
 
 test("the price follows the configuration: DMS (single-AZ) and the VPN add their hourly prices; more capacity, x86 and Container Insights cost more", () => {

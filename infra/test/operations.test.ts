@@ -17,56 +17,64 @@ const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
 const IN_VPC = ["data-validator", "lag-probe", "failover"];
 const ACCOUNT = "123456789012";
+/** The control plane of every region: all four functions in the primary, lag-probe and failover in each other region. */
+const COPIES: { name: string; region: string }[] = [
+  ...FUNCTIONS.map((name) => ({ name, region: "us-east-1" })),
+  ...REGIONS.slice(1).flatMap((region) => ["lag-probe", "failover"].map((name) => ({ name, region }))),
+];
+/** A resource name: `<type>-t1` in the primary, `<type>-<region>-t1` elsewhere. */
+const rn = (type: string, region = "us-east-1") => (region === "us-east-1" ? `${type}-t1` : `${type}-${region}-t1`);
 
 before(async () => {
   await build({ environmentSuffix: "t1" });
 });
 
-const fn = (name: string): Recorded => one("aws:lambda/function:Function", `fn-${name}-`);
-const env = (name: string): Record<string, string> => fn(name).inputs.environment.variables;
+const fn = (name: string, region = "us-east-1"): Recorded => one("aws:lambda/function:Function", rn(`fn-${name}`, region));
+const env = (name: string, region = "us-east-1"): Record<string, string> => fn(name, region).inputs.environment.variables;
 
-test("four Lambdas from target/lambda/<name>/bootstrap.zip: provided.al2023, arm64, JSON logs into a log group with retention", async () => {
+test("four Lambdas in the primary, lag-probe and failover in every other region, from target/lambda/<name>/bootstrap.zip: provided.al2023, arm64, JSON logs into a log group with retention", async () => {
   const fns = ofType("aws:lambda/function:Function");
-  assert.deepEqual(fns.map((f) => f.inputs.name).sort(), FUNCTIONS.map((f) => `${f}-t1`).sort());
-  for (const name of FUNCTIONS) {
-    const f = fn(name);
-    assert.equal(f.region, "us-east-1");
+  assert.deepEqual(fns.map((f) => [f.region, f.inputs.name]).sort(), COPIES.map((c) => [c.region, rn(c.name, c.region)]).sort());
+  for (const { name, region } of COPIES) {
+    const f = fn(name, region);
+    assert.equal(f.region, region);
     assert.deepEqual([f.inputs.runtime, f.inputs.architectures, f.inputs.handler], ["provided.al2023", ["arm64"], "bootstrap"]);
     assert.equal(await f.inputs.code.path, `../target/lambda/${name}/bootstrap.zip`);
     assert.equal(f.inputs.loggingConfig.logFormat, "JSON");
-    assert.equal(f.inputs.loggingConfig.logGroup, `/aws/lambda/${name}-t1`);
-    const group = ofType("aws:cloudwatch/logGroup:LogGroup").find((g) => g.inputs.name === `/aws/lambda/${name}-t1`);
+    assert.equal(f.inputs.loggingConfig.logGroup, `/aws/lambda/${rn(name, region)}`);
+    const group = ofType("aws:cloudwatch/logGroup:LogGroup", region).find((g) => g.inputs.name === `/aws/lambda/${rn(name, region)}`);
     assert.ok(group && group.inputs.retentionInDays > 0, name);
     const deps = (options.get(f.name)?.dependsOn as pulumi.Resource[]).map(resourceName);
-    assert.ok(deps.includes(`log-${name}-t1`), `${name} waits for its log group (else Lambda creates one without retention)`);
-    const layers = name === "traffic-shifter" ? undefined : [`arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t1`];
-    assert.deepEqual(f.inputs.layers, layers, "the CA bundle's layer where a database is opened; no Oracle layer unless configured");
+    assert.ok(deps.includes(rn(`log-${name}`, region)), `${name} waits for its log group (else Lambda creates one without retention)`);
+    const layers = name === "traffic-shifter" ? undefined : [`arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/layerVersion:LayerVersion/${rn("layer-db-ca", region)}`];
+    assert.deepEqual(f.inputs.layers, layers, "its own region's CA layer where a database is opened; no Oracle layer unless configured");
   }
 });
 
 test("the CA bundle ships as a file in a layer (/opt), not in an SSM parameter (a Standard one holds 4 KB)", async () => {
-  const layer = one("aws:lambda/layerVersion:LayerVersion", "layer-db-ca");
+  assert.deepEqual(ofType("aws:lambda/layerVersion:LayerVersion").map((l) => l.region), REGIONS, "a layer per region (a function takes layers of its own region)");
+  const layer = one("aws:lambda/layerVersion:LayerVersion", "layer-db-ca-t1");
   assert.equal(layer.region, "us-east-1");
   assert.deepEqual([layer.inputs.layerName, layer.inputs.compatibleArchitectures, layer.inputs.compatibleRuntimes], ["db-ca-bundle-t1", ["arm64"], ["provided.al2023"]]);
   const assets = await layer.inputs.code.assets;
   assert.deepEqual(Object.keys(assets), ["rds-ca-bundle.pem"], "unpacked as /opt/rds-ca-bundle.pem");
   assert.equal(await assets["rds-ca-bundle.pem"].path, "rds-global-bundle.pem", "caBundleFile");
-  for (const name of ["data-validator", "lag-probe", "failover"]) assert.equal(env(name).CUTOVER_DB_CA_FILE, "/opt/rds-ca-bundle.pem", name);
+  for (const { name, region } of COPIES.filter((c) => c.name !== "traffic-shifter")) assert.equal(env(name, region).CUTOVER_DB_CA_FILE, "/opt/rds-ca-bundle.pem", name);
   const params = ofType("aws:ssm/parameter:Parameter");
   assert.ok(!params.some((p) => p.inputs.name.endsWith("/ca-bundle")), "no CA bundle parameter");
   for (const p of params) assert.ok(String(plain(p.inputs.value)).length <= 4096 || p.inputs.tier !== "Standard", `${p.inputs.name} fits a Standard parameter`);
 });
 
 test("the functions that reach a database run in the function subnets; no reserved concurrency unless configured", () => {
-  for (const name of ["data-validator", "lag-probe", "failover"]) {
-    assert.deepEqual(fn(name).inputs.vpcConfig, {
-      subnetIds: ["subnet-functions-0-us-east-1-t1-id", "subnet-functions-1-us-east-1-t1-id"],
-      securityGroupIds: ["sg-functions-us-east-1-t1-id"],
-    }, name);
+  for (const { name, region } of COPIES.filter((c) => c.name !== "traffic-shifter")) {
+    assert.deepEqual(fn(name, region).inputs.vpcConfig, {
+      subnetIds: [`subnet-functions-0-${region}-t1-id`, `subnet-functions-1-${region}-t1-id`],
+      securityGroupIds: [`sg-functions-${region}-t1-id`],
+    }, `${name} in ${region}: its own region's function subnets`);
   }
   assert.equal(fn("traffic-shifter").inputs.vpcConfig, undefined, "the shifter talks to AWS APIs only");
-  for (const name of FUNCTIONS) {
-    assert.equal(fn(name).inputs.reservedConcurrentExecutions, undefined, `${name}: a new account's quota of 10 cannot spare any`);
+  for (const { name, region } of COPIES) {
+    assert.equal(fn(name, region).inputs.reservedConcurrentExecutions, undefined, `${name}: a new account's quota of 10 cannot spare any`);
   }
 });
 
@@ -75,17 +83,19 @@ test("each function's environment is exactly what its crate reads", () => {
     "CUTOVER_METRICS_NAMESPACE", "CUTOVER_DB_SSM_PREFIX", "CUTOVER_APP_SSM_PREFIX", "CUTOVER_DB_SSLMODE"];
   const own: Record<string, string[]> = {
     "data-validator": ["CUTOVER_DB_CA_FILE", "CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
-    "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS"],
+    "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS", "CUTOVER_LAG_PROBE_ID"],
     "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
     failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
   };
-  for (const name of FUNCTIONS) {
-    const vars = env(name);
+  for (const { name, region } of COPIES) {
+    const vars = env(name, region);
     assert.deepEqual(Object.keys(vars).sort(), [...common, ...own[name]].sort(), name);
-    assert.deepEqual([vars.CUTOVER_SUFFIX, vars.CUTOVER_PRIMARY_REGION, vars.CUTOVER_REGIONS], ["t1", "us-east-1", "us-east-1,eu-west-1,ap-southeast-1"]);
+    // CUTOVER_PRIMARY_REGION is the crates' home region: every copy's clients talk to its own region.
+    assert.deepEqual([vars.CUTOVER_SUFFIX, vars.CUTOVER_PRIMARY_REGION, vars.CUTOVER_REGIONS], ["t1", region, "us-east-1,eu-west-1,ap-southeast-1"]);
     assert.deepEqual([vars.CUTOVER_STATE_TABLE, vars.CUTOVER_METRICS_NAMESPACE, vars.CUTOVER_DB_SSLMODE], ["migration-state-t1", "Cutover", "verify-full"]);
     assert.deepEqual([vars.CUTOVER_DB_SSM_PREFIX, vars.CUTOVER_APP_SSM_PREFIX], ["/migration/db/t1", "/migration/app/t1"]);
-    assert.match(vars.CUTOVER_OPS_TOPIC_ARN, /:us-east-1:.*sns-ops-t1$/);
+    assert.match(vars.CUTOVER_OPS_TOPIC_ARN, new RegExp(`:${region}:.*${rn("sns-ops", region)}$`), `${name} in ${region}: its region's topic`);
+    if (name === "lag-probe") assert.equal(vars.CUTOVER_LAG_PROBE_ID, `lag-probe-${region}`, "a heartbeat row per region's probe");
     for (const [k, v] of Object.entries(vars)) {
       assert.ok(!/password|secret/i.test(k) && !/generated-secret/.test(String(v)), `${name}: ${k} carries no secret`);
     }
@@ -101,11 +111,13 @@ test("each function's environment is exactly what its crate reads", () => {
   assert.deepEqual(pairs(shifter.CUTOVER_LISTENER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `listener-${r}-t1`]));
   assert.deepEqual(pairs(shifter.CUTOVER_BLUE_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-blue-${r}-t1`]));
   assert.deepEqual(pairs(shifter.CUTOVER_GREEN_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-green-${r}-t1`]));
-  const failover = env("failover");
-  assert.deepEqual([failover.CUTOVER_FAILOVER_DRIVER, failover.CUTOVER_GLOBAL_CLUSTER_ID, failover.CUTOVER_RPO_BUDGET_MS, failover.CUTOVER_EVENT_BUS],
-    ["aurora-global", "aurora-global-t1-id", "1000", "default"]);
-  assert.equal(failover.CUTOVER_FAILOVER_ALARMS, "primary-writer-unavailable-t1");
-  assert.deepEqual(pairs(failover.CUTOVER_CLUSTER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `aurora-${r}-t1`]));
+  for (const region of REGIONS) {
+    const failover = env("failover", region);
+    assert.deepEqual([failover.CUTOVER_FAILOVER_DRIVER, failover.CUTOVER_GLOBAL_CLUSTER_ID, failover.CUTOVER_RPO_BUDGET_MS, failover.CUTOVER_EVENT_BUS],
+      ["aurora-global", "aurora-global-t1-id", "1000", "default"]);
+    assert.equal(failover.CUTOVER_FAILOVER_ALARMS, "primary-writer-unavailable-t1");
+    assert.deepEqual(pairs(failover.CUTOVER_CLUSTER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `aurora-${r}-t1`]));
+  }
 });
 
 type KeyStatement = { Sid: string; Principal: { AWS?: string; Service?: string | string[] }; Action: string | string[]; Resource: string };
@@ -119,7 +131,7 @@ function identityPolicies(): { owner: string; doc: PolicyDocument }[] {
 
 test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no narrower; everything else this stack's ARNs", () => {
   const docs = identityPolicies();
-  assert.equal(docs.length, 4 * 2 + 1 + 2, "four functions (own + logs), the runbook, two alarm forwarders");
+  assert.equal(docs.length, COPIES.length * 2 + 1 + 2, "eight functions (own + logs), the runbook, two alarm forwarders");
   for (const { owner, doc } of docs) {
     for (const st of doc.Statement as Statement[]) {
       assert.equal(st.Effect, "Allow");
@@ -130,7 +142,7 @@ test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no n
       for (const r of st.Resource.map(String)) {
         if (r === "*") continue;
         assert.match(r, /^arn:aws:[a-z0-9-]+:[a-z0-9-]*:123456789012:\S+$/, `${owner}: ${r} is an ARN of this account`);
-        assert.ok(!/:\*$|\/\*$/.test(r) || /log-[a-z-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
+        assert.ok(!/:\*$|\/\*$/.test(r) || /log-[a-z0-9-]+-t1:\*$/.test(r), `${owner}: ${r} is scoped`);
       }
     }
   }
@@ -147,8 +159,8 @@ test("managed policies: only the documented ones, and only where needed", () => 
   for (const a of attached) assert.ok(a.inputs.policyArn in MANAGED_POLICIES_ALLOWED, `${a.name}: ${a.inputs.policyArn}`);
   assert.deepEqual(attached.map((a) => a.inputs.policyArn.replace(/.*\//, "")), REGIONS.map(() => "AmazonECSTaskExecutionRolePolicy"),
     "the ECS task execution role per region only: the VPC functions' ENI actions are inline (AWSLambdaVPCAccessExecutionRole adds logs:* on *)");
-  for (const name of FUNCTIONS) {
-    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+  for (const { name, region } of COPIES) {
+    const doc = identityPolicies().find((d) => d.owner === rn(`policy-${name}`, region))?.doc as PolicyDocument;
     assert.equal(grants(doc, "ec2:CreateNetworkInterface", "*"), IN_VPC.includes(name), `${name}: ENI actions only in a VPC`);
     assert.equal(grants(doc, "logs:CreateLogGroup", "*"), false, name);
   }
@@ -157,9 +169,11 @@ test("managed policies: only the documented ones, and only where needed", () => 
 
 test("roles: one per function, assumed by Lambda only; the runbook's by Step Functions only", () => {
   const assumed = (roleName: string) => JSON.parse(one("aws:iam/role:Role", roleName).inputs.assumeRolePolicy).Statement[0].Principal.Service;
-  for (const name of FUNCTIONS) assert.equal(assumed(`role-${name}-t1`), "lambda.amazonaws.com");
+  for (const { name, region } of COPIES) assert.equal(assumed(rn(`role-${name}`, region)), "lambda.amazonaws.com");
   assert.equal(assumed("role-runbook-t1"), "states.amazonaws.com");
-  for (const name of FUNCTIONS) assert.equal(fn(name).inputs.role, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:iam/role:Role/role-${name}-t1`);
+  for (const { name, region } of COPIES) {
+    assert.equal(fn(name, region).inputs.role, `arn:aws:mock:${region}:${ACCOUNT}:aws:iam/role:Role/${rn(`role-${name}`, region)}`, `${name} in ${region}: a role of its own`);
+  }
 });
 
 test("function policies name this stack's table, topics, keys, parameters, listeners, alarms and clusters", () => {
@@ -199,6 +213,55 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   assert.equal(grant("policy-data-validator-t1", "elasticloadbalancing:ModifyListener").length, 0);
 });
 
+test("every region's failover and lag-probe use their own region's table replica, topic, keys, parameters and bus", () => {
+  const doc = (owner: string): Statement[] => identityPolicies().find((d) => d.owner === owner)?.doc.Statement as Statement[];
+  const grant = (owner: string, action: string) => doc(owner).filter((st) => st.Action.includes(action));
+  for (const region of REGIONS.slice(1)) {
+    for (const name of ["lag-probe", "failover"]) {
+      const owner = rn(`policy-${name}`, region);
+      assert.deepEqual(grant(owner, "dynamodb:GetItem").flatMap((st) => st.Resource), grant(owner, "dynamodb:GetItem").map(() => tableIn(region)), `${owner}: the replica in ${region}`);
+      assert.deepEqual(grant(owner, "sns:Publish")[0].Resource, [`arn:aws:mock:${region}:${ACCOUNT}:aws:sns/topic:Topic/${rn("sns-ops", region)}`]);
+      assert.deepEqual(grant(owner, "kms:GenerateDataKey")[0].Resource, [`arn:aws:mock:${region}:${ACCOUNT}:aws:kms/key:Key/${rn("kms-sns", region)}`]);
+      assert.deepEqual(doc(rn(`policy-${name}-logs`, region))[0].Resource, [`arn:aws:mock:${region}:${ACCOUNT}:aws:cloudwatch/logGroup:LogGroup/${rn(`log-${name}`, region)}:*`]);
+    }
+    const failover = rn("policy-failover", region);
+    assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, [
+      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
+      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/app/t1/active-region`,
+    ], "failover rewrites its own region's two parameters");
+    assert.deepEqual(grant(failover, "events:PutEvents")[0].Resource, [`arn:aws:events:${region}:${ACCOUNT}:event-bus/default`]);
+    assert.deepEqual(grant(failover, "rds:FailoverGlobalCluster")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
+      ["aurora-global-t1", ...REGIONS.map((r) => `aurora-${r}-t1`)], "the engine is the arbiter: any region may ask it to move the writer");
+  }
+});
+
+test("no function outside the primary depends on a primary-region resource, but for naming the primary's member cluster", () => {
+  // The member clusters' ARNs name their regions: failover must name the cluster it moves the writer
+  // away from (CUTOVER_CLUSTER_ARNS, rds:* grants), but calls RDS in its own region. No other ARN may
+  // name the primary's region (a parameter may: reader-endpoint/us-east-1 is the replica's own copy).
+  const primaryCluster = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:rds/cluster:Cluster/aurora-us-east-1-t1`;
+  // The global cluster's real ARN names no region (arn:aws:rds::<account>:global-cluster:<id>); the mock gives it its provider's.
+  const globalCluster = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:rds/globalCluster:GlobalCluster/aurora-global-t1`;
+  const primaryArns = (v: unknown) => (String(v).match(/arn:aws:[a-z0-9-]+:us-east-1:[^,\s"]*/g) ?? []).filter((arn) => arn !== primaryCluster && arn !== globalCluster);
+  for (const { name, region } of COPIES.filter((c) => c.region !== "us-east-1")) {
+    const f = fn(name, region);
+    for (const [k, v] of Object.entries(f.inputs.environment.variables as Record<string, string>)) {
+      assert.deepEqual(primaryArns(v), [], `${name} in ${region}: ${k}`);
+    }
+    assert.equal(f.inputs.environment.variables.CUTOVER_PRIMARY_REGION, region, "its clients' home region is its own");
+    for (const input of [f.inputs.role, ...(f.inputs.layers ?? []), ...f.inputs.vpcConfig.subnetIds, ...f.inputs.vpcConfig.securityGroupIds]) {
+      assert.ok(!String(input).includes("us-east-1"), `${name} in ${region}: ${input}`);
+    }
+    for (const owner of [rn(`policy-${name}`, region), rn(`policy-${name}-logs`, region)]) {
+      const doc = identityPolicies().find((d) => d.owner === owner)?.doc as PolicyDocument;
+      for (const st of doc.Statement) {
+        for (const r of st.Resource.map(String)) assert.deepEqual(primaryArns(r), [], `${owner} (${st.Sid}): ${r}`);
+        assert.ok(!JSON.stringify(st.Condition ?? {}).includes("us-east-1"), `${owner} (${st.Sid}): its own region's services`);
+      }
+    }
+  }
+});
+
 /**
  * What each crate does to the state table (grep shared/src/state.rs `keys` and the store calls
  * in functions/<name>/src): every [action, pk] here must be granted, every other pairing refused.
@@ -222,27 +285,39 @@ const READS: Record<string, string[]> = {
   failover: [...ACCESS, ...READERS, "app/t1/active-region"],
 };
 
-test("least privilege per function: the state items it owns (dynamodb:LeadingKeys), the parameters it reads, nothing more", () => {
-  const table = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`;
+/** The state table as each region's functions reach it: the table in the primary, its replica elsewhere. */
+const tableIn = (region: string) => (region === "us-east-1"
+  ? `arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`
+  : `arn:aws:dynamodb:${region}:${ACCOUNT}:table/migration-state-t1`);
+
+test("least privilege per function, in every region's copy: the state items it owns (dynamodb:LeadingKeys), the parameters it reads, nothing more", () => {
+  const table = tableIn("us-east-1");
   const pks = ["VALIDATION#r1", "LAG#eu-west-1", "DEPLOYMENT#app", "FAILOVER", "MIGRATION"];
   const actions = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem", "Scan"];
-  const parameters = ofType("aws:ssm/parameter:Parameter").map((p) => String(p.inputs.name).replace("/migration/", ""));
-  const ssmKey = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-ssm-t1`;
-  for (const name of FUNCTIONS) {
-    const doc = identityPolicies().find((d) => d.owner === `policy-${name}-t1`)?.doc as PolicyDocument;
+  const parameters = [...new Set(ofType("aws:ssm/parameter:Parameter").map((p) => String(p.inputs.name).replace("/migration/", "")))];
+  for (const { name, region } of COPIES) {
+    const doc = identityPolicies().find((d) => d.owner === rn(`policy-${name}`, region))?.doc as PolicyDocument;
+    const mine = ofType("aws:ssm/parameter:Parameter", region).map((p) => String(p.inputs.name).replace("/migration/", ""));
+    const ssmKey = `arn:aws:mock:${region}:${ACCOUNT}:aws:kms/key:Key/${rn("kms-ssm", region)}`;
     for (const action of actions) {
       for (const pk of pks) {
         const expected = ITEMS[name].some(([a, p]) => a === action && p === pk);
-        assert.equal(grants(doc, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), expected, `${name}: ${action} on ${pk}`);
+        assert.equal(grants(doc, `dynamodb:${action}`, tableIn(region), { "dynamodb:LeadingKeys": [pk] }), expected, `${name} in ${region}: ${action} on ${pk}`);
+        for (const other of REGIONS.filter((r) => r !== region)) {
+          assert.equal(grants(doc, `dynamodb:${action}`, tableIn(other), { "dynamodb:LeadingKeys": [pk] }), false, `${name} in ${region}: not the ${other} copy`);
+        }
       }
     }
     for (const p of parameters) {
-      assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/${p}`), READS[name].includes(p), `${name}: reads ${p}`);
+      assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/${p}`), READS[name].includes(p), `${name} in ${region}: reads ${p}`);
+      for (const other of REGIONS.filter((r) => r !== region)) {
+        assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:${other}:${ACCOUNT}:parameter/migration/${p}`), false, `${name} in ${region}: not ${other}'s ${p}`);
+      }
     }
-    for (const p of READS[name]) assert.ok(parameters.includes(p), `${p} exists`);
+    for (const p of READS[name]) assert.ok(mine.includes(p), `${p} exists in ${region}`);
     const secure = READS[name].some((p) => /password|source-dsn/.test(p));
-    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "ssm.us-east-1.amazonaws.com" }), secure, `${name}: decrypts SecureStrings`);
-    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": "s3.us-east-1.amazonaws.com" }), false, `${name}: the SSM key through SSM only`);
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": `ssm.${region}.amazonaws.com` }), secure, `${name} in ${region}: decrypts SecureStrings`);
+    assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": `s3.${region}.amazonaws.com` }), false, `${name}: the SSM key through SSM only`);
   }
   assert.ok(!grants(identityPolicies().find((d) => d.owner === "policy-lag-probe-t1")?.doc as PolicyDocument,
     "dynamodb:PutItem", table, { "dynamodb:LeadingKeys": ["FAILOVER"] }), "lag-probe cannot write the lease");
@@ -268,36 +343,50 @@ test("KMS key policies: the account root delegates to IAM; services get Decrypt 
   for (const k of ofType("aws:kms/key:Key")) assert.equal(k.inputs.enableKeyRotation, true, k.name);
 });
 
-test("schedules: lag-probe and the shifter's tick every minute, validation daily; each target allowed to invoke", () => {
+test("schedules: lag-probe in every region and the shifter's tick every minute, validation daily; each target allowed to invoke", () => {
   const rules = ofType("aws:cloudwatch/eventRule:EventRule");
   const schedule = (name: string) => rules.find((r) => r.name === `schedule-${name}-t1`)?.inputs.scheduleExpression;
   assert.deepEqual(["lag-probe", "traffic-shifter", "data-validator"].map(schedule), ["rate(1 minute)", "rate(1 minute)", "rate(1 day)"]);
-  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 3, "one lag-probe for all regions");
-  const target = (name: string) => one("aws:cloudwatch/eventTarget:EventTarget", `schedule-${name}-target-t1`);
+  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 3 + 2, "a lag-probe per region");
+  const target = (name: string, region = "us-east-1") => one("aws:cloudwatch/eventTarget:EventTarget", rn(`schedule-${name}-target`, region));
   assert.deepEqual(JSON.parse(target("traffic-shifter").inputs.input), { command: "tick" });
-  assert.equal(target("lag-probe").inputs.input, undefined);
+  for (const region of REGIONS) {
+    const probe = rules.find((r) => r.name === rn("schedule-lag-probe", region));
+    assert.deepEqual([probe?.region, probe?.inputs.scheduleExpression], [region, "rate(1 minute)"]);
+    assert.equal(target("lag-probe", region).inputs.input, undefined);
+    assert.equal(target("lag-probe", region).inputs.arn, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-lag-probe", region)}`, `${region}: its own probe`);
+  }
   const lambdaTargets = ofType("aws:cloudwatch/eventTarget:EventTarget").filter((t) => /lambda\/function/.test(t.inputs.arn));
-  assert.equal(lambdaTargets.length, 5);
+  assert.equal(lambdaTargets.length, 5 + 2 * 2, "the primary's 3 schedules and 2 alarm rules; each other region's probe schedule and failover rule");
   const permissions = ofType("aws:lambda/permission:Permission");
   for (const t of lambdaTargets) {
     const granted = permissions.find((p) => p.inputs.sourceArn.endsWith(`EventRule/${t.inputs.rule}`));
     assert.ok(granted, `${t.name}: a permission for its rule`);
+    assert.equal(granted.region, t.region, `${t.name}: the permission in the rule's region`);
     assert.deepEqual([granted.inputs.principal, granted.inputs.action], ["events.amazonaws.com", "lambda:InvokeFunction"]);
     assert.equal(granted.inputs.function, t.inputs.arn.replace(/.*Function\/fn-/, ""), `${t.name}: the same function`);
   }
 });
 
-test("alarm state changes: the 5xx-rate and p99 alarms to the shifter, the writer alarm to failover; secondaries forward theirs", () => {
+test("alarm state changes: the 5xx-rate and p99 alarms to the shifter; in every region, the writer alarm to that region's failover; secondaries forward the shifter's", () => {
   const pattern = (ruleName: string) => JSON.parse(one("aws:cloudwatch/eventRule:EventRule", ruleName).inputs.eventPattern);
   const shifter = pattern("alarms-to-traffic-shifter-t1");
   assert.deepEqual(shifter["detail-type"], ["CloudWatch Alarm State Change"]);
   assert.deepEqual(shifter.detail, { alarmName: ["app-5xx-rate-t1", "app-p99-latency-t1"], state: { value: ["ALARM"] } });
-  assert.deepEqual(pattern("alarms-to-failover-t1").detail.alarmName, ["primary-writer-unavailable-t1"]);
-  const target = (name: string) => one("aws:cloudwatch/eventTarget:EventTarget", `alarms-to-${name}-target-t1`).inputs.arn;
-  assert.match(target("traffic-shifter"), /fn-traffic-shifter-t1$/);
-  assert.match(target("failover"), /fn-failover-t1$/);
+  const target = (name: string, region = "us-east-1") => one("aws:cloudwatch/eventTarget:EventTarget", rn(`alarms-to-${name}-target`, region));
+  assert.match(target("traffic-shifter").inputs.arn, /fn-traffic-shifter-t1$/);
+  const writerAlarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm").filter((a) => a.inputs.name === "primary-writer-unavailable-t1");
+  for (const region of REGIONS) {
+    const rule = one("aws:cloudwatch/eventRule:EventRule", rn("alarms-to-failover", region));
+    assert.equal(rule.region, region);
+    assert.deepEqual(JSON.parse(rule.inputs.eventPattern).detail, { alarmName: ["primary-writer-unavailable-t1"], state: { value: ["ALARM"] } });
+    assert.deepEqual([target("failover", region).region, target("failover", region).inputs.arn],
+      [region, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-failover", region)}`], `${region}: its own failover`);
+    assert.equal(target("failover", region).inputs.rule, rule.inputs.name ?? rule.name);
+    assert.equal(writerAlarms.filter((a) => a.region === region).length, 1, `${region}: the alarm the rule watches changes state in ${region}`);
+  }
   for (const region of REGIONS.slice(1)) {
-    assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1", "primary-writer-unavailable-t1"], "this stack's alarms only");
+    assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1"], "the shifter's alarms only: failover acts where its alarm is");
     const forward = one("aws:cloudwatch/eventTarget:EventTarget", `alarms-forward-target-${region}-t1`);
     assert.equal(forward.region, region);
     assert.equal(forward.inputs.arn, `arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`);
@@ -318,7 +407,7 @@ test("notifications: an ops topic per region and the validation topic, each encr
 });
 
 test("every alarm action reaches its topic: the topic policy and the topic's key admit CloudWatch, for this stack's alarms only", () => {
-  assert.equal(checkAlarmDelivery(), 2 * 16, "ALARM and OK actions of all 16 alarms");
+  assert.equal(checkAlarmDelivery(), 2 * 25, "ALARM and OK actions of all 25 alarms");
   assert.equal(checkEventDelivery(), 0, "no EventBridge rule publishes without DMS");
   for (const topic of ofType("aws:sns/topic:Topic").filter((t) => t.inputs.name.startsWith("cutover-ops"))) {
     const policy = JSON.parse(ofType("aws:sns/topicPolicy:TopicPolicy").find((p) => p.inputs.arn === arnOf(topic))?.inputs.policy);
@@ -331,7 +420,7 @@ test("every alarm action reaches its topic: the topic policy and the topic's key
 
 test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {
   const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
-  assert.equal(alarms.length, 3 * 4 + 2 + 2);
+  assert.equal(alarms.length, 3 * (4 + 1 + 3) + 1, "per region: 4 application alarms, the writer's, lag to each of 3 regions; the validation mismatch");
   for (const a of alarms) {
     const topic = a.region === "us-east-1" ? "sns-ops-t1" : `sns-ops-${a.region}-t1`;
     assert.deepEqual(a.inputs.alarmActions, [`arn:aws:mock:${a.region}:${ACCOUNT}:aws:sns/topic:Topic/${topic}`], a.name);
@@ -342,8 +431,12 @@ test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify
 test("alarms: replication lag over 1 s at high resolution, p99 over 200 ms, 5xx rate, unhealthy hosts, validation mismatch, writer unavailable", () => {
   const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
   const lag = alarms.filter((a) => a.inputs.metricName === "ReplicationLagMs");
-  assert.deepEqual(lag.map((a) => [a.region, a.inputs.dimensions.Region, a.inputs.dimensions.Source]), [["us-east-1", "eu-west-1", "heartbeat"], ["us-east-1", "ap-southeast-1", "heartbeat"]]);
-  for (const a of lag) assert.deepEqual([a.inputs.period, a.inputs.threshold, a.inputs.comparisonOperator], [10, 1000, "GreaterThanThreshold"], "high resolution");
+  // Every region watches every region: whichever writes has no lag samples, so only the non-writers alarm.
+  assert.deepEqual(lag.map((a) => [a.region, a.inputs.dimensions.Region, a.inputs.dimensions.Source]), REGIONS.flatMap((r) => REGIONS.map((x) => [r, x, "heartbeat"])));
+  for (const a of lag) {
+    assert.deepEqual([a.inputs.period, a.inputs.threshold, a.inputs.comparisonOperator, a.inputs.treatMissingData], [10, 1000, "GreaterThanThreshold", "notBreaching"], "high resolution");
+    assert.equal(a.inputs.name, `replication-lag-${a.inputs.dimensions.Region}-t1`);
+  }
   for (const region of REGIONS) {
     const mine = alarms.filter((a) => a.region === region);
     const p99 = mine.find((a) => a.inputs.name === "app-p99-latency-t1");
@@ -356,8 +449,16 @@ test("alarms: replication lag over 1 s at high resolution, p99 over 200 ms, 5xx 
     const unhealthy = mine.filter((a) => a.inputs.metricName === "UnHealthyHostCount");
     assert.deepEqual(unhealthy.map((a) => a.inputs.dimensions.TargetGroup), [`targetgroup/tg-blue-${region}-t1/4567`, `targetgroup/tg-green-${region}-t1/4567`]);
   }
-  const writer = alarms.find((a) => a.inputs.name === "primary-writer-unavailable-t1");
-  assert.deepEqual([writer?.region, writer?.inputs.metricName, writer?.inputs.dimensions.Region], ["us-east-1", "RegionUnreachable", "us-east-1"]);
+  const writers = alarms.filter((a) => a.inputs.name === "primary-writer-unavailable-t1");
+  assert.deepEqual(writers.map((a) => a.region), REGIONS, "a writer alarm in every region, on that region's probe");
+  for (const writer of writers) {
+    assert.equal(writer.inputs.treatMissingData, "breaching", "a dark probe, or a region that sees no writer, must alarm");
+    assert.deepEqual([writer.inputs.comparisonOperator, writer.inputs.threshold], ["LessThanThreshold", 10]);
+    const queries: { id: string; expression?: string; returnData: boolean; metric?: { metricName: string; stat: string; dimensions: Record<string, string> } }[] = writer.inputs.metricQueries;
+    assert.deepEqual(queries.filter((q) => q.metric).map((q) => [q.metric?.metricName, q.metric?.stat, q.metric?.dimensions.Region, q.metric?.dimensions.Source]),
+      REGIONS.map((r) => ["ReplicationLagMs", "SampleCount", r, "heartbeat"]), "heartbeats seen on any region: the writer moves");
+    assert.deepEqual(queries.filter((q) => q.returnData).map((q) => q.expression), ["FILL(seen0, 0) + FILL(seen1, 0) + FILL(seen2, 0)"]);
+  }
   const mismatch = alarms.find((a) => a.inputs.name === "validation-mismatch-t1");
   assert.deepEqual([mismatch?.inputs.metricName, mismatch?.inputs.threshold, mismatch?.inputs.comparisonOperator], ["MismatchedRows", 0, "GreaterThanThreshold"]);
   assert.equal(ofType("aws:cloudwatch/eventRule:EventRule").filter((r) => r.name.startsWith("dms-task-failure")).length, 0, "no DMS rule without DMS");

@@ -74,9 +74,10 @@ test("createDms creates the account-wide dms-vpc-role (by default) before the su
   assert.deepEqual(deps, ["dms-vpc-role-policy-t2"]);
 });
 
-test("failoverReservedConcurrency: set on failover only", () => {
+test("failoverReservedConcurrency: set on every region's failover only", () => {
   for (const f of ofType("aws:lambda/function:Function")) {
-    assert.equal(f.inputs.reservedConcurrentExecutions, f.inputs.name === "failover-t2" ? 1 : undefined, f.inputs.name);
+    // Every region's failover: each region's quota is its own, and the primary's may be the one lost.
+    assert.equal(f.inputs.reservedConcurrentExecutions, /^failover-([a-z0-9-]+-)?t2$/.test(f.inputs.name) ? 1 : undefined, f.inputs.name);
   }
 });
 
@@ -127,7 +128,9 @@ test("createVpn: customer gateway, VPN gateway on the primary VPC, connection wi
 
 test("the Oracle Instant Client layer goes to data-validator only, when configured", () => {
   for (const f of ofType("aws:lambda/function:Function")) {
-    const ca = "arn:aws:mock:us-east-1:123456789012:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t2";
+    const ca = f.region === "us-east-1"
+      ? "arn:aws:mock:us-east-1:123456789012:aws:lambda/layerVersion:LayerVersion/layer-db-ca-t2"
+      : `arn:aws:mock:${f.region}:123456789012:aws:lambda/layerVersion:LayerVersion/layer-db-ca-${f.region}-t2`;
     if (f.inputs.name === "data-validator-t2") assert.deepEqual(f.inputs.layers, [ca, LAYER]);
     else if (f.inputs.name === "traffic-shifter-t2") assert.equal(f.inputs.layers, undefined);
     else assert.deepEqual(f.inputs.layers, [ca], f.inputs.name);

@@ -93,8 +93,9 @@ test("security groups: ALB 80/443 from the internet; tasks from the ALB only; fu
   }
 });
 
-test("database: 5432 only, from the tasks' and functions' groups, plus the primary's function subnets in the secondaries", () => {
-  const primaryFunctions = subnetCidrs("10.10.0.0/16").functions;
+test("database: 5432 only, from the tasks' and functions' groups, plus every other region's function subnets", () => {
+  const functionsOf = (vpc: string) => subnetCidrs(vpc).functions;
+  const vpcs: Record<string, string> = { "us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16", "ap-southeast-1": "10.30.0.0/16" };
   for (const region of REGIONS) {
     const rules: Rule[] = one("aws:ec2/securityGroup:SecurityGroup", `sg-db-${region}`).inputs.ingress;
     for (const rule of rules) assert.deepEqual([rule.protocol, rule.fromPort, rule.toPort], ["tcp", 5432, 5432], JSON.stringify(rule));
@@ -105,26 +106,29 @@ test("database: 5432 only, from the tasks' and functions' groups, plus the prima
     ]);
     const byCidr = rules.filter((r) => r.cidrBlocks !== undefined);
     assert.deepEqual(one("aws:ec2/securityGroup:SecurityGroup", `sg-db-${region}`).inputs.egress, [], "Aurora opens no connection: no egress at all");
-    if (region === "us-east-1") assert.deepEqual(byCidr, [], "the primary admits no CIDR");
-    else assert.deepEqual(byCidr.map((r) => r.cidrBlocks), [primaryFunctions], `${region}: only the primary's function subnets`);
+    // Each region's lag-probe writes to the writer and reads every reader; each region's failover probes the writer.
+    assert.deepEqual(byCidr.map((r) => r.cidrBlocks), [REGIONS.filter((r) => r !== region).flatMap((r) => functionsOf(vpcs[r]))],
+      `${region}: only the other regions' function subnets`);
   }
 });
 
-test("peering: the primary VPC to each secondary, accepted there, routed both ways on the private tables", () => {
+test("peering: every pair of regions, accepted on the second side, routed both ways on the private tables", () => {
   const connections = ofType("aws:ec2/vpcPeeringConnection:VpcPeeringConnection");
-  assert.deepEqual(connections.map((c) => [c.region, c.inputs.peerRegion]), SECONDARIES.map((r) => ["us-east-1", r]));
-  for (const c of connections) assert.equal(c.inputs.vpcId, "vpc-us-east-1-t1-id");
+  const pairs = REGIONS.flatMap((a, i) => REGIONS.slice(i + 1).map((b) => [a, b]));
+  assert.deepEqual(connections.map((c) => [c.region, c.inputs.peerRegion]), pairs);
+  for (const c of connections) assert.equal(c.inputs.vpcId, `vpc-${c.region}-t1-id`);
   const accepters = ofType("aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter");
-  assert.deepEqual(accepters.map((a) => [a.region, a.inputs.autoAccept]), SECONDARIES.map((r) => [r, true]));
+  assert.deepEqual(accepters.map((a) => [a.region, a.inputs.autoAccept]), pairs.map(([, b]) => [b, true]));
   const cidr: Record<string, string> = { "us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16", "ap-southeast-1": "10.30.0.0/16" };
-  for (const region of SECONDARIES) {
-    const there = ofType("aws:ec2/route:Route", "us-east-1").find((r) => r.inputs.destinationCidrBlock === cidr[region]);
-    assert.equal(there?.inputs.routeTableId, "rt-private-us-east-1-t1-id");
-    assert.match(there?.inputs.vpcPeeringConnectionId, new RegExp(`pcx-${region}`));
-    const back = ofType("aws:ec2/route:Route", region).find((r) => r.inputs.destinationCidrBlock === cidr["us-east-1"]);
-    assert.equal(back?.inputs.routeTableId, `rt-private-${region}-t1-id`);
+  for (const [a, b] of pairs) {
+    for (const [from, to] of [[a, b], [b, a]]) {
+      const route = ofType("aws:ec2/route:Route", from).find((r) => r.inputs.destinationCidrBlock === cidr[to]);
+      assert.equal(route?.inputs.routeTableId, `rt-private-${from}-t1-id`, `${from} -> ${to}`);
+      assert.ok(route?.inputs.vpcPeeringConnectionId, `${from} -> ${to} over a peering`);
+    }
   }
-  assert.equal(ofType("aws:ec2/route:Route").filter((r) => r.inputs.vpcPeeringConnectionId !== undefined).length, 4);
+  assert.match(one("aws:ec2/vpcPeeringConnection:VpcPeeringConnection", "pcx-eu-west-1-ap-southeast-1").name, /pcx-eu-west-1-ap-southeast-1-t1/);
+  assert.equal(ofType("aws:ec2/route:Route").filter((r) => r.inputs.vpcPeeringConnectionId !== undefined).length, 6);
 });
 
 test("Aurora: a global cluster, the primary in us-east-1 and a secondary in each other region, Serverless v2", () => {
@@ -250,7 +254,7 @@ test("autoscaling: each service tracks CPU and memory between its desired count 
   }
 });
 
-test("state: DynamoDB on demand, pk/sk strings, point-in-time recovery, encrypted, TTL on expires_at", () => {
+test("state: DynamoDB on demand, pk/sk strings, point-in-time recovery, encrypted, TTL on expires_at; a global table with a replica in every other region", () => {
   const t = one("aws:dynamodb/table:Table", "migration-state");
   assert.equal(t.region, "us-east-1");
   assert.equal(t.inputs.billingMode, "PAY_PER_REQUEST");
@@ -258,12 +262,21 @@ test("state: DynamoDB on demand, pk/sk strings, point-in-time recovery, encrypte
   assert.deepEqual(t.inputs.attributes, [{ name: "pk", type: "S" }, { name: "sk", type: "S" }]);
   assert.equal(t.inputs.pointInTimeRecovery.enabled, true);
   assert.equal(t.inputs.serverSideEncryption.enabled, true);
+  assert.equal(t.inputs.serverSideEncryption.kmsKeyArn, undefined, "the AWS managed key, which every region has: no customer key per replica");
   assert.deepEqual(t.inputs.ttl, { attributeName: "expires_at", enabled: true });
+  assert.deepEqual([t.inputs.streamEnabled, t.inputs.streamViewType], [true, "NEW_AND_OLD_IMAGES"], "global tables replicate through the stream");
+  assert.deepEqual(t.inputs.replicas.map((r: { regionName: string }) => r.regionName), SECONDARIES, "a replica in each other region: three copies");
+  for (const r of t.inputs.replicas) {
+    assert.equal(r.pointInTimeRecovery, true, `${r.regionName}: PITR on the replica too`);
+    assert.equal(r.consistencyMode, "EVENTUAL", "multi-region strong consistency is not offered across these continents");
+    assert.equal(r.kmsKeyArn, undefined);
+  }
+  assert.equal(ofType("aws:dynamodb/table:Table").length, 1, "one table; the replicas are its own");
 });
 
-test("parameters: the SSM hierarchy the functions read; secrets as SecureString; run-time-owned values left alone", () => {
+test("parameters: the SSM hierarchy the functions read, in every region; secrets as SecureString under the region's key; run-time-owned values left alone", () => {
   const params = ofType("aws:ssm/parameter:Parameter");
-  assert.deepEqual(params.map((p) => p.inputs.name).sort(), [
+  const hierarchy = [
     "/migration/db/t1/writer-endpoint",
     "/migration/db/t1/reader-endpoint/us-east-1",
     "/migration/db/t1/reader-endpoint/eu-west-1",
@@ -274,19 +287,25 @@ test("parameters: the SSM hierarchy the functions read; secrets as SecureString;
     "/migration/db/t1/source-dsn",
     "/migration/app/t1/active-region",
     "/migration/app/t1/traffic-policy",
-  ].sort());
-  for (const p of params) {
-    assert.equal(p.region, "us-east-1");
-    const secure = /\/(password|source-dsn)$/.test(p.inputs.name);
-    assert.equal(p.inputs.type, secure ? "SecureString" : "String", p.inputs.name);
-    assert.ok(isSecret(p.inputs.value), `${p.inputs.name}: the provider keeps every parameter value secret in the state`);
-    const owned = /\/(writer-endpoint|source-dsn|active-region)$/.test(p.inputs.name);
-    assert.deepEqual(options.get(p.name)?.ignoreChanges ?? [], owned ? ["value"] : [], p.inputs.name);
+  ].sort();
+  for (const region of REGIONS) {
+    const mine = params.filter((p) => p.region === region);
+    assert.deepEqual(mine.map((p) => p.inputs.name).sort(), hierarchy, `${region}: the whole hierarchy`);
+    const key = region === "us-east-1" ? "kms-ssm-t1" : `kms-ssm-${region}-t1`;
+    assert.equal(one("aws:kms/key:Key", key).region, region);
+    for (const p of mine) {
+      const secure = /\/(password|source-dsn)$/.test(p.inputs.name);
+      assert.equal(p.inputs.type, secure ? "SecureString" : "String", p.inputs.name);
+      if (secure) assert.equal(p.inputs.keyId, `arn:aws:mock:${region}:123456789012:aws:kms/key:Key/${key}`, `${p.inputs.name}: ${region}'s own key`);
+      assert.ok(isSecret(p.inputs.value), `${p.inputs.name}: the provider keeps every parameter value secret in the state`);
+      const owned = /\/(writer-endpoint|source-dsn|active-region)$/.test(p.inputs.name);
+      assert.deepEqual(options.get(p.name)?.ignoreChanges ?? [], owned ? ["value"] : [], p.inputs.name);
+    }
+    const value = (n: string) => plain(mine.find((p) => p.inputs.name === n)?.inputs.value);
+    assert.equal(value("/migration/db/t1/writer-endpoint"), "aurora-us-east-1-t1.cluster-x.us-east-1.rds.amazonaws.com:5432", "seeded with the primary's writer");
+    assert.equal(value("/migration/db/t1/reader-endpoint/eu-west-1"), "aurora-eu-west-1-t1.cluster-ro-x.eu-west-1.rds.amazonaws.com:5432");
+    assert.equal(value("/migration/app/t1/active-region"), "us-east-1");
   }
-  const value = (n: string) => plain(params.find((p) => p.inputs.name === n)?.inputs.value);
-  assert.equal(value("/migration/db/t1/writer-endpoint"), "aurora-us-east-1-t1.cluster-x.us-east-1.rds.amazonaws.com:5432");
-  assert.equal(value("/migration/db/t1/reader-endpoint/eu-west-1"), "aurora-eu-west-1-t1.cluster-ro-x.eu-west-1.rds.amazonaws.com:5432");
-  assert.equal(value("/migration/app/t1/active-region"), "us-east-1");
 });
 
 test("nothing is retained or protected on destroy", () => {

@@ -216,6 +216,7 @@ async fn with_aurora_and(
         .unwrap();
     f.driver = AnyDriver::Aurora(AuroraGlobal {
         client: rds,
+        members: Default::default(),
         global_cluster_id: "aurora-global-local".into(),
         clusters: cfg.cluster_arns,
         poll_every: Duration::from_millis(5),

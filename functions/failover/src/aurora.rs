@@ -16,7 +16,12 @@ use crate::driver::{Driver, DriverReport, Fence, Health, Step};
 use crate::FailoverError;
 
 pub struct AuroraGlobal {
+    /// The global cluster's calls (any member region answers them).
     pub client: Client,
+    /// region → an RDS client in that region: `DescribeDBClusters` answers only for the
+    /// clusters of its own region, so the new writer's endpoint is asked there. A region
+    /// without one is asked through `client`.
+    pub members: BTreeMap<String, Client>,
     pub global_cluster_id: String,
     /// region → DB cluster ARN of that region's member.
     pub clusters: BTreeMap<String, String>,
@@ -318,8 +323,9 @@ impl Driver for AuroraGlobal {
     /// has a single instance.
     async fn writer_endpoint(&self, region: &str) -> Result<String, FailoverError> {
         let arn = self.cluster(region)?.to_string();
+        let client = self.members.get(region).unwrap_or(&self.client);
         let out = retrying(|| async {
-            self.client
+            client
                 .describe_db_clusters()
                 .db_cluster_identifier(&arn)
                 .send()
@@ -398,6 +404,7 @@ mod tests {
     fn driver(client: Client) -> AuroraGlobal {
         AuroraGlobal {
             client,
+            members: BTreeMap::new(),
             global_cluster_id: "aurora-global-dev".into(),
             clusters: [("us-east-1", US), ("eu-west-1", EU), ("ap-southeast-1", AP)]
                 .iter()
@@ -696,6 +703,46 @@ mod tests {
             driver(client).writer_endpoint("eu-west-1").await.unwrap(),
             "aurora-eu-west-1-dev.cluster-abc.eu-west-1.rds.amazonaws.com:5432"
         );
+    }
+
+    #[tokio::test]
+    async fn the_writer_endpoint_is_asked_of_the_target_regions_rds() {
+        // The home region's RDS knows no cluster of another region (a real DescribeDBClusters
+        // there answers DBClusterNotFound); the target region's does.
+        let home = mock!(Client::describe_db_clusters).then_error(|| {
+            aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError::DbClusterNotFoundFault(
+                aws_sdk_rds::types::error::DbClusterNotFoundFault::builder().build(),
+            )
+        });
+        let there = mock!(Client::describe_db_clusters)
+            .match_requests(|r| r.db_cluster_identifier() == Some(AP))
+            .then_output(|| {
+                aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput::builder()
+                    .db_clusters(
+                        aws_sdk_rds::types::DbCluster::builder()
+                            .db_cluster_arn(AP)
+                            .endpoint("aurora-ap-southeast-1-dev.cluster-xyz.ap-southeast-1.rds.amazonaws.com")
+                            .port(5432)
+                            .build(),
+                    )
+                    .build()
+            });
+        let mut d = driver(mock_client!(
+            aws_sdk_rds,
+            RuleMode::MatchAny,
+            [&home],
+            no_retries
+        ));
+        d.members.insert(
+            "ap-southeast-1".into(),
+            mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&there], no_retries),
+        );
+        assert_eq!(
+            d.writer_endpoint("ap-southeast-1").await.unwrap(),
+            "aurora-ap-southeast-1-dev.cluster-xyz.ap-southeast-1.rds.amazonaws.com:5432"
+        );
+        assert_eq!(home.num_calls(), 0, "the home region is not asked");
+        assert_eq!(there.num_calls(), 1);
     }
 
     #[tokio::test]

@@ -34,6 +34,17 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
     let driver = match config.driver {
         DriverKind::AuroraGlobal => AnyDriver::Aurora(AuroraGlobal {
             client: aws_sdk_rds::Client::new(aws.sdk_config()),
+            members: config
+                .core
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str().to_string(),
+                        aws_sdk_rds::Client::new(&aws.regional(r)),
+                    )
+                })
+                .collect(),
             global_cluster_id: config.global_cluster_id.clone().unwrap_or_default(),
             clusters: config.cluster_arns.clone(),
             poll_every: Duration::from_secs(5),

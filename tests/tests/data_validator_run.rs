@@ -254,3 +254,72 @@ async fn the_handler_validates_the_app_schema_and_rejects_bad_events_before_conn
         missing["report"]
     );
 }
+
+#[tokio::test]
+async fn a_table_without_statistics_is_sized_by_counting_its_rows() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("unanalysed_{}", std::process::id());
+    let validator = validator(&world, &schema, segmented()).await;
+    // Never analysed: reltuples is -1. Sized on it, the table was one segment and one
+    // bucket, and a single difference loaded it whole from both sides.
+    for side in [&validator.source, &validator.target] {
+        let Side::Postgres { client, .. } = side else {
+            unreachable!()
+        };
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {schema}.fresh (id bigint PRIMARY KEY, v text);
+                 INSERT INTO {schema}.fresh SELECT g, 'v' || g FROM generate_series(1, 20000) g;"
+            ))
+            .await
+            .unwrap();
+    }
+    let tables = vec![TableRef::new(schema.clone(), "fresh")];
+    let run_id = new_run_id();
+    let outcome = validator.validate(&run_id, &tables, None).await.unwrap();
+    let table = &outcome.summary.tables[0];
+    assert!(
+        table.segments >= 8,
+        "20,000 rows at 2,000 per segment, planned into {} segments",
+        table.segments
+    );
+    assert_eq!((table.source_rows, table.target_rows), (20000, 20000));
+    assert_eq!(outcome.summary.verdict, Verdict::Match);
+}
+
+#[tokio::test]
+async fn the_world_seeds_at_benchmark_sizes() {
+    // tests/env/seed.sql multiplied 32-bit row numbers: above 6,835 customers an order's
+    // total overflowed ("integer out of range") and the world could not be seeded.
+    let world = World::load().expect("the local world is up");
+    let admin = world.admin(Node::Source).await.unwrap();
+    let db = format!("seed_check_{}", std::process::id());
+    // One statement per call: CREATE DATABASE refuses a multi-statement batch.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let c = world.admin_db(Node::Source, &db).await.unwrap();
+    let root = cutover_rehearsal::world::repo_root();
+    let schema = std::fs::read_to_string(root.join("tests/env/schema.sql")).unwrap();
+    let seed = std::fs::read_to_string(root.join("tests/env/seed.sql"))
+        .unwrap()
+        .replace(":customers", "7000");
+    c.batch_execute(&schema).await.unwrap();
+    c.batch_execute(&seed).await.unwrap();
+    let customers: i64 = c
+        .query_one("SELECT count(*) FROM app.customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(customers, 7000);
+    drop(c);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -345,6 +345,30 @@ async fn cutover_on(
     (started.elapsed(), peak_rss_mb(), result)
 }
 
+/// The two floors of a table, both sides at once: (a) a `COPY` of every row, (b) one
+/// aggregate hash in each database.
+async fn floors(s: &tokio_postgres::Client, t: &tokio_postgres::Client, table: &str) -> Vec<Line> {
+    let started = Instant::now();
+    tokio::join!(copy_table(s, table), copy_table(t, table));
+    let copy = started.elapsed();
+    let started = Instant::now();
+    tokio::join!(hash_table(s, table), hash_table(t, table));
+    vec![
+        Line {
+            name: "(a) COPY both sides (scan floor)",
+            wall: copy,
+            peak_mb: None,
+            found: None,
+        },
+        Line {
+            name: "(b) one aggregate hash (hash floor)",
+            wall: started.elapsed(),
+            peak_mb: None,
+            found: None,
+        },
+    ]
+}
+
 /// A text key, the source in the "C" collation and the target in ICU en-US (the
 /// same rows as `bench.orders`, keyed by `md5(id) || '-' || id`): the ratio to the
 /// floors should be that of the integer key.
@@ -368,30 +392,12 @@ async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
             .await
             .unwrap();
     }
-    let mut lines = Vec::new();
-    let started = Instant::now();
-    tokio::join!(
-        copy_table(&s, "bench.by_text"),
-        copy_table(&t, "bench.by_text")
+    let mut lines = floors(&s, &t, "bench.by_text").await;
+    assert_eq!(
+        hash_table(&s, "bench.by_text").await,
+        hash_table(&t, "bench.by_text").await,
+        "the same rows on both sides"
     );
-    lines.push(Line {
-        name: "(a) COPY both sides (scan floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
-    let started = Instant::now();
-    let (a, b) = tokio::join!(
-        hash_table(&s, "bench.by_text"),
-        hash_table(&t, "bench.by_text")
-    );
-    assert_eq!(a, b, "the same rows on both sides");
-    lines.push(Line {
-        name: "(b) one aggregate hash (hash floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
     let (wall, peak, result) = cutover_on(world, Hashing::Stream, "by_text").await;
     assert_eq!(result.source_rows as i64, rows, "every source row compared");
     lines.push(Line {
@@ -582,29 +588,7 @@ async fn live_case(world: &World, rows: i64) -> Vec<Line> {
         wait_ms: 60_000,
     };
 
-    let mut lines = Vec::new();
-    let started = Instant::now();
-    tokio::join!(
-        copy_table(&source, "validator_bench.orders"),
-        copy_table(&target, "validator_bench.orders")
-    );
-    lines.push(Line {
-        name: "(a) COPY both sides (scan floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
-    let started = Instant::now();
-    tokio::join!(
-        hash_table(&source, "validator_bench.orders"),
-        hash_table(&target, "validator_bench.orders")
-    );
-    lines.push(Line {
-        name: "(b) one aggregate hash (hash floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
+    let mut lines = floors(&source, &target, "validator_bench.orders").await;
     lines.push(live_line(
         "(d) live re-check, quiet tables",
         &expected,
@@ -694,23 +678,7 @@ async fn massive_case(world: &World, rows: i64) -> Vec<Line> {
         client(world, Node::Source).await,
         client(world, Node::UsEast1).await,
     );
-    let mut lines = Vec::new();
-    let started = Instant::now();
-    tokio::join!(copy_out(&s), copy_out(&t));
-    lines.push(Line {
-        name: "(a) COPY both sides (scan floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
-    let started = Instant::now();
-    tokio::join!(hash_all(&s), hash_all(&t));
-    lines.push(Line {
-        name: "(b) one aggregate hash (hash floor)",
-        wall: started.elapsed(),
-        peak_mb: None,
-        found: None,
-    });
+    let mut lines = floors(&s, &t, "bench.orders").await;
     let (wall, peak, result) = cutover_result(world, Hashing::Stream).await;
     let ids: Vec<i64> = result
         .diffs

@@ -211,13 +211,19 @@ impl SideSql {
     }
 
     /// About `buckets` boundaries splitting a range into equal row counts: the
-    /// smallest key of each of `buckets` equal groups, in key order.
-    pub fn sample_boundaries(&self, range: &KeyRange, buckets: u32) -> Query {
+    /// smallest key of each of `buckets` equal groups, in key order — of the rows
+    /// of a block sample of `sample` percent when given (no sort of every key).
+    pub fn sample_boundaries(&self, range: &KeyRange, buckets: u32, sample: Option<f64>) -> Query {
         let mut params = Vec::new();
         let predicate = self.range_predicate(range, &mut params);
         let (lead, _) = self.lead.clone().unwrap_or_default();
+        let sampled = match (sample, self.dialect) {
+            (None, _) => String::new(),
+            (Some(p), Dialect::Postgres) => format!(" TABLESAMPLE SYSTEM ({p:.4})"),
+            (Some(p), Dialect::Oracle) => format!(" SAMPLE BLOCK ({p:.4})"),
+        };
         let groups = format!(
-            "SELECT {lead} AS b, NTILE({buckets}) OVER (ORDER BY {lead}) AS g FROM {} WHERE {predicate}",
+            "SELECT {lead} AS b, NTILE({buckets}) OVER (ORDER BY {lead}) AS g FROM {}{sampled} WHERE {predicate}",
             self.from
         );
         let sql = match self.dialect {
@@ -671,7 +677,7 @@ mod tests {
             copy.contains("(\"email\"::text COLLATE \"C\") < (E'b')::text"),
             "{copy}"
         );
-        let sample = side.sample_boundaries(&range, 4);
+        let sample = side.sample_boundaries(&range, 4, None);
         assert!(
             sample
                 .sql
@@ -689,11 +695,16 @@ mod tests {
     fn timestamp_boundaries_travel_in_one_explicit_format() {
         let plan = text_keyed(Category::Timestamp, "DATE");
         let ora = SideSql::new(Dialect::Oracle, &plan, Role::Source, EmptyText::IsNull);
-        let sample = ora.sample_boundaries(&KeyRange::default(), 4);
+        let sample = ora.sample_boundaries(&KeyRange::default(), 4, Some(3.2));
         assert!(
             sample
                 .sql
                 .contains("TO_CHAR(CAST(min(b) AS TIMESTAMP), 'YYYY-MM-DD HH24:MI:SS.FF6')"),
+            "{}",
+            sample.sql
+        );
+        assert!(
+            sample.sql.contains("SAMPLE BLOCK (3.2000) WHERE"),
             "{}",
             sample.sql
         );
@@ -705,11 +716,16 @@ mod tests {
             q.sql
         );
         let pg = SideSql::new(Dialect::Postgres, &plan, Role::Target, EmptyText::IsNull);
-        let sample = pg.sample_boundaries(&KeyRange::default(), 4);
+        let sample = pg.sample_boundaries(&KeyRange::default(), 4, Some(3.2));
         assert!(
             sample
                 .sql
                 .contains("to_char((b)::timestamp, 'YYYY-MM-DD HH24:MI:SS.US')"),
+            "{}",
+            sample.sql
+        );
+        assert!(
+            sample.sql.contains("TABLESAMPLE SYSTEM (3.2000) WHERE"),
             "{}",
             sample.sql
         );

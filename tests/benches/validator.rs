@@ -643,21 +643,9 @@ async fn live_case(world: &World, rows: i64) -> Vec<Line> {
         .batch_execute("DROP TABLE validator_bench.orders")
         .await
         .unwrap();
-    let applied = "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots \
-                   WHERE slot_name = 'cutover_sub'";
-    let started = Instant::now();
-    while !source
-        .query_one(applied, &[])
+    cutover_rehearsal::replication::wait_for_cdc(&source, Duration::from_secs(120))
         .await
-        .unwrap()
-        .get::<_, bool>(0)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the subscription did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .unwrap();
     target
         .batch_execute("DROP TABLE validator_bench.orders")
         .await

@@ -68,6 +68,40 @@ async fn tls_state(client: &tokio_postgres::Client) -> Result<String, tokio_post
     })
 }
 
+/// Waits until the source→us-east-1 subscription (`cutover_sub`) has applied
+/// everything the source had written when this is called: its slot's confirmed
+/// position has passed the source's WAL position. Before dropping a replicated
+/// table on the target, say: a change arriving for a table the target no longer
+/// has stops the apply worker in an error loop.
+pub async fn wait_for_cdc(
+    source: &tokio_postgres::Client,
+    within: Duration,
+) -> Result<(), WorldError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let applied: bool = source
+            .query_one(
+                "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots \
+                 WHERE slot_name = 'cutover_sub'",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(Node::Source, e))?
+            .get(0);
+        if applied {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(WorldError::Core(cutover_core::Error::Database {
+                target: Node::Source.name().to_string(),
+                message: format!("cutover_sub did not catch up within {within:?}"),
+                retryable: false,
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn db_error(node: Node, e: tokio_postgres::Error) -> WorldError {
     WorldError::Core(cutover_core::Error::Database {
         target: node.name().to_string(),

@@ -979,21 +979,9 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         .batch_execute(&format!("DROP TABLE validator_live.{name}"))
         .await
         .unwrap();
-    let applied = "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots \
-                   WHERE slot_name = 'cutover_sub'";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !source
-        .query_one(applied, &[])
+    cutover_rehearsal::replication::wait_for_cdc(source, std::time::Duration::from_secs(30))
         .await
-        .unwrap()
-        .get::<_, bool>(0)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the subscription did not catch up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        .unwrap();
     target
         .batch_execute(&format!("DROP TABLE validator_live.{name}"))
         .await

@@ -100,6 +100,14 @@ pub mod keys {
     pub fn migration_phase() -> Key {
         Key::new("MIGRATION", "PHASE")
     }
+    /// The cutover's lease: one phase transition at a time.
+    pub fn migration_lease() -> Key {
+        Key::new("MIGRATION", "LEASE")
+    }
+    /// `ts` sorts by time (zero-padded milliseconds); `n` tells apart two in one millisecond.
+    pub fn migration_event(ts: &str, n: &str) -> Key {
+        Key::new("MIGRATION", format!("EVENT#{ts}#{n}"))
+    }
 }
 
 /// The latest replication-lag sample of one region (`LAG#<region>` / `LATEST`),
@@ -118,23 +126,90 @@ pub struct LagSample {
     pub taken_at_ms: u64,
 }
 
-/// Where the migration as a whole stands (`MIGRATION` / `PHASE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the migration as a whole stands (`MIGRATION` / `PHASE`), in the order the
+/// cutover moves through them (the cutover function's README says what each gate proves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// The target is being loaded from the source.
     FullLoad,
+    /// Changes flow from the source to the target.
     Cdc,
-    Validating,
-    Cutover,
+    /// Validation says the same and replication keeps up.
+    InSync,
+    /// The source refuses the application's writes.
+    Frozen,
+    /// The target has applied everything the source committed before the freeze.
+    Drained,
+    /// Final validation at the frozen point: the same rows on both sides.
+    Verified,
+    /// The application writes to the target; reverse replication keeps the source current.
+    Switched,
+    /// The watch window passed without alarms.
+    Stable,
+    /// Reverse replication ended; the source is retired.
     Done,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MigrationPhase {
-    pub phase: Phase,
-    pub changed_by: String,
-    pub changed_at_ms: u64,
-    pub note: Option<String>,
+impl Phase {
+    pub const ALL: [Phase; 9] = [
+        Phase::FullLoad,
+        Phase::Cdc,
+        Phase::InSync,
+        Phase::Frozen,
+        Phase::Drained,
+        Phase::Verified,
+        Phase::Switched,
+        Phase::Stable,
+        Phase::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::FullLoad => "full-load",
+            Phase::Cdc => "cdc",
+            Phase::InSync => "in-sync",
+            Phase::Frozen => "frozen",
+            Phase::Drained => "drained",
+            Phase::Verified => "verified",
+            Phase::Switched => "switched",
+            Phase::Stable => "stable",
+            Phase::Done => "done",
+        }
+    }
+
+    /// The phase `advance` moves to; `None` after `done`.
+    pub fn next(self) -> Option<Phase> {
+        let i = Phase::ALL.iter().position(|p| *p == self)?;
+        Phase::ALL.get(i + 1).copied()
+    }
+
+    /// The application writes to the target from this phase on.
+    pub fn writes_on_target(self) -> bool {
+        self >= Phase::Switched
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Phase::ALL
+            .iter()
+            .find(|p| p.as_str() == s)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a phase; expected one of {}",
+                    Phase::ALL.map(Phase::as_str).join(", ")
+                )
+            })
+    }
 }
 
 /// A value as stored, with the version a conditional update must name.
@@ -881,8 +956,25 @@ mod tests {
         let text = serde_json::to_string(&Phase::FullLoad).unwrap();
         assert_eq!(text, "\"full-load\"");
         assert_eq!(
-            serde_json::from_str::<Phase>("\"cdc\"").unwrap(),
-            Phase::Cdc
+            serde_json::from_str::<Phase>("\"in-sync\"").unwrap(),
+            Phase::InSync
         );
+        for p in Phase::ALL {
+            assert_eq!(p.as_str().parse::<Phase>().unwrap(), p);
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        assert!("validating"
+            .parse::<Phase>()
+            .unwrap_err()
+            .contains("full-load, cdc"));
+    }
+
+    #[test]
+    fn phases_advance_in_order_and_end_at_done() {
+        assert_eq!(Phase::FullLoad.next(), Some(Phase::Cdc));
+        assert_eq!(Phase::Verified.next(), Some(Phase::Switched));
+        assert_eq!(Phase::Done.next(), None);
+        assert!(!Phase::Verified.writes_on_target());
+        assert!(Phase::Switched.writes_on_target());
     }
 }

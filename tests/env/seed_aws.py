@@ -41,12 +41,14 @@ def main():
     parser.add_argument("--app-password-file", required=True)
     parser.add_argument("--ca", required=True)
     parser.add_argument("--admin-password-file", required=True)
+    parser.add_argument("--replicator-password-file", required=True)
     args = parser.parse_args()
     suffix, endpoint = args.suffix, args.endpoint
     ports = args.ports.split(",")
     app_password = open(args.app_password_file).read().strip()
     ca_pem = open(args.ca).read()
     admin_password = open(args.admin_password_file).read().strip()
+    replicator_password = open(args.replicator_password_file).read().strip()
     out = {}
 
     ddb = client("dynamodb", "us-east-1", endpoint)
@@ -105,7 +107,16 @@ def main():
         # superuser work in the rehearsal (Aurora's driver needs none of it).
         (f"{db}/admin-user", "rehearsal_admin", "String"),
         (f"{db}/admin-password", admin_password, "SecureString"),
+        # The cutover function: the source as admin (freeze, sequences, reverse subscription),
+        # and how the source reaches the target for reverse replication after the switch.
+        (f"{db}/source-endpoint", f"localhost:{ports[3]}", "String"),
+        (f"{db}/source-admin-dsn", f"postgresql://rehearsal_admin:{admin_password}@localhost:{ports[3]}/app", "SecureString"),
+        (f"{db}/reverse-conninfo",
+         f"host=localhost port={ports[0]} dbname=app user=replicator password={replicator_password} "
+         f"sslmode=verify-full sslrootcert={args.ca}", "SecureString"),
         (f"{app}/active-region", "us-east-1", "String"),
+        # Where the application writes: the source until the cutover switches it to the target.
+        (f"{app}/writes-to", "source", "String"),
         (f"{app}/traffic-policy", json.dumps({"plan": "canary-10-5m"}), "String"),
     ]
     for region, port in zip(REGIONS, ports[:3]):

@@ -227,6 +227,8 @@ up_primary() {
   repl=$(secret replicator_password)
   psql_on us-east-1 app <<SQL
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO cutover;
+-- After the cutover's switch the target publishes back to the source (reverse replication).
+GRANT USAGE ON SCHEMA app TO replicator;
 -- lag-probe's heartbeat, with the minimal grants its README documents.
 CREATE SCHEMA cutover AUTHORIZATION rehearsal_admin;
 CREATE TABLE cutover.heartbeat (probe text PRIMARY KEY, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now());
@@ -337,7 +339,8 @@ start_moto() {
     --endpoint "http://127.0.0.1:$MOTO_PORT" --suffix "$SUFFIX" \
     --ports "$PORT_US_EAST_1,$PORT_EU_WEST_1,$PORT_AP_SOUTHEAST_1,$PORT_SOURCE" \
     --app-password-file "$R/secrets/app_password" --ca "$R/tls/ca.crt" \
-    --admin-password-file "$R/secrets/admin_password" > "$R/aws.env.tmp"
+    --admin-password-file "$R/secrets/admin_password" \
+    --replicator-password-file "$R/secrets/replicator_password" > "$R/aws.env.tmp"
   mv "$R/aws.env.tmp" "$R/aws.env"
 }
 

@@ -3,8 +3,9 @@
 //! - [`world`]: the three-region world brought up by `tests/env/world.sh`.
 //! - [`replication`]: the "is it alive" stage: a row written on the source,
 //!   timed until every target node sees it.
-//! - [`data_validator_stage`], [`lag_stage`]: the function stages of `make demo`.
+//! - [`data_validator_stage`], [`lag_stage`], [`cutover_stage`]: the function stages of `make demo`.
 
+pub mod cutover_stage;
 pub mod data_validator_stage;
 pub mod failover_kit;
 pub mod failover_stage;

@@ -1,0 +1,260 @@
+//! The cutover's drills against the real world: the switch under load and the
+//! fallback (nothing lost, nothing duplicated), a failed gate and its rollback,
+//! two advances at once, sequences. The tests share one world and run one at a time.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use cutover::postgres as pg;
+use cutover_core::state::{keys, Phase, StateStore};
+use cutover_rehearsal::cutover_stage::{self, controller, prepare, to_in_sync, validation};
+use cutover_rehearsal::replication::wait_for_cdc;
+use cutover_rehearsal::world::{Node, World};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+static WORLD: Mutex<()> = Mutex::const_new(());
+
+fn quiet(_: String) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switch_under_load_and_fallback_lose_and_duplicate_nothing() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    let mut lines = Vec::new();
+    let report = cutover_stage::switch_and_fall_back(&world, Duration::from_secs(5), &mut |l| {
+        println!("{l}");
+        lines.push(l)
+    })
+    .await
+    .unwrap();
+    assert!(report["on_source"].as_u64().unwrap() > 100, "{report}");
+    assert!(
+        report["on_target"].as_u64().unwrap() > 100,
+        "the application wrote to the target: {report}"
+    );
+    assert_eq!(report["lost_on_source"], 0, "{report}");
+    assert_eq!(report["lost_on_target"], 0, "{report}");
+    assert_eq!(report["duplicated"], 0, "{report}");
+    assert_eq!(
+        report["duplicate_key_errors"], 0,
+        "the first inserts after the switch succeed: {report}"
+    );
+    assert_eq!(report["final_validation"]["verdict"], "MATCH", "{report}");
+    assert_eq!(
+        report["validation_after_fallback"]["verdict"], "MATCH",
+        "{report}"
+    );
+    // Both moves happened, and their windows were measured (the figures live in make demo / bench).
+    assert!(
+        report["unavailability_switch_ms"].as_f64().is_some(),
+        "{report}"
+    );
+    assert!(
+        report["unavailability_fallback_ms"].as_f64().is_some(),
+        "{report}"
+    );
+    let c = controller(&world, &[]).await.unwrap();
+    assert_eq!(c.status().await.unwrap().phase, Phase::Cdc);
+    assert_eq!(c.writes_to().await.unwrap(), "source");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_refuses_the_freeze_with_the_keys_and_rollback_leaves_the_source_writable() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    prepare(&world).await.unwrap();
+    let c = controller(&world, &[]).await.unwrap();
+    to_in_sync(&world, &c, &mut quiet).await.unwrap();
+
+    let target = world.admin(Node::UsEast1).await.unwrap();
+    let (id, name): (i64, String) = {
+        let r = target
+            .query_one(
+                "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    target
+        .execute(
+            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (run, verdict, _) = validation(&world, false).await.unwrap();
+    let refused = c.advance("t", None, None, Some(&run)).await;
+    // Repair before judging, so that a failure here leaves the world clean for the next test.
+    target
+        .execute(
+            "UPDATE app.customers SET name = $2 WHERE id = $1",
+            &[&id, &name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdict, "MISMATCH");
+    let out = refused.unwrap();
+    assert_eq!(out.result, "refused", "{}", out.detail);
+    assert_eq!(out.phase, Phase::InSync);
+    assert!(
+        out.detail.contains("app.customers MISMATCH"),
+        "{}",
+        out.detail
+    );
+    assert!(
+        out.detail.contains(&format!("id={id}")),
+        "the refusal names the key {id}: {}",
+        out.detail
+    );
+    let source = world.admin(Node::Source).await.unwrap();
+    assert!(
+        !pg::is_frozen(&source, "app", "cutover").await.unwrap(),
+        "a refused freeze froze nothing"
+    );
+
+    let out = c
+        .rollback("t", "drift found before the switch")
+        .await
+        .unwrap();
+    assert_eq!(out.result, "rolled-back");
+    assert_eq!(out.phase, Phase::Cdc);
+    // The application can write to the source, as the application.
+    let settings = world.core_settings().unwrap();
+    let aws = world.aws().await.unwrap();
+    let access = cutover_core::db::DbAccess::load(&settings.db, &aws.ssm())
+        .await
+        .unwrap();
+    let app = access
+        .connect(
+            &access.target(
+                "source",
+                format!("localhost:{}", world.port(Node::Source).unwrap())
+                    .parse()
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    app.execute(
+        "INSERT INTO drill.cutover_writes (writer_seq, side) VALUES (-1, 'source')",
+        &[],
+    )
+    .await
+    .unwrap();
+    // The audit trail has the refusal and the rollback.
+    let store = StateStore::new(
+        aws.dynamodb(),
+        world.get("CUTOVER_STATE_TABLE").unwrap().to_string(),
+    );
+    let events = store
+        .query_prefix::<Value>("MIGRATION", "EVENT#")
+        .await
+        .unwrap();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|(_, v)| v.value["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"refused".to_string()) && kinds.contains(&"rolled-back".to_string()),
+        "{kinds:?}"
+    );
+
+    wait_for_cdc(&source, Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_advances_at_once_make_one_transition() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    prepare(&world).await.unwrap();
+    let c1 = controller(&world, &[]).await.unwrap();
+    let c2 = controller(&world, &[]).await.unwrap();
+    let (a, b) = tokio::join!(
+        c1.advance("first", Some(Phase::Cdc), None, None),
+        c2.advance("second", Some(Phase::Cdc), None, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut results = [a.result.clone(), b.result.clone()];
+    results.sort();
+    // A "busy" answer reports the phase it read while the other was still moving.
+    assert_eq!(c1.status().await.unwrap().phase, Phase::Cdc);
+    let advanced = results.iter().filter(|r| *r == "advanced").count();
+    assert_eq!(
+        advanced, 1,
+        "exactly one transition: {results:?} ({} / {})",
+        a.detail, b.detail
+    );
+    assert!(
+        results.iter().any(|r| r == "busy" || r == "already"),
+        "{results:?}"
+    );
+    let aws = world.aws().await.unwrap();
+    let store = StateStore::new(
+        aws.dynamodb(),
+        world.get("CUTOVER_STATE_TABLE").unwrap().to_string(),
+    );
+    let phase = store
+        .get::<Value>(&keys::migration_phase())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(phase.version, 1, "one write of the phase");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_insert_after_a_switch_needs_the_sequences_moved() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    prepare(&world).await.unwrap();
+    let source = world.admin(Node::Source).await.unwrap();
+    let target = world.admin(Node::UsEast1).await.unwrap();
+    source
+        .batch_execute("INSERT INTO drill.cutover_writes (writer_seq, side) SELECT -g, 'source' FROM generate_series(1, 5) g")
+        .await
+        .unwrap();
+    wait_for_cdc(&source, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // As after any initial copy: the target's identity sequence where it started
+    // (an earlier switch in this world may have moved it).
+    target
+        .batch_execute("SELECT setval('drill.cutover_writes_id_seq', 1, false)")
+        .await
+        .unwrap();
+    // Logical replication carried the rows, not the sequence: the target's identity
+    // starts again at 1, on ids the source already used.
+    let insert =
+        "INSERT INTO drill.cutover_writes (writer_seq, side) VALUES (-100, 'target') RETURNING id";
+    let refused = target.query_one(insert, &[]).await;
+    let moves = pg::sync_sequences(&source, &target, &["drill".to_string()], 1000)
+        .await
+        .unwrap();
+    let accepted = target.query_one(insert, &[]).await;
+    // Take the target-only rows away before judging: the source will reach those ids one day.
+    target
+        .execute(
+            "DELETE FROM drill.cutover_writes WHERE writer_seq = -100",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = refused.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+        "{err}"
+    );
+    let mv = moves
+        .iter()
+        .find(|m| m.sequence == "drill.cutover_writes_id_seq")
+        .unwrap();
+    assert_eq!(mv.after, mv.from_value.map(|v| v + 1000), "{moves:?}");
+    let id: i64 = accepted.unwrap().get(0);
+    assert!(id > mv.from_value.unwrap(), "{id}");
+}

@@ -170,6 +170,18 @@ pub async fn prepare(world: &World) -> Result<(), WorldError> {
     Ok(())
 }
 
+/// Housekeeping of the shared test world after a fallback: the target, which the
+/// fallback leaves frozen for the application role, takes that role's writes again
+/// (the world's lag-probe writes its heartbeat as the same role).
+pub async fn restore(world: &World) -> Result<(), WorldError> {
+    world
+        .admin(Node::UsEast1)
+        .await?
+        .batch_execute("ALTER ROLE cutover IN DATABASE app RESET default_transaction_read_only")
+        .await
+        .map_err(db_fail)
+}
+
 /// One acknowledged commit of the application.
 #[derive(Debug, Clone)]
 pub struct Ack {
@@ -328,6 +340,15 @@ pub fn unavailability_ms(acks: &[Ack], from: &str, to: &str) -> Option<f64> {
 
 /// Runs the data-validator in-process over the cutover's tables; (run id, verdict, report).
 pub async fn validation(world: &World, live: bool) -> Result<(String, String, String), WorldError> {
+    validation_of(world, live, &TABLES.map(str::to_string)).await
+}
+
+/// [`validation`] of some tables only.
+pub async fn validation_of(
+    world: &World,
+    live: bool,
+    tables: &[String],
+) -> Result<(String, String, String), WorldError> {
     let mut vars = world.vars();
     if live {
         vars = cutover_core::config::Vars::from_pairs(
@@ -343,7 +364,7 @@ pub async fn validation(world: &World, live: bool) -> Result<(String, String, St
     };
     let out = validate(
         &env,
-        json!({ "command": "validate", "tables": TABLES }),
+        json!({ "command": "validate", "tables": tables }),
         None,
     )
     .await
@@ -446,18 +467,40 @@ pub async fn switch_and_fall_back(
             progress(format!("  gate {}: {}", g.gate.as_str(), g.detail));
         }
     }
+    let freeze = out
+        .transitions
+        .iter()
+        .find(|t| t.to == cutover_core::state::Phase::Frozen)
+        .map(|t| t.action.clone())
+        .unwrap_or_default();
+    progress(format!(
+        "  change counters at the freeze: {}",
+        freeze["change_counters"]
+    ));
+    let revalidate: Vec<String> = freeze["revalidate"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
     let validated = Instant::now();
-    let (run_b, verdict_b, _) = validation(world, false).await?;
+    let (run_b, verdict_b) = if revalidate.is_empty() {
+        (String::new(), "not needed".to_string())
+    } else {
+        let (run, verdict, _) = validation_of(world, false, &revalidate).await?;
+        (run, verdict)
+    };
     let validation_ms = validated.elapsed().as_secs_f64() * 1000.0;
     progress(format!(
-        "final validation at the frozen point: run {run_b} -> {verdict_b} in {validation_ms:.0} ms"
+        "final validation at the frozen point of what changed since run {run_a} ({}): run {run_b} -> {verdict_b} in {validation_ms:.0} ms",
+        revalidate.join(", ")
     ));
     let out = c
         .advance(
             "rehearsal",
             Some(cutover_core::state::Phase::Switched),
             None,
-            Some(&run_b),
+            Some(run_b.as_str()).filter(|r| !r.is_empty()),
         )
         .await
         .map_err(fail)?;
@@ -514,6 +557,7 @@ pub async fn switch_and_fall_back(
         out.detail, out.record["took_ms"]
     ));
     progress(format!("  {}", out.record["action"]));
+
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let _ = task.await;

@@ -58,6 +58,12 @@ async fn switch_under_load_and_fallback_lose_and_duplicate_nothing() {
     let c = controller(&world, &[]).await.unwrap();
     assert_eq!(c.status().await.unwrap().phase, Phase::Cdc);
     assert_eq!(c.writes_to().await.unwrap(), "source");
+    let target = world.admin(Node::UsEast1).await.unwrap();
+    assert!(
+        pg::is_frozen(&target, "app", "cutover").await.unwrap(),
+        "after the fallback the target refuses the application's writes"
+    );
+    cutover_stage::restore(&world).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,7 +21,10 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use crate::config::CutoverConfig;
-use crate::gates::{judge_counts, judge_validation, load_validation, GateResult};
+use crate::gates::{
+    changed_since, judge_counts, judge_final_validation, judge_validation, load_validation,
+    GateResult,
+};
 use crate::machine::{self, checked_after_action, Action, Gate, Rollback, Step};
 use crate::postgres::{self as pg, SequenceMove, Table};
 use crate::CutoverError;
@@ -68,6 +71,13 @@ pub struct PhaseRecord {
     pub gates: Vec<GateResult>,
     #[serde(default)]
     pub rollbacks: u32,
+    /// The validation run the last `validation` gate accepted.
+    #[serde(default)]
+    pub validated_run: Option<String>,
+    /// What the final validation must cover: the tables changed since `validated_run`
+    /// read them (set by the freeze).
+    #[serde(default)]
+    pub revalidate: Option<Vec<String>>,
 }
 
 impl PhaseRecord {
@@ -81,6 +91,8 @@ impl PhaseRecord {
             switch: None,
             gates: Vec::new(),
             rollbacks: 0,
+            validated_run: None,
+            revalidate: None,
         }
     }
 }
@@ -148,14 +160,19 @@ pub struct Controller {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub notifier: Option<Notifier>,
     pub db: Databases,
+    /// Kept between invocations of a warm Lambda: a command in the switch's window
+    /// should not pay for two TLS handshakes.
+    pub(crate) connections: tokio::sync::Mutex<Option<Sides>>,
 }
 
-/// The two admin connections of one command.
-struct Sides {
+/// The two admin connections.
+pub(crate) struct Sides {
     source: Client,
     target: Client,
     source_database: String,
     target_database: String,
+    /// The writer endpoint the target connection was opened to.
+    target_endpoint: String,
 }
 
 /// What the application reads to know where to write: `source` or `target`.
@@ -184,8 +201,19 @@ impl Controller {
         )
     }
 
-    async fn connect(&self) -> Result<Sides, CutoverError> {
+    /// The admin connections, reused while they are open and the writer endpoint has not moved.
+    async fn connect(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Sides>>, CutoverError> {
         let endpoint = self.db.access.writer_endpoint(&self.ssm).await?;
+        let mut guard = self.connections.lock().await;
+        let usable = guard.as_ref().is_some_and(|s| {
+            !s.source.is_closed()
+                && !s.target.is_closed()
+                && s.target_endpoint == endpoint.to_string()
+        });
+        if usable {
+            return Ok(guard);
+        }
+        let target_endpoint = endpoint.to_string();
         let target = PgTarget::new(
             "target",
             endpoint,
@@ -207,12 +235,14 @@ impl Controller {
                 timeout
             ),
         );
-        Ok(Sides {
+        *guard = Some(Sides {
             target: t?,
             source: s?,
             source_database: self.db.source.database.clone(),
             target_database: self.db.access.database.clone(),
-        })
+            target_endpoint,
+        });
+        Ok(guard)
     }
 
     pub async fn writes_to(&self) -> Result<String, CutoverError> {
@@ -294,14 +324,10 @@ impl Controller {
                     GateResult::pass(gate, format!("{} tables copied; CDC is applying changes", tables.len()), evidence)
                 }
             }
-            Gate::Validation | Gate::ValidationAfterFreeze => {
+            Gate::Validation => {
                 let evidence = match validation_run {
                     Some(id) => load_validation(&self.store, id).await?,
                     None => None,
-                };
-                let after = match gate {
-                    Gate::ValidationAfterFreeze => Some(record.freeze.as_ref().map_or(u64::MAX, |f| f.at_ms)),
-                    _ => None,
                 };
                 judge_validation(
                     gate,
@@ -309,7 +335,24 @@ impl Controller {
                     evidence.as_ref(),
                     now_ms(),
                     self.config.validation_max_age.as_millis() as u64,
-                    after,
+                    None,
+                )
+            }
+            Gate::ValidationAfterFreeze => {
+                let Some(revalidate) = &record.revalidate else {
+                    return Ok(GateResult::fail(gate, "the freeze recorded no change counters", Value::Null));
+                };
+                let evidence = match validation_run {
+                    Some(id) if !revalidate.is_empty() => load_validation(&self.store, id).await?,
+                    _ => None,
+                };
+                judge_final_validation(
+                    validation_run,
+                    evidence.as_ref(),
+                    revalidate,
+                    now_ms(),
+                    self.config.validation_max_age.as_millis() as u64,
+                    record.freeze.as_ref().map_or(u64::MAX, |f| f.at_ms),
                 )
             }
             Gate::ReplicationLatency => {
@@ -462,15 +505,34 @@ impl Controller {
         match step.action {
             Action::None => Ok(Value::Null),
             Action::Freeze => {
+                // Everything that can be read before the freeze is read before it: the
+                // application waits only for what must follow it.
+                let (tables, _) =
+                    pg::subscribed_tables(&sides.target, &self.config.subscription).await?;
+                let validated = match &record.validated_run {
+                    Some(id) => load_validation(&self.store, id).await?,
+                    None => None,
+                };
+                // The reverse publication changes nothing until a subscription uses it.
+                pg::publish_reverse(&sides.target, &self.config.reverse, &tables).await?;
                 self.check_lease(lease).await?;
+                let at_ms = now_ms();
                 let f = pg::freeze(&sides.source, &sides.source_database, &role).await?;
                 record.freeze = Some(FreezeRecord {
                     lsn: f.lsn.clone(),
                     frozen_at: f.frozen_at.clone(),
-                    at_ms: now_ms(),
+                    at_ms,
                     sessions_ended: f.sessions_ended,
                 });
-                Ok(json!({ "freeze_lsn": f.lsn, "sessions_ended": f.sessions_ended, "role": role }))
+                // What changed since the validation this step accepted read it: the final
+                // validation covers exactly that; the counts cover the rest.
+                let counters = pg::change_counters(&sides.source, &tables).await?;
+                let revalidate = changed_since(validated.as_ref(), &counters);
+                record.revalidate = Some(revalidate.clone());
+                Ok(
+                    json!({ "freeze_lsn": f.lsn, "sessions_ended": f.sessions_ended, "role": role,
+                           "change_counters": counters, "revalidate": revalidate }),
+                )
             }
             Action::Switch => {
                 let (tables, _) =
@@ -487,6 +549,9 @@ impl Controller {
                 self.check_lease(lease).await?;
                 pg::set_subscription_enabled(&sides.target, &self.config.subscription, false)
                     .await?;
+                // A target frozen by an earlier fallback takes the application's writes again.
+                let role = self.app_role().to_string();
+                pg::unfreeze(&sides.target, &sides.target_database, &role).await?;
                 let conninfo = self.db.reverse_conninfo.expose().to_string();
                 let reverse_from = pg::start_reverse(
                     &sides.target,
@@ -580,7 +645,10 @@ impl Controller {
                 format!("already at {} (asked for {goal})", record.phase),
             ));
         }
-        let mut sides = self.connect().await?;
+        let mut connections = self.connect().await?;
+        let sides = connections
+            .as_mut()
+            .ok_or_else(|| CutoverError::Step("no database connections".into()))?;
         let mut done = Vec::new();
         for step in steps {
             let started = Instant::now();
@@ -591,7 +659,7 @@ impl Controller {
                 .filter(|g| !checked_after_action(**g, step.action))
             {
                 gates.push(
-                    self.gate(*gate, &mut sides, &record, validation_run, false)
+                    self.gate(*gate, sides, &record, validation_run, false)
                         .await?,
                 );
             }
@@ -599,14 +667,17 @@ impl Controller {
                 return self.refuse(lease, &step, record, gates, done).await;
             }
             let mut next = record.clone();
-            let action = self.act(&step, lease, &mut sides, &mut next).await?;
+            if let Some(g) = gates.iter().find(|g| g.gate == Gate::Validation) {
+                next.validated_run = g.evidence["run_id"].as_str().map(str::to_string);
+            }
+            let action = self.act(&step, lease, sides, &mut next).await?;
             for gate in step
                 .gates
                 .iter()
                 .filter(|g| checked_after_action(**g, step.action))
             {
                 gates.push(
-                    self.gate(*gate, &mut sides, &next, validation_run, false)
+                    self.gate(*gate, sides, &next, validation_run, false)
                         .await?,
                 );
             }
@@ -634,8 +705,9 @@ impl Controller {
                 gates,
                 action,
             };
-            self.audit(lease, "advanced", &json!(transition)).await?;
-            self.announce(
+            let body = json!(transition);
+            let audited = self.audit(lease, "advanced", &body);
+            let announced = self.announce(
                 format!("cutover: {} -> {}", step.from, step.to),
                 "cutover.advanced",
                 if step.to == Phase::Switched {
@@ -648,8 +720,8 @@ impl Controller {
                     step.from, step.to, transition.took_ms
                 ),
                 json!(transition),
-            )
-            .await;
+            );
+            tokio::join!(audited, announced).0?;
             done.push(transition);
         }
         let mut out = Outcome::new("advanced", record.phase, format!("now at {}", record.phase));
@@ -706,14 +778,17 @@ impl Controller {
                 "the migration is done",
             ));
         };
-        let mut sides = self.connect().await?;
+        let mut connections = self.connect().await?;
+        let sides = connections
+            .as_mut()
+            .ok_or_else(|| CutoverError::Step("no database connections".into()))?;
         let mut gates = Vec::new();
         for gate in &step.gates {
             if checked_after_action(*gate, step.action) {
                 continue;
             }
             gates.push(
-                self.gate(*gate, &mut sides, &record, validation_run, true)
+                self.gate(*gate, sides, &record, validation_run, true)
                     .await?,
             );
         }
@@ -765,7 +840,10 @@ impl Controller {
         };
         let started = Instant::now();
         let role = self.app_role().to_string();
-        let mut sides = self.connect().await?;
+        let mut connections = self.connect().await?;
+        let sides = connections
+            .as_mut()
+            .ok_or_else(|| CutoverError::Step("no database connections".into()))?;
         let action = match plan {
             Rollback::Nothing => {
                 // A freeze left by a step that was cut short is lifted too.
@@ -775,9 +853,11 @@ impl Controller {
             Rollback::Unfreeze => {
                 self.check_lease(lease).await?;
                 let ended = pg::unfreeze(&sides.source, &sides.source_database, &role).await?;
+                // The freeze prepared the reverse publication; nothing subscribed to it yet.
+                pg::end_reverse(&sides.target, &sides.source, &self.config.reverse).await?;
                 json!({ "source": "writable", "sessions_ended": ended })
             }
-            Rollback::FallBack => self.fall_back(lease, &mut sides, &role).await?,
+            Rollback::FallBack => self.fall_back(lease, sides, &role).await?,
         };
         let at = now_ms();
         let to = machine::rollback_to(from);
@@ -789,6 +869,7 @@ impl Controller {
         next.freeze = None;
         next.switch = None;
         next.gates = Vec::new();
+        next.revalidate = None;
         next.rollbacks += 1;
         self.check_lease(lease).await?;
         self.store
@@ -827,6 +908,9 @@ impl Controller {
         // 1. The target stops taking the application's writes.
         self.check_lease(lease).await?;
         let frozen = pg::freeze(&sides.target, &sides.target_database, role).await?;
+        if !pg::is_frozen(&sides.target, &sides.target_database, role).await? {
+            return Err(CutoverError::Step(format!("role {role} is not read-only on the target after its freeze; nothing else was done")));
+        }
         // 2. Reverse replication delivers everything the target committed.
         let mut drained_ms = None;
         if pg::subscription_enabled(&sides.source, reverse).await? == Some(true) {
@@ -859,9 +943,10 @@ impl Controller {
         self.check_lease(lease).await?;
         pg::unfreeze(&sides.source, &sides.source_database, role).await?;
         self.set_writes_to(lease, "source").await?;
-        // 6. Reverse replication ends; the target is again a replica the application does not name.
+        // 6. Reverse replication ends. The target stays frozen: it is again a replica, and
+        //    an application that resolved the endpoint just before the move must be refused
+        //    there, not accepted (the next switch unfreezes it).
         pg::end_reverse(&sides.target, &sides.source, reverse).await?;
-        pg::unfreeze(&sides.target, &sides.target_database, role).await?;
         Ok(json!({
             "target_freeze_lsn": frozen.lsn,
             "target_sessions_ended": frozen.sessions_ended,

@@ -64,6 +64,9 @@ pub struct TableEvidence {
     pub different: u64,
     #[serde(default)]
     pub first_keys: Vec<String>,
+    /// The source's change counter when the run was planned.
+    #[serde(default)]
+    pub source_changes: Option<i64>,
 }
 
 impl TableEvidence {
@@ -223,6 +226,91 @@ pub fn judge_validation(
     )
 }
 
+/// The tables a final validation must cover: those whose change counter at the freeze
+/// differs from the one the last passing validation recorded before it read them, or
+/// that it did not cover, or whose counter is unknown. Sorted.
+pub fn changed_since(
+    validated: Option<&ValidationEvidence>,
+    at_freeze: &std::collections::BTreeMap<String, i64>,
+) -> Vec<String> {
+    at_freeze
+        .iter()
+        .filter(|(table, now)| {
+            let before = validated.and_then(|v| {
+                v.tables
+                    .iter()
+                    .find(|t| t.name() == **table && ACCEPTED.contains(&t.verdict.as_str()))
+                    .and_then(|t| t.source_changes)
+            });
+            before != Some(**now)
+        })
+        .map(|(table, _)| table.clone())
+        .collect()
+}
+
+/// The final validation: nothing to re-validate (counts carry it), or a run started
+/// after the freeze that says MATCH and covers every table in `revalidate`.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_final_validation(
+    named: Option<&str>,
+    evidence: Option<&ValidationEvidence>,
+    revalidate: &[String],
+    now_ms: u64,
+    max_age_ms: u64,
+    frozen_at_ms: u64,
+) -> GateResult {
+    let gate = Gate::ValidationAfterFreeze;
+    if revalidate.is_empty() {
+        return GateResult::pass(
+            gate,
+            "no table changed since the last passing validation read it (change counters at the freeze); the counts carry the rest",
+            serde_json::json!({ "revalidate": [] }),
+        );
+    }
+    let mut result = judge_validation(
+        gate,
+        named,
+        evidence,
+        now_ms,
+        max_age_ms,
+        Some(frozen_at_ms),
+    );
+    result.evidence["revalidate"] = serde_json::json!(revalidate);
+    if !result.passed {
+        result.detail = format!(
+            "{} (to re-validate: {})",
+            result.detail,
+            revalidate.join(", ")
+        );
+        return result;
+    }
+    let covered: Vec<String> = evidence
+        .map(|e| e.tables.iter().map(TableEvidence::name).collect())
+        .unwrap_or_default();
+    let missing: Vec<&String> = revalidate.iter().filter(|t| !covered.contains(t)).collect();
+    if !missing.is_empty() {
+        return GateResult::fail(
+            gate,
+            format!(
+                "validation run {} does not cover {}, which changed since the last validation",
+                named.unwrap_or("?"),
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            result.evidence,
+        );
+    }
+    result.detail = format!(
+        "{}; it covers the {} tables that changed since the last validation",
+        result.detail,
+        revalidate.len()
+    );
+    result
+}
+
 /// Row counts of every replicated table on both sides.
 pub fn judge_counts(counts: &[(String, i64, i64)]) -> GateResult {
     let differing: Vec<String> = counts
@@ -278,6 +366,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                source_changes: Some(10),
             }],
         }
     }
@@ -341,6 +430,66 @@ mod tests {
             !r.passed && r.detail.contains("before the freeze"),
             "{}",
             r.detail
+        );
+    }
+
+    #[test]
+    fn only_tables_whose_counter_moved_or_is_unknown_are_revalidated() {
+        let ev = evidence("MATCH", 1_000, Some(2_000));
+        let mut at_freeze = std::collections::BTreeMap::new();
+        at_freeze.insert("app.customers".to_string(), 10);
+        assert!(changed_since(Some(&ev), &at_freeze).is_empty());
+        at_freeze.insert("app.customers".to_string(), 11);
+        at_freeze.insert("app.orders".to_string(), 0);
+        assert_eq!(
+            changed_since(Some(&ev), &at_freeze),
+            ["app.customers", "app.orders"]
+        );
+        assert_eq!(changed_since(None, &at_freeze).len(), 2);
+        let mismatch = evidence("MISMATCH", 1_000, Some(2_000));
+        at_freeze.insert("app.customers".to_string(), 10);
+        assert!(changed_since(Some(&mismatch), &at_freeze).contains(&"app.customers".to_string()));
+    }
+
+    #[test]
+    fn the_final_validation_must_cover_what_changed() {
+        let ev = evidence("MATCH", 5_000, Some(6_000));
+        let none = judge_final_validation(None, None, &[], 7_000, 60_000, 4_000);
+        assert!(none.passed, "{}", none.detail);
+        let ok = judge_final_validation(
+            Some("r1"),
+            Some(&ev),
+            &["app.customers".into()],
+            7_000,
+            60_000,
+            4_000,
+        );
+        assert!(ok.passed, "{}", ok.detail);
+        let short = judge_final_validation(
+            Some("r1"),
+            Some(&ev),
+            &["app.orders".into()],
+            7_000,
+            60_000,
+            4_000,
+        );
+        assert!(
+            !short.passed && short.detail.contains("does not cover app.orders"),
+            "{}",
+            short.detail
+        );
+        let early = judge_final_validation(
+            Some("r1"),
+            Some(&ev),
+            &["app.customers".into()],
+            7_000,
+            60_000,
+            5_500,
+        );
+        assert!(
+            !early.passed && early.detail.contains("to re-validate: app.customers"),
+            "{}",
+            early.detail
         );
     }
 

@@ -69,6 +69,7 @@ pub async fn build(config: CutoverConfig, aws: &Aws) -> Result<Controller, Cutov
         },
         ssm,
         config,
+        connections: tokio::sync::Mutex::new(None),
     })
 }
 

@@ -105,8 +105,10 @@ pub fn step_from(from: Phase) -> Option<Step> {
             vec![Gate::Drained, Gate::Counts, Gate::ValidationAfterFreeze],
             Action::None,
         ),
+        // The counts were taken at `verified`, with the source frozen; nothing the
+        // application writes can have changed them since.
         Phase::Switched => (
-            vec![Gate::NoFailoverInFlight, Gate::Drained, Gate::Counts],
+            vec![Gate::NoFailoverInFlight, Gate::Drained],
             Action::Switch,
         ),
         Phase::Stable => (

@@ -177,7 +177,23 @@ pub async fn freeze(db: &Client, database: &str, role: &str) -> Result<Freeze, C
         .await
         .map_err(|e| step_error("reading the clock", e))?
         .get(0);
-    let sessions_ended = end_sessions(db, database, role).await?;
+    let mut sessions_ended = end_sessions(db, database, role).await?;
+    // A session that was starting while the setting changed can have read the old
+    // default yet not been listed yet: look again until none from before the freeze is left.
+    for _ in 0..20 {
+        let leaked = writable_sessions(db, database, role, &frozen_at).await?;
+        if leaked == 0 {
+            break;
+        }
+        sessions_ended += end_sessions_before(db, database, role, &frozen_at).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let leaked = writable_sessions(db, database, role, &frozen_at).await?;
+    if leaked > 0 {
+        return Err(CutoverError::Step(format!(
+            "{leaked} sessions of {role} opened before the freeze would not end; the freeze does not hold"
+        )));
+    }
     Ok(Freeze {
         frozen_at,
         lsn: current_lsn(db).await?,
@@ -207,6 +223,24 @@ async fn end_sessions(db: &Client, database: &str, role: &str) -> Result<i64, Cu
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
              WHERE usename = $1 AND datname = $2 AND pid <> pg_backend_pid()",
             &[&role, &database],
+        )
+        .await
+        .map_err(|e| step_error(&format!("ending the sessions of {role}"), e))?
+        .get(0))
+}
+
+async fn end_sessions_before(
+    db: &Client,
+    database: &str,
+    role: &str,
+    before: &str,
+) -> Result<i64, CutoverError> {
+    Ok(db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+             WHERE usename = $1 AND datname = $2 AND pid <> pg_backend_pid() \
+               AND backend_start < $3::text::timestamptz",
+            &[&role, &database, &before],
         )
         .await
         .map_err(|e| step_error(&format!("ending the sessions of {role}"), e))?
@@ -245,6 +279,29 @@ pub async fn writable_sessions(
         .await
         .map_err(|e| step_error("counting the role's sessions", e))?
         .get(0))
+}
+
+/// The source's change counters (rows inserted + updated + deleted since statistics
+/// began) of `tables`, keyed `schema.table`. Read after the freeze ended the
+/// application's sessions: a backend flushes its counters when it exits.
+pub async fn change_counters(
+    db: &Client,
+    tables: &[Table],
+) -> Result<std::collections::BTreeMap<String, i64>, CutoverError> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in tables {
+        let n: i64 = db
+            .query_opt(
+                "SELECT (coalesce(n_tup_ins, 0) + coalesce(n_tup_upd, 0) + coalesce(n_tup_del, 0))::bigint \
+                 FROM pg_stat_all_tables WHERE schemaname = $1 AND relname = $2",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(|e| step_error("reading change counters", e))?
+            .map_or(-1, |r| r.get(0));
+        out.insert(t.display(), n);
+    }
+    Ok(out)
 }
 
 /// Exact row counts of `tables` on one side, in one snapshot.
@@ -354,25 +411,7 @@ pub async fn start_reverse(
     tables: &[Table],
     conninfo: &str,
 ) -> Result<String, CutoverError> {
-    let published: bool = target
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
-            &[&name],
-        )
-        .await
-        .map_err(|e| step_error("reading publications", e))?
-        .get(0);
-    if !published {
-        let list: Vec<String> = tables.iter().map(Table::qualified).collect();
-        target
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
-                quote(name),
-                list.join(", ")
-            ))
-            .await
-            .map_err(|e| step_error("creating the reverse publication on the target", e))?;
-    }
+    publish_reverse(target, name, tables).await?;
     if subscription_enabled(source, name).await?.is_none() {
         source
             .batch_execute(&format!(
@@ -393,6 +432,34 @@ pub async fn start_reverse(
             "the reverse subscription exists but its slot {name} is not on the target"
         ))),
     }
+}
+
+/// The reverse publication on the target (idempotent).
+pub async fn publish_reverse(
+    target: &Client,
+    name: &str,
+    tables: &[Table],
+) -> Result<(), CutoverError> {
+    let published: bool = target
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(|e| step_error("reading publications", e))?
+        .get(0);
+    if !published {
+        let list: Vec<String> = tables.iter().map(Table::qualified).collect();
+        target
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                quote(name),
+                list.join(", ")
+            ))
+            .await
+            .map_err(|e| step_error("creating the reverse publication on the target", e))?;
+    }
+    Ok(())
 }
 
 /// Ends reverse replication: the subscription on the source (and with it the slot on the

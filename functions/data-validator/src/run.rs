@@ -67,6 +67,10 @@ pub struct TableSummary {
     pub resolved: u64,
     #[serde(default)]
     pub in_flight: u64,
+    /// The source's change counter for the table when the run was planned, before any
+    /// of its rows were read ([`catalog::change_counter`]); `None` where the source has none.
+    #[serde(default)]
+    pub source_changes: Option<i64>,
     pub first_keys: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -228,10 +232,13 @@ impl Validator {
         if let Some((existing, _)) = self.load_run(run_id).await? {
             return Ok(existing);
         }
+        // The run starts before anything is read, its change counters included.
+        let started_at_ms = now_ms();
         let mut summaries = Vec::new();
         let mut checkpoints = Vec::new();
         for table in tables {
             eprintln!("[validate] planning {table}");
+            let source_changes = self.source_changes(table).await?;
             let (s, t) = tokio::join!(describe(&self.source, table), self.describe_target(table));
             let (t, target_table) = match t? {
                 Some((schema, name)) => (Some(schema), name),
@@ -252,6 +259,7 @@ impl Validator {
                 rechecked: 0,
                 resolved: 0,
                 in_flight: 0,
+                source_changes,
                 first_keys: Vec::new(),
                 errors: Vec::new(),
             };
@@ -296,7 +304,7 @@ impl Validator {
         let run = RunSummary {
             run_id: run_id.to_string(),
             verdict: Verdict::Incomplete,
-            started_at_ms: now_ms(),
+            started_at_ms,
             finished_at_ms: None,
             tables: summaries,
         };
@@ -368,6 +376,19 @@ impl Validator {
     }
 
     /// Rows on the source, from its statistics when they can be trusted, else counted.
+    async fn source_changes(&self, table: &TableRef) -> Result<Option<i64>, ValidatorError> {
+        let Some(query) = catalog::change_counter(self.source.dialect(), table) else {
+            return Ok(None);
+        };
+        Ok(self
+            .source
+            .query(&query)
+            .await?
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|v| v.parse().ok()))
+    }
+
     async fn source_rows(&self, table: &TableRef) -> Result<u64, ValidatorError> {
         let dialect = self.source.dialect();
         let read = |rows: Vec<crate::side::TextRow>| {

@@ -519,6 +519,23 @@ pub mod catalog {
         }
     }
 
+    /// How many rows were ever inserted, updated or deleted in the table, as the
+    /// source's statistics count them (PostgreSQL only; Oracle's `all_tab_modifications`
+    /// lags until statistics are flushed, so an Oracle run records nothing). A cutover
+    /// compares it with the same number at its freeze: a table whose number did not
+    /// move since a validation started needs no second one.
+    pub fn change_counter(dialect: Dialect, table: &TableRef) -> Option<Query> {
+        match dialect {
+            Dialect::Postgres => Some(Query {
+                sql: "SELECT (coalesce(n_tup_ins, 0) + coalesce(n_tup_upd, 0) + coalesce(n_tup_del, 0))::text \
+                      FROM pg_stat_all_tables WHERE schemaname = $1 AND relname = $2"
+                    .into(),
+                params: vec![table.schema.clone(), table.table.clone()],
+            }),
+            Dialect::Oracle => None,
+        }
+    }
+
     /// The exact row count, for a table whose statistics cannot be trusted.
     pub fn count_rows(dialect: Dialect, table: &TableRef) -> Query {
         let sql = match dialect {

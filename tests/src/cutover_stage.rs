@@ -631,3 +631,267 @@ pub async fn switch_and_fall_back(
         },
     }))
 }
+
+/// A failed gate: drift on the target after `in-sync` → the validation says MISMATCH →
+/// `advance` to `frozen` is refused with the differing keys, nothing is frozen →
+/// `rollback` → the application can write to the source. The drift is repaired
+/// before anything is judged, so the world is left as it was found.
+pub async fn failed_gate(
+    world: &World,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    prepare(world).await?;
+    let c = controller(world, &[]).await?;
+    to_in_sync(world, &c, progress).await?;
+    let target = world.admin(Node::UsEast1).await?;
+    let row = target
+        .query_one(
+            "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
+            &[],
+        )
+        .await
+        .map_err(db_fail)?;
+    let (id, name): (i64, String) = (row.get(0), row.get(1));
+    target
+        .execute(
+            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db_fail)?;
+    progress(format!(
+        "drift injected on the target: app.customers id={id} renamed"
+    ));
+    let validated = validation(world, false).await;
+    let refused = match &validated {
+        Ok((run, _, _)) => Some(c.advance("rehearsal", None, None, Some(run)).await),
+        Err(_) => None,
+    };
+    target
+        .execute(
+            "UPDATE app.customers SET name = $2 WHERE id = $1",
+            &[&id, &name],
+        )
+        .await
+        .map_err(db_fail)?;
+    let (run, verdict, _) = validated?;
+    let refused = refused
+        .ok_or_else(|| fail("no advance was tried"))?
+        .map_err(fail)?;
+    progress(format!("validation run {run} -> {verdict}"));
+    progress(format!("advance -> {}: {}", refused.result, refused.detail));
+    let source = world.admin(Node::Source).await?;
+    let frozen = cutover::postgres::is_frozen(&source, "app", "cutover")
+        .await
+        .map_err(fail)?;
+    let rolled = c
+        .rollback("rehearsal", "drift found before the switch")
+        .await
+        .map_err(fail)?;
+    progress(format!("rollback -> {}: {}", rolled.result, rolled.detail));
+    // The application writes to the source, as the application.
+    let settings = world.core_settings()?;
+    let aws = world.aws().await?;
+    let access = DbAccess::load(&settings.db, &aws.ssm()).await?;
+    let endpoint = format!("localhost:{}", world.port(Node::Source)?)
+        .parse()
+        .map_err(fail)?;
+    let app = access.connect(&access.target("source", endpoint)).await?;
+    let writable = app
+        .execute(
+            "INSERT INTO drill.cutover_writes (writer_seq, side) VALUES (-1, 'source')",
+            &[],
+        )
+        .await
+        .is_ok();
+    progress(format!(
+        "the application's write on the source after the rollback: {}",
+        if writable { "accepted" } else { "REFUSED" }
+    ));
+    wait_for_cdc(&source, Duration::from_secs(30)).await?;
+    Ok(json!({
+        "drift_key": format!("id={id}"),
+        "validation": { "run_id": run, "verdict": verdict },
+        "advance": { "result": refused.result, "phase": refused.phase, "detail": refused.detail },
+        "source_frozen_after_refusal": frozen,
+        "rollback": { "result": rolled.result, "phase": rolled.phase },
+        "source_writable_after_rollback": writable,
+    }))
+}
+
+/// From `cdc` to `done` (no application writing): in-sync, the switch, the watch
+/// window, stable, and done, which ends reverse and forward replication.
+pub async fn finish(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    let c = controller(world, &[]).await?;
+    let out = c.status().await.map_err(fail)?;
+    if out.phase != cutover_core::state::Phase::Cdc {
+        return Err(fail(format!("finish starts from cdc, not {}", out.phase)));
+    }
+    let run_a = to_in_sync_from_cdc(world, &c, progress).await?;
+    let out = c
+        .advance(
+            "rehearsal",
+            Some(cutover_core::state::Phase::Drained),
+            None,
+            Some(&run_a),
+        )
+        .await
+        .map_err(fail)?;
+    expect(&out, "advanced", "drained")?;
+    let revalidate: Vec<String> = out
+        .transitions
+        .iter()
+        .find(|t| t.to == cutover_core::state::Phase::Frozen)
+        .and_then(|t| t.action["revalidate"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let run_b = if revalidate.is_empty() {
+        None
+    } else {
+        Some(validation_of(world, false, &revalidate).await?.0)
+    };
+    let out = c
+        .advance(
+            "rehearsal",
+            Some(cutover_core::state::Phase::Switched),
+            None,
+            run_b.as_deref(),
+        )
+        .await
+        .map_err(fail)?;
+    expect(&out, "advanced", "switched")?;
+    progress(
+        "switched: the application's writes go to the target; reverse replication runs".into(),
+    );
+    let watch = c.config.stable_watch;
+    let early = c
+        .advance("rehearsal", None, None, None)
+        .await
+        .map_err(fail)?;
+    progress(format!(
+        "advance at once -> {}: {}",
+        early.result, early.detail
+    ));
+    tokio::time::sleep(watch).await;
+    let out = c
+        .advance(
+            "rehearsal",
+            Some(cutover_core::state::Phase::Stable),
+            None,
+            None,
+        )
+        .await
+        .map_err(fail)?;
+    expect(&out, "advanced", "stable")?;
+    for g in &out.transitions[0].gates {
+        progress(format!("  gate {}: {}", g.gate.as_str(), g.detail));
+    }
+    let out = c
+        .advance(
+            "rehearsal",
+            Some(cutover_core::state::Phase::Done),
+            None,
+            None,
+        )
+        .await
+        .map_err(fail)?;
+    expect(&out, "advanced", "done")?;
+    progress(format!("done: {}", out.transitions[0].action));
+    let after = c
+        .rollback("rehearsal", "asked after done")
+        .await
+        .map_err(fail)?;
+    progress(format!(
+        "rollback after done -> {}: {}",
+        after.result, after.detail
+    ));
+    Ok(json!({
+        "phase": "done",
+        "stable_refused_before_the_window": early.result == "refused",
+        "rollback_after_done": after.result,
+    }))
+}
+
+/// `to_in_sync` for a migration already in `cdc`.
+async fn to_in_sync_from_cdc(
+    world: &World,
+    c: &Controller,
+    progress: &mut dyn FnMut(String),
+) -> Result<String, WorldError> {
+    let (run, verdict, _) = validation(world, true).await?;
+    progress(format!(
+        "validation while data moves: run {run} -> {verdict}"
+    ));
+    let out = c
+        .advance(
+            "rehearsal",
+            Some(cutover_core::state::Phase::InSync),
+            None,
+            Some(&run),
+        )
+        .await
+        .map_err(fail)?;
+    expect(&out, "advanced", "in-sync")?;
+    Ok(run)
+}
+
+/// The `make demo` stage: a failed gate, the switch under load with 30 s of writes on
+/// the target and the fallback, then the migration finished (`done`).
+pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    progress("drill 1: a failed gate — drift on the target before the switch".into());
+    let gate = failed_gate(world, progress).await?;
+    progress(
+        "drill 2: the switch under load, 30 s of writes on the target, then the fallback".into(),
+    );
+    let switch = switch_and_fall_back(world, Duration::from_secs(30), progress).await?;
+    progress("drill 3: the migration finished — switch again, watch window, stable, done".into());
+    let finished = finish(world, progress).await?;
+    let ok = gate["advance"]["result"] == "refused"
+        && gate["source_writable_after_rollback"] == true
+        && switch["lost_on_source"] == 0
+        && switch["lost_on_target"] == 0
+        && switch["duplicated"] == 0
+        && switch["duplicate_key_errors"] == 0
+        && switch["final_validation"]["verdict"] != "MISMATCH"
+        && switch["validation_after_fallback"]["verdict"] == "MATCH"
+        && finished["phase"] == "done";
+    Ok(json!({ "ok": ok, "failed_gate": gate, "switch": switch, "finish": finished }))
+}
+
+/// Test-world housekeeping after [`finish`]: CDC from the source again, as `world.sh`
+/// set it up (no initial copy: nothing was written since the switch), the source
+/// writable, the application told to write there.
+pub async fn reopen(world: &World) -> Result<(), WorldError> {
+    let password =
+        std::fs::read_to_string(world.root().join(".rehearsal/secrets/replicator_password"))
+            .map_err(|e| fail(format!("the replicator's password: {e}")))?;
+    let conninfo = format!(
+        "host=localhost port={} dbname=app user=replicator password={} sslmode=verify-full sslrootcert={}",
+        world.port(Node::Source)?,
+        password.trim(),
+        world.ca_file()?.display()
+    );
+    let target = world.admin(Node::UsEast1).await?;
+    if target
+        .query_opt(
+            "SELECT 1 FROM pg_subscription WHERE subname = 'cutover_sub'",
+            &[],
+        )
+        .await
+        .map_err(db_fail)?
+        .is_none()
+    {
+        target
+            .batch_execute(&format!(
+                "CREATE SUBSCRIPTION cutover_sub CONNECTION '{}' PUBLICATION cutover_pub \
+                 WITH (copy_data = false, synchronous_commit = 'local')",
+                conninfo.replace('\'', "''")
+            ))
+            .await
+            .map_err(db_fail)?;
+    }
+    restore(world).await?;
+    prepare(world).await
+}

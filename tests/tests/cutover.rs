@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cutover::postgres as pg;
 use cutover_core::state::{keys, Phase, StateStore};
-use cutover_rehearsal::cutover_stage::{self, controller, prepare, to_in_sync, validation};
+use cutover_rehearsal::cutover_stage::{self, controller, prepare};
 use cutover_rehearsal::replication::wait_for_cdc;
 use cutover_rehearsal::world::{Node, World};
 use serde_json::Value;
@@ -70,88 +70,27 @@ async fn switch_under_load_and_fallback_lose_and_duplicate_nothing() {
 async fn drift_refuses_the_freeze_with_the_keys_and_rollback_leaves_the_source_writable() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
-    prepare(&world).await.unwrap();
-    let c = controller(&world, &[]).await.unwrap();
-    to_in_sync(&world, &c, &mut quiet).await.unwrap();
-
-    let target = world.admin(Node::UsEast1).await.unwrap();
-    let (id, name): (i64, String) = {
-        let r = target
-            .query_one(
-                "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
-                &[],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
-    target
-        .execute(
-            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
-            &[&id],
-        )
+    let r = cutover_stage::failed_gate(&world, &mut quiet)
         .await
         .unwrap();
-    let (run, verdict, _) = validation(&world, false).await.unwrap();
-    let refused = c.advance("t", None, None, Some(&run)).await;
-    // Repair before judging, so that a failure here leaves the world clean for the next test.
-    target
-        .execute(
-            "UPDATE app.customers SET name = $2 WHERE id = $1",
-            &[&id, &name],
-        )
-        .await
-        .unwrap();
-    assert_eq!(verdict, "MISMATCH");
-    let out = refused.unwrap();
-    assert_eq!(out.result, "refused", "{}", out.detail);
-    assert_eq!(out.phase, Phase::InSync);
+    assert_eq!(r["validation"]["verdict"], "MISMATCH", "{r}");
+    assert_eq!(r["advance"]["result"], "refused", "{r}");
+    assert_eq!(r["advance"]["phase"], "in-sync", "{r}");
+    let detail = r["advance"]["detail"].as_str().unwrap();
+    assert!(detail.contains("app.customers MISMATCH"), "{detail}");
     assert!(
-        out.detail.contains("app.customers MISMATCH"),
-        "{}",
-        out.detail
+        detail.contains(r["drift_key"].as_str().unwrap()),
+        "the refusal names the key: {detail}"
     );
-    assert!(
-        out.detail.contains(&format!("id={id}")),
-        "the refusal names the key {id}: {}",
-        out.detail
-    );
-    let source = world.admin(Node::Source).await.unwrap();
-    assert!(
-        !pg::is_frozen(&source, "app", "cutover").await.unwrap(),
+    assert_eq!(
+        r["source_frozen_after_refusal"], false,
         "a refused freeze froze nothing"
     );
-
-    let out = c
-        .rollback("t", "drift found before the switch")
-        .await
-        .unwrap();
-    assert_eq!(out.result, "rolled-back");
-    assert_eq!(out.phase, Phase::Cdc);
-    // The application can write to the source, as the application.
-    let settings = world.core_settings().unwrap();
-    let aws = world.aws().await.unwrap();
-    let access = cutover_core::db::DbAccess::load(&settings.db, &aws.ssm())
-        .await
-        .unwrap();
-    let app = access
-        .connect(
-            &access.target(
-                "source",
-                format!("localhost:{}", world.port(Node::Source).unwrap())
-                    .parse()
-                    .unwrap(),
-            ),
-        )
-        .await
-        .unwrap();
-    app.execute(
-        "INSERT INTO drill.cutover_writes (writer_seq, side) VALUES (-1, 'source')",
-        &[],
-    )
-    .await
-    .unwrap();
+    assert_eq!(r["rollback"]["result"], "rolled-back");
+    assert_eq!(r["rollback"]["phase"], "cdc");
+    assert_eq!(r["source_writable_after_rollback"], true);
     // The audit trail has the refusal and the rollback.
+    let aws = world.aws().await.unwrap();
     let store = StateStore::new(
         aws.dynamodb(),
         world.get("CUTOVER_STATE_TABLE").unwrap().to_string(),
@@ -168,7 +107,40 @@ async fn drift_refuses_the_freeze_with_the_keys_and_rollback_leaves_the_source_w
         kinds.contains(&"refused".to_string()) && kinds.contains(&"rolled-back".to_string()),
         "{kinds:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stable_waits_for_the_watch_window_and_done_ends_replication() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    prepare(&world).await.unwrap();
+    let c = controller(&world, &[]).await.unwrap();
+    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    let r = cutover_stage::finish(&world, &mut quiet).await;
+    let source = world.admin(Node::Source).await.unwrap();
+    let target = world.admin(Node::UsEast1).await.unwrap();
+    let forward = pg::subscription_enabled(&target, "cutover_sub")
+        .await
+        .unwrap();
+    let reverse = pg::subscription_enabled(&source, "cutover_reverse")
+        .await
+        .unwrap();
+    let writes_to = c.writes_to().await.unwrap();
+    let source_frozen = pg::is_frozen(&source, "app", "cutover").await.unwrap();
+    cutover_stage::reopen(&world).await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(r["phase"], "done", "{r}");
+    assert_eq!(r["stable_refused_before_the_window"], true, "{r}");
+    assert_eq!(r["rollback_after_done"], "refused", "{r}");
+    assert_eq!(forward, None, "done drops the forward subscription");
+    assert_eq!(reverse, None, "done drops the reverse subscription");
+    assert_eq!(writes_to, "target");
+    assert!(source_frozen, "the retired source stays read-only");
+    // The reopened world replicates again.
+    source
+        .batch_execute("INSERT INTO drill.cutover_writes (writer_seq, side) VALUES (-2, 'source')")
+        .await
+        .unwrap();
     wait_for_cdc(&source, Duration::from_secs(30))
         .await
         .unwrap();

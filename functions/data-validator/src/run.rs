@@ -568,10 +568,17 @@ impl Validator {
                 Verdict::Incomplete
             } else if schema_error
                 || table.mismatched() > 0
-                || table.source_rows != table.target_rows
+                // Under live validation the two sides' first counts are moments apart:
+                // a difference whose every differing bucket was equal when re-read (no
+                // row differs) is data in flight. Without it, it is a mismatch.
+                || (table.source_rows != table.target_rows
+                    && self.options.live == crate::engine::Live::Off)
             {
                 Verdict::Mismatch
-            } else if !table.findings.is_empty() || table.in_flight > 0 {
+            } else if !table.findings.is_empty()
+                || table.in_flight > 0
+                || table.source_rows != table.target_rows
+            {
                 Verdict::MatchWithFindings
             } else {
                 Verdict::Match

@@ -293,6 +293,84 @@ fn traffic_section(t: &Value) -> String {
     )
 }
 
+fn cutover_section(c: &Value) -> String {
+    let s = &c["switch"];
+    let mut source = Vec::new();
+    let mut target = Vec::new();
+    for p in s["timeline"]["writes_per_100ms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(ms), Some(a), Some(b)) = (p[0].as_f64(), p[1].as_f64(), p[2].as_f64()) {
+            if a > 0.0 {
+                source.push((ms / 1000.0, a));
+            }
+            if b > 0.0 {
+                target.push((ms / 1000.0, b));
+            }
+        }
+    }
+    let series = vec![
+        Series {
+            name: "writes on the source".into(),
+            points: source,
+            dashed: false,
+            max_gap: Some(0.35),
+        },
+        Series {
+            name: "writes on the target (us-east-1)".into(),
+            points: target,
+            dashed: false,
+            max_gap: Some(0.35),
+        },
+    ];
+    let marks: Vec<(String, f64)> = s["timeline"]["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["phase"].as_str()?.to_string(),
+                m["at_ms"].as_f64()? / 1000.0,
+            ))
+        })
+        .collect();
+    let rows = vec![
+        vec![
+            "switch (source -> target)".to_string(),
+            num(&s["unavailability_switch_ms"]),
+            num(&s["on_source"]),
+            num(&s["lost_on_target"]),
+            format!(
+                "{} (of what changed since the last validation)",
+                s["final_validation"]["verdict"].as_str().unwrap_or("")
+            ),
+        ],
+        vec![
+            "fallback (target -> source)".to_string(),
+            num(&s["unavailability_fallback_ms"]),
+            num(&s["on_target"]),
+            num(&s["lost_on_source"]),
+            format!(
+                "{} (after forward CDC resumed)",
+                s["validation_after_fallback"]["verdict"]
+                    .as_str()
+                    .unwrap_or("")
+            ),
+        ],
+    ];
+    let gate = &c["failed_gate"];
+    format!(
+        "<h2>Cutover: the switch and its fallback</h2><p>The application committed a numbered row every ~2 ms to wherever SSM's <code>writes-to</code> pointed; every acknowledged commit was recorded. Write unavailability = last acknowledged write on one side to the first on the other. Duplicated writes: {}. A failed gate first: drift on the target made <code>advance</code> refuse the freeze ({}); the rollback left the source writable ({}).</p>{}{}",
+        num(&s["duplicated"]),
+        esc(gate["advance"]["detail"].as_str().unwrap_or("")),
+        gate["source_writable_after_rollback"],
+        chart("Acknowledged writes per 100 ms", "seconds", "writes", &series, false, &marks),
+        table(&["move", "write unavailability ms", "writes before it", "of them lost", "validation"], &rows)
+    )
+}
+
 fn failover_section(f: &Value) -> String {
     let mut by_region: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for p in f["throughput"].as_array().into_iter().flatten() {
@@ -498,6 +576,9 @@ pub fn render_html(report: &Value) -> String {
     }
     if report.get("validation").is_some() {
         body.push_str(&validation_section(&report["validation"]));
+    }
+    if report.get("cutover").is_some() {
+        body.push_str(&cutover_section(&report["cutover"]));
     }
     if report.get("lag").is_some() {
         body.push_str(&lag_section(&report["lag"]));

@@ -838,6 +838,13 @@ impl Controller {
             Ok(p) => p,
             Err(why) => return Ok(Outcome::new("refused", from, why)),
         };
+        if plan == Rollback::Nothing && machine::rollback_to(from) == from {
+            return Ok(Outcome::new(
+                "already",
+                from,
+                format!("nothing to roll back: the migration is in {from}"),
+            ));
+        }
         let started = Instant::now();
         let role = self.app_role().to_string();
         let mut connections = self.connect().await?;

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use cutover_rehearsal::world::World;
 use cutover_rehearsal::{
-    data_validator_stage, failover_stage, lag_stage, replication, traffic_stage,
+    cutover_stage, data_validator_stage, failover_stage, lag_stage, replication, traffic_stage,
 };
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 5;
+const STAGES: usize = 6;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -80,7 +80,35 @@ async fn main() -> ExitCode {
         }
     }
 
-    banner(3, "replication lag per region at one-second resolution, with a lag spike a 60 s average hides");
+    banner(
+        3,
+        "the cutover — a failed gate, the switch under load and its fallback, then the migration finished",
+    );
+    match cutover_stage::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let s = &v["switch"];
+            let ms = |x: &Value| x.as_f64().map_or("-".into(), |v| format!("{v:.0}"));
+            let detail = format!(
+                "write unavailability: switch {} ms, fallback {} ms; {} writes acknowledged, lost {}, duplicated {}; final validation {}; freeze refused on drift: {}",
+                ms(&s["unavailability_switch_ms"]),
+                ms(&s["unavailability_fallback_ms"]),
+                s["acknowledged"],
+                s["lost_on_source"].as_u64().unwrap_or(0) + s["lost_on_target"].as_u64().unwrap_or(0),
+                s["duplicated"],
+                s["final_validation"]["verdict"].as_str().unwrap_or("?"),
+                v["failed_gate"]["advance"]["result"] == "refused",
+            );
+            summary.push(("cutover".into(), ok, detail));
+            report.insert("cutover".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("cutover".into(), false, e.to_string()));
+        }
+    }
+
+    banner(4, "replication lag per region at one-second resolution, with a lag spike a 60 s average hides");
     match lag_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {
             let ok = v["ok"].as_bool().unwrap_or(false);
@@ -113,7 +141,7 @@ async fn main() -> ExitCode {
         }
     }
 
-    banner(4, "blue/green traffic: a canary rolled back by an alarm, then region by region to 100 % green");
+    banner(5, "blue/green traffic: a canary rolled back by an alarm, then region by region to 100 % green");
     match traffic_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {
             let ok = v["ok"].as_bool().unwrap_or(false);
@@ -132,7 +160,7 @@ async fn main() -> ExitCode {
     }
 
     banner(
-        5,
+        6,
         "failover drills under load: a planned switchover, a killed primary (twice), and the fail-back home",
     );
     match failover_stage::run(&world, &mut |line| println!("   {line}")).await {

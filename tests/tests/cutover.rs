@@ -236,3 +236,96 @@ async fn the_first_insert_after_a_switch_needs_the_sequences_moved() {
     let id: i64 = accepted.unwrap().get(0);
     assert!(id > mv.from_value.unwrap(), "{id}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_cut_short_is_finished_by_the_next_advance() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    prepare(&world).await.unwrap();
+    let c = controller(&world, &[]).await.unwrap();
+    let run_a = cutover_stage::to_in_sync(&world, &c, &mut quiet)
+        .await
+        .unwrap();
+    let source = world.admin(Node::Source).await.unwrap();
+    let target = world.admin(Node::UsEast1).await.unwrap();
+
+    // Killed after freezing the source, before recording `frozen`.
+    pg::freeze(&source, "app", "cutover").await.unwrap();
+    assert_eq!(c.status().await.unwrap().phase, Phase::InSync);
+    let out = c
+        .advance("t", Some(Phase::Drained), None, Some(&run_a))
+        .await
+        .unwrap();
+    assert_eq!(out.result, "advanced", "{}", out.detail);
+    assert_eq!(out.phase, Phase::Drained);
+    let revalidate: Vec<String> = out.transitions[0].action["revalidate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let run_b = if revalidate.is_empty() {
+        None
+    } else {
+        Some(
+            cutover_stage::validation_of(&world, false, &revalidate)
+                .await
+                .unwrap()
+                .0,
+        )
+    };
+    let out = c
+        .advance("t", Some(Phase::Verified), None, run_b.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(out.phase, Phase::Verified, "{}", out.detail);
+
+    // Killed in the middle of the switch: sequences moved, forward CDC stopped, reverse
+    // replication started, but the application not yet told and `switched` not recorded.
+    let (tables, _) = pg::subscribed_tables(&target, "cutover_sub").await.unwrap();
+    pg::sync_sequences(&source, &target, &["app".into(), "drill".into()], 1000)
+        .await
+        .unwrap();
+    pg::set_subscription_enabled(&target, "cutover_sub", false)
+        .await
+        .unwrap();
+    let conninfo = cutover_core::db::secure_string(
+        &world.aws().await.unwrap().ssm(),
+        &format!(
+            "/migration/db/{}/reverse-conninfo",
+            world.get("CUTOVER_SUFFIX").unwrap()
+        ),
+    )
+    .await
+    .unwrap();
+    pg::start_reverse(
+        &target,
+        &source,
+        "cutover_reverse",
+        &tables,
+        conninfo.expose(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.writes_to().await.unwrap(), "source");
+
+    let out = c
+        .advance("t", Some(Phase::Switched), None, None)
+        .await
+        .unwrap();
+    let writes_to = c.writes_to().await.unwrap();
+    let reverse = pg::slot_position(&target, "cutover_reverse", "0/0")
+        .await
+        .unwrap();
+    // Back to cdc whatever happened, so the world is left as found.
+    let back = c.rollback("t", "the drill is over").await.unwrap();
+    cutover_stage::restore(&world).await.unwrap();
+    assert_eq!(out.result, "advanced", "{}", out.detail);
+    assert_eq!(out.phase, Phase::Switched);
+    assert_eq!(writes_to, "target");
+    assert!(
+        reverse.is_some(),
+        "one reverse slot, the one made before the crash"
+    );
+    assert_eq!(back.phase, Phase::Cdc, "{}", back.detail);
+}

@@ -23,12 +23,13 @@ async fn switch_under_load_and_fallback_lose_and_duplicate_nothing() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
     let mut lines = Vec::new();
-    let report = cutover_stage::switch_and_fall_back(&world, Duration::from_secs(5), &mut |l| {
-        println!("{l}");
-        lines.push(l)
-    })
-    .await
-    .unwrap();
+    let report =
+        cutover_stage::switch_and_fall_back(&world, Duration::from_secs(5), false, &mut |l| {
+            println!("{l}");
+            lines.push(l)
+        })
+        .await
+        .unwrap();
     assert!(report["on_source"].as_u64().unwrap() > 100, "{report}");
     assert!(
         report["on_target"].as_u64().unwrap() > 100,

@@ -163,21 +163,70 @@ pub async fn reach(
         .map(|v| v.value))
 }
 
-/// The lag-probe as deployed in `vantage`: its own region is its vantage point.
+/// The lag-probe as deployed in `vantage`: its own region is its vantage point;
+/// `overrides` replace the world's settings (e.g. `CUTOVER_DB_SSM_PREFIX` for a
+/// region's own copy of the parameters, see [`copy_db_parameters`]).
 pub async fn lag_probe_in(
     world: &World,
     vantage: &str,
+    overrides: &[(&str, &str)],
 ) -> Result<lag_probe::handler::Env, WorldError> {
     let mut pairs: Vec<(String, String)> = world
         .env_pairs()
-        .filter(|(k, _)| k.as_str() != "CUTOVER_PRIMARY_REGION")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    pairs.push(("CUTOVER_PRIMARY_REGION".into(), vantage.into()));
+    for (k, v) in [("CUTOVER_PRIMARY_REGION", vantage)]
+        .iter()
+        .chain(overrides)
+    {
+        pairs.retain(|(pk, _)| pk != k);
+        pairs.push((k.to_string(), v.to_string()));
+    }
     let config =
         lag_probe::config::ProbeConfig::from_vars(&cutover_core::config::Vars::from_pairs(
             pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         ))
         .map_err(|e| WorldError::Setup(format!("lag-probe settings: {e}")))?;
     Ok(lag_probe::handler::Env::new(config, world.aws().await?))
+}
+
+/// Copies every database parameter (`/migration/db/<suffix>/…`) under `to`, as a
+/// region's own copy of SSM would hold them (each region's functions read their
+/// own region's SSM). Tests then change one copy to play what one region sees.
+pub async fn copy_db_parameters(world: &World, to: &str) -> Result<(), WorldError> {
+    let ssm = world.aws().await?.ssm();
+    let from = format!("/migration/db/{}", world.get("CUTOVER_SUFFIX")?);
+    let setup = |e: String| WorldError::Setup(format!("copying {from} to {to}: {e}"));
+    let mut next: Option<String> = None;
+    loop {
+        let page = ssm
+            .get_parameters_by_path()
+            .path(&from)
+            .recursive(true)
+            .with_decryption(true)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| setup(cutover_core::error::describe_chain(&e)))?;
+        for p in page.parameters() {
+            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+                continue;
+            };
+            let Some(rest) = name.strip_prefix(&from) else {
+                continue;
+            };
+            ssm.put_parameter()
+                .name(format!("{to}{rest}"))
+                .value(value)
+                .set_type(p.r#type().cloned())
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| setup(cutover_core::error::describe_chain(&e)))?;
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => return Ok(()),
+        }
+    }
 }

@@ -19,7 +19,7 @@ use aws_sdk_rds::types::{
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use cutover_core::state::keys;
 use cutover_rehearsal::failover_kit::{
-    config, lag_probe_in, put_lag, put_reach, reach, reset, set_writer_endpoint,
+    config, copy_db_parameters, lag_probe_in, put_lag, put_reach, reach, reset, set_writer_endpoint,
 };
 use cutover_rehearsal::world::{Node, World};
 use failover::aurora::AuroraGlobal;
@@ -667,16 +667,27 @@ async fn an_alarm_during_a_blip_shorter_than_the_grace_period_moves_nothing() {
 }
 
 /// The function as deployed in eu-west-1 (its vantage point), on the aurora-global driver.
-async fn in_eu_west_1(world: &World, rds: aws_sdk_rds::Client) -> Failover {
-    with_aurora_and(world, rds, &[("CUTOVER_PRIMARY_REGION", "eu-west-1")]).await
+async fn in_eu_west_1(
+    world: &World,
+    rds: aws_sdk_rds::Client,
+    overrides: &[(&str, &str)],
+) -> Failover {
+    let mut settings = vec![("CUTOVER_PRIMARY_REGION", "eu-west-1")];
+    settings.extend_from_slice(overrides);
+    with_aurora_and(world, rds, &settings).await
 }
 
-/// One window of the lag-probe in `vantage`, against whatever SSM names the writer.
-async fn probe_window_from(world: &World, vantage: &str) -> Result<Value, String> {
-    let env = lag_probe_in(world, vantage).await.unwrap();
+/// One window of the lag-probe in `vantage`, against the writer its parameters name.
+async fn probe_window_from(
+    world: &World,
+    vantage: &str,
+    overrides: &[(&str, &str)],
+    window_ms: u64,
+) -> Result<Value, String> {
+    let env = lag_probe_in(world, vantage, overrides).await.unwrap();
     lag_probe::handler::handle(
         &env,
-        json!({"command": "probe", "window_ms": 1500, "cadence_ms": 500}),
+        json!({"command": "probe", "window_ms": window_ms, "cadence_ms": 500}),
         None,
     )
     .await
@@ -684,8 +695,10 @@ async fn probe_window_from(world: &World, vantage: &str) -> Result<Value, String
 }
 
 /// A partial partition: the writer does not answer the failover in eu-west-1
-/// (its endpoint is dead from here), while the lag-probe in ap-southeast-1 took
-/// a heartbeat write from it a moment ago. An alarm, and a person's unforced
+/// (the writer endpoint is dead in the parameters it reads), while the
+/// lag-probe in ap-southeast-1 (its real code, reading its own region's copy of
+/// the parameters, where the writer is alive) takes heartbeat writes from it
+/// during the failover's grace period. An alarm, and a person's unforced
 /// failover, are refused with the reason, audited, and nothing changes.
 #[tokio::test]
 async fn a_writer_unreachable_from_one_region_only_is_not_moved() {
@@ -694,23 +707,37 @@ async fn a_writer_unreachable_from_one_region_only_is_not_moved() {
     reset(&world).await.unwrap();
     put_lag(&world, "eu-west-1", 75.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
-    // ap-southeast-1's lag-probe reaches the writer (its real code, one short window).
-    probe_window_from(&world, "ap-southeast-1").await.unwrap();
-    let ap = reach(&world, "us-east-1", "ap-southeast-1")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(ap.reachable, "{ap:?}");
+    let ap_parameters = "/migration/db/local-ap-southeast-1";
+    copy_db_parameters(&world, ap_parameters).await.unwrap();
+    let ap_sees = [("CUTOVER_DB_SSM_PREFIX", ap_parameters)];
     // From eu-west-1 the writer is gone.
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
     let cluster = Cluster::new(US, 1);
-    let f = in_eu_west_1(&world, cluster.client()).await;
+    let f = in_eu_west_1(
+        &world,
+        cluster.client(),
+        &[
+            ("CUTOVER_FAILOVER_GRACE_MS", "2000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "200"),
+        ],
+    )
+    .await;
 
     for (trigger, event) in [
         ("alarm", sample(&world, "alarm-eventbridge.json")),
         ("person", json!({"command": "failover"})),
     ] {
-        let o = handle(&f, event, trigger).await.unwrap();
+        let (o, ap_window) = tokio::join!(
+            handle(&f, event, trigger),
+            probe_window_from(&world, "ap-southeast-1", &ap_sees, 2500)
+        );
+        let o = o.unwrap();
+        ap_window.unwrap();
+        let ap = reach(&world, "us-east-1", "ap-southeast-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(ap.reachable, "{ap:?}");
         assert_eq!(o["action"], "refused", "{trigger}: {o}");
         let summary = o["summary"].as_str().unwrap();
         assert!(
@@ -763,10 +790,10 @@ async fn a_writer_down_from_two_regions_past_the_grace_period_moves_exactly_once
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
     let cluster = Cluster::new(US, 1);
-    let f = in_eu_west_1(&world, cluster.client()).await;
+    let f = in_eu_west_1(&world, cluster.client(), &[]).await;
 
     // ap-southeast-1 has failed once: not yet for the grace period (300 ms here).
-    let err = probe_window_from(&world, "ap-southeast-1")
+    let err = probe_window_from(&world, "ap-southeast-1", &[], 1500)
         .await
         .unwrap_err();
     assert!(!err.is_empty());
@@ -783,7 +810,7 @@ async fn a_writer_down_from_two_regions_past_the_grace_period_moves_exactly_once
 
     // Its next window fails too: a streak longer than the grace period.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    probe_window_from(&world, "ap-southeast-1")
+    probe_window_from(&world, "ap-southeast-1", &[], 1500)
         .await
         .unwrap_err();
     let ap = reach(&world, "us-east-1", "ap-southeast-1")

@@ -363,7 +363,7 @@ async fn each_vantage_point_records_what_it_saw_of_the_writer() {
     restore_delays(&world).await;
     let window = json!({"command": "probe", "window_ms": 1500, "cadence_ms": 500});
     let us = env(&world).await;
-    let ap = lag_probe_in(&world, "ap-southeast-1").await.unwrap();
+    let ap = lag_probe_in(&world, "ap-southeast-1", &[]).await.unwrap();
     handle(&us, window.clone(), None).await.unwrap();
     handle(&ap, window.clone(), None).await.unwrap();
     let store = StateStore::new(us.aws.dynamodb(), us.config.core.state_table.clone());

@@ -9,7 +9,9 @@
 //! - **unreachable**: failures without a success for at least the grace period;
 //! - **unreachable, too briefly**: failing, but for less than the grace period (a
 //!   blip, or an in-region restart still within it) — not a vote for a move;
-//! - **reachable**: the last attempt took a write;
+//! - **reachable**: the last attempt took a write, after the failures seen here
+//!   began (a success older than them contradicts nothing: that vantage point
+//!   has simply not tried since, so it is unknown);
 //! - **unknown**: no record, or one older than the maximum age — missing data is
 //!   never taken for "reachable", and never for "unreachable" either.
 //!
@@ -80,7 +82,8 @@ impl Agreement {
     }
 }
 
-fn classify(record: &ReachRecord, now_ms: u64, rules: &Rules) -> View {
+/// `failing_since_ms`: when the failures seen by this function's own probe began.
+fn classify(record: &ReachRecord, now_ms: u64, failing_since_ms: u64, rules: &Rules) -> View {
     let age = record.age_ms(now_ms);
     if age > rules.max_age.as_millis() as u64 {
         return View::Unknown {
@@ -92,9 +95,16 @@ fn classify(record: &ReachRecord, now_ms: u64, rules: &Rules) -> View {
         };
     }
     if record.reachable {
-        return View::Reachable {
-            at_ms: record.last_success_at_ms.unwrap_or(record.taken_at_ms),
-        };
+        let at_ms = record.last_success_at_ms.unwrap_or(record.taken_at_ms);
+        if at_ms < failing_since_ms {
+            return View::Unknown {
+                why: format!(
+                    "it last reached the writer at {}, before the failures seen here began",
+                    rfc3339_ms(at_ms)
+                ),
+            };
+        }
+        return View::Reachable { at_ms };
     }
     let for_ms = record.unreachable_for_ms();
     if for_ms >= rules.grace.as_millis() as u64 {
@@ -161,11 +171,12 @@ pub fn agree(
     now_ms: u64,
     rules: &Rules,
 ) -> Agreement {
+    let since = own.first_failure_at_ms.unwrap_or(own.taken_at_ms);
     let mut vantages = vec![VantageView {
         vantage: own.vantage.clone(),
         source: "direct probe".into(),
         age_ms: None,
-        view: classify(own, now_ms, rules),
+        view: classify(own, now_ms, since, rules),
     }];
     for region in regions.iter().filter(|r| **r != own.vantage) {
         let record = records
@@ -177,7 +188,7 @@ pub fn agree(
                 vantage: region.clone(),
                 source: "lag-probe record".into(),
                 age_ms: Some(r.age_ms(now_ms)),
-                view: classify(r, now_ms, rules),
+                view: classify(r, now_ms, since, rules),
             },
             None => VantageView {
                 vantage: region.clone(),
@@ -421,6 +432,44 @@ mod tests {
         );
         assert!(a.lost, "{}", a.summary);
         assert!(a.summary.contains("unknown (counted neither way)"));
+    }
+
+    #[test]
+    fn a_success_older_than_our_failures_contradicts_nothing() {
+        // A short grace (3 s): eu-west-1's record says it reached the writer 6 s
+        // ago, before our probes began failing 3 s ago. It has not tried since.
+        let short = Rules {
+            grace: Duration::from_secs(3),
+            ..rules()
+        };
+        let mut us = own(3);
+        us.vantage = "us-east-1".into();
+        let a = agree(
+            &us,
+            &[up("eu-west-1", 6), down("ap-southeast-1", 5, 0)],
+            &regions(),
+            NOW,
+            &short,
+        );
+        assert!(a.lost, "{}", a.summary);
+        assert!(
+            a.summary.contains("before the failures seen here began"),
+            "{}",
+            a.summary
+        );
+        // Reached after our failures began: a partial partition.
+        let a = agree(
+            &us,
+            &[up("eu-west-1", 1), down("ap-southeast-1", 5, 0)],
+            &regions(),
+            NOW,
+            &short,
+        );
+        assert!(
+            !a.lost && a.summary.starts_with("partial partition"),
+            "{}",
+            a.summary
+        );
     }
 
     #[test]

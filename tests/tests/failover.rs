@@ -832,6 +832,14 @@ async fn a_writer_down_from_two_regions_past_the_grace_period_moves_exactly_once
         .filter(|o| o["action"] == "failover")
         .collect();
     assert_eq!(moved.len(), 1, "{outcomes:?}");
+    println!(
+        "one failover among ten alarms; timings {}; actions {:?}",
+        moved[0]["timings"],
+        outcomes
+            .iter()
+            .map(|o| o["action"].to_string())
+            .collect::<Vec<_>>()
+    );
     let reasons = moved[0]["decision"]["reasons"].to_string();
     assert!(
         reasons.contains("is lost: unreachable for at least the grace period")

@@ -403,6 +403,24 @@ async fn each_vantage_point_records_what_it_saw_of_the_writer() {
     assert!(down.unreachable_for_ms() >= 300, "{down:?}");
     assert_eq!(down.last_success_at_ms, last_success, "{down:?}");
     assert!(down.last_error.is_some(), "{down:?}");
+    // A window that could not even connect is not silence to an alarm.
+    let listed = ap
+        .aws
+        .cloudwatch(&ap.config.core.primary_region)
+        .list_metrics()
+        .namespace(&ap.config.core.metrics_namespace)
+        .metric_name("RegionUnreachable")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .metrics()
+            .iter()
+            .flat_map(|m| m.dimensions())
+            .any(|d| d.name() == Some("Region") && d.value() == Some("us-east-1")),
+        "{listed:?}"
+    );
 
     // Back: reachable again, the streak gone.
     handle(&ap, window, None).await.unwrap();

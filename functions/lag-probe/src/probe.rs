@@ -264,11 +264,22 @@ pub async fn run(
     let primary = match access.connect(&endpoints.primary).await {
         Ok(c) => c,
         Err(e) => {
+            let at_ms = now_ms();
             let failed = reach
                 .as_mut()
-                .and_then(|t| t.failure(now_ms(), &e.to_string()));
+                .and_then(|t| t.failure(at_ms, &e.to_string()));
             if let (Some(record), Some(store)) = (failed, &sinks.state) {
                 write_reach(store, &record).await;
+            }
+            // Missing data would read as "nothing wrong" to an alarm: say it.
+            if let Some(metrics) = &sinks.metrics {
+                let point = Metric::new("RegionUnreachable", 1.0, StandardUnit::Count)
+                    .dimension("Region", endpoints.primary_region.as_str())
+                    .at(at_time(at_ms))
+                    .high_resolution();
+                if let Err(m) = metrics.publish(&[point]).await {
+                    tracing::warn!(error = %m, "publishing RegionUnreachable failed");
+                }
             }
             return Err(e.into());
         }
@@ -492,17 +503,23 @@ async fn write_heartbeats(
         if Instant::now() >= end {
             break;
         }
+        let mut refused = None;
         if client.is_none() {
-            client = timeout(settings.poll_timeout, access.connect(&endpoints.primary))
-                .await
-                .ok()
-                .and_then(Result::ok);
+            match timeout(settings.poll_timeout, access.connect(&endpoints.primary)).await {
+                Ok(Ok(c)) => client = Some(c),
+                Ok(Err(e)) => refused = Some(e.to_string()),
+                Err(_) => {
+                    refused = Some(format!(
+                        "no connection within {} ms",
+                        settings.poll_timeout.as_millis()
+                    ))
+                }
+            }
         }
         let Some(c) = client.as_ref() else {
-            attempt(Err(format!(
-                "no connection within {} ms",
-                settings.poll_timeout.as_millis()
-            )));
+            attempt(Err(
+                refused.unwrap_or_else(|| "no connection to the writer".to_string())
+            ));
             writes.failed += 1;
             let _ = events.send(Event::Unreachable {
                 region: primary_region.clone(),

@@ -3,16 +3,16 @@
 //! them, and everything published as it comes.
 //!
 //! Every region has its own connection and its own task, so a slow or
-//! unreachable region costs the others nothing.
+//! unreachable region costs the others nothing. Polls of one reader are
+//! pipelined on its connection (several in flight), so even a reader far away
+//! can be polled every few milliseconds: a poll's round trip does not limit the
+//! resolution, only the poll step does.
 //!
 //! What this vantage point saw of the writer is kept as a reachability record
 //! (`REACH#<writer>` / `FROM#<vantage>`): every heartbeat write is an attempt, a
 //! write that errs or times out — or a window whose first connection fails — a
 //! failure. The record continues the previous window's streak, is written at
-//! every change and every failure, and otherwise with the flush. Polls of one reader are
-//! pipelined on its connection (several in flight), so even a reader far away
-//! can be polled every few milliseconds: a poll's round trip does not limit the
-//! resolution, only the poll step does.
+//! every change and every failure, otherwise with the flush, and at the end.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -597,7 +597,7 @@ async fn write_heartbeats(
             }
         }
     }
-    // The record as the window leaves it, so it stays fresh until the next window.
+    // The record as the window leaves it (successes since the last write included).
     writes.reach = reach.as_ref().and_then(ReachTracker::current);
     if let Some(record) = &writes.reach {
         let _ = events.send(Event::Reach(record.clone()));

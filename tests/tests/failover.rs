@@ -709,7 +709,13 @@ async fn a_writer_unreachable_from_one_region_only_is_not_moved() {
     put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
     let ap_parameters = "/migration/db/local-ap-southeast-1";
     copy_db_parameters(&world, ap_parameters).await.unwrap();
-    let ap_sees = [("CUTOVER_DB_SSM_PREFIX", ap_parameters)];
+    // Its successes are rewritten every 500 ms (10 s by default, against a grace of 30 s):
+    // the grace here is 2 s, and a success older than the failures seen from eu-west-1
+    // would contradict nothing.
+    let ap_sees = [
+        ("CUTOVER_DB_SSM_PREFIX", ap_parameters),
+        ("CUTOVER_LAG_FLUSH_MS", "500"),
+    ];
     // From eu-west-1 the writer is gone.
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
     let cluster = Cluster::new(US, 1);

@@ -779,6 +779,18 @@ async fn a_writer_unreachable_from_one_region_only_is_not_moved() {
         })
         .count();
     assert!(refusals >= 2, "both refusals audited: {audit:?}");
+    // `status` shows what every vantage point last saw of the writer.
+    let status = handle(&f, json!({"command": "status"}), "status")
+        .await
+        .unwrap();
+    assert!(
+        status["writer_reachability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["vantage"] == "ap-southeast-1" && r["reachable"] == true),
+        "{status}"
+    );
     reset(&world).await.unwrap();
 }
 

@@ -1,6 +1,12 @@
 //! One trigger, end to end: observe → decide → take the lease → move the
 //! database → rewrite the endpoints → record, notify, announce.
 //!
+//! Observing: the writer is probed from here over the grace period; when it
+//! does not answer, the other regions' reachability records (`REACH#<writer>`)
+//! are read and [`crate::agreement`] says whether its loss is agreed. The lag
+//! samples are read per vantage (`LAG#<region>` / `FROM#<vantage>`) and
+//! [`crate::lag`] picks the one measured beside the writer.
+//!
 //! Fencing: nothing changes before the lease (`FAILOVER` / `LEASE`) is taken;
 //! the state (`FAILOVER` / `STATE`) is written only under it (a transaction that
 //! checks holder, epoch and expiry); before every side effect — the engine call,

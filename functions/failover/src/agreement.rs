@@ -487,6 +487,79 @@ mod tests {
     }
 
     #[test]
+    fn a_twenty_second_restart_seen_from_everywhere_is_not_a_loss() {
+        // With the default grace (30 s), a restart of 20 s plus a probe's 2 s timeout
+        // and a 1 s cadence is under it from every vantage point.
+        let a = agree(
+            &own(23),
+            &[down("ap-southeast-1", 23, 0), down("us-east-1", 23, 1)],
+            &regions(),
+            NOW,
+            &rules(),
+        );
+        assert!(!a.lost, "{}", a.summary);
+    }
+
+    /// The rule stated independently, checked over many random worlds: lost
+    /// exactly when at least `quorum` fresh vantage points saw failures for the
+    /// grace period and no fresh one reached the writer after ours began failing.
+    #[test]
+    fn the_rule_holds_over_random_records() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut lost, mut kept) = (0, 0);
+        for _ in 0..20_000 {
+            let quorum = 1 + next(3) as usize;
+            let r = Rules {
+                quorum,
+                grace: Duration::from_secs(30),
+                max_age: Duration::from_secs(20),
+            };
+            let mut us = own(next(61));
+            us.first_failure_at_ms = us.first_failure_at_ms.map(|f| f - next(1000));
+            let since = us.first_failure_at_ms.unwrap_or(NOW);
+            let mut records = Vec::new();
+            for v in ["us-east-1", "ap-southeast-1"] {
+                match next(4) {
+                    0 => {}
+                    1 => records.push(up(v, next(60))),
+                    _ => records.push(down(v, next(61), next(30))),
+                }
+            }
+            let fresh = |x: &ReachRecord| NOW - x.taken_at_ms <= 20_000;
+            let votes = usize::from(us.unreachable_for_ms() >= 30_000)
+                + records
+                    .iter()
+                    .filter(|x| fresh(x) && !x.reachable && x.unreachable_for_ms() >= 30_000)
+                    .count();
+            let veto = records.iter().any(|x| {
+                fresh(x) && x.reachable && x.last_success_at_ms.is_some_and(|t| t >= since)
+            });
+            let a = agree(&us, &records, &regions(), NOW, &r);
+            assert_eq!(
+                a.lost,
+                votes >= quorum && !veto,
+                "quorum {quorum}, own {us:?}, records {records:?}: {}",
+                a.summary
+            );
+            if a.lost {
+                lost += 1;
+            } else {
+                kept += 1;
+            }
+        }
+        assert!(
+            lost > 1000 && kept > 1000,
+            "both outcomes exercised: {lost} / {kept}"
+        );
+    }
+
+    #[test]
     fn records_of_another_writer_do_not_count() {
         let mut old = down("ap-southeast-1", 60, 1);
         old.writer_region = "eu-west-1".into();

@@ -1,13 +1,14 @@
 //! Which lag sample speaks for a region. Every region's lag-probe keeps its own
 //! sample of every other region (`LAG#<region>` / `FROM#<vantage>`); they differ
 //! by where they were measured from. The heartbeat is timed on the probe's
-//! clock from the moment the writer's acknowledgement arrives, so a probe beside
-//! the writer measures the lag plus at most the reader's distance back to it
-//! (an upper bound, what the RPO decision needs), while a probe far from the
-//! writer hears the acknowledgement late and reads less than the lag.
+//! clock from the moment the writer's acknowledgement arrives, and the poll
+//! that first shows it is placed at the middle of its round trip (the reader's
+//! distance cancels out), so a probe beside the writer measures the lag itself,
+//! while a probe elsewhere hears the acknowledgement its one-way distance from
+//! the writer late and reads that much less than the lag.
 //!
 //! So: the fresh sample taken from the writer's own region; without one, the
-//! largest fresh sample of any vantage (the most conservative figure at hand).
+//! largest fresh sample of any vantage (the least underestimated).
 //! A sample counts only when taken no more than the maximum age before the
 //! reference moment (the first probe of the writer).
 

@@ -84,22 +84,6 @@ pub mod keys {
     pub fn lag_latest(region: &str) -> Key {
         Key::new(format!("LAG#{region}"), "LATEST")
     }
-    pub fn deployment_current(service: &str) -> Key {
-        Key::new(format!("DEPLOYMENT#{service}"), "CURRENT")
-    }
-    /// `ts` is an RFC 3339 timestamp (or any string that sorts by time).
-    pub fn deployment_event(service: &str, ts: &str) -> Key {
-        Key::new(format!("DEPLOYMENT#{service}"), format!("EVENT#{ts}"))
-    }
-    pub fn failover_lease() -> Key {
-        Key::new("FAILOVER", "LEASE")
-    }
-    pub fn failover_event(ts: &str) -> Key {
-        Key::new("FAILOVER", format!("EVENT#{ts}"))
-    }
-    pub fn migration_phase() -> Key {
-        Key::new("MIGRATION", "PHASE")
-    }
     /// The latest lag sample of `region` as the lag-probe in `vantage` measured it:
     /// each region's probe keeps its own item, so the three do not overwrite each other.
     pub fn lag_from(region: &str, vantage: &str) -> Key {
@@ -123,6 +107,22 @@ pub mod keys {
     /// The vantage a `FROM#<vantage>` sort key names.
     pub fn vantage_of(key: &Key) -> Option<&str> {
         key.sk.strip_prefix("FROM#")
+    }
+    pub fn deployment_current(service: &str) -> Key {
+        Key::new(format!("DEPLOYMENT#{service}"), "CURRENT")
+    }
+    /// `ts` is an RFC 3339 timestamp (or any string that sorts by time).
+    pub fn deployment_event(service: &str, ts: &str) -> Key {
+        Key::new(format!("DEPLOYMENT#{service}"), format!("EVENT#{ts}"))
+    }
+    pub fn failover_lease() -> Key {
+        Key::new("FAILOVER", "LEASE")
+    }
+    pub fn failover_event(ts: &str) -> Key {
+        Key::new("FAILOVER", format!("EVENT#{ts}"))
+    }
+    pub fn migration_phase() -> Key {
+        Key::new("MIGRATION", "PHASE")
     }
 }
 

@@ -243,8 +243,9 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
     createVpn: false,
     controlPlaneLambda: lambda.controlPlane,
     primaryLambda: lambda.primary,
-    // each region's probe writes each region's latest sample every 10 s flush; the shifter's ticks in the primary
-    dynamodbMillionWritesPerRegion: (regions.length * MINUTES * 6) / 1e6,
+    // each region's probe writes each region's latest sample and its reachability record of the
+    // writer every 10 s flush; the shifter's ticks in the primary
+    dynamodbMillionWritesPerRegion: ((regions.length + 1) * MINUTES * 6) / 1e6,
     primaryDynamodbMillionWrites: MINUTES / 1e6,
     dynamodbMillionReads: (MINUTES * 2) / 1e6,
     // ReplicationLagMs x (heartbeat, engine, replay-age) per non-writer region and RegionUnreachable per region; validation's ~10

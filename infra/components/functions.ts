@@ -169,15 +169,21 @@ const SECURE = /\/(password|source-dsn)$/;
 
 /**
  * The state items each crate touches, by family (the keys of shared/src/state.rs): the
- * validator its runs, lag-probe the latest samples, the shifter its deployments, failover
- * its lease, state and events, reading the lag samples to choose a target.
+ * validator its runs, lag-probe its samples and its reachability record of the writer, the
+ * shifter its deployments, failover its lease, state and events, reading every vantage's
+ * lag samples to choose a target and every vantage's reachability record to agree on a loss.
  */
 export function itemGrants(fn: FunctionName): ItemGrant[] {
   switch (fn) {
     case "data-validator":
       return [{ sid: "ValidationRuns", actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.validation] }];
     case "lag-probe":
-      return [{ sid: "LagSamples", actions: ["dynamodb:GetItem", "dynamodb:PutItem"], families: [ITEM_FAMILIES.lag] }];
+      return [
+        // Its samples (PutItem), every vantage's samples for `status` (Query).
+        { sid: "LagSamples", actions: ["dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.lag] },
+        // Its reachability record of the writer (GetItem to continue a streak), every vantage's for `status`.
+        { sid: "Reachability", actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.reach] },
+      ];
     case "traffic-shifter":
       return [{ sid: "Deployments", actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], families: [ITEM_FAMILIES.deployment] }];
     case "failover":
@@ -187,7 +193,8 @@ export function itemGrants(fn: FunctionName): ItemGrant[] {
           actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
           families: [ITEM_FAMILIES.failover],
         },
-        { sid: "ReadLagSamples", actions: ["dynamodb:GetItem"], families: [ITEM_FAMILIES.lag] },
+        // Every vantage's lag samples of a candidate, every vantage's record of the writer.
+        { sid: "ReadLagAndReachability", actions: ["dynamodb:Query"], families: [ITEM_FAMILIES.lag, ITEM_FAMILIES.reach] },
       ];
   }
 }

@@ -64,7 +64,10 @@ export function alarmArn(region: string, accountId: string, alarmName: string): 
  */
 export const ITEM_FAMILIES = {
   validation: "VALIDATION#*",
+  /** LAG#<region> / FROM#<vantage>: each region's probe's sample of each region. */
   lag: "LAG#*",
+  /** REACH#<writer> / FROM#<vantage>: what each region's probe last saw of the writer. */
+  reach: "REACH#*",
   deployment: "DEPLOYMENT#*",
   /** LEASE, STATE and EVENT#<ts> items. */
   failover: "FAILOVER",

@@ -268,11 +268,14 @@ test("no function outside the primary depends on a primary-region resource, but 
  */
 const ITEMS: Record<string, [string, string][]> = {
   "data-validator": [["GetItem", "VALIDATION#r1"], ["PutItem", "VALIDATION#r1"], ["Query", "VALIDATION#r1"]],
-  "lag-probe": [["GetItem", "LAG#eu-west-1"], ["PutItem", "LAG#eu-west-1"]],
+  "lag-probe": [
+    ["PutItem", "LAG#eu-west-1"], ["Query", "LAG#eu-west-1"],
+    ["GetItem", "REACH#us-east-1"], ["PutItem", "REACH#us-east-1"], ["Query", "REACH#us-east-1"],
+  ],
   "traffic-shifter": [["GetItem", "DEPLOYMENT#app"], ["PutItem", "DEPLOYMENT#app"], ["Query", "DEPLOYMENT#app"]],
   failover: [
     ["GetItem", "FAILOVER"], ["PutItem", "FAILOVER"], ["UpdateItem", "FAILOVER"], ["ConditionCheckItem", "FAILOVER"],
-    ["GetItem", "LAG#eu-west-1"],
+    ["Query", "LAG#eu-west-1"], ["Query", "REACH#us-east-1"],
   ],
 };
 /** The parameters each crate reads (shared/src/db.rs DbAccess and the functions' own), under /migration/. */
@@ -292,7 +295,7 @@ const tableIn = (region: string) => (region === "us-east-1"
 
 test("least privilege per function, in every region's copy: the state items it owns (dynamodb:LeadingKeys), the parameters it reads, nothing more", () => {
   const table = tableIn("us-east-1");
-  const pks = ["VALIDATION#r1", "LAG#eu-west-1", "DEPLOYMENT#app", "FAILOVER", "MIGRATION"];
+  const pks = ["VALIDATION#r1", "LAG#eu-west-1", "REACH#us-east-1", "DEPLOYMENT#app", "FAILOVER", "MIGRATION"];
   const actions = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "ConditionCheckItem", "Scan"];
   const parameters = [...new Set(ofType("aws:ssm/parameter:Parameter").map((p) => String(p.inputs.name).replace("/migration/", "")))];
   for (const { name, region } of COPIES) {

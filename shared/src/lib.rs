@@ -3,6 +3,7 @@
 //! - [`config`]: typed settings from environment variables, checked at cold start.
 //! - [`aws`]: one SDK configuration per cold start, per-region clients.
 //! - [`state`]: the DynamoDB migration-state store and the fencing lease.
+//! - [`reach`]: what one vantage point saw of the writer (reachability records).
 //! - [`notify`]: SNS notifications with `event_type` / `severity` attributes.
 //! - [`metrics`]: CloudWatch `PutMetricData`, batched, high resolution when asked.
 //! - [`db`]: PostgreSQL over TLS and Oracle, credentials from SSM SecureString.
@@ -20,6 +21,7 @@ pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod reach;
 pub mod state;
 
 pub use error::{Error, ErrorKind, Result};

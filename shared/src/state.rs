@@ -84,6 +84,30 @@ pub mod keys {
     pub fn lag_latest(region: &str) -> Key {
         Key::new(format!("LAG#{region}"), "LATEST")
     }
+    /// The latest lag sample of `region` as the lag-probe in `vantage` measured it:
+    /// each region's probe keeps its own item, so the three do not overwrite each other.
+    pub fn lag_from(region: &str, vantage: &str) -> Key {
+        Key::new(format!("LAG#{region}"), format!("FROM#{vantage}"))
+    }
+    /// Every vantage's lag sample of `region`: the partition, and in `sk` the prefix
+    /// every one of its sort keys starts with (for `StateStore::query_prefix`).
+    pub fn lag_from_every_vantage(region: &str) -> Key {
+        Key::new(format!("LAG#{region}"), "FROM#")
+    }
+    /// What the lag-probe in `vantage` last saw of the writer in `writer_region`
+    /// (a `reach::ReachRecord`).
+    pub fn reach(writer_region: &str, vantage: &str) -> Key {
+        Key::new(format!("REACH#{writer_region}"), format!("FROM#{vantage}"))
+    }
+    /// Every vantage's reachability record of the writer in `writer_region`: the
+    /// partition, and in `sk` the prefix of its sort keys.
+    pub fn reach_from_every_vantage(writer_region: &str) -> Key {
+        Key::new(format!("REACH#{writer_region}"), "FROM#")
+    }
+    /// The vantage a `FROM#<vantage>` sort key names.
+    pub fn vantage_of(key: &Key) -> Option<&str> {
+        key.sk.strip_prefix("FROM#")
+    }
     pub fn deployment_current(service: &str) -> Key {
         Key::new(format!("DEPLOYMENT#{service}"), "CURRENT")
     }
@@ -834,6 +858,15 @@ mod tests {
         assert_eq!(keys::lag_latest("eu-west-1").pk, "LAG#eu-west-1");
         assert_eq!(keys::failover_lease(), Key::new("FAILOVER", "LEASE"));
         assert_eq!(keys::migration_phase(), Key::new("MIGRATION", "PHASE"));
+        let lag = keys::lag_from("eu-west-1", "ap-southeast-1");
+        assert_eq!(lag.to_string(), "LAG#eu-west-1/FROM#ap-southeast-1");
+        assert_eq!(keys::vantage_of(&lag), Some("ap-southeast-1"));
+        assert!(lag
+            .sk
+            .starts_with(&keys::lag_from_every_vantage("eu-west-1").sk));
+        let reach = keys::reach("us-east-1", "eu-west-1");
+        assert_eq!(reach.to_string(), "REACH#us-east-1/FROM#eu-west-1");
+        assert_eq!(keys::reach_from_every_vantage("us-east-1").pk, reach.pk);
         assert_eq!(
             keys::deployment_event("web", "2026-11-24T10:00:00Z").sk,
             "EVENT#2026-11-24T10:00:00Z"

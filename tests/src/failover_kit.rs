@@ -1,7 +1,8 @@
 //! Helpers for the failover function's tests and stage: its settings from the
 //! world, and putting the failover records and endpoints back.
 
-use cutover_core::state::{keys, LagSample, StateStore};
+use cutover_core::reach::ReachRecord;
+use cutover_core::state::{keys, now_ms, LagSample, StateStore};
 use failover::config::FailoverConfig;
 use failover::failover::state_key;
 
@@ -51,15 +52,29 @@ pub async fn set_writer_endpoint(world: &World, value: &str) -> Result<(), World
     .await
 }
 
-/// No failover record, no lease, us-east-1 the writer again in SSM.
+async fn store(world: &World) -> Result<StateStore, WorldError> {
+    Ok(StateStore::new(
+        world.aws().await?.dynamodb(),
+        world.get("CUTOVER_STATE_TABLE")?.to_string(),
+    ))
+}
+
+/// No failover record, no lease, no reachability record of any writer, us-east-1
+/// the writer again in SSM.
 pub async fn reset(world: &World) -> Result<(), WorldError> {
     let aws = world.aws().await?;
-    let store = StateStore::new(
-        aws.dynamodb(),
-        world.get("CUTOVER_STATE_TABLE")?.to_string(),
-    );
+    let store = store(world).await?;
     store.delete(&state_key()).await?;
     store.delete(&keys::failover_lease()).await?;
+    for writer in ["us-east-1", "eu-west-1", "ap-southeast-1"] {
+        let every = keys::reach_from_every_vantage(writer);
+        for (key, _) in store
+            .query_prefix::<serde_json::Value>(&every.pk, &every.sk)
+            .await?
+        {
+            store.delete(&key).await?;
+        }
+    }
     let suffix = world.get("CUTOVER_SUFFIX")?;
     let ssm = aws.ssm();
     put(
@@ -76,16 +91,13 @@ pub async fn reset(world: &World) -> Result<(), WorldError> {
     .await
 }
 
-/// Writes a fresh latest lag sample for a region (as lag-probe would).
+/// Writes a fresh lag sample for a region, as the lag-probe beside the writer
+/// (us-east-1, the world's primary) would.
 pub async fn put_lag(world: &World, region: &str, heartbeat_ms: f64) -> Result<(), WorldError> {
-    let aws = world.aws().await?;
-    let store = StateStore::new(
-        aws.dynamodb(),
-        world.get("CUTOVER_STATE_TABLE")?.to_string(),
-    );
+    let store = store(world).await?;
     store
         .put_latest(
-            &keys::lag_latest(region),
+            &keys::lag_from(region, "us-east-1"),
             &LagSample {
                 region: region.into(),
                 heartbeat_ms: Some(heartbeat_ms),
@@ -96,4 +108,125 @@ pub async fn put_lag(world: &World, region: &str, heartbeat_ms: f64) -> Result<(
         )
         .await?;
     Ok(())
+}
+
+/// Writes what the lag-probe in `vantage` saw of the writer in `writer`, taken
+/// now: reachable, or failing for `unreachable_for` (tests that need a vantage
+/// point the world cannot play, e.g. one that still reaches a writer this
+/// process cannot).
+pub async fn put_reach(
+    world: &World,
+    writer: &str,
+    vantage: &str,
+    unreachable_for: Option<std::time::Duration>,
+) -> Result<(), WorldError> {
+    let now = now_ms();
+    let record = match unreachable_for {
+        None => ReachRecord {
+            writer_region: writer.into(),
+            vantage: vantage.into(),
+            reachable: true,
+            consecutive_failures: 0,
+            first_failure_at_ms: None,
+            last_success_at_ms: Some(now),
+            taken_at_ms: now,
+            last_error: None,
+        },
+        Some(d) => ReachRecord {
+            writer_region: writer.into(),
+            vantage: vantage.into(),
+            reachable: false,
+            consecutive_failures: (d.as_secs() as u32).max(1),
+            first_failure_at_ms: Some(now - d.as_millis() as u64),
+            last_success_at_ms: None,
+            taken_at_ms: now,
+            last_error: Some("connection refused".into()),
+        },
+    };
+    store(world)
+        .await?
+        .put_latest(&keys::reach(writer, vantage), &record)
+        .await?;
+    Ok(())
+}
+
+/// What the lag-probe in `vantage` last recorded of the writer in `writer`.
+pub async fn reach(
+    world: &World,
+    writer: &str,
+    vantage: &str,
+) -> Result<Option<ReachRecord>, WorldError> {
+    Ok(store(world)
+        .await?
+        .get::<ReachRecord>(&keys::reach(writer, vantage))
+        .await?
+        .map(|v| v.value))
+}
+
+/// The lag-probe as deployed in `vantage`: its own region is its vantage point;
+/// `overrides` replace the world's settings (e.g. `CUTOVER_DB_SSM_PREFIX` for a
+/// region's own copy of the parameters, see [`copy_db_parameters`]).
+pub async fn lag_probe_in(
+    world: &World,
+    vantage: &str,
+    overrides: &[(&str, &str)],
+) -> Result<lag_probe::handler::Env, WorldError> {
+    let mut pairs: Vec<(String, String)> = world
+        .env_pairs()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in [("CUTOVER_PRIMARY_REGION", vantage)]
+        .iter()
+        .chain(overrides)
+    {
+        pairs.retain(|(pk, _)| pk != k);
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    let config =
+        lag_probe::config::ProbeConfig::from_vars(&cutover_core::config::Vars::from_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
+        .map_err(|e| WorldError::Setup(format!("lag-probe settings: {e}")))?;
+    Ok(lag_probe::handler::Env::new(config, world.aws().await?))
+}
+
+/// Copies every database parameter (`/migration/db/<suffix>/…`) under `to`, as a
+/// region's own copy of SSM would hold them (each region's functions read their
+/// own region's SSM). Tests then change one copy to play what one region sees.
+pub async fn copy_db_parameters(world: &World, to: &str) -> Result<(), WorldError> {
+    let ssm = world.aws().await?.ssm();
+    let from = format!("/migration/db/{}", world.get("CUTOVER_SUFFIX")?);
+    let setup = |e: String| WorldError::Setup(format!("copying {from} to {to}: {e}"));
+    let mut next: Option<String> = None;
+    loop {
+        let page = ssm
+            .get_parameters_by_path()
+            .path(&from)
+            .recursive(true)
+            .with_decryption(true)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| setup(cutover_core::error::describe_chain(&e)))?;
+        for p in page.parameters() {
+            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+                continue;
+            };
+            let Some(rest) = name.strip_prefix(&from) else {
+                continue;
+            };
+            ssm.put_parameter()
+                .name(format!("{to}{rest}"))
+                .value(value)
+                .set_type(p.r#type().cloned())
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| setup(cutover_core::error::describe_chain(&e)))?;
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => return Ok(()),
+        }
+    }
 }

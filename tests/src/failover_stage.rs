@@ -17,6 +17,12 @@
 //!
 //! CDC from the source ends first (PostgreSQL 15 has no failover slots). The
 //! drills use a 5 s lease and cooldown so that two fit in one rehearsal.
+//!
+//! Detection needs two vantage points (the failover's default quorum): the
+//! function's own probe from us-east-1, and the lag-probe of the region that
+//! survives beside the target, run window after window from the kill until the
+//! function answers, whose failures to reach the dead writer are recorded in
+//! `REACH#<writer>` / `FROM#<vantage>`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +33,7 @@ use cutover_core::db::DbAccess;
 use failover::handler::{build, handle};
 use serde_json::{json, Value};
 
-use crate::failover_kit::config;
+use crate::failover_kit::{config, lag_probe_in};
 use crate::world::{Node, World, WorldError};
 
 fn fail(e: impl std::fmt::Display) -> WorldError {
@@ -211,6 +217,34 @@ async fn wait_streaming(primary: &tokio_postgres::Client, standby: &str) -> Stri
     "not streaming".into()
 }
 
+/// The lag-probe of a surviving region, one short window after another until
+/// `stop`: each window that cannot reach the dead writer is a failure in its
+/// reachability record, the second vantage point the failover needs.
+fn survivor(
+    world: &World,
+    vantage: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let world = world.clone();
+    tokio::spawn(async move {
+        let Ok(env) = lag_probe_in(&world, vantage, &[]).await else {
+            return 0;
+        };
+        let mut windows = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let _ = lag_probe::handler::handle(
+                &env,
+                json!({"command": "probe", "window_ms": 1000, "cadence_ms": 250}),
+                None,
+            )
+            .await;
+            windows += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        windows
+    })
+}
+
 fn ms_between(a: Instant, b: Instant) -> f64 {
     if b >= a {
         (b - a).as_secs_f64() * 1000.0
@@ -351,6 +385,8 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     world.kill(Node::EuWest1)?;
     world.cut_network(Node::ApSoutheast1)?;
     let killed = Instant::now();
+    let watching = Arc::new(AtomicBool::new(false));
+    let ap_probe = survivor(world, "ap-southeast-1", watching.clone());
     let before_kill: Vec<Ack> = acks(&log)
         .into_iter()
         .filter(|a| a.region == "eu-west-1")
@@ -361,9 +397,16 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "region": "eu-west-1", "resources": [],
         "detail": {"alarmName": f.config.watched_alarms.first().cloned().unwrap_or_default(), "state": {"value": "ALARM"}, "previousState": {"value": "OK"}}
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The alarm comes after the surviving regions noticed (in AWS, a minute or more later).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let event_at = Instant::now();
-    let o2 = handle(&f, event, "rehearsal-drill-2").await.map_err(fail)?;
+    let o2 = handle(&f, event, "rehearsal-drill-2").await;
+    watching.store(true, Ordering::Relaxed);
+    let windows2 = ap_probe.await.unwrap_or(0);
+    let o2 = o2.map_err(fail)?;
+    progress(format!(
+        "  ap-southeast-1's lag-probe ran {windows2} windows meanwhile (the second vantage point)"
+    ));
     for s in o2["decision"]["reasons"]
         .as_array()
         .into_iter()
@@ -460,11 +503,13 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     world.kill(Node::ApSoutheast1)?;
     world.cut_network(Node::EuWest1)?;
     let killed3 = Instant::now();
+    let watching3 = Arc::new(AtomicBool::new(false));
+    let eu_probe = survivor(world, "eu-west-1", watching3.clone());
     let before3: Vec<Ack> = acks(&log)
         .into_iter()
         .filter(|a| a.region == "ap-southeast-1" && a.at > killed)
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let event3_at = Instant::now();
     let event3 = json!({
         "version": "0", "id": "rehearsal-drill-3", "detail-type": "CloudWatch Alarm State Change",
@@ -472,9 +517,16 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "region": "ap-southeast-1", "resources": [],
         "detail": {"alarmName": f.config.watched_alarms.first().cloned().unwrap_or_default(), "state": {"value": "ALARM"}, "previousState": {"value": "OK"}}
     });
-    let o3 = handle(&f, event3, "rehearsal-drill-3")
-        .await
-        .map_err(fail)?;
+    let o3 = handle(&f, event3, "rehearsal-drill-3").await;
+    watching3.store(true, Ordering::Relaxed);
+    let windows3 = eu_probe.await.unwrap_or(0);
+    let o3 = o3.map_err(fail)?;
+    progress(format!(
+        "  eu-west-1's lag-probe ran {windows3} windows meanwhile (the second vantage point)"
+    ));
+    for s in o3["decision"]["reasons"].as_array().into_iter().flatten() {
+        progress(format!("  {}", s.as_str().unwrap_or("")));
+    }
     for s in o3["steps"].as_array().into_iter().flatten() {
         progress(format!("  {}", s.as_str().unwrap_or("")));
     }

@@ -18,7 +18,9 @@ use aws_sdk_rds::types::{
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use cutover_core::state::keys;
-use cutover_rehearsal::failover_kit::{config, put_lag, reset, set_writer_endpoint};
+use cutover_rehearsal::failover_kit::{
+    config, copy_db_parameters, lag_probe_in, put_lag, put_reach, reach, reset, set_writer_endpoint,
+};
 use cutover_rehearsal::world::{Node, World};
 use failover::aurora::AuroraGlobal;
 use failover::driver::{AnyDriver, Step};
@@ -406,8 +408,16 @@ async fn a_lost_primary_fails_over_within_budget_refuses_over_it_and_dry_run_cha
     reset(&world).await.unwrap();
     let cluster = Cluster::new(US, 1);
     let f = with_aurora(&world, cluster.client()).await;
-    // The primary does not answer.
+    // The primary does not answer, from here nor from ap-southeast-1 (a minute now).
     set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    put_reach(
+        &world,
+        "us-east-1",
+        "ap-southeast-1",
+        Some(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     put_lag(&world, "eu-west-1", 2500.0).await.unwrap();
     put_lag(&world, "ap-southeast-1", 3000.0).await.unwrap();
 
@@ -653,6 +663,221 @@ async fn an_alarm_during_a_blip_shorter_than_the_grace_period_moves_nothing() {
         f.leases.current().await.unwrap().is_none(),
         "no lease taken"
     );
+    reset(&world).await.unwrap();
+}
+
+/// The function as deployed in eu-west-1 (its vantage point), on the aurora-global driver.
+async fn in_eu_west_1(
+    world: &World,
+    rds: aws_sdk_rds::Client,
+    overrides: &[(&str, &str)],
+) -> Failover {
+    let mut settings = vec![("CUTOVER_PRIMARY_REGION", "eu-west-1")];
+    settings.extend_from_slice(overrides);
+    with_aurora_and(world, rds, &settings).await
+}
+
+/// One window of the lag-probe in `vantage`, against the writer its parameters name.
+async fn probe_window_from(
+    world: &World,
+    vantage: &str,
+    overrides: &[(&str, &str)],
+    window_ms: u64,
+) -> Result<Value, String> {
+    let env = lag_probe_in(world, vantage, overrides).await.unwrap();
+    lag_probe::handler::handle(
+        &env,
+        json!({"command": "probe", "window_ms": window_ms, "cadence_ms": 500}),
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// A partial partition: the writer does not answer the failover in eu-west-1
+/// (the writer endpoint is dead in the parameters it reads), while the
+/// lag-probe in ap-southeast-1 (its real code, reading its own region's copy of
+/// the parameters, where the writer is alive) takes heartbeat writes from it
+/// during the failover's grace period. An alarm, and a person's unforced
+/// failover, are refused with the reason, audited, and nothing changes.
+#[tokio::test]
+async fn a_writer_unreachable_from_one_region_only_is_not_moved() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+    put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+    let ap_parameters = "/migration/db/local-ap-southeast-1";
+    copy_db_parameters(&world, ap_parameters).await.unwrap();
+    // Its successes are rewritten every 500 ms (10 s by default, against a grace of 30 s):
+    // the grace here is 2 s, and a success older than the failures seen from eu-west-1
+    // would contradict nothing.
+    let ap_sees = [
+        ("CUTOVER_DB_SSM_PREFIX", ap_parameters),
+        ("CUTOVER_LAG_FLUSH_MS", "500"),
+    ];
+    // From eu-west-1 the writer is gone.
+    set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    let cluster = Cluster::new(US, 1);
+    let f = in_eu_west_1(
+        &world,
+        cluster.client(),
+        &[
+            ("CUTOVER_FAILOVER_GRACE_MS", "2000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "200"),
+        ],
+    )
+    .await;
+
+    for (trigger, event) in [
+        ("alarm", sample(&world, "alarm-eventbridge.json")),
+        ("person", json!({"command": "failover"})),
+    ] {
+        let (o, ap_window) = tokio::join!(
+            handle(&f, event, trigger),
+            probe_window_from(&world, "ap-southeast-1", &ap_sees, 2500)
+        );
+        let o = o.unwrap();
+        ap_window.unwrap();
+        let ap = reach(&world, "us-east-1", "ap-southeast-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(ap.reachable, "{ap:?}");
+        assert_eq!(o["action"], "refused", "{trigger}: {o}");
+        let summary = o["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("partial partition: unreachable from eu-west-1 (direct probe")
+                && summary.contains("only; reachable from ap-southeast-1 at "),
+            "{trigger}: {summary}"
+        );
+    }
+    assert!(cluster.accepted().is_empty(), "the engine was never asked");
+    assert_eq!(active_region(&f).await, "us-east-1");
+    assert!(
+        f.leases.current().await.unwrap().is_none(),
+        "no lease taken"
+    );
+    assert!(f
+        .store
+        .get::<FailoverState>(&state_key())
+        .await
+        .unwrap()
+        .is_none());
+    let audit = f
+        .store
+        .query_prefix::<Value>("FAILOVER", "EVENT#")
+        .await
+        .unwrap();
+    let refusals = audit
+        .iter()
+        .filter(|(_, v)| {
+            v.value["what"] == "refused"
+                && v.value["detail"]["reasons"]
+                    .to_string()
+                    .contains("partial partition")
+        })
+        .count();
+    assert!(refusals >= 2, "both refusals audited: {audit:?}");
+    // `status` shows what every vantage point last saw of the writer.
+    let status = handle(&f, json!({"command": "status"}), "status")
+        .await
+        .unwrap();
+    assert!(
+        status["writer_reachability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["vantage"] == "ap-southeast-1" && r["reachable"] == true),
+        "{status}"
+    );
+    reset(&world).await.unwrap();
+}
+
+/// The writer is down from two vantage points: the failover's own in eu-west-1
+/// and ap-southeast-1's lag-probe (its real code, whose windows fail at their
+/// first connection). While ap-southeast-1's failures span less than the grace
+/// period nothing moves; once they span it, ten alarms at once make exactly one
+/// failover.
+#[tokio::test]
+async fn a_writer_down_from_two_regions_past_the_grace_period_moves_exactly_once() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+    put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+    set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    let cluster = Cluster::new(US, 1);
+    let f = in_eu_west_1(&world, cluster.client(), &[]).await;
+
+    // ap-southeast-1 has failed once: not yet for the grace period (300 ms here).
+    let err = probe_window_from(&world, "ap-southeast-1", &[], 1500)
+        .await
+        .unwrap_err();
+    assert!(!err.is_empty());
+    let early = handle(&f, sample(&world, "alarm-eventbridge.json"), "early")
+        .await
+        .unwrap();
+    assert_eq!(early["action"], "refused", "{early}");
+    let summary = early["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("no agreement") && summary.contains("failing, but not for long"),
+        "{summary}"
+    );
+    assert!(cluster.accepted().is_empty());
+
+    // Its next window fails too: a streak longer than the grace period.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    probe_window_from(&world, "ap-southeast-1", &[], 1500)
+        .await
+        .unwrap_err();
+    let ap = reach(&world, "us-east-1", "ap-southeast-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!ap.reachable, "{ap:?}");
+    assert!(ap.consecutive_failures >= 2, "{ap:?}");
+    assert!(ap.unreachable_for_ms() >= 300, "{ap:?}");
+
+    let alarms = (0..10).map(|i| {
+        let f = &f;
+        let e = sample(&world, "alarm-eventbridge.json");
+        async move { handle(f, e, &format!("alarm-{i:02}")).await.unwrap() }
+    });
+    let outcomes = join_all(alarms).await;
+    let moved: Vec<&Value> = outcomes
+        .iter()
+        .filter(|o| o["action"] == "failover")
+        .collect();
+    assert_eq!(moved.len(), 1, "{outcomes:?}");
+    println!(
+        "one failover among ten alarms; timings {}; actions {:?}",
+        moved[0]["timings"],
+        outcomes
+            .iter()
+            .map(|o| o["action"].to_string())
+            .collect::<Vec<_>>()
+    );
+    let reasons = moved[0]["decision"]["reasons"].to_string();
+    assert!(
+        reasons.contains("is lost: unreachable for at least the grace period")
+            && reasons.contains("eu-west-1 (direct probe")
+            && reasons.contains("ap-southeast-1 (lag-probe record"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("lag 75 ms (sampled from us-east-1)"),
+        "{reasons}"
+    );
+    for o in &outcomes {
+        assert!(
+            ["failover", "fenced", "cooldown", "completed-elsewhere"]
+                .contains(&o["action"].as_str().unwrap_or("")),
+            "{o}"
+        );
+    }
+    assert_eq!(cluster.accepted(), vec![format!("Failover -> {EU}")]);
+    assert_eq!(active_region(&f).await, "eu-west-1");
     reset(&world).await.unwrap();
 }
 

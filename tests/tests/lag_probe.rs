@@ -10,8 +10,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use cutover_core::reach::ReachRecord;
 use cutover_core::state::{keys, LagSample, StateStore};
-use cutover_rehearsal::failover_kit::{reset, set_writer_endpoint};
+use cutover_rehearsal::failover_kit::{lag_probe_in, reach, reset, set_writer_endpoint};
 use cutover_rehearsal::world::{Node, World};
 use lag_probe::config::{ProbeConfig, TableName};
 use lag_probe::handler::{handle, Env};
@@ -233,7 +234,7 @@ async fn the_handler_publishes_metrics_and_the_latest_sample() {
     let store = StateStore::new(env.aws.dynamodb(), env.config.core.state_table.clone());
     for name in ["eu-west-1", "ap-southeast-1"] {
         let latest = store
-            .get::<LagSample>(&keys::lag_latest(name))
+            .get::<LagSample>(&keys::lag_from(name, "us-east-1"))
             .await
             .unwrap()
             .unwrap()
@@ -245,6 +246,16 @@ async fn the_handler_publishes_metrics_and_the_latest_sample() {
             "engine lag needs pg_monitor: {latest:?}"
         );
     }
+    // What this vantage point (us-east-1, the probe's own region) saw of the writer.
+    let seen = store
+        .get::<ReachRecord>(&keys::reach("us-east-1", "us-east-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert!(seen.reachable && seen.consecutive_failures == 0, "{seen:?}");
+    assert!(seen.last_success_at_ms.unwrap() >= before, "{seen:?}");
+    assert_eq!(out["writer_reach"]["reachable"], true, "{out}");
     let status = handle(&env, json!({"command": "status"}), None)
         .await
         .unwrap();
@@ -252,6 +263,18 @@ async fn the_handler_publishes_metrics_and_the_latest_sample() {
     assert!(status["regions"][0]["latest"]["heartbeat_ms"]
         .as_f64()
         .is_some());
+    assert!(
+        status["regions"][0]["from"]["us-east-1"].is_object(),
+        "{status}"
+    );
+    assert!(
+        status["writer_reachability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["vantage"] == "us-east-1" && r["reachable"] == true),
+        "{status}"
+    );
 
     let cw = env.aws.cloudwatch(&env.config.core.primary_region);
     let listed = cw
@@ -326,4 +349,84 @@ async fn the_writer_is_the_active_region_that_ssm_names_at_each_window() {
     assert_eq!(after.primary.endpoint.port, eu);
     let readers: Vec<&str> = after.readers.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(readers, vec!["us-east-1", "ap-southeast-1"]);
+}
+
+/// Each region's probe keeps its own lag samples and its own record of the
+/// writer: a writer it cannot reach is a streak of failures that grows across
+/// windows (a window whose first connection fails included), and the samples of
+/// another vantage point are not overwritten.
+#[tokio::test]
+async fn each_vantage_point_records_what_it_saw_of_the_writer() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    restore_delays(&world).await;
+    let window = json!({"command": "probe", "window_ms": 1500, "cadence_ms": 500});
+    let us = env(&world).await;
+    let ap = lag_probe_in(&world, "ap-southeast-1", &[]).await.unwrap();
+    handle(&us, window.clone(), None).await.unwrap();
+    handle(&ap, window.clone(), None).await.unwrap();
+    let store = StateStore::new(us.aws.dynamodb(), us.config.core.state_table.clone());
+    let from_us = store
+        .get::<LagSample>(&keys::lag_from("eu-west-1", "us-east-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let from_ap = store
+        .get::<LagSample>(&keys::lag_from("eu-west-1", "ap-southeast-1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert!(from_us.heartbeat_ms.is_some() && from_ap.heartbeat_ms.is_some());
+    let seen = reach(&world, "us-east-1", "ap-southeast-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(seen.reachable, "{seen:?}");
+    let last_success = seen.last_success_at_ms;
+
+    // The writer's endpoint goes dead: two windows, each failing at its first connection.
+    set_writer_endpoint(&world, "localhost:1").await.unwrap();
+    let first = handle(&ap, window.clone(), None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = handle(&ap, window.clone(), None).await;
+    let down = reach(&world, "us-east-1", "ap-southeast-1")
+        .await
+        .unwrap()
+        .unwrap();
+    reset(&world).await.unwrap();
+    assert!(first.is_err() && second.is_err());
+    assert!(!down.reachable, "{down:?}");
+    assert_eq!(down.consecutive_failures, 2, "{down:?}");
+    assert!(down.unreachable_for_ms() >= 300, "{down:?}");
+    assert_eq!(down.last_success_at_ms, last_success, "{down:?}");
+    assert!(down.last_error.is_some(), "{down:?}");
+    // A window that could not even connect is not silence to an alarm.
+    let listed = ap
+        .aws
+        .cloudwatch(&ap.config.core.primary_region)
+        .list_metrics()
+        .namespace(&ap.config.core.metrics_namespace)
+        .metric_name("RegionUnreachable")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .metrics()
+            .iter()
+            .flat_map(|m| m.dimensions())
+            .any(|d| d.name() == Some("Region") && d.value() == Some("us-east-1")),
+        "{listed:?}"
+    );
+
+    // Back: reachable again, the streak gone.
+    handle(&ap, window, None).await.unwrap();
+    let up = reach(&world, "us-east-1", "ap-southeast-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(up.reachable && up.first_failure_at_ms.is_none(), "{up:?}");
 }

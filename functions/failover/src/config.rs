@@ -14,6 +14,11 @@
 //! | `CUTOVER_FAILOVER_PROBE_TIMEOUT_MS` | 2000 | how long the primary gets to answer one probe |
 //! | `CUTOVER_FAILOVER_GRACE_MS` | 30000 | the writer is lost only if every probe over this long failed (longer than a 20 s in-region restart) |
 //! | `CUTOVER_FAILOVER_PROBE_EVERY_MS` | 2000 | how often the writer is probed during the grace period |
+//! | `CUTOVER_FAILOVER_QUORUM` | 2 | vantage points (this function's direct probe is one, each other region's lag-probe record one) that must see the writer unreachable for the grace period before it is declared lost |
+//! | `CUTOVER_FAILOVER_REACH_MAX_AGE_MS` | 20000 | a reachability record older than this is unknown (neither reachable nor unreachable); shorter than the grace period, so a success older than the grace is never taken as "reachable now" |
+//!
+//! The function's own vantage point is its own region, `CUTOVER_PRIMARY_REGION`
+//! (the infra gives each region's copy its own region there).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,6 +46,8 @@ pub struct FailoverConfig {
     pub probe_timeout: Duration,
     pub writer_grace: Duration,
     pub probe_every: Duration,
+    pub quorum: usize,
+    pub reach_max_age: Duration,
 }
 
 impl FailoverConfig {
@@ -97,7 +104,25 @@ impl FailoverConfig {
                 });
             }
         }
+        let quorum: usize = vars.parse_or(
+            "CUTOVER_FAILOVER_QUORUM",
+            2,
+            "a number of vantage points, from 1 to the number of regions",
+        )?;
+        if quorum == 0 || quorum > core.regions.len() {
+            return Err(ConfigError::Malformed {
+                var: "CUTOVER_FAILOVER_QUORUM".into(),
+                value: quorum.to_string(),
+                form: format!(
+                    "a number of vantage points from 1 to {} (the regions)",
+                    core.regions.len()
+                ),
+            });
+        }
         Ok(FailoverConfig {
+            quorum,
+            reach_max_age: vars
+                .millis_or("CUTOVER_FAILOVER_REACH_MAX_AGE_MS", Duration::from_secs(20))?,
             driver,
             global_cluster_id,
             cluster_arns,
@@ -125,6 +150,11 @@ impl FailoverConfig {
                 .millis_or("CUTOVER_FAILOVER_PROBE_EVERY_MS", Duration::from_secs(2))?,
             core,
         })
+    }
+
+    /// The region this function probes the writer from: its own.
+    pub fn vantage(&self) -> &str {
+        self.core.primary_region.as_str()
     }
 
     pub fn region_names(&self) -> Vec<String> {
@@ -170,6 +200,34 @@ mod tests {
             "an in-region restart of up to 20 s must not move the writer"
         );
         assert_eq!(c.lag_max_age, Duration::from_secs(10));
+        assert_eq!(c.quorum, 2, "two vantage points must agree by default");
+        assert!(c.reach_max_age < c.writer_grace);
+        assert_eq!(c.vantage(), "us-east-1");
+    }
+
+    #[test]
+    fn a_quorum_is_between_one_and_the_number_of_regions() {
+        for bad in ["0", "4", "two"] {
+            let e = FailoverConfig::from_vars(&Vars::from_pairs([
+                ("CUTOVER_SUFFIX", "dev"),
+                ("CUTOVER_FAILOVER_DRIVER", "postgres-streaming"),
+                ("CUTOVER_FAILOVER_QUORUM", bad),
+            ]))
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("CUTOVER_FAILOVER_QUORUM"),
+                "{bad}: {e}"
+            );
+        }
+        let c = FailoverConfig::from_vars(&Vars::from_pairs([
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_FAILOVER_DRIVER", "postgres-streaming"),
+            ("CUTOVER_FAILOVER_QUORUM", "3"),
+            ("CUTOVER_PRIMARY_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.quorum, 3);
+        assert_eq!(c.vantage(), "eu-west-1");
     }
 
     #[test]

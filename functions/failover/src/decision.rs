@@ -4,8 +4,11 @@
 //!   the old primary is fenced and the target catches up before it is promoted.
 //! - The primary answers and an alarm asked → **refused** (reported): a writer
 //!   that answers is never moved across regions by an alarm; a person decides.
-//! - The primary does not answer (every probe over the grace period failed) → a
-//!   **failover** to the healthy secondary that has received the most WAL (when
+//! - The primary does not answer here, and its loss is not agreed (fewer than the
+//!   quorum of vantage points saw it unreachable for the grace period, or one
+//!   still reaches it: a partial partition) → **refused**, unless a person forces it.
+//! - The primary does not answer (every probe over the grace period failed, and
+//!   enough vantage points agree, see [`crate::agreement`]) → a **failover** to the healthy secondary that has received the most WAL (when
 //!   positions are known), else the one with the least lag — refused when the
 //!   loss it would cause (its lag sample) exceeds the RPO budget or cannot be
 //!   stated, unless forced. A lag that is only a lower bound (the heartbeat had
@@ -13,6 +16,8 @@
 //! - No healthy secondary → refused, with an alert.
 
 use serde::Serialize;
+
+use crate::agreement::Agreement;
 
 /// What the trigger asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +53,8 @@ pub struct Candidate {
     pub lag_is_lower_bound: bool,
     /// WAL received (bytes since 0/0), when the driver can tell.
     pub position: Option<u64>,
+    /// The region the lag sample was measured from.
+    pub lag_vantage: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,6 +63,9 @@ pub struct Situation {
     pub primary_reachable: bool,
     /// How reachability was established (probes, grace period, last error).
     pub primary_note: Option<String>,
+    /// Whether the vantage points agree the primary is lost; consulted only when
+    /// it does not answer here (`None` otherwise).
+    pub agreement: Option<Agreement>,
     pub candidates: Vec<Candidate>,
     pub requested: Requested,
     pub origin: Origin,
@@ -147,10 +157,15 @@ pub fn decide(s: &Situation) -> Decision {
                 .unwrap_or_default(),
             match (c.lag_ms, c.position) {
                 (Some(l), Some(p)) => format!(
-                    ", lag {} ms, WAL received {p}",
-                    lag_text(l, c.lag_is_lower_bound)
+                    ", lag {} ms{}, WAL received {p}",
+                    lag_text(l, c.lag_is_lower_bound),
+                    sampled_from(c)
                 ),
-                (Some(l), None) => format!(", lag {} ms", lag_text(l, c.lag_is_lower_bound)),
+                (Some(l), None) => format!(
+                    ", lag {} ms{}",
+                    lag_text(l, c.lag_is_lower_bound),
+                    sampled_from(c)
+                ),
                 (None, Some(p)) => format!(", no fresh lag sample, WAL received {p}"),
                 (None, None) => ", no fresh lag sample".to_string(),
             }
@@ -167,6 +182,31 @@ pub fn decide(s: &Situation) -> Decision {
             reasons,
             alert: true,
         };
+    }
+    if !s.primary_reachable && s.requested == Requested::Auto {
+        match &s.agreement {
+            Some(a) if a.lost => reasons.push(a.summary.clone()),
+            other => {
+                let why = other.as_ref().map_or_else(
+                    || "the other vantage points were not consulted".to_string(),
+                    |a| a.summary.clone(),
+                );
+                if s.force && s.origin == Origin::Person {
+                    reasons.push(format!("FORCED without agreement: {why}"));
+                } else {
+                    reasons.push(format!(
+                        "refused: {why}; the writer {} is declared lost only when {} vantage points \
+                         see it unreachable for the grace period and none reaches it (a person can force a failover)",
+                        s.current_primary,
+                        other.as_ref().map_or(2, |a| a.quorum)
+                    ));
+                    return Decision::Refuse {
+                        reasons,
+                        alert: true,
+                    };
+                }
+            }
+        }
     }
     let healthy: Vec<&Candidate> = s
         .candidates
@@ -270,6 +310,14 @@ pub fn decide(s: &Situation) -> Decision {
     }
 }
 
+/// " (sampled from us-east-1)", or nothing when the vantage is not known.
+fn sampled_from(c: &Candidate) -> String {
+    c.lag_vantage
+        .as_ref()
+        .map(|v| format!(" (sampled from {v})"))
+        .unwrap_or_default()
+}
+
 /// "75" or "at least 75": a lower bound is never written as if it were the lag.
 pub fn lag_text(ms: f64, lower_bound: bool) -> String {
     if lower_bound {
@@ -291,6 +339,22 @@ mod tests {
             lag_ms: lag,
             lag_is_lower_bound: false,
             position: pos,
+            lag_vantage: None,
+        }
+    }
+
+    /// What the vantage points say when the primary does not answer here:
+    /// agreed lost (the common case of these tests), or not.
+    fn agreement(lost: bool) -> Agreement {
+        Agreement {
+            lost,
+            quorum: 2,
+            vantages: vec![],
+            summary: if lost {
+                "the writer us-east-1 is lost: unreachable from 2 vantage points".into()
+            } else {
+                "partial partition: unreachable from eu-west-1 only; reachable from ap-southeast-1 at 2027-01-15T07:59:57.000Z".into()
+            },
         }
     }
 
@@ -299,6 +363,7 @@ mod tests {
             current_primary: "us-east-1".into(),
             primary_reachable: reachable,
             primary_note: None,
+            agreement: (!reachable).then(|| agreement(true)),
             candidates,
             requested: Requested::Auto,
             origin: Origin::Alarm,
@@ -464,6 +529,47 @@ mod tests {
             .reasons()
             .join("\n")
             .contains("at least 300 ms of writes may be lost"));
+    }
+
+    #[test]
+    fn a_writer_lost_only_from_here_is_not_moved_unless_a_person_forces_it() {
+        let mut s = situation(false, vec![cand("eu-west-1", true, Some(75.0), None)]);
+        s.agreement = Some(agreement(false));
+        let d = decide(&s);
+        assert!(matches!(d, Decision::Refuse { alert: true, .. }), "{d:?}");
+        let last = d.reasons().last().unwrap();
+        assert!(
+            last.starts_with("refused: partial partition: unreachable from eu-west-1 only; reachable from ap-southeast-1"),
+            "{last}"
+        );
+        // A person's plain failover is refused the same way.
+        s.origin = Origin::Person;
+        assert!(matches!(decide(&s), Decision::Refuse { .. }));
+        // Forced by a person: moved, and said so.
+        s.force = true;
+        let d = decide(&s);
+        assert_eq!(d.target(), Some("eu-west-1"), "{d:?}");
+        assert!(d
+            .reasons()
+            .iter()
+            .any(|r| r.starts_with("FORCED without agreement: partial partition")));
+        // Not consulted at all counts as no agreement.
+        s.force = false;
+        s.agreement = None;
+        let d = decide(&s);
+        assert!(d.reasons().join("\n").contains("not consulted"), "{d:?}");
+    }
+
+    #[test]
+    fn an_agreed_loss_is_in_the_reasons() {
+        let d = decide(&situation(
+            false,
+            vec![cand("eu-west-1", true, Some(75.0), None)],
+        ));
+        assert!(d
+            .reasons()
+            .iter()
+            .any(|r| r.contains("lost: unreachable from 2 vantage points")));
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! One trigger, end to end: observe → decide → take the lease → move the
 //! database → rewrite the endpoints → record, notify, announce.
 //!
+//! Observing: the writer is probed from here over the grace period; when it
+//! does not answer, the other regions' reachability records (`REACH#<writer>`)
+//! are read and [`crate::agreement`] says whether its loss is agreed. The lag
+//! samples are read per vantage (`LAG#<region>` / `FROM#<vantage>`) and
+//! [`crate::lag`] picks the one measured beside the writer.
+//!
 //! Fencing: nothing changes before the lease (`FAILOVER` / `LEASE`) is taken;
 //! the state (`FAILOVER` / `STATE`) is written only under it (a transaction that
 //! checks holder, epoch and expiry); before every side effect — the engine call,
@@ -23,14 +29,17 @@ use std::time::{Duration, Instant};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use cutover_core::db::{DbAccess, PgTarget};
 use cutover_core::notify::{Notification, Notifier, Severity};
+use cutover_core::reach::ReachRecord;
 use cutover_core::state::{keys, now_ms, Key, LagSample, Lease, Leases, StateStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::agreement::{self, Agreement, Rules};
 use crate::config::FailoverConfig;
 use crate::decision::{decide, lag_text, Candidate, Decision, Origin, Requested, Situation};
-use crate::detect::{self, RealClock};
+use crate::detect::{self, RealClock, Verdict};
 use crate::driver::{AnyDriver, Driver, DriverReport, Fence, Step};
+use crate::lag::{self, Reading};
 use crate::FailoverError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,28 +291,67 @@ impl Failover {
         }
     }
 
-    /// The region's latest heartbeat lag and whether it is a lower bound, if the
-    /// sample was taken no more than `CUTOVER_LAG_MAX_AGE_MS` before `reference_ms`.
-    async fn lag(&self, region: &str, reference_ms: u64) -> Option<(f64, bool)> {
-        let sample = self
+    /// The lag sample that speaks for `region` (see [`crate::lag`]): the one
+    /// measured beside `writer`, else the largest, among those taken no more than
+    /// `CUTOVER_LAG_MAX_AGE_MS` before `reference_ms`.
+    async fn lag(&self, region: &str, writer: &str, reference_ms: u64) -> Option<Reading> {
+        let every = keys::lag_from_every_vantage(region);
+        let samples: Vec<(String, LagSample)> = self
             .store
-            .get::<LagSample>(&keys::lag_latest(region))
+            .query_prefix::<LagSample>(&every.pk, &every.sk)
             .await
-            .ok()
-            .flatten()?
-            .value;
-        let fresh = reference_ms.saturating_sub(sample.taken_at_ms)
-            <= self.config.lag_max_age.as_millis() as u64;
-        if fresh {
-            sample
-                .heartbeat_ms
-                .map(|ms| (ms, sample.heartbeat_is_lower_bound))
-        } else {
-            None
-        }
+            .map_err(|e| tracing::warn!(error = %e, region, "reading lag samples failed"))
+            .ok()?
+            .into_iter()
+            .filter_map(|(key, v)| {
+                keys::vantage_of(&key).map(|vantage| (vantage.to_string(), v.value))
+            })
+            .collect();
+        lag::pick(&samples, writer, reference_ms, self.config.lag_max_age)
     }
 
-    /// The writer watched over the grace period, then the secondaries and their lag.
+    /// What every vantage point says of the writer, this function's own probe
+    /// (`verdict`, begun at `first_probe_ms`) standing for its own region. A store
+    /// that cannot be read leaves the other vantage points unknown.
+    async fn agreement(&self, writer: &str, first_probe_ms: u64, verdict: &Verdict) -> Agreement {
+        let now = now_ms();
+        let own = ReachRecord {
+            writer_region: writer.to_string(),
+            vantage: self.config.vantage().to_string(),
+            reachable: verdict.reachable,
+            consecutive_failures: verdict.failures,
+            first_failure_at_ms: (!verdict.reachable).then_some(first_probe_ms),
+            last_success_at_ms: verdict.reachable.then_some(now),
+            taken_at_ms: now,
+            last_error: verdict.last_error.clone(),
+        };
+        let every = keys::reach_from_every_vantage(writer);
+        let records: Vec<ReachRecord> = match self
+            .store
+            .query_prefix::<ReachRecord>(&every.pk, &every.sk)
+            .await
+        {
+            Ok(found) => found.into_iter().map(|(_, v)| v.value).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the reachability records failed; the other vantage points are unknown");
+                vec![]
+            }
+        };
+        agreement::agree(
+            &own,
+            &records,
+            &self.config.region_names(),
+            now,
+            &Rules {
+                quorum: self.config.quorum,
+                grace: self.config.writer_grace,
+                max_age: self.config.reach_max_age,
+            },
+        )
+    }
+
+    /// The writer watched over the grace period (and, when it does not answer,
+    /// what the other vantage points say), then the secondaries and their lag.
     /// Lag samples are aged from the moment the writer was first probed: once it is
     /// gone no newer sample can be taken, so the grace period must not age them.
     pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
@@ -316,13 +364,19 @@ impl Failover {
             self.config.probe_every,
         )
         .await;
+        let agreement = if verdict.reachable {
+            None
+        } else {
+            Some(self.agreement(active, first_probe_ms, &verdict).await)
+        };
         let health = self.driver.secondaries(active, &regions).await;
         let mut candidates = Vec::new();
         for h in health {
-            let lag = self.lag(&h.region, first_probe_ms).await;
+            let lag = self.lag(&h.region, active, first_probe_ms).await;
             candidates.push(Candidate {
-                lag_ms: lag.map(|(ms, _)| ms),
-                lag_is_lower_bound: lag.is_some_and(|(_, lower)| lower),
+                lag_ms: lag.as_ref().map(|r| r.ms),
+                lag_is_lower_bound: lag.as_ref().is_some_and(|r| r.lower_bound),
+                lag_vantage: lag.map(|r| r.vantage),
                 region: h.region,
                 healthy: h.healthy,
                 note: h.note,
@@ -332,7 +386,12 @@ impl Failover {
         Situation {
             current_primary: active.to_string(),
             primary_reachable: verdict.reachable,
-            primary_note: Some(verdict.describe()),
+            primary_note: Some(format!(
+                "{} (probed from {})",
+                verdict.describe(),
+                self.config.vantage()
+            )),
+            agreement,
             candidates,
             requested: trigger.requested,
             origin: trigger.origin,
@@ -405,20 +464,35 @@ impl Failover {
             .await?
             .map(|v| v.value);
         let lease = self.leases.current().await?;
+        let active = self.active_region().await.ok();
+        let writer = active.clone().unwrap_or_default();
         let mut lag = BTreeMap::new();
         for r in self.config.region_names() {
             lag.insert(
                 r.clone(),
-                self.lag(&r, now_ms())
-                    .await
-                    .map(|(ms, lower)| lag_text(ms, lower)),
+                self.lag(&r, &writer, now_ms()).await.map(|r| {
+                    format!(
+                        "{} (sampled from {})",
+                        lag_text(r.ms, r.lower_bound),
+                        r.vantage
+                    )
+                }),
             );
         }
+        let every = keys::reach_from_every_vantage(&writer);
+        let reach: Vec<ReachRecord> = self
+            .store
+            .query_prefix::<ReachRecord>(&every.pk, &every.sk)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect();
         Ok(json!({
-            "active_region": self.active_region().await.ok(),
+            "active_region": active,
             "state": state,
             "lease": lease.map(|l| json!({"holder": l.holder, "epoch": l.epoch, "expires_at_ms": l.expires_at_ms})),
             "fresh_lag_ms": lag,
+            "writer_reachability": reach,
         }))
     }
 

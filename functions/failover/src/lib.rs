@@ -1,11 +1,14 @@
 //! failover: alarm-triggered regional failover, fenced so it happens exactly once.
 //!
-//! - [`decision`]: what to do and why (pure); [`detect`]: is the writer lost or blinking.
+//! - [`decision`]: what to do and why (pure); [`detect`]: is the writer lost or blinking
+//!   from here; [`agreement`]: do enough vantage points agree that it is lost (pure);
+//!   [`lag`]: which vantage's lag sample speaks for a region (pure).
 //! - [`driver`]: the trait; [`aurora`] (RDS global database APIs) and
 //!   [`pgstream`] (plain PostgreSQL streaming replication, the local rehearsal).
 //! - [`failover`]: observe → decide → lease → move → endpoints → record, notify, announce.
 //! - [`config`], [`handler`]: settings and events.
 
+pub mod agreement;
 pub mod aurora;
 pub mod config;
 pub mod decision;
@@ -13,6 +16,7 @@ pub mod detect;
 pub mod driver;
 pub mod failover;
 pub mod handler;
+pub mod lag;
 pub mod pgstream;
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,11 @@
 //! | `CUTOVER_LAG_ENGINE` | `auto` | auto, aurora, postgres or off |
 //! | `CUTOVER_LAG_DISAGREEMENT_MS` | 250 | heartbeat vs engine gap worth a warning |
 //! | `CUTOVER_LAG_FLUSH_MS` | 10000 | how often metrics and the latest sample are published |
+//!
+//! The probe's vantage point — the region it measures from, which keys its lag
+//! samples (`LAG#<region>` / `FROM#<vantage>`) and its reachability record of the
+//! writer (`REACH#<writer>` / `FROM#<vantage>`) — is its own region,
+//! `CUTOVER_PRIMARY_REGION` (each region's copy is given its own region there).
 
 use std::time::Duration;
 
@@ -68,6 +73,11 @@ pub struct ProbeConfig {
 }
 
 impl ProbeConfig {
+    /// The region this probe measures from: its own.
+    pub fn vantage(&self) -> &str {
+        self.core.primary_region.as_str()
+    }
+
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let core = CoreSettings::from_vars(vars)?;
         let window = vars.millis_or("CUTOVER_LAG_WINDOW_MS", Duration::from_secs(55))?;

@@ -3,7 +3,9 @@
 //! - EventBridge scheduled event → one probing window with the configured settings.
 //! - `{"command": "probe", "window_ms": 10000, "cadence_ms": 1000, "timeline": true}`
 //!   → one window with these overrides (all optional).
-//! - `{"command": "status"}` → the latest sample per region from DynamoDB.
+//! - `{"command": "status"}` → the latest sample per region from DynamoDB (this
+//!   vantage's, and every vantage's under `from`), and every vantage point's
+//!   reachability record of the writer.
 //!
 //! Events are checked before anything is connected or written.
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use cutover_core::aws::Aws;
 use cutover_core::db::DbAccess;
 use cutover_core::metrics::MetricsPublisher;
+use cutover_core::reach::ReachRecord;
 use cutover_core::state::{keys, LagSample, StateStore};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -108,6 +111,7 @@ impl Env {
                 self.config.core.metrics_namespace.clone(),
             )),
             state: Some(self.store()),
+            vantage: Some(self.config.vantage().to_string()),
         }
     }
 
@@ -247,15 +251,45 @@ pub async fn handle(env: &Env, event: Value, deadline: Option<Instant>) -> Resul
         }
         Command::Status => {
             let store = env.store();
+            let vantage = env.config.vantage();
             let mut regions = Vec::new();
             for region in env.config.core.secondaries() {
-                let latest = store
-                    .get::<LagSample>(&keys::lag_latest(region.as_str()))
+                let every = keys::lag_from_every_vantage(region.as_str());
+                let mut from = serde_json::Map::new();
+                for (key, v) in store
+                    .query_prefix::<LagSample>(&every.pk, &every.sk)
                     .await?
-                    .map(|v| v.value);
-                regions.push(json!({"region": region.as_str(), "latest": latest}));
+                {
+                    if let Some(other) = keys::vantage_of(&key) {
+                        from.insert(other.to_string(), json!(v.value));
+                    }
+                }
+                regions.push(json!({
+                    "region": region.as_str(),
+                    "latest": from.get(vantage).cloned(),
+                    "from": from,
+                }));
             }
-            Ok(json!({"regions": regions}))
+            // Who writes, and what every vantage point last saw of it.
+            let active = cutover_core::db::parameter(
+                &env.aws.ssm(),
+                &format!("{}/active-region", env.config.core.db.app_ssm_prefix),
+            )
+            .await
+            .ok();
+            let mut reach = Vec::new();
+            if let Some(writer) = &active {
+                let every = keys::reach_from_every_vantage(writer);
+                for (_, v) in store
+                    .query_prefix::<ReachRecord>(&every.pk, &every.sk)
+                    .await?
+                {
+                    reach.push(v.value);
+                }
+            }
+            Ok(
+                json!({"vantage": vantage, "regions": regions, "writer": active, "writer_reachability": reach}),
+            )
         }
     }
 }

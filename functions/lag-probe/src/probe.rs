@@ -7,6 +7,12 @@
 //! pipelined on its connection (several in flight), so even a reader far away
 //! can be polled every few milliseconds: a poll's round trip does not limit the
 //! resolution, only the poll step does.
+//!
+//! What this vantage point saw of the writer is kept as a reachability record
+//! (`REACH#<writer>` / `FROM#<vantage>`): every heartbeat write is an attempt, a
+//! write that errs or times out — or a window whose first connection fails — a
+//! failure. The record continues the previous window's streak, is written at
+//! every change and every failure, otherwise with the flush, and at the end.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatch::types::StandardUnit;
 use cutover_core::db::{DbAccess, PgTarget};
 use cutover_core::metrics::{Metric, MetricsPublisher};
+use cutover_core::reach::{ReachRecord, ReachTracker};
 use cutover_core::state::{keys, now_ms, LagSample, StateStore};
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
@@ -58,10 +65,13 @@ pub struct ProbeSettings {
 }
 
 /// Where results go as they come; either may be absent (tests, benchmarks).
+/// DynamoDB items (lag samples, the reachability record) are keyed by
+/// `vantage`, the region this probe runs in, and written only when it is set.
 #[derive(Clone, Default)]
 pub struct Sinks {
     pub metrics: Option<MetricsPublisher>,
     pub state: Option<StateStore>,
+    pub vantage: Option<String>,
 }
 
 /// One point of the report's timeline.
@@ -118,6 +128,9 @@ pub struct ProbeReport {
     pub load: ProbeLoad,
     pub metrics_published: usize,
     pub publish_errors: usize,
+    /// What this vantage point saw of the writer, as last recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_reach: Option<ReachRecord>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelinePoint>,
 }
@@ -147,6 +160,8 @@ enum Event {
         at_ms: u64,
         lag_ms: f64,
     },
+    /// The reachability record is due to be written.
+    Reach(ReachRecord),
 }
 
 fn at_time(ms: u64) -> SystemTime {
@@ -244,7 +259,31 @@ pub async fn run(
     }
 
     // The primary first: without a heartbeat table there is nothing to measure.
-    let primary = access.connect(&endpoints.primary).await?;
+    // A first connection that fails is still a failure of this vantage point.
+    let mut reach = reach_tracker(sinks, &endpoints.primary_region, settings).await;
+    let primary = match access.connect(&endpoints.primary).await {
+        Ok(c) => c,
+        Err(e) => {
+            let at_ms = now_ms();
+            let failed = reach
+                .as_mut()
+                .and_then(|t| t.failure(at_ms, &e.to_string()));
+            if let (Some(record), Some(store)) = (failed, &sinks.state) {
+                write_reach(store, &record).await;
+            }
+            // Missing data would read as "nothing wrong" to an alarm: say it.
+            if let Some(metrics) = &sinks.metrics {
+                let point = Metric::new("RegionUnreachable", 1.0, StandardUnit::Count)
+                    .dimension("Region", endpoints.primary_region.as_str())
+                    .at(at_time(at_ms))
+                    .high_resolution();
+                if let Err(m) = metrics.publish(&[point]).await {
+                    tracing::warn!(error = %m, "publishing RegionUnreachable failed");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     ensure_heartbeat_table(&primary, &settings.heartbeat_table, &access.user).await?;
     let engine_mode = match settings.engine {
         EngineMode::Auto => {
@@ -298,6 +337,7 @@ pub async fn run(
         end,
         &senders,
         &events_tx,
+        reach,
     )
     .await;
     drop(senders);
@@ -370,6 +410,7 @@ pub async fn run(
         regions,
         metrics_published: collected.published,
         publish_errors: collected.publish_errors,
+        writer_reach: writes.reach,
         timeline: collected.timeline,
     })
 }
@@ -378,6 +419,49 @@ struct Writes {
     ok: u64,
     failed: u64,
     ack_ms: Vec<f64>,
+    /// The reachability record as the window left it.
+    reach: Option<ReachRecord>,
+}
+
+/// The reachability record of this window, continuing the stored one (a streak
+/// goes on across windows less than three flushes apart); `None` without a
+/// store or a vantage.
+async fn reach_tracker(
+    sinks: &Sinks,
+    writer: &str,
+    settings: &ProbeSettings,
+) -> Option<ReachTracker> {
+    let (store, vantage) = (sinks.state.as_ref()?, sinks.vantage.as_ref()?);
+    let previous = match store
+        .get::<ReachRecord>(&keys::reach(writer, vantage))
+        .await
+    {
+        Ok(found) => found.map(|v| v.value),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the previous reachability record failed; a new streak starts");
+            None
+        }
+    };
+    Some(ReachTracker::start(
+        writer,
+        vantage,
+        previous,
+        now_ms(),
+        settings.flush_every * 3,
+        settings.flush_every,
+    ))
+}
+
+/// Writes the record; false (and a warning) when DynamoDB refused.
+async fn write_reach(store: &StateStore, record: &ReachRecord) -> bool {
+    let key = keys::reach(&record.writer_region, &record.vantage);
+    match store.put_latest(&key, record).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the reachability record failed");
+            false
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -390,7 +474,18 @@ async fn write_heartbeats(
     end: Instant,
     senders: &[mpsc::UnboundedSender<Heartbeat>],
     events: &mpsc::UnboundedSender<Event>,
+    mut reach: Option<ReachTracker>,
 ) -> Writes {
+    let mut attempt = |outcome: Result<(), String>| {
+        let at = now_ms();
+        let due = reach.as_mut().and_then(|t| match &outcome {
+            Ok(()) => t.success(at),
+            Err(e) => t.failure(at, e),
+        });
+        if let Some(record) = due {
+            let _ = events.send(Event::Reach(record));
+        }
+    };
     let sql = heartbeat_sql(&settings.heartbeat_table);
     let lag_sql = engine::lag_query(engine_mode);
     let primary_region = &endpoints.primary_region;
@@ -398,6 +493,7 @@ async fn write_heartbeats(
         ok: 0,
         failed: 0,
         ack_ms: Vec::new(),
+        reach: None,
     };
     let mut client = Some(primary);
     let mut tick = tokio::time::interval(settings.cadence);
@@ -407,13 +503,23 @@ async fn write_heartbeats(
         if Instant::now() >= end {
             break;
         }
+        let mut refused = None;
         if client.is_none() {
-            client = timeout(settings.poll_timeout, access.connect(&endpoints.primary))
-                .await
-                .ok()
-                .and_then(Result::ok);
+            match timeout(settings.poll_timeout, access.connect(&endpoints.primary)).await {
+                Ok(Ok(c)) => client = Some(c),
+                Ok(Err(e)) => refused = Some(e.to_string()),
+                Err(_) => {
+                    refused = Some(format!(
+                        "no connection within {} ms",
+                        settings.poll_timeout.as_millis()
+                    ))
+                }
+            }
         }
         let Some(c) = client.as_ref() else {
+            attempt(Err(
+                refused.unwrap_or_else(|| "no connection to the writer".to_string())
+            ));
             writes.failed += 1;
             let _ = events.send(Event::Unreachable {
                 region: primary_region.clone(),
@@ -431,6 +537,7 @@ async fn write_heartbeats(
         {
             Ok(Ok(row)) => {
                 let acked = Instant::now();
+                attempt(Ok(()));
                 let heartbeat = Heartbeat {
                     seq: row.get(0),
                     acked,
@@ -444,6 +551,7 @@ async fn write_heartbeats(
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %cutover_core::error::describe_chain(&e), "heartbeat write failed");
+                attempt(Err(cutover_core::error::describe_chain(&e)));
                 writes.failed += 1;
                 client = None;
                 let _ = events.send(Event::Unreachable {
@@ -458,6 +566,10 @@ async fn write_heartbeats(
                     timeout_ms = settings.poll_timeout.as_millis() as u64,
                     "heartbeat write timed out"
                 );
+                attempt(Err(format!(
+                    "no answer within {} ms",
+                    settings.poll_timeout.as_millis()
+                )));
                 writes.failed += 1;
                 client = None;
                 let _ = events.send(Event::Unreachable {
@@ -484,6 +596,11 @@ async fn write_heartbeats(
                 }
             }
         }
+    }
+    // The record as the window leaves it (successes since the last write included).
+    writes.reach = reach.as_ref().and_then(ReachTracker::current);
+    if let Some(record) = &writes.reach {
+        let _ = events.send(Event::Reach(record.clone()));
     }
     writes
 }
@@ -678,8 +795,18 @@ async fn collect(
     loop {
         tokio::select! {
             event = events.recv() => {
-                let Some(event) = event else { break };
-                record(&mut out, &mut pending, event, keep_timeline);
+                match event {
+                    None => break,
+                    Some(Event::Reach(r)) => {
+                        // At once: the other regions' failover functions read it.
+                        if let Some(store) = &sinks.state {
+                            if !write_reach(store, &r).await {
+                                out.publish_errors += 1;
+                            }
+                        }
+                    }
+                    Some(event) => record(&mut out, &mut pending, event, keep_timeline),
+                }
             }
             _ = flush.tick() => publish(&sinks, &mut out, &mut pending).await,
         }
@@ -770,6 +897,8 @@ fn record(out: &mut Collected, pending: &mut Vec<Metric>, event: Event, keep_tim
             d.last_heartbeat = Some((at_ms, None, false));
             d.dirty = true;
         }
+        // Written by the collector as it comes, never held for a flush.
+        Event::Reach(_) => {}
         Event::NotYetVisible {
             region,
             at_ms,
@@ -814,7 +943,9 @@ async fn publish(sinks: &Sinks, out: &mut Collected, pending: &mut Vec<Metric>) 
             continue;
         }
         d.dirty = false;
-        let Some(store) = &sinks.state else { continue };
+        let (Some(store), Some(vantage)) = (&sinks.state, &sinks.vantage) else {
+            continue;
+        };
         let Some((at_ms, heartbeat_ms, lower_bound)) = d.last_heartbeat else {
             continue;
         };
@@ -825,7 +956,10 @@ async fn publish(sinks: &Sinks, out: &mut Collected, pending: &mut Vec<Metric>) 
             engine_ms: d.last_engine.map(round2),
             taken_at_ms: at_ms,
         };
-        if let Err(e) = store.put_latest(&keys::lag_latest(region), &sample).await {
+        if let Err(e) = store
+            .put_latest(&keys::lag_from(region, vantage), &sample)
+            .await
+        {
             out.publish_errors += 1;
             tracing::warn!(error = %e, region = %region, "writing the latest lag sample failed");
         }

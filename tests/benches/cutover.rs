@@ -15,6 +15,10 @@ use std::time::Duration;
 use cutover_rehearsal::cutover_stage::{restore, switch_and_fall_back};
 use cutover_rehearsal::world::World;
 
+/// One way of validating at the frozen point: its name, switch, fallback and validation
+/// times per round, and the lost plus duplicated writes of all rounds.
+type Row = (&'static str, Vec<f64>, Vec<f64>, Vec<f64>, u64);
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -28,7 +32,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let rounds = 3;
-        let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>, u64)> = vec![
+        let mut rows: Vec<Row> = vec![
             ("(a) changed tables only (cutover)", vec![], vec![], vec![], 0),
             ("(b) every table (usual practice)", vec![], vec![], vec![], 0),
         ];

@@ -15,7 +15,8 @@
 //!    `synchronous_standby_names = 'ANY 1 ("eu-west-1")'`; ap-southeast-1 killed:
 //!    nothing acknowledged may be lost.
 //!
-//! CDC from the source ends first (PostgreSQL 15 has no failover slots). The
+//! CDC from the source has ended before (the cutover stage takes the migration to `done`;
+//! without it, the subscription is dropped here: PostgreSQL 15 has no failover slots). The
 //! drills use a 5 s lease and cooldown so that two fit in one rehearsal.
 //!
 //! Detection needs two vantage points (the failover's default quorum): the

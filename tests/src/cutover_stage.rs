@@ -150,6 +150,23 @@ pub async fn prepare(world: &World) -> Result<(), WorldError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The validator reads as the application's role: every replicated schema readable.
+    let (tables, _) = cutover::postgres::subscribed_tables(&target, "cutover_sub")
+        .await
+        .map_err(fail)?;
+    let mut schemas: Vec<String> = tables.iter().map(|t| t.schema.clone()).collect();
+    schemas.sort();
+    schemas.dedup();
+    for c in [&source, &target] {
+        for schema in &schemas {
+            let q = cutover::postgres::quote(schema);
+            c.batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA {q} TO cutover; GRANT SELECT ON ALL TABLES IN SCHEMA {q} TO cutover"
+            ))
+            .await
+            .map_err(db_fail)?;
+        }
+    }
     let aws = world.aws().await?;
     let store = StateStore::new(
         aws.dynamodb(),

@@ -171,6 +171,18 @@ export function failoverCalls(move: {
   ];
 }
 
+/** The cutover's own calls: flip where the application writes, and read the `stable` gate's alarms. */
+export function cutoverCalls(c: {
+  /** The only parameter the cutover writes: `/migration/app/<suffix>/writes-to`. */
+  writesToParameterArn: pulumi.Input<string>;
+  stableAlarmArns: pulumi.Input<string>[];
+}): Statement[] {
+  return [
+    { Sid: "MoveTheWrites", Effect: "Allow", Action: ["ssm:PutParameter"], Resource: [c.writesToParameterArn] },
+    { Sid: "StableGate", Effect: "Allow", Action: ["cloudwatch:DescribeAlarms"], Resource: c.stableAlarmArns },
+  ];
+}
+
 /** The runbook state machine: invoke two functions, move the migration phase, notify. */
 export function runbookPolicy(r: {
   functionArns: pulumi.Input<string>[];
@@ -186,6 +198,17 @@ export function runbookPolicy(r: {
       { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: [r.opsTopicArn] },
       { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [r.snsKeyArn] },
     ],
+  };
+}
+
+/**
+ * The application's task role: it reads where to write (`writes-to`, which the cutover
+ * function flips at the switch) and the source's address, nothing else.
+ */
+export function applicationTaskPolicy(parameterArns: pulumi.Input<string>[]): PolicyDocument {
+  return {
+    Version: "2012-10-17",
+    Statement: [{ Sid: "WhereToWrite", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: parameterArns }],
   };
 }
 

@@ -20,7 +20,8 @@ export function alarmNames(suffix: string) {
 /** Which alarms the functions act on: the shifter rolls back, failover moves the writer. */
 export function watchedAlarms(suffix: string): WatchedAlarms {
   const a = alarmNames(suffix);
-  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable] };
+  // The cutover's `stable` gate watches the application's alarms in the primary, where the switch happens.
+  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable], cutover: [a.errorRate, a.latency] };
 }
 
 /** The alarm thresholds, in one place (the README quotes them). */

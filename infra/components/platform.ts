@@ -101,6 +101,9 @@ export class Platform extends pulumi.ComponentResource {
         securityGroupId: net.databaseSecurityGroupId,
       })),
     }, child);
+    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
+    // One copy of the cutover's parameters, in the primary: every region's application reads it.
+    const cutoverParameterArn = (path: string) => pulumi.interpolate`arn:aws:ssm:${s.primaryRegion}:${accountId}:parameter/migration/${path}`;
     const apps = networks.map((net, i) => new Application(name("application", s.suffix, regions[i]), {
       suffix: s.suffix,
       region: regions[i],
@@ -118,8 +121,8 @@ export class Platform extends pulumi.ComponentResource {
       architecture: s.taskArchitecture,
       containerInsights: s.containerInsights,
       certificateArn: s.certificateArns[regions[i]],
+      readsParameterArns: [cutoverParameterArn(`app/${s.suffix}/writes-to`), cutoverParameterArn(`db/${s.suffix}/source-endpoint`)],
     }, child));
-    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
     const state = new State(name("state", s.suffix), {
       suffix: s.suffix, provider: p(s.primaryRegion), primaryRegion: s.primaryRegion, replicaRegions: s.secondaryRegions, accountId,
     }, child);
@@ -162,6 +165,11 @@ export class Platform extends pulumi.ComponentResource {
       writerEndpoint: primaryDb.writerEndpoint,
       readerEndpoints,
       sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
+      cutover: i === 0 ? {
+        sourceEndpoint: `${s.oracleEndpoint}:${s.oraclePort}`,
+        sourceAdminDsn: `oracle://cutover_admin:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
+        reverseConninfo: pulumi.interpolate`host=${primaryDb.writerEndpoint} port=5432 dbname=${s.databaseName} user=SET-ME password=SET-ME sslmode=verify-full`,
+      } : undefined,
     }, child));
     const parameters = parameterSets[0];
     const notifications = new Notifications(name("notifications", s.suffix), {

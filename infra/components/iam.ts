@@ -183,10 +183,12 @@ export function cutoverCalls(c: {
   ];
 }
 
-/** The runbook state machine: invoke two functions, move the migration phase, notify. */
+/**
+ * The runbook state machine: invoke its three functions (validator, cutover, shifter) and
+ * notify. No state-table access: the cutover records the phase itself, under its lease.
+ */
 export function runbookPolicy(r: {
   functionArns: pulumi.Input<string>[];
-  stateTableArn: pulumi.Input<string>;
   opsTopicArn: pulumi.Input<string>;
   snsKeyArn: pulumi.Input<string>;
 }): PolicyDocument {
@@ -194,7 +196,6 @@ export function runbookPolicy(r: {
     Version: "2012-10-17",
     Statement: [
       { Sid: "Invoke", Effect: "Allow", Action: ["lambda:InvokeFunction"], Resource: r.functionArns },
-      itemStatement(r.stateTableArn, { sid: "RecordPhase", actions: ["dynamodb:UpdateItem"], families: [ITEM_FAMILIES.migration] }),
       { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: [r.opsTopicArn] },
       { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [r.snsKeyArn] },
     ],

@@ -241,9 +241,8 @@ export class Platform extends pulumi.ComponentResource {
       suffix: s.suffix,
       provider: p(s.primaryRegion),
       validatorArn: functions.arns["data-validator"] as pulumi.Output<string>,
+      cutoverArn: functions.arns.cutover as pulumi.Output<string>,
       shifterArn: functions.arns["traffic-shifter"] as pulumi.Output<string>,
-      stateTableArn: state.tableArn,
-      stateTableName: state.tableName,
       opsTopicArn: primaryTopic.opsTopicArn,
       snsKeyArn: primaryTopic.keyArn,
     }, child);

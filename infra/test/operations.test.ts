@@ -368,7 +368,9 @@ test("least privilege per function, in every region's copy: the state items it o
   assert.ok(!grants(identityPolicies().find((d) => d.owner === "policy-lag-probe-t1")?.doc as PolicyDocument,
     "dynamodb:PutItem", table, { "dynamodb:LeadingKeys": ["FAILOVER"] }), "lag-probe cannot write the lease");
   const runbook = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc as PolicyDocument;
-  for (const pk of pks) assert.equal(grants(runbook, "dynamodb:UpdateItem", table, { "dynamodb:LeadingKeys": [pk] }), pk === "MIGRATION", `runbook: ${pk}`);
+  for (const action of actions) {
+    for (const pk of pks) assert.equal(grants(runbook, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), false, `runbook: ${action} on ${pk} (the cutover records the phase)`);
+  }
 });
 
 test("KMS key policies: the account root delegates to IAM; services get Decrypt and GenerateDataKey only", () => {
@@ -535,18 +537,22 @@ test("dashboard: lag per region (heartbeat at 1 s, engine), validation, per regi
   assert.ok(!body.widgets.some((w: Widget) => w.properties.title.startsWith("DMS")), "no DMS widget without DMS");
 });
 
-test("runbook: a state machine whose role invokes the validator and the shifter, updates the phase item and notifies, nothing else", () => {
+test("runbook: a state machine whose role invokes exactly the validator, the cutover and the shifter, and notifies; no state-table access", () => {
   const sm = ofType("aws:sfn/stateMachine:StateMachine")[0];
   assert.equal(sm.inputs.name, "cutover-runbook-t1");
   const def = JSON.parse(sm.inputs.definition);
-  assert.equal(def.States.PreValidatePlan.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-data-validator-t1`);
-  assert.equal(def.States.StartShift.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-traffic-shifter-t1`);
-  assert.equal(def.States.RecordDone.Arguments.TableName, "migration-state-t1");
+  const arn = (fn: string) => `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-${fn}-t1`;
+  assert.equal(def.States.InSyncValidatePlan.Parameters.FunctionName, arn("data-validator"));
+  assert.equal(def.States.AdvanceInSync.Parameters.FunctionName, arn("cutover"));
+  assert.equal(def.States.Rollback.Parameters.FunctionName, arn("cutover"));
+  assert.equal(def.States.StartShift.Parameters.FunctionName, arn("traffic-shifter"));
   assert.match(def.States.Notify.Parameters.TopicArn, /sns-ops-t1$/);
+  const invoked = new Set(Object.values(def.States as Record<string, { Parameters?: { FunctionName?: string } }>)
+    .map((st) => st.Parameters?.FunctionName).filter((f) => f !== undefined));
+  assert.deepEqual([...invoked].sort(), ["cutover", "data-validator", "traffic-shifter"].map(arn));
   const policy = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc.Statement as Statement[];
   assert.deepEqual(policy.map((st) => [st.Action, st.Resource.map((r) => String(r).replace(/.*\//, ""))]), [
-    [["lambda:InvokeFunction"], ["fn-data-validator-t1", "fn-traffic-shifter-t1"]],
-    [["dynamodb:UpdateItem"], ["migration-state-t1"]],
+    [["lambda:InvokeFunction"], ["fn-data-validator-t1", "fn-cutover-t1", "fn-traffic-shifter-t1"]],
     [["sns:Publish"], ["sns-ops-t1"]],
     [["kms:GenerateDataKey", "kms:Decrypt"], ["kms-sns-t1"]],
   ]);

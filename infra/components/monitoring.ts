@@ -48,6 +48,8 @@ export interface MonitoringArgs {
   regions: RegionalMonitoringInput[];
   createDms: boolean;
   dmsTaskArn?: pulumi.Input<string>;
+  /** The reverse task (reverseDms): its failure after the switch loses the way back, so it alarms too. */
+  reverseDmsTaskArn?: pulumi.Input<string>;
 }
 
 /** What the dashboard needs once every output is known. */
@@ -226,10 +228,10 @@ export class Monitoring extends pulumi.ComponentResource {
     if (args.createDms) {
       const rule = new aws.cloudwatch.EventRule(name("dms-task-failure", args.suffix), {
         description: "the DMS replication task failed",
-        eventPattern: pulumi.output(args.dmsTaskArn).apply((task) => JSON.stringify({
+        eventPattern: pulumi.all([args.dmsTaskArn, args.reverseDmsTaskArn]).apply(([task, reverse]) => JSON.stringify({
           source: ["aws.dms"],
           "detail-type": ["DMS Replication Task State Change"],
-          resources: [task],
+          resources: reverse === undefined ? [task] : [task, reverse],
           detail: { eventType: ["REPLICATION_TASK_FAILED"] },
         })),
       }, o);

@@ -51,6 +51,7 @@ export class Platform extends pulumi.ComponentResource {
   readonly stateTableName: pulumi.Output<string>;
   readonly parameterNames: string[];
   readonly replicationTaskArn?: pulumi.Output<string>;
+  readonly reverseReplicationTaskArn?: pulumi.Output<string>;
   readonly vpnConnectionId?: pulumi.Output<string>;
   /** The primary's functions. */
   readonly functionArns: Partial<Record<string, pulumi.Output<string>>>;
@@ -94,6 +95,7 @@ export class Platform extends pulumi.ComponentResource {
       maxAcu: s.auroraMaxAcu,
       databaseName: s.databaseName,
       masterUsername: s.masterUsername,
+      logicalReplication: s.reverseDms,
       regions: networks.map((net, i) => ({
         region: regions[i],
         provider: p(regions[i]),
@@ -134,6 +136,7 @@ export class Platform extends pulumi.ComponentResource {
       createDms: s.createDms,
       createVpn: s.createVpn,
       createDmsVpcRole: s.createDmsVpcRole,
+      reverseDms: s.reverseDms,
       vpcId: networks[0].vpcId,
       privateSubnetIds: networks[0].privateSubnetIds,
       privateRouteTableId: networks[0].privateRouteTableId,
@@ -236,6 +239,7 @@ export class Platform extends pulumi.ComponentResource {
       })),
       createDms: s.createDms,
       dmsTaskArn: migration.replicationTaskArn,
+      reverseDmsTaskArn: migration.reverseReplicationTaskArn,
     }, child);
     const runbook = new Runbook(name("runbook", s.suffix), {
       suffix: s.suffix,
@@ -260,6 +264,7 @@ export class Platform extends pulumi.ComponentResource {
     this.stateTableName = state.tableName;
     this.parameterNames = parameters.names;
     this.replicationTaskArn = migration.replicationTaskArn;
+    this.reverseReplicationTaskArn = migration.reverseReplicationTaskArn;
     this.vpnConnectionId = migration.vpnConnectionId;
     this.functionArns = functions.arns;
     this.opsTopicArn = primaryTopic.opsTopicArn;

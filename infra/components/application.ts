@@ -22,7 +22,7 @@ export interface ApplicationArgs {
   containerInsights: boolean;
   /** An ACM certificate of this region: HTTPS on 443, and HTTP redirects to it. */
   certificateArn?: string;
-  /** The parameters the application reads at run time (the cutover's `writes-to`, the source's endpoint). */
+  /** The parameters the application reads at run time (the cutover's `writes-to`, the source's and the writer's endpoints). */
   readsParameterArns: pulumi.Input<string>[];
 }
 

@@ -204,7 +204,7 @@ export function runbookPolicy(r: {
 
 /**
  * The application's task role: it reads where to write (`writes-to`, which the cutover
- * function flips at the switch) and the source's address, nothing else.
+ * function flips at the switch) and the two addresses it may name, nothing else.
  */
 export function applicationTaskPolicy(parameterArns: pulumi.Input<string>[]): PolicyDocument {
   return {

@@ -123,7 +123,13 @@ export class Platform extends pulumi.ComponentResource {
       architecture: s.taskArchitecture,
       containerInsights: s.containerInsights,
       certificateArn: s.certificateArns[regions[i]],
-      readsParameterArns: [cutoverParameterArn(`app/${s.suffix}/writes-to`), cutoverParameterArn(`db/${s.suffix}/source-endpoint`)],
+      // functions/cutover/README.md, the application's contract: writes-to says source (source-endpoint)
+      // or target (writer-endpoint: its own region's copy, the one its region's failover keeps current).
+      readsParameterArns: [
+        cutoverParameterArn(`app/${s.suffix}/writes-to`),
+        cutoverParameterArn(`db/${s.suffix}/source-endpoint`),
+        pulumi.interpolate`arn:aws:ssm:${regions[i]}:${accountId}:parameter/migration/db/${s.suffix}/writer-endpoint`,
+      ],
     }, child));
     const state = new State(name("state", s.suffix), {
       suffix: s.suffix, provider: p(s.primaryRegion), primaryRegion: s.primaryRegion, replicaRegions: s.secondaryRegions, accountId,

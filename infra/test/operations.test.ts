@@ -237,7 +237,7 @@ test("the cutover: the primary only, in the VPC, with the CA layer; it writes wr
   assert.ok(!grants(doc2, "dynamodb:PutItem", tableIn("us-east-1"), { "dynamodb:LeadingKeys": ["FAILOVER"] }), "the failover lease is read, never taken");
 });
 
-test("the application's task role (per region) reads the primary's writes-to and source-endpoint, nothing else", () => {
+test("the application's task role (per region) reads the primary's writes-to and source-endpoint and its region's writer-endpoint, nothing else", () => {
   for (const region of REGIONS) {
     const task = one("aws:ecs/taskDefinition:TaskDefinition", `task-app-${region}-t1`);
     assert.equal(task.inputs.taskRoleArn, `arn:aws:mock:${region}:${ACCOUNT}:aws:iam/role:Role/${`role-task-app-${region}-t1`}`);
@@ -246,7 +246,8 @@ test("the application's task role (per region) reads the primary's writes-to and
     assert.deepEqual(doc.Statement.map((st) => [st.Action, st.Resource]), [[["ssm:GetParameter"], [
       `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/writes-to`,
       `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/source-endpoint`,
-    ]]], `${region}: one copy of the switch, in the primary`);
+      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
+    ]]], `${region}: one copy of the switch, in the primary; the writer as its own region's failover keeps it`);
   }
 });
 

@@ -275,9 +275,9 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
 }
 
 /**
- * One region's Rust Lambdas (all four in the primary, EVERY_REGION in the others): `provided.al2023` on arm64 from
+ * One region's Rust Lambdas (all five in the primary, EVERY_REGION in the others): `provided.al2023` on arm64 from
  * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
- * one role each with an inline least-privilege policy; the three that reach a database
+ * one role each with an inline least-privilege policy; the four that reach a database
  * run in the function subnets. failover's reserved concurrency is configurable and unset by
  * default (a new account's quota of 10 cannot spare any): exactly-once comes from the
  * lease's fencing epoch in DynamoDB, not from the concurrency.

@@ -190,7 +190,7 @@ export class Platform extends pulumi.ComponentResource {
     }, child);
     const primaryTopic = notifications.regions[0];
     const alarms = watchedAlarms(s.suffix);
-    // A control plane in every region: all four functions in the primary, lag-probe and failover in each other region.
+    // A control plane in every region: all five functions in the primary, lag-probe and failover in each other region.
     const functionSets = regions.map((region, i) => new Functions(i === 0 ? name("functions", s.suffix) : name("functions", s.suffix, region), {
       suffix: s.suffix,
       primaryRegion: s.primaryRegion,

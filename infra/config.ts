@@ -29,6 +29,8 @@ export interface Settings {
   createVpn: boolean;
   /** Create the account-wide `dms-vpc-role` DMS needs (default: with createDms). */
   createDmsVpcRole: boolean;
+  /** With createDms: a second, CDC-only task from Aurora back to Oracle (the fallback after the switch), created stopped. */
+  reverseDms: boolean;
   /** failover's reserved concurrency; unset by default (an account's quota may be 10). */
   failoverReservedConcurrency?: number;
   oracleEndpoint: string;
@@ -126,6 +128,8 @@ export function readSettings(c: ConfigSource): Settings {
   if (createDms && oracleSslMode === "verify-ca" && oracleCaCertificateFile === undefined) {
     fail("oracleCaCertificateFile", oracleCaCertificateFile, "the PEM of the CA that signed the Oracle listener's TCPS certificate (or oracleSslMode=none)");
   }
+  const reverseDms = c.getBoolean("reverseDms") ?? false;
+  if (reverseDms && !createDms) fail("reverseDms", reverseDms, "false unless createDms (the reverse task runs on the DMS replication instance)");
   const desiredCount = c.getNumber("desiredCount") ?? 2;
   const greenDesiredCount = c.getNumber("greenDesiredCount") ?? desiredCount;
   const maxCount = c.getNumber("maxCount") ?? 6;
@@ -155,6 +159,7 @@ export function readSettings(c: ConfigSource): Settings {
     createDms,
     createVpn: c.getBoolean("createVpn") ?? false,
     createDmsVpcRole: c.getBoolean("createDmsVpcRole") ?? createDms,
+    reverseDms,
     failoverReservedConcurrency,
     oracleEndpoint: c.get("oracleEndpoint") ?? "onprem-oracle.example.com",
     oraclePort: c.getNumber("oraclePort") ?? 1521,

@@ -2,6 +2,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { name, shortRegion } from "../config";
+import { applicationTaskPolicy, assumedBy, policyJson } from "./iam";
 
 export interface ApplicationArgs {
   suffix: string;
@@ -21,6 +22,8 @@ export interface ApplicationArgs {
   containerInsights: boolean;
   /** An ACM certificate of this region: HTTPS on 443, and HTTP redirects to it. */
   certificateArn?: string;
+  /** The parameters the application reads at run time (the cutover's `writes-to`, the source's and the writer's endpoints). */
+  readsParameterArns: pulumi.Input<string>[];
 }
 
 /** The TLS policy of the HTTPS listener: TLS 1.3 and 1.2 only. */
@@ -99,6 +102,9 @@ export class Application extends pulumi.ComponentResource {
       role: executionRole.name,
       policyArn: "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
     }, o);
+    // The application's own role (not the agent's): it reads where its writes go.
+    const taskRole = new aws.iam.Role(n("role-task-app"), { assumeRolePolicy: assumedBy("ecs-tasks.amazonaws.com") }, o);
+    new aws.iam.RolePolicy(n("policy-task-app"), { role: taskRole.id, policy: policyJson(applicationTaskPolicy(args.readsParameterArns)) }, o);
     const task = new aws.ecs.TaskDefinition(n("task-app"), {
       family: n("app"),
       cpu: "256",
@@ -107,6 +113,7 @@ export class Application extends pulumi.ComponentResource {
       requiresCompatibilities: ["FARGATE"],
       runtimePlatform: { cpuArchitecture: args.architecture, operatingSystemFamily: "LINUX" },
       executionRoleArn: executionRole.arn,
+      taskRoleArn: taskRole.arn,
       containerDefinitions: logs.name.apply((group) => JSON.stringify([{
         name: "app",
         image: args.image,

@@ -202,9 +202,16 @@ export interface CostInputs {
 const MINUTES = 30 * 24 * 60;
 
 /**
+ * The cutover function, in the primary: invoked by hand and by the runbook while a migration
+ * runs (status, dry-runs, six advances a runbook execution, a rollback), each up to its drain
+ * timeout; 100 invocations of 30 s a month is generous, and still about a cent.
+ */
+export const CUTOVER_USAGE = { invocations: 100, seconds: 30 };
+
+/**
  * Lambda per region: the control plane (lag-probe 55 s of every minute, failover about ten
- * minutes a month) runs in every region; the shifter's tick every minute and the daily
- * validation in the primary.
+ * minutes a month) runs in every region; the shifter's tick every minute, the daily
+ * validation and the cutover in the primary.
  */
 export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
   controlPlane: { gbSeconds: number; invocations: number }; primary: { gbSeconds: number; invocations: number };
@@ -212,7 +219,10 @@ export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
   const gb = (fn: string) => memoryMb[fn] / 1024;
   return {
     controlPlane: { gbSeconds: MINUTES * 55 * gb("lag-probe") + 10 * 60 * gb("failover"), invocations: MINUTES + 10 },
-    primary: { gbSeconds: MINUTES * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator"), invocations: MINUTES + 30 * 50 },
+    primary: {
+      gbSeconds: MINUTES * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator") + CUTOVER_USAGE.invocations * CUTOVER_USAGE.seconds * gb("cutover"),
+      invocations: MINUTES + 30 * 50 + CUTOVER_USAGE.invocations,
+    },
   };
 }
 

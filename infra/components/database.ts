@@ -18,6 +18,8 @@ export interface DatabaseArgs {
   maxAcu: number;
   databaseName: string;
   masterUsername: string;
+  /** Logical replication on every cluster (`rds.logical_replication`): DMS's CDC from Aurora (reverseDms) needs it on the writer, wherever it is. */
+  logicalReplication: boolean;
   /** The primary first, then the secondaries. */
   regions: RegionalDatabaseInput[];
 }
@@ -87,7 +89,10 @@ export class Database extends pulumi.ComponentResource {
       const params = new aws.rds.ClusterParameterGroup(n("aurora-params"), {
         name: n("aurora-params"),
         family: parameterFamily(args.engineVersion),
-        parameters: [{ name: "rds.force_ssl", value: "1", applyMethod: "pending-reboot" }],
+        parameters: [
+          { name: "rds.force_ssl", value: "1", applyMethod: "pending-reboot" },
+          ...(args.logicalReplication ? [{ name: "rds.logical_replication", value: "1", applyMethod: "pending-reboot" }] : []),
+        ],
       }, o);
       const isPrimary = i === 0;
       const cluster = new aws.rds.Cluster(n("aurora"), {

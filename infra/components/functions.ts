@@ -3,11 +3,11 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
 import {
-  alarmArn, assumedBy, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
+  alarmArn, assumedBy, cutoverCalls, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
   PolicyDocument, policyJson, trafficShifterCalls,
 } from "./iam";
 
-export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"] as const;
+export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover", "cutover"] as const;
 export type FunctionName = (typeof FUNCTIONS)[number];
 
 /**
@@ -18,12 +18,18 @@ export type FunctionName = (typeof FUNCTIONS)[number];
 export const EVERY_REGION: readonly FunctionName[] = ["lag-probe", "failover"];
 
 /** The functions that open database connections, and so run in the function subnets. */
-export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag-probe", "failover"]);
+export const IN_VPC: ReadonlySet<FunctionName> = new Set(["data-validator", "lag-probe", "failover", "cutover"]);
 
 export const LOG_RETENTION_DAYS = 30;
 
 /** Each function's memory (MB): the validator hashes rows in memory; the others are small. */
-export const MEMORY_MB: Record<FunctionName, number> = { "data-validator": 1024, "lag-probe": 256, "traffic-shifter": 256, failover: 256 };
+export const MEMORY_MB: Record<FunctionName, number> = { "data-validator": 1024, "lag-probe": 256, "traffic-shifter": 256, failover: 256, cutover: 256 };
+
+/**
+ * The cutover's watch window after `switched` (CUTOVER_STABLE_WATCH_MS, the crate's default):
+ * the runbook waits exactly this long before asking for `stable`.
+ */
+export const STABLE_WATCH_MS = 600_000;
 
 /**
  * Where the CA bundle lands in the functions: a layer's files are unpacked under /opt. A file,
@@ -43,6 +49,8 @@ export interface RegionalTargets {
 export interface WatchedAlarms {
   trafficShifter: string[];
   failover: string[];
+  /** The alarms that must not be in ALARM for the cutover's `stable` (the primary's). */
+  cutover: string[];
 }
 
 export interface FunctionsArgs {
@@ -54,7 +62,7 @@ export interface FunctionsArgs {
    * ops topic, the metrics and the event bus of this region.
    */
   region: string;
-  /** Which functions run here: all four in the primary, EVERY_REGION elsewhere. */
+  /** Which functions run here: all five in the primary, EVERY_REGION elsewhere. */
   functions: readonly FunctionName[];
   provider: aws.Provider;
   /** The primary first. */
@@ -143,6 +151,15 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
         CUTOVER_FAILOVER_ALARMS: a.alarms.failover.join(","),
         CUTOVER_EVENT_BUS: "default",
       };
+    case "cutover":
+      // The crate's other settings (subscription and reverse names, lag, validation age, drain
+      // timeout, sequence margin, lease) keep their defaults; these two the infra must agree on.
+      return {
+        ...common,
+        CUTOVER_DB_CA_FILE: CA_BUNDLE_PATH,
+        CUTOVER_STABLE_WATCH_MS: String(STABLE_WATCH_MS),
+        CUTOVER_STABLE_ALARMS: a.alarms.cutover.join(","),
+      };
   }
 }
 
@@ -161,11 +178,13 @@ export function parametersRead(fn: FunctionName, suffix: string, regions: string
     case "lag-probe": return [...access, ...readers, `app/${suffix}/active-region`];
     case "traffic-shifter": return [];
     case "failover": return [...access, ...readers, `app/${suffix}/active-region`];
+    // The target's administrator, the source's admin DSN and the reverse conninfo (functions/cutover/src/handler.rs).
+    case "cutover": return [...access, ...["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo"].map(db)];
   }
 }
 
-/** The SecureStrings among the parameters (`password`, `source-dsn`). */
-const SECURE = /\/(password|source-dsn)$/;
+/** The SecureStrings among the parameters. */
+export const SECURE = /\/(password|source-dsn|admin-password|source-admin-dsn|reverse-conninfo)$/;
 
 /**
  * The state items each crate touches, by family (the keys of shared/src/state.rs): the
@@ -195,6 +214,19 @@ export function itemGrants(fn: FunctionName): ItemGrant[] {
         },
         // Every vantage's lag samples of a candidate, every vantage's record of the writer.
         { sid: "ReadLagAndReachability", actions: ["dynamodb:Query"], families: [ITEM_FAMILIES.lag, ITEM_FAMILIES.reach] },
+      ];
+    case "cutover":
+      return [
+        // The phase, its evidence, audit and the MIGRATION lease (a fenced write is ConditionCheckItem + PutItem in a transaction).
+        {
+          sid: "PhaseAndLease",
+          actions: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
+          families: [ITEM_FAMILIES.migration],
+        },
+        // No switch while a failover holds its lease.
+        { sid: "ReadFailoverLease", actions: ["dynamodb:GetItem"], families: [ITEM_FAMILIES.failover] },
+        // The validator's runs: the gates' evidence.
+        { sid: "ReadValidationRuns", actions: ["dynamodb:GetItem", "dynamodb:Query"], families: [ITEM_FAMILIES.validation] },
       ];
   }
 }
@@ -235,13 +267,17 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
       ],
       eventBusArn: arn("events", "event-bus/default"),
     })),
+    cutover: functionPolicy(access("cutover", [a.opsTopicArn]), cutoverCalls({
+      writesToParameterArn: arn("ssm", `parameter/migration/app/${a.suffix}/writes-to`),
+      stableAlarmArns: a.alarms.cutover.map((alarm) => pulumi.output(a.accountId).apply((account) => alarmArn(a.region, account, alarm))),
+    })),
   };
 }
 
 /**
- * One region's Rust Lambdas (all four in the primary, EVERY_REGION in the others): `provided.al2023` on arm64 from
+ * One region's Rust Lambdas (all five in the primary, EVERY_REGION in the others): `provided.al2023` on arm64 from
  * `<zipDir>/<name>/bootstrap.zip` (`make build`), JSON logs into their own log group,
- * one role each with an inline least-privilege policy; the three that reach a database
+ * one role each with an inline least-privilege policy; the four that reach a database
  * run in the function subnets. failover's reserved concurrency is configurable and unset by
  * default (a new account's quota of 10 cannot spare any): exactly-once comes from the
  * lease's fencing epoch in DynamoDB, not from the concurrency.

@@ -171,10 +171,24 @@ export function failoverCalls(move: {
   ];
 }
 
-/** The runbook state machine: invoke two functions, move the migration phase, notify. */
+/** The cutover's own calls: flip where the application writes, and read the `stable` gate's alarms. */
+export function cutoverCalls(c: {
+  /** The only parameter the cutover writes: `/migration/app/<suffix>/writes-to`. */
+  writesToParameterArn: pulumi.Input<string>;
+  stableAlarmArns: pulumi.Input<string>[];
+}): Statement[] {
+  return [
+    { Sid: "MoveTheWrites", Effect: "Allow", Action: ["ssm:PutParameter"], Resource: [c.writesToParameterArn] },
+    { Sid: "StableGate", Effect: "Allow", Action: ["cloudwatch:DescribeAlarms"], Resource: c.stableAlarmArns },
+  ];
+}
+
+/**
+ * The runbook state machine: invoke its three functions (validator, cutover, shifter) and
+ * notify. No state-table access: the cutover records the phase itself, under its lease.
+ */
 export function runbookPolicy(r: {
   functionArns: pulumi.Input<string>[];
-  stateTableArn: pulumi.Input<string>;
   opsTopicArn: pulumi.Input<string>;
   snsKeyArn: pulumi.Input<string>;
 }): PolicyDocument {
@@ -182,10 +196,20 @@ export function runbookPolicy(r: {
     Version: "2012-10-17",
     Statement: [
       { Sid: "Invoke", Effect: "Allow", Action: ["lambda:InvokeFunction"], Resource: r.functionArns },
-      itemStatement(r.stateTableArn, { sid: "RecordPhase", actions: ["dynamodb:UpdateItem"], families: [ITEM_FAMILIES.migration] }),
       { Sid: "Notify", Effect: "Allow", Action: ["sns:Publish"], Resource: [r.opsTopicArn] },
       { Sid: "EncryptNotifications", Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: [r.snsKeyArn] },
     ],
+  };
+}
+
+/**
+ * The application's task role: it reads where to write (`writes-to`, which the cutover
+ * function flips at the switch) and the two addresses it may name, nothing else.
+ */
+export function applicationTaskPolicy(parameterArns: pulumi.Input<string>[]): PolicyDocument {
+  return {
+    Version: "2012-10-17",
+    Statement: [{ Sid: "WhereToWrite", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: parameterArns }],
   };
 }
 

@@ -14,6 +14,8 @@ export interface MigrationArgs {
   createVpn: boolean;
   /** Create the account-wide `dms-vpc-role` (it must not exist yet). */
   createDmsVpcRole: boolean;
+  /** With createDms: the reverse task, Aurora -> Oracle, CDC only, created stopped. */
+  reverseDms: boolean;
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   privateRouteTableId: pulumi.Input<string>;
@@ -59,6 +61,39 @@ export function tableMappings(): string {
 }
 
 /**
+ * The reverse task's mappings (Aurora -> Oracle): every schema DMS carried forward, none of
+ * PostgreSQL's own, and not `cutover` (lag-probe's heartbeat lives only on Aurora).
+ */
+export function reverseTableMappings(): string {
+  return JSON.stringify({
+    rules: [
+      {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "all-application-schemas",
+        "object-locator": { "schema-name": "%", "table-name": "%" },
+        "rule-action": "include",
+      },
+      ...["pg_catalog", "information_schema", "cutover"].map((schema, i) => ({
+        "rule-type": "selection",
+        "rule-id": String(i + 2),
+        "rule-name": `exclude-${schema.replace(/_/g, "-")}`,
+        "object-locator": { "schema-name": schema, "table-name": "%" },
+        "rule-action": "exclude",
+      })),
+    ],
+  });
+}
+
+/**
+ * The reverse task's settings: the Oracle tables exist and hold the data; DMS must never
+ * drop or truncate them (CDC only applies changes, this makes it explicit).
+ */
+export function reverseTaskSettings(): string {
+  return JSON.stringify({ FullLoadSettings: { TargetTablePrepMode: "DO_NOTHING" } });
+}
+
+/**
  * The way in from on-premises, both optional: DMS (replication instance, Oracle source,
  * Aurora target, a full-load-and-CDC task) when `createDms`; a site-to-site VPN (customer
  * gateway, virtual private gateway on the primary VPC, connection and static route) when
@@ -66,6 +101,8 @@ export function tableMappings(): string {
  */
 export class Migration extends pulumi.ComponentResource {
   readonly replicationTaskArn?: pulumi.Output<string>;
+  /** The reverse task (Aurora -> Oracle), with reverseDms. */
+  readonly reverseReplicationTaskArn?: pulumi.Output<string>;
   readonly vpnConnectionId?: pulumi.Output<string>;
 
   constructor(id: string, args: MigrationArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -105,9 +142,14 @@ export class Migration extends pulumi.ComponentResource {
         vpcSecurityGroupIds: [args.securityGroupId as pulumi.Input<string>],
         applyImmediately: true,
       }, o);
-      const source = new aws.dms.Endpoint(n("dms-source-oracle"), {
-        endpointId: n("dms-source-oracle"),
-        endpointType: "source",
+      const oracleCertificateArn = args.oracleSslMode === "verify-ca"
+        ? certificate("dms-cert-oracle", args.oracleCaCertificateFile as string).certificateArn
+        : undefined;
+      const rdsCertificateArn = certificate("dms-cert-rds", args.targetCaBundleFile).certificateArn;
+      // The Oracle side, as the forward source and (reverseDms) the reverse target.
+      const oracle = (id: string, endpointType: "source" | "target") => new aws.dms.Endpoint(n(id), {
+        endpointId: n(id),
+        endpointType,
         engineName: "oracle",
         serverName: args.oracleEndpoint,
         port: args.oraclePort,
@@ -117,13 +159,12 @@ export class Migration extends pulumi.ComponentResource {
         // TCPS, the server's certificate checked against the configured CA (DMS offers
         // verify-ca for Oracle, not verify-full); `none` only when configured so.
         sslMode: args.oracleSslMode,
-        certificateArn: args.oracleSslMode === "verify-ca"
-          ? certificate("dms-cert-oracle", args.oracleCaCertificateFile as string).certificateArn
-          : undefined,
+        certificateArn: oracleCertificateArn,
       }, o);
-      const target = new aws.dms.Endpoint(n("dms-target-aurora"), {
-        endpointId: n("dms-target-aurora"),
-        endpointType: "target",
+      // The Aurora writer, as the forward target and (reverseDms) the reverse source.
+      const aurora = (id: string, endpointType: "source" | "target") => new aws.dms.Endpoint(n(id), {
+        endpointId: n(id),
+        endpointType,
         engineName: "aurora-postgresql",
         serverName: args.targetEndpoint,
         port: 5432,
@@ -132,8 +173,10 @@ export class Migration extends pulumi.ComponentResource {
         password: args.targetPassword,
         // The writer's name and chain checked against the RDS CA bundle.
         sslMode: "verify-full",
-        certificateArn: certificate("dms-cert-rds", args.targetCaBundleFile).certificateArn,
+        certificateArn: rdsCertificateArn,
       }, o);
+      const source = oracle("dms-source-oracle", "source");
+      const target = aurora("dms-target-aurora", "target");
       const task = new aws.dms.ReplicationTask(n("dms-task"), {
         replicationTaskId: n("dms-task"),
         migrationType: "full-load-and-cdc",
@@ -144,6 +187,22 @@ export class Migration extends pulumi.ComponentResource {
         startReplicationTask: false,
       }, o);
       this.replicationTaskArn = task.replicationTaskArn;
+
+      if (args.reverseDms) {
+        // The fallback after the switch: Aurora's changes back to Oracle. Created stopped:
+        // it must start at the switch (see README, Reverse replication), never before.
+        const reverse = new aws.dms.ReplicationTask(n("dms-reverse-task"), {
+          replicationTaskId: n("dms-reverse-task"),
+          migrationType: "cdc",
+          replicationInstanceArn: instance.replicationInstanceArn,
+          sourceEndpointArn: aurora("dms-reverse-source-aurora", "source").endpointArn,
+          targetEndpointArn: oracle("dms-reverse-target-oracle", "target").endpointArn,
+          tableMappings: reverseTableMappings(),
+          replicationTaskSettings: reverseTaskSettings(),
+          startReplicationTask: false,
+        }, o);
+        this.reverseReplicationTaskArn = reverse.replicationTaskArn;
+      }
     }
 
     if (args.createVpn) {

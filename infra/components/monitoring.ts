@@ -20,7 +20,8 @@ export function alarmNames(suffix: string) {
 /** Which alarms the functions act on: the shifter rolls back, failover moves the writer. */
 export function watchedAlarms(suffix: string): WatchedAlarms {
   const a = alarmNames(suffix);
-  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable] };
+  // The cutover's `stable` gate watches the application's alarms in the primary, where the switch happens.
+  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable], cutover: [a.errorRate, a.latency] };
 }
 
 /** The alarm thresholds, in one place (the README quotes them). */
@@ -47,6 +48,8 @@ export interface MonitoringArgs {
   regions: RegionalMonitoringInput[];
   createDms: boolean;
   dmsTaskArn?: pulumi.Input<string>;
+  /** The reverse task (reverseDms): its failure after the switch loses the way back, so it alarms too. */
+  reverseDmsTaskArn?: pulumi.Input<string>;
 }
 
 /** What the dashboard needs once every output is known. */
@@ -225,10 +228,10 @@ export class Monitoring extends pulumi.ComponentResource {
     if (args.createDms) {
       const rule = new aws.cloudwatch.EventRule(name("dms-task-failure", args.suffix), {
         description: "the DMS replication task failed",
-        eventPattern: pulumi.output(args.dmsTaskArn).apply((task) => JSON.stringify({
+        eventPattern: pulumi.all([args.dmsTaskArn, args.reverseDmsTaskArn]).apply(([task, reverse]) => JSON.stringify({
           source: ["aws.dms"],
           "detail-type": ["DMS Replication Task State Change"],
-          resources: [task],
+          resources: reverse === undefined ? [task] : [task, reverse],
           detail: { eventType: ["REPLICATION_TASK_FAILED"] },
         })),
       }, o);

@@ -15,6 +15,21 @@ export interface ParametersArgs {
   writerEndpoint: pulumi.Input<string>;
   readerEndpoints: Record<string, pulumi.Input<string>>;
   sourceDsn: pulumi.Input<string>;
+  /**
+   * The cutover's parameters, in the primary only (where the cutover function runs and owns
+   * `writes-to`): one copy, so nothing can diverge between regions.
+   */
+  cutover?: CutoverParameters;
+}
+
+/** What the cutover function reads besides the database access, and the application's switch. */
+export interface CutoverParameters {
+  /** `host:port` of the source database (the application's writer before the switch). */
+  sourceEndpoint: string;
+  /** Placeholder for the operator's DSN of a source role that can ALTER ROLE and end sessions. */
+  sourceAdminDsn: string;
+  /** Placeholder for how the source reaches Aurora for reverse replication. */
+  reverseConninfo: pulumi.Input<string>;
 }
 
 export interface ParameterSpec {
@@ -49,6 +64,27 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
       secure: false,
       owned: false,
     },
+    ...(a.cutover === undefined ? [] : cutoverSpecs(a, a.cutover)),
+  ];
+}
+
+/**
+ * The cutover's parameters (primary only). `admin-user` / `admin-password` are the target's
+ * administrator (the master user here: it owns the publication and subscriptions the cutover
+ * manages); `source-admin-dsn` and `reverse-conninfo` are the operator's secrets, seeded with
+ * placeholders and never overwritten; `writes-to` says where the application writes
+ * (`source` until the switch), seeded once and then the cutover function's.
+ */
+export function cutoverSpecs(a: ParametersArgs, c: CutoverParameters): ParameterSpec[] {
+  const db = `/migration/db/${a.suffix}`;
+  const app = `/migration/app/${a.suffix}`;
+  return [
+    { path: `${db}/admin-user`, value: a.username, secure: false, owned: false },
+    { path: `${db}/admin-password`, value: a.password, secure: true, owned: false },
+    { path: `${db}/source-admin-dsn`, value: c.sourceAdminDsn, secure: true, owned: true },
+    { path: `${db}/reverse-conninfo`, value: c.reverseConninfo, secure: true, owned: true },
+    { path: `${db}/source-endpoint`, value: c.sourceEndpoint, secure: false, owned: false },
+    { path: `${app}/writes-to`, value: "source", secure: false, owned: true },
   ];
 }
 

@@ -51,6 +51,7 @@ export class Platform extends pulumi.ComponentResource {
   readonly stateTableName: pulumi.Output<string>;
   readonly parameterNames: string[];
   readonly replicationTaskArn?: pulumi.Output<string>;
+  readonly reverseReplicationTaskArn?: pulumi.Output<string>;
   readonly vpnConnectionId?: pulumi.Output<string>;
   /** The primary's functions. */
   readonly functionArns: Partial<Record<string, pulumi.Output<string>>>;
@@ -94,6 +95,7 @@ export class Platform extends pulumi.ComponentResource {
       maxAcu: s.auroraMaxAcu,
       databaseName: s.databaseName,
       masterUsername: s.masterUsername,
+      logicalReplication: s.reverseDms,
       regions: networks.map((net, i) => ({
         region: regions[i],
         provider: p(regions[i]),
@@ -101,6 +103,9 @@ export class Platform extends pulumi.ComponentResource {
         securityGroupId: net.databaseSecurityGroupId,
       })),
     }, child);
+    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
+    // One copy of the cutover's parameters, in the primary: every region's application reads it.
+    const cutoverParameterArn = (path: string) => pulumi.interpolate`arn:aws:ssm:${s.primaryRegion}:${accountId}:parameter/migration/${path}`;
     const apps = networks.map((net, i) => new Application(name("application", s.suffix, regions[i]), {
       suffix: s.suffix,
       region: regions[i],
@@ -118,8 +123,14 @@ export class Platform extends pulumi.ComponentResource {
       architecture: s.taskArchitecture,
       containerInsights: s.containerInsights,
       certificateArn: s.certificateArns[regions[i]],
+      // functions/cutover/README.md, the application's contract: writes-to says source (source-endpoint)
+      // or target (writer-endpoint: its own region's copy, the one its region's failover keeps current).
+      readsParameterArns: [
+        cutoverParameterArn(`app/${s.suffix}/writes-to`),
+        cutoverParameterArn(`db/${s.suffix}/source-endpoint`),
+        pulumi.interpolate`arn:aws:ssm:${regions[i]}:${accountId}:parameter/migration/db/${s.suffix}/writer-endpoint`,
+      ],
     }, child));
-    const accountId = aws.getCallerIdentityOutput({}, { provider: p(s.primaryRegion), parent: this }).accountId;
     const state = new State(name("state", s.suffix), {
       suffix: s.suffix, provider: p(s.primaryRegion), primaryRegion: s.primaryRegion, replicaRegions: s.secondaryRegions, accountId,
     }, child);
@@ -131,6 +142,7 @@ export class Platform extends pulumi.ComponentResource {
       createDms: s.createDms,
       createVpn: s.createVpn,
       createDmsVpcRole: s.createDmsVpcRole,
+      reverseDms: s.reverseDms,
       vpcId: networks[0].vpcId,
       privateSubnetIds: networks[0].privateSubnetIds,
       privateRouteTableId: networks[0].privateRouteTableId,
@@ -162,6 +174,11 @@ export class Platform extends pulumi.ComponentResource {
       writerEndpoint: primaryDb.writerEndpoint,
       readerEndpoints,
       sourceDsn: `oracle://cutover_validator:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
+      cutover: i === 0 ? {
+        sourceEndpoint: `${s.oracleEndpoint}:${s.oraclePort}`,
+        sourceAdminDsn: `oracle://cutover_admin:SET-ME@${s.oracleEndpoint}:${s.oraclePort}/${s.oracleServiceName}`,
+        reverseConninfo: pulumi.interpolate`host=${primaryDb.writerEndpoint} port=5432 dbname=${s.databaseName} user=SET-ME password=SET-ME sslmode=verify-full`,
+      } : undefined,
     }, child));
     const parameters = parameterSets[0];
     const notifications = new Notifications(name("notifications", s.suffix), {
@@ -173,7 +190,7 @@ export class Platform extends pulumi.ComponentResource {
     }, child);
     const primaryTopic = notifications.regions[0];
     const alarms = watchedAlarms(s.suffix);
-    // A control plane in every region: all four functions in the primary, lag-probe and failover in each other region.
+    // A control plane in every region: all five functions in the primary, lag-probe and failover in each other region.
     const functionSets = regions.map((region, i) => new Functions(i === 0 ? name("functions", s.suffix) : name("functions", s.suffix, region), {
       suffix: s.suffix,
       primaryRegion: s.primaryRegion,
@@ -228,14 +245,14 @@ export class Platform extends pulumi.ComponentResource {
       })),
       createDms: s.createDms,
       dmsTaskArn: migration.replicationTaskArn,
+      reverseDmsTaskArn: migration.reverseReplicationTaskArn,
     }, child);
     const runbook = new Runbook(name("runbook", s.suffix), {
       suffix: s.suffix,
       provider: p(s.primaryRegion),
       validatorArn: functions.arns["data-validator"] as pulumi.Output<string>,
+      cutoverArn: functions.arns.cutover as pulumi.Output<string>,
       shifterArn: functions.arns["traffic-shifter"] as pulumi.Output<string>,
-      stateTableArn: state.tableArn,
-      stateTableName: state.tableName,
       opsTopicArn: primaryTopic.opsTopicArn,
       snsKeyArn: primaryTopic.keyArn,
     }, child);
@@ -253,6 +270,7 @@ export class Platform extends pulumi.ComponentResource {
     this.stateTableName = state.tableName;
     this.parameterNames = parameters.names;
     this.replicationTaskArn = migration.replicationTaskArn;
+    this.reverseReplicationTaskArn = migration.reverseReplicationTaskArn;
     this.vpnConnectionId = migration.vpnConnectionId;
     this.functionArns = functions.arns;
     this.opsTopicArn = primaryTopic.opsTopicArn;

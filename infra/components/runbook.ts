@@ -2,23 +2,41 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
+import { STABLE_WATCH_MS } from "./functions";
 import { assumedBy, policyJson, runbookPolicy } from "./iam";
 
 export interface RunbookTargets {
   validatorArn: string;
+  cutoverArn: string;
   shifterArn: string;
-  table: string;
   opsTopicArn: string;
 }
 
 /** How the runbook shifts: the traffic-shifter's own plan names (events/traffic-shifter/). */
 export const SHIFT = { plan: "canary-10-5m", scope: "region-by-region", regionBake: "15m", pollSeconds: 60 };
 
-type State = Record<string, unknown>;
+/** The cutover's phases, in order (shared/src/state.rs `Phase`). */
+export const PHASES = ["full-load", "cdc", "in-sync", "frozen", "drained", "verified", "switched", "stable", "done"] as const;
+export type Phase = (typeof PHASES)[number];
+
+/** The cutover's results that let the runbook go on; anything else (refused, busy, ...) rolls back. */
+export const PROCEED = ["advanced", "already"] as const;
+
+/**
+ * The watch window the runbook waits after `switched` before asking for `stable`: the
+ * cutover's own window (CUTOVER_STABLE_WATCH_MS) plus a margin for the clocks, so the gate is
+ * never asked early.
+ */
+export const WATCH_SECONDS = STABLE_WATCH_MS / 1000 + 30;
+
+export type State = Record<string, unknown>;
 
 const RETRYABLE = [{ ErrorEquals: ["Retryable", "Lambda.TooManyRequestsException", "Lambda.ServiceException"], IntervalSeconds: 5, MaxAttempts: 3, BackoffRate: 2 }];
 
-function invoke(fn: string, payload: Record<string, unknown>, next: string, onFailure: string): State {
+/** Where every failure and every refusal goes: the cutover's rollback, then the ops topic, then Fail. */
+export const ROLLBACK = "Rollback";
+
+export function invoke(fn: string, payload: Record<string, unknown>, next: string, onFailure: string): State {
   return {
     Type: "Task",
     Resource: "arn:aws:states:::lambda:invoke",
@@ -30,10 +48,18 @@ function invoke(fn: string, payload: Record<string, unknown>, next: string, onFa
   };
 }
 
-/** plan -> validate-segment over every segment (Map) -> merge -> MATCH or `onFailure`. */
-function validation(prefix: string, validator: string, next: string, onFailure: string): Record<string, State> {
+/** A Choice on `variable` (guarded by IsPresent: a Choice on a missing field fails the execution instead of choosing). */
+function equals(variable: string, value: string) {
+  return { And: [{ Variable: variable, IsPresent: true }, { Variable: variable, StringEquals: value }] };
+}
+
+/**
+ * plan -> validate-segment over every segment (Map) -> merge -> MATCH or `onFailure`. The
+ * merge's output (its `run_id`) goes on to `next`, which passes it to the cutover as evidence.
+ */
+export function validation(prefix: string, validator: string, next: string, onFailure: string, plan: Record<string, unknown> = { command: "plan" }): Record<string, State> {
   return {
-    [`${prefix}Plan`]: invoke(validator, { command: "plan" }, `${prefix}Segments`, onFailure),
+    [`${prefix}Plan`]: invoke(validator, plan, `${prefix}Segments`, onFailure),
     [`${prefix}Segments`]: {
       Type: "Map",
       ItemsPath: "$.segments",
@@ -73,49 +99,86 @@ function validation(prefix: string, validator: string, next: string, onFailure: 
   };
 }
 
-/** `MIGRATION` / `PHASE` moved to `phase`, its version bumped so that stale conditional writers lose. */
-function recordPhase(table: string, phase: string, next: string | undefined, onFailure: string): State {
+/**
+ * `{"command":"advance","until":<phase>}` on the cutover, with the run id of the validation
+ * just merged as evidence when `withEvidence`; then a Choice: `advanced` or `already` go on
+ * to `next`, anything else (refused, busy) and any failure roll back. Two states,
+ * `<id>` and `<id>Result`.
+ */
+export function advance(id: string, cutover: string, until: Phase, withEvidence: boolean, next: string): Record<string, State> {
+  const payload: Record<string, unknown> = { command: "advance", until };
+  if (withEvidence) payload["validation_run.$"] = "$.run_id";
   return {
-    Type: "Task",
-    QueryLanguage: "JSONata",
-    Resource: "arn:aws:states:::dynamodb:updateItem",
-    Arguments: {
-      TableName: table,
-      Key: { pk: { S: "MIGRATION" }, sk: { S: "PHASE" } },
-      UpdateExpression: "SET #phase = :phase, #by = :by, #at = :at, #updated = :at ADD #version :one",
-      ExpressionAttributeNames: { "#phase": "phase", "#by": "changed_by", "#at": "changed_at_ms", "#updated": "updated_at_ms", "#version": "version" },
-      ExpressionAttributeValues: {
-        ":phase": { S: phase },
-        ":by": { S: "{% 'runbook:' & $states.context.Execution.Name %}" },
-        ":at": { N: "{% $string($millis()) %}" },
-        ":one": { N: "1" },
-      },
+    [id]: invoke(cutover, payload, `${id}Result`, ROLLBACK),
+    [`${id}Result`]: {
+      Type: "Choice",
+      Choices: [{ Or: PROCEED.map((r) => equals("$.result", r)), Next: next }],
+      Default: ROLLBACK,
     },
-    // JSONata states keep their input with Output; the shifter's outcome travels on.
-    Output: "{% $states.input %}",
-    Catch: [{ ErrorEquals: ["States.ALL"], Next: onFailure }],
-    ...(next === undefined ? { End: true } : { Next: next }),
   };
 }
 
 /**
- * The phased cutover: validate -> record "cutover" -> shift region by region (the shifter's
- * region-by-region plan, with a bake between regions; the runbook ticks and waits) ->
- * validate -> record "done". A failure before the shift notifies; a failure during or after
- * it aborts the shift (100 % blue) and notifies. Validation is fanned out: plan, a Map of
- * validate-segment invocations, merge.
+ * The cutover's phase machine, run as the rehearsal runs it (tests/src/cutover_stage.rs):
+ *
+ * 1. validation fan-out -> `advance until in-sync` with that run;
+ * 2. validation fan-out again (fresh evidence) -> `advance until drained` (freezes the source,
+ *    waits for the target to apply everything committed before the freeze);
+ * 3. the final validation over what the freeze reports changed (`revalidate` of the step into
+ *    `frozen`), skipped when nothing changed, over everything when this execution did not
+ *    see the freeze -> `advance until switched` (with the final run, or without evidence when
+ *    none was needed);
+ * 4. wait the watch window -> `advance until stable`;
+ * 5. the application's blue/green shift by the traffic-shifter (region by region, ticked) ->
+ *    `advance until done`.
+ *
+ * Any refusal or failure: abort the shift if it started, then the cutover's `rollback`
+ * (before `switched` it unfreezes the source; after it, it moves the writes back), then the
+ * ops topic, then Fail. The cutover records the phase itself (MIGRATION/PHASE, fenced by its
+ * lease): the runbook writes nothing to the state table.
  */
 export function runbookDefinition(t: RunbookTargets): string {
-  const choice = (variable: string, value: string, next: string) => ({
-    And: [{ Variable: variable, IsPresent: true }, { Variable: variable, StringEquals: value }],
-    Next: next,
-  });
+  const V = t.validatorArn;
+  const C = t.cutoverArn;
   return JSON.stringify({
-    Comment: "cutover runbook: validate, shift traffic region by region with a bake, validate, record the phase; failures abort the shift and notify",
-    StartAt: "PreValidatePlan",
+    Comment: "cutover runbook: the cutover's phases with validation evidence at each gate, the watch window, the shift; any refusal or failure rolls back and notifies",
+    StartAt: "InSyncValidatePlan",
     States: {
-      ...validation("PreValidate", t.validatorArn, "RecordCutover", "Notify"),
-      RecordCutover: recordPhase(t.table, "cutover", "StartShift", "Notify"),
+      ...validation("InSyncValidate", V, "AdvanceInSync", ROLLBACK),
+      ...advance("AdvanceInSync", C, "in-sync", true, "FreezeValidatePlan"),
+      ...validation("FreezeValidate", V, "AdvanceDrained", ROLLBACK),
+      AdvanceDrained: invoke(C, { "command": "advance", "until": "drained", "validation_run.$": "$.run_id" }, "AdvanceDrainedResult", ROLLBACK),
+      AdvanceDrainedResult: {
+        Type: "Choice",
+        Choices: [
+          { ...equals("$.result", "advanced"), Next: "FinalScope" },
+          // Frozen before this execution: its `revalidate` is not in this output, so validate everything.
+          { ...equals("$.result", "already"), Next: "FullFinalValidatePlan" },
+        ],
+        Default: ROLLBACK,
+      },
+      // The step into `frozen` says what changed since the last passing validation.
+      FinalScope: {
+        Type: "Pass",
+        Parameters: { "frozen.$": "$.transitions[?(@.to == 'frozen')]" },
+        Next: "FinalScopeChoice",
+      },
+      FinalScopeChoice: {
+        Type: "Choice",
+        Choices: [
+          { Variable: "$.frozen[0].action.revalidate[0]", IsPresent: true, Next: "FinalValidatePlan" },
+          // Nothing changed since the evidence the freeze accepted: no final run is needed.
+          { Variable: "$.frozen[0].action.revalidate", IsPresent: true, Next: "AdvanceSwitchedUnchanged" },
+        ],
+        // No freeze in this output (advanced from `frozen`): validate everything.
+        Default: "FullFinalValidatePlan",
+      },
+      ...validation("FinalValidate", V, "AdvanceSwitched", ROLLBACK, { "command": "plan", "tables.$": "$.frozen[0].action.revalidate" }),
+      ...validation("FullFinalValidate", V, "AdvanceSwitched", ROLLBACK),
+      ...advance("AdvanceSwitched", C, "switched", true, "WatchWindow"),
+      ...advance("AdvanceSwitchedUnchanged", C, "switched", false, "WatchWindow"),
+      WatchWindow: { Type: "Wait", Seconds: WATCH_SECONDS, Next: "AdvanceStable" },
+      ...advance("AdvanceStable", C, "stable", false, "StartShift"),
       StartShift: invoke(t.shifterArn, {
         command: "start", plan: SHIFT.plan, scope: SHIFT.scope, region_bake: SHIFT.regionBake, on_gate_failure: "rollback",
       }, "Bake", "AbortShift"),
@@ -124,27 +187,39 @@ export function runbookDefinition(t: RunbookTargets): string {
       ShiftState: {
         Type: "Choice",
         Choices: [
-          choice("$.deployment.status", "succeeded", "PostValidatePlan"),
-          choice("$.deployment.status", "running", "Bake"),
+          { ...equals("$.deployment.status", "succeeded"), Next: "AdvanceDone" },
+          { ...equals("$.deployment.status", "running"), Next: "Bake" },
         ],
         // rolled-back, aborted, paused, or no deployment at all
         Default: "AbortShift",
       },
-      ...validation("PostValidate", t.validatorArn, "RecordDone", "AbortShift"),
-      RecordDone: recordPhase(t.table, "done", undefined, "Notify"),
+      ...advance("AdvanceDone", C, "done", false, "Done"),
+      Done: { Type: "Succeed" },
       AbortShift: {
-        ...invoke(t.shifterArn, { command: "abort", reason: "the cutover runbook failed a step" }, "Notify", "Notify"),
-        // Whatever abort says, the operators hear about it; keep the first error.
+        ...invoke(t.shifterArn, { command: "abort", reason: "the cutover runbook failed a step" }, ROLLBACK, ROLLBACK),
+        // Whatever abort says, the cutover rolls back; keep the first error.
         OutputPath: "$",
         ResultPath: "$.abort",
-        Catch: [{ ErrorEquals: ["States.ALL"], ResultPath: "$.abortError", Next: "Notify" }],
+        Catch: [{ ErrorEquals: ["States.ALL"], ResultPath: "$.abortError", Next: ROLLBACK }],
+      },
+      [ROLLBACK]: {
+        ...invoke(C, {
+          "command": "rollback",
+          // Bounded (the cutover refuses a reason over 1000 bytes); the failure itself goes to the ops topic.
+          "reason.$": "States.Format('the cutover runbook (execution {}) stopped at a refused or failed step', $$.Execution.Name)",
+        }, "Notify", "Notify"),
+        // The failure and the rollback's outcome travel on to the notification.
+        ResultSelector: { "outcome.$": "$.Payload" },
+        ResultPath: "$.rollback",
+        OutputPath: "$",
+        Catch: [{ ErrorEquals: ["States.ALL"], ResultPath: "$.rollbackError", Next: "Notify" }],
       },
       Notify: {
         Type: "Task",
         Resource: "arn:aws:states:::sns:publish",
         Parameters: {
           TopicArn: t.opsTopicArn,
-          Subject: "cutover runbook stopped",
+          Subject: "cutover runbook stopped and rolled back",
           "Message.$": "States.JsonToString($)",
           MessageAttributes: {
             event_type: { DataType: "String", StringValue: "runbook-aborted" },
@@ -155,7 +230,7 @@ export function runbookDefinition(t: RunbookTargets): string {
         Catch: [{ ErrorEquals: ["States.ALL"], Next: "Aborted" }],
         Next: "Aborted",
       },
-      Aborted: { Type: "Fail", Error: "CutoverAborted", Cause: "a validation or shift step failed; the shift was aborted and the ops topic told" },
+      Aborted: { Type: "Fail", Error: "CutoverAborted", Cause: "a step was refused or failed; the cutover was asked to roll back and the ops topic told" },
     },
   });
 }
@@ -164,14 +239,13 @@ export interface RunbookArgs {
   suffix: string;
   provider: aws.Provider;
   validatorArn: pulumi.Input<string>;
+  cutoverArn: pulumi.Input<string>;
   shifterArn: pulumi.Input<string>;
-  stateTableArn: pulumi.Input<string>;
-  stateTableName: pulumi.Input<string>;
   opsTopicArn: pulumi.Input<string>;
   snsKeyArn: pulumi.Input<string>;
 }
 
-/** The runbook state machine and its role (invoke two functions, update one item, publish to one topic). */
+/** The runbook state machine and its role (invoke three functions, publish to one topic). */
 export class Runbook extends pulumi.ComponentResource {
   readonly stateMachineArn: pulumi.Output<string>;
 
@@ -183,8 +257,7 @@ export class Runbook extends pulumi.ComponentResource {
     const policy = new aws.iam.RolePolicy(n("policy-runbook"), {
       role: role.id,
       policy: policyJson(runbookPolicy({
-        functionArns: [args.validatorArn, args.shifterArn],
-        stateTableArn: args.stateTableArn,
+        functionArns: [args.validatorArn, args.cutoverArn, args.shifterArn],
         opsTopicArn: args.opsTopicArn,
         snsKeyArn: args.snsKeyArn,
       })),
@@ -192,8 +265,8 @@ export class Runbook extends pulumi.ComponentResource {
     const machine = new aws.sfn.StateMachine(n("runbook"), {
       name: n("cutover-runbook"),
       roleArn: role.arn,
-      definition: pulumi.all([args.validatorArn, args.shifterArn, args.stateTableName, args.opsTopicArn])
-        .apply(([validatorArn, shifterArn, table, opsTopicArn]) => runbookDefinition({ validatorArn, shifterArn, table, opsTopicArn })),
+      definition: pulumi.all([args.validatorArn, args.cutoverArn, args.shifterArn, args.opsTopicArn])
+        .apply(([validatorArn, cutoverArn, shifterArn, opsTopicArn]) => runbookDefinition({ validatorArn, cutoverArn, shifterArn, opsTopicArn })),
     }, { ...o, dependsOn: [policy] });
     this.stateMachineArn = machine.arn;
     this.registerOutputs({ stateMachineArn: this.stateMachineArn });

@@ -38,7 +38,7 @@ export function alarmPattern(alarmNames: string[]): string {
 export interface RegionalFunctions {
   region: string;
   provider: aws.Provider;
-  /** The functions that run in this region (EVERY_REGION, and in the primary all four). */
+  /** The functions that run in this region (EVERY_REGION, and in the primary all five). */
   functionArns: Partial<Record<FunctionName, pulumi.Input<string>>>;
   functionNames: Partial<Record<FunctionName, pulumi.Input<string>>>;
 }

@@ -93,6 +93,7 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:eu-west-1:123456789012:certificate/x" } }, /certificateArns.*us-east-1/],
     [{ environmentSuffix: "dev", oracleSslMode: "require" }, /oracleSslMode.*verify-ca or none/],
     [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
+    [{ environmentSuffix: "dev", reverseDms: true }, /reverseDms.*unless createDms/],
     [{ environmentSuffix: "dev", secondaryRegions: ["eu-west-1", "us-west-2"] }, /us-west-2.*allowedRegions.*data may not leave/],
     [{ environmentSuffix: "dev", allowedRegions: ["eu-west-1", "eu-central-1"] }, /us-east-1.*allowedRegions/],
     [{ environmentSuffix: "dev", taskArchitecture: "arm" }, /taskArchitecture.*ARM64 or X86_64/],

@@ -51,7 +51,9 @@ export function install(stack: string): void {
       }
       if (args.type === "aws:lb/targetGroup:TargetGroup") state.arnSuffix = `targetgroup/${args.name}/4567`;
       if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-secret-0123456789";
-      if (args.type === "aws:dms/replicationTask:ReplicationTask") state.replicationTaskArn = `arn:aws:dms:${region}:123456789012:task:TASKID0123`;
+      if (args.type === "aws:dms/replicationTask:ReplicationTask") {
+        state.replicationTaskArn = `arn:aws:dms:${region}:123456789012:task:${args.name.includes("reverse") ? "TASKIDREVERSE" : "TASKID0123"}`;
+      }
       if (args.type === "aws:dms/replicationInstance:ReplicationInstance") state.replicationInstanceArn = arn;
       if (args.type === "aws:dms/endpoint:Endpoint") state.endpointArn = arn;
       if (args.type === "aws:dms/certificate:Certificate") state.certificateArn = arn;

@@ -14,10 +14,10 @@ import { KEY_POLICY_ROOT_SID } from "../components/notifications";
 import { allows, arnOf, checkAlarmDelivery, checkEventDelivery, grants } from "./delivery";
 
 const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"];
-const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover"];
-const IN_VPC = ["data-validator", "lag-probe", "failover"];
+const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover", "cutover"];
+const IN_VPC = ["data-validator", "lag-probe", "failover", "cutover"];
 const ACCOUNT = "123456789012";
-/** The control plane of every region: all four functions in the primary, lag-probe and failover in each other region. */
+/** The control plane of every region: all five functions in the primary, lag-probe and failover in each other region. */
 const COPIES: { name: string; region: string }[] = [
   ...FUNCTIONS.map((name) => ({ name, region: "us-east-1" })),
   ...REGIONS.slice(1).flatMap((region) => ["lag-probe", "failover"].map((name) => ({ name, region }))),
@@ -32,7 +32,7 @@ before(async () => {
 const fn = (name: string, region = "us-east-1"): Recorded => one("aws:lambda/function:Function", rn(`fn-${name}`, region));
 const env = (name: string, region = "us-east-1"): Record<string, string> => fn(name, region).inputs.environment.variables;
 
-test("four Lambdas in the primary, lag-probe and failover in every other region, from target/lambda/<name>/bootstrap.zip: provided.al2023, arm64, JSON logs into a log group with retention", async () => {
+test("five Lambdas in the primary (the cutover among them), lag-probe and failover in every other region, from target/lambda/<name>/bootstrap.zip: provided.al2023, arm64, JSON logs into a log group with retention", async () => {
   const fns = ofType("aws:lambda/function:Function");
   assert.deepEqual(fns.map((f) => [f.region, f.inputs.name]).sort(), COPIES.map((c) => [c.region, rn(c.name, c.region)]).sort());
   for (const { name, region } of COPIES) {
@@ -86,6 +86,8 @@ test("each function's environment is exactly what its crate reads", () => {
     "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS", "CUTOVER_LAG_PROBE_ID"],
     "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
     failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
+    // The rest of the crate's settings keep their defaults (functions/cutover/src/config.rs).
+    cutover: ["CUTOVER_DB_CA_FILE", "CUTOVER_STABLE_WATCH_MS", "CUTOVER_STABLE_ALARMS"],
   };
   for (const { name, region } of COPIES) {
     const vars = env(name, region);
@@ -100,6 +102,8 @@ test("each function's environment is exactly what its crate reads", () => {
       assert.ok(!/password|secret/i.test(k) && !/generated-secret/.test(String(v)), `${name}: ${k} carries no secret`);
     }
   }
+  assert.deepEqual([env("cutover").CUTOVER_STABLE_WATCH_MS, env("cutover").CUTOVER_STABLE_ALARMS], ["600000", "app-5xx-rate-t1,app-p99-latency-t1"],
+    "the watch window the runbook waits, and the application's 5XX and latency alarms");
   const validator = env("data-validator");
   assert.deepEqual([validator.CUTOVER_VALIDATION_TABLES, validator.CUTOVER_VALIDATION_SCHEMAS], ["", "public"]);
   assert.match(validator.CUTOVER_VALIDATION_TOPIC_ARN, /sns-validation-t1$/);
@@ -131,7 +135,7 @@ function identityPolicies(): { owner: string; doc: PolicyDocument }[] {
 
 test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no narrower; everything else this stack's ARNs", () => {
   const docs = identityPolicies();
-  assert.equal(docs.length, COPIES.length * 2 + 1 + 2, "eight functions (own + logs), the runbook, two alarm forwarders");
+  assert.equal(docs.length, COPIES.length * 2 + 1 + 2 + 3, "nine functions (own + logs), the runbook, two alarm forwarders, the application's task role per region");
   for (const { owner, doc } of docs) {
     for (const st of doc.Statement as Statement[]) {
       assert.equal(st.Effect, "Allow");
@@ -213,6 +217,40 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   assert.equal(grant("policy-data-validator-t1", "elasticloadbalancing:ModifyListener").length, 0);
 });
 
+test("the cutover: the primary only, in the VPC, with the CA layer; it writes writes-to and nothing else, reads the stable gate's alarms, publishes to the ops topic", () => {
+  assert.deepEqual(ofType("aws:lambda/function:Function").filter((f) => f.inputs.name.startsWith("cutover")).map((f) => [f.region, f.inputs.name]), [["us-east-1", "cutover-t1"]]);
+  const f = fn("cutover");
+  assert.deepEqual([f.inputs.memorySize, f.inputs.timeout], [256, 900]);
+  const doc = (owner: string): Statement[] => identityPolicies().find((d) => d.owner === owner)?.doc.Statement as Statement[];
+  const grant = (action: string) => doc("policy-cutover-t1").filter((st) => st.Action.includes(action));
+  assert.deepEqual(grant("ssm:PutParameter").flatMap((st) => st.Resource), [`arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/writes-to`],
+    "the cutover moves the application's writes and rewrites nothing else (not failover's writer endpoint)");
+  assert.deepEqual(grant("cloudwatch:DescribeAlarms").flatMap((st) => st.Resource),
+    [`arn:aws:cloudwatch:us-east-1:${ACCOUNT}:alarm:app-5xx-rate-t1`, `arn:aws:cloudwatch:us-east-1:${ACCOUNT}:alarm:app-p99-latency-t1`]);
+  assert.deepEqual(grant("sns:Publish").flatMap((st) => st.Resource.map((r) => String(r).replace(/.*\//, ""))), ["sns-ops-t1"]);
+  for (const action of ["rds:FailoverGlobalCluster", "elasticloadbalancing:ModifyListener", "dynamodb:DeleteItem", "dynamodb:Scan", "events:PutEvents"]) {
+    assert.equal(grant(action).length, 0, `the cutover: no ${action}`);
+  }
+  assert.ok(doc("policy-cutover-t1").every((st) => st.Action.every((a) => !isWildcardAction(a))));
+  const doc2 = identityPolicies().find((d) => d.owner === "policy-cutover-t1")?.doc as PolicyDocument;
+  assert.ok(!grants(doc2, "ssm:PutParameter", `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`));
+  assert.ok(!grants(doc2, "dynamodb:PutItem", tableIn("us-east-1"), { "dynamodb:LeadingKeys": ["FAILOVER"] }), "the failover lease is read, never taken");
+});
+
+test("the application's task role (per region) reads the primary's writes-to and source-endpoint and its region's writer-endpoint, nothing else", () => {
+  for (const region of REGIONS) {
+    const task = one("aws:ecs/taskDefinition:TaskDefinition", `task-app-${region}-t1`);
+    assert.equal(task.inputs.taskRoleArn, `arn:aws:mock:${region}:${ACCOUNT}:aws:iam/role:Role/${`role-task-app-${region}-t1`}`);
+    assert.equal(JSON.parse(one("aws:iam/role:Role", `role-task-app-${region}-t1`).inputs.assumeRolePolicy).Statement[0].Principal.Service, "ecs-tasks.amazonaws.com");
+    const doc = identityPolicies().find((d) => d.owner === `policy-task-app-${region}-t1`)?.doc as PolicyDocument;
+    assert.deepEqual(doc.Statement.map((st) => [st.Action, st.Resource]), [[["ssm:GetParameter"], [
+      `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/writes-to`,
+      `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/source-endpoint`,
+      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
+    ]]], `${region}: one copy of the switch, in the primary; the writer as its own region's failover keeps it`);
+  }
+});
+
 test("every region's failover and lag-probe use their own region's table replica, topic, keys, parameters and bus", () => {
   const doc = (owner: string): Statement[] => identityPolicies().find((d) => d.owner === owner)?.doc.Statement as Statement[];
   const grant = (owner: string, action: string) => doc(owner).filter((st) => st.Action.includes(action));
@@ -277,6 +315,11 @@ const ITEMS: Record<string, [string, string][]> = {
     ["GetItem", "FAILOVER"], ["PutItem", "FAILOVER"], ["UpdateItem", "FAILOVER"], ["ConditionCheckItem", "FAILOVER"],
     ["Query", "LAG#eu-west-1"], ["Query", "REACH#us-east-1"],
   ],
+  // The phase, evidence, audit and lease (a fenced write: ConditionCheckItem + PutItem); the failover lease and the validator's runs read only; no DeleteItem.
+  cutover: [
+    ["GetItem", "MIGRATION"], ["PutItem", "MIGRATION"], ["UpdateItem", "MIGRATION"], ["Query", "MIGRATION"], ["ConditionCheckItem", "MIGRATION"],
+    ["GetItem", "FAILOVER"], ["GetItem", "VALIDATION#r1"], ["Query", "VALIDATION#r1"],
+  ],
 };
 /** The parameters each crate reads (shared/src/db.rs DbAccess and the functions' own), under /migration/. */
 const ACCESS = ["database", "user", "password", "writer-endpoint"].map((p) => `db/t1/${p}`);
@@ -286,6 +329,7 @@ const READS: Record<string, string[]> = {
   "lag-probe": [...ACCESS, ...READERS, "app/t1/active-region"],
   "traffic-shifter": [],
   failover: [...ACCESS, ...READERS, "app/t1/active-region"],
+  cutover: [...ACCESS, ...["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/t1/${p}`)],
 };
 
 /** The state table as each region's functions reach it: the table in the primary, its replica elsewhere. */
@@ -318,14 +362,16 @@ test("least privilege per function, in every region's copy: the state items it o
       }
     }
     for (const p of READS[name]) assert.ok(mine.includes(p), `${p} exists in ${region}`);
-    const secure = READS[name].some((p) => /password|source-dsn/.test(p));
+    const secure = READS[name].some((p) => /password|source-dsn|reverse-conninfo/.test(p));
     assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": `ssm.${region}.amazonaws.com` }), secure, `${name} in ${region}: decrypts SecureStrings`);
     assert.equal(grants(doc, "kms:Decrypt", ssmKey, { "kms:ViaService": `s3.${region}.amazonaws.com` }), false, `${name}: the SSM key through SSM only`);
   }
   assert.ok(!grants(identityPolicies().find((d) => d.owner === "policy-lag-probe-t1")?.doc as PolicyDocument,
     "dynamodb:PutItem", table, { "dynamodb:LeadingKeys": ["FAILOVER"] }), "lag-probe cannot write the lease");
   const runbook = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc as PolicyDocument;
-  for (const pk of pks) assert.equal(grants(runbook, "dynamodb:UpdateItem", table, { "dynamodb:LeadingKeys": [pk] }), pk === "MIGRATION", `runbook: ${pk}`);
+  for (const action of actions) {
+    for (const pk of pks) assert.equal(grants(runbook, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), false, `runbook: ${action} on ${pk} (the cutover records the phase)`);
+  }
 });
 
 test("KMS key policies: the account root delegates to IAM; services get Decrypt and GenerateDataKey only", () => {
@@ -492,18 +538,22 @@ test("dashboard: lag per region (heartbeat at 1 s, engine), validation, per regi
   assert.ok(!body.widgets.some((w: Widget) => w.properties.title.startsWith("DMS")), "no DMS widget without DMS");
 });
 
-test("runbook: a state machine whose role invokes the validator and the shifter, updates the phase item and notifies, nothing else", () => {
+test("runbook: a state machine whose role invokes exactly the validator, the cutover and the shifter, and notifies; no state-table access", () => {
   const sm = ofType("aws:sfn/stateMachine:StateMachine")[0];
   assert.equal(sm.inputs.name, "cutover-runbook-t1");
   const def = JSON.parse(sm.inputs.definition);
-  assert.equal(def.States.PreValidatePlan.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-data-validator-t1`);
-  assert.equal(def.States.StartShift.Parameters.FunctionName, `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-traffic-shifter-t1`);
-  assert.equal(def.States.RecordDone.Arguments.TableName, "migration-state-t1");
+  const arn = (fn: string) => `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-${fn}-t1`;
+  assert.equal(def.States.InSyncValidatePlan.Parameters.FunctionName, arn("data-validator"));
+  assert.equal(def.States.AdvanceInSync.Parameters.FunctionName, arn("cutover"));
+  assert.equal(def.States.Rollback.Parameters.FunctionName, arn("cutover"));
+  assert.equal(def.States.StartShift.Parameters.FunctionName, arn("traffic-shifter"));
   assert.match(def.States.Notify.Parameters.TopicArn, /sns-ops-t1$/);
+  const invoked = new Set(Object.values(def.States as Record<string, { Parameters?: { FunctionName?: string } }>)
+    .map((st) => st.Parameters?.FunctionName).filter((f) => f !== undefined));
+  assert.deepEqual([...invoked].sort(), ["cutover", "data-validator", "traffic-shifter"].map(arn));
   const policy = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc.Statement as Statement[];
   assert.deepEqual(policy.map((st) => [st.Action, st.Resource.map((r) => String(r).replace(/.*\//, ""))]), [
-    [["lambda:InvokeFunction"], ["fn-data-validator-t1", "fn-traffic-shifter-t1"]],
-    [["dynamodb:UpdateItem"], ["migration-state-t1"]],
+    [["lambda:InvokeFunction"], ["fn-data-validator-t1", "fn-cutover-t1", "fn-traffic-shifter-t1"]],
     [["sns:Publish"], ["sns-ops-t1"]],
     [["kms:GenerateDataKey", "kms:Decrypt"], ["kms-sns-t1"]],
   ]);

@@ -1,4 +1,4 @@
-// The platform with everything optional switched on: DMS, the VPN, the Oracle Instant Client
+// The platform with everything optional switched on: DMS and its reverse task, the VPN, the Oracle Instant Client
 // layer and e-mail alerts.
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
@@ -9,7 +9,7 @@ import { build, calls, install, isSecret, ofType, one, options, plain, resourceN
 
 install("optional");
 
-import { tableMappings } from "../components/migration";
+import { reverseTableMappings, tableMappings } from "../components/migration";
 import { checkAlarmDelivery, checkEventDelivery } from "./delivery";
 import type { Platform } from "../components/platform";
 
@@ -20,6 +20,7 @@ before(async () => {
   platform = await build({
     environmentSuffix: "t2",
     createDms: true,
+    reverseDms: true,
     createVpn: true,
     customerGatewayIp: "198.51.100.7",
     oracleInstantClientLayerArn: LAYER,
@@ -54,7 +55,7 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
   assert.deepEqual([target.inputs.endpointType, target.inputs.engineName], ["target", "aurora-postgresql"]);
   assert.equal(target.inputs.serverName, "aurora-us-east-1-t2.cluster-x.us-east-1.rds.amazonaws.com");
-  const task = ofType("aws:dms/replicationTask:ReplicationTask")[0];
+  const task = one("aws:dms/replicationTask:ReplicationTask", "dms-task-t2");
   assert.equal(task.inputs.migrationType, "full-load-and-cdc");
   assert.equal(task.inputs.startReplicationTask, false, "started by an operator, once the source is ready");
   assert.deepEqual(JSON.parse(task.inputs.tableMappings), JSON.parse(tableMappings()));
@@ -91,6 +92,42 @@ test("DMS endpoints over TLS: Oracle over TCPS verified against the configured C
   assert.equal(target.inputs.sslMode, "verify-full");
   assert.equal(target.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-rds-t2`);
   assert.match(String(plain(cert("dms-cert-rds").inputs.certificatePem)), /TEST-FIXTURE-rds-ca/, "caBundleFile, the functions' bundle");
+});
+
+test("reverseDms: a second task, CDC only, from the Aurora writer (verify-full) back to Oracle (TCPS), on the same instance, created stopped, never truncating Oracle", () => {
+  const tasks = ofType("aws:dms/replicationTask:ReplicationTask");
+  assert.deepEqual(tasks.map((t) => t.inputs.replicationTaskId).sort(), ["dms-reverse-task-t2", "dms-task-t2"]);
+  const reverse = one("aws:dms/replicationTask:ReplicationTask", "dms-reverse-task");
+  assert.equal(reverse.region, "us-east-1");
+  assert.equal(reverse.inputs.migrationType, "cdc", "no full load: Oracle holds the data; only Aurora's changes after the switch go back");
+  assert.equal(reverse.inputs.startReplicationTask, false, "started at the switch, not by pulumi up");
+  assert.equal(JSON.parse(reverse.inputs.replicationTaskSettings).FullLoadSettings.TargetTablePrepMode, "DO_NOTHING");
+  assert.equal(reverse.inputs.replicationInstanceArn, one("aws:dms/replicationTask:ReplicationTask", "dms-task-t2").inputs.replicationInstanceArn);
+  const endpoint = (id: string) => one("aws:dms/endpoint:Endpoint", id);
+  const source = endpoint("dms-reverse-source-aurora");
+  assert.equal(reverse.inputs.sourceEndpointArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/endpoint:Endpoint/dms-reverse-source-aurora-t2`);
+  assert.deepEqual([source.inputs.endpointType, source.inputs.engineName, source.inputs.serverName, source.inputs.port],
+    ["source", "aurora-postgresql", "aurora-us-east-1-t2.cluster-x.us-east-1.rds.amazonaws.com", 5432], "the Aurora writer");
+  assert.deepEqual([source.inputs.sslMode, source.inputs.certificateArn], ["verify-full", "arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-rds-t2"]);
+  const target = endpoint("dms-reverse-target-oracle");
+  assert.equal(reverse.inputs.targetEndpointArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/endpoint:Endpoint/dms-reverse-target-oracle-t2`);
+  const forward = endpoint("dms-source-oracle");
+  assert.deepEqual([target.inputs.endpointType, target.inputs.engineName], ["target", "oracle"]);
+  for (const k of ["serverName", "port", "databaseName", "username", "sslMode", "certificateArn"]) {
+    assert.deepEqual(target.inputs[k], forward.inputs[k], `${k}: the Oracle endpoint's own settings`);
+  }
+  assert.equal(target.inputs.sslMode, "verify-ca", "TCPS, the listener's CA checked");
+  assert.ok(isSecret(target.inputs.password), "the Oracle password stays a secret");
+  assert.equal(ofType("aws:dms/certificate:Certificate").length, 2, "the same two certificates");
+  const rules = JSON.parse(reverseTableMappings()).rules;
+  assert.deepEqual(JSON.parse(reverse.inputs.tableMappings), { rules });
+  assert.deepEqual(rules.filter((r: Record<string, string>) => r["rule-action"] === "exclude").map((r: { "object-locator": { "schema-name": string } }) => r["object-locator"]["schema-name"]),
+    ["pg_catalog", "information_schema", "cutover"], "not PostgreSQL's own schemas, not lag-probe's heartbeat");
+  for (const g of ofType("aws:rds/clusterParameterGroup:ClusterParameterGroup")) {
+    assert.deepEqual(g.inputs.parameters.map((p: { name: string; value: string }) => [p.name, p.value]), [["rds.force_ssl", "1"], ["rds.logical_replication", "1"]],
+      `${g.region}: DMS reads Aurora's changes by logical replication, on whichever cluster writes`);
+  }
+  assert.ok(platform.reverseReplicationTaskArn);
 });
 
 test("with certificateArns: the weighted listener is HTTPS on 443 (TLS 1.2+), and port 80 only redirects to it", () => {
@@ -143,7 +180,8 @@ test("with DMS: a task-failure rule for this task to the ops topic, and a DMS wi
   const rule = one("aws:cloudwatch/eventRule:EventRule", "dms-task-failure");
   const pattern = JSON.parse(rule.inputs.eventPattern);
   assert.deepEqual(pattern.detail.eventType, ["REPLICATION_TASK_FAILED"]);
-  assert.deepEqual(pattern.resources, ["arn:aws:dms:us-east-1:123456789012:task:TASKID0123"]);
+  assert.deepEqual(pattern.resources, ["arn:aws:dms:us-east-1:123456789012:task:TASKID0123", "arn:aws:dms:us-east-1:123456789012:task:TASKIDREVERSE"],
+    "the reverse task too: its failure after the switch loses the way back");
   assert.match(one("aws:cloudwatch/eventTarget:EventTarget", "dms-task-failure-target").inputs.arn, /sns-ops-t2$/);
   const body = JSON.parse(ofType("aws:cloudwatch/dashboard:Dashboard")[0].inputs.dashboardBody);
   const dms = body.widgets.find((w: { properties: { title: string } }) => w.properties.title.startsWith("DMS"));

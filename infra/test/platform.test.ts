@@ -288,17 +288,21 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
     "/migration/app/t1/active-region",
     "/migration/app/t1/traffic-policy",
   ].sort();
+  // The cutover's, in the primary only: one copy of the switch the cutover function flips.
+  const cutover = ["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo", "source-endpoint"].map((p) => `/migration/db/t1/${p}`)
+    .concat("/migration/app/t1/writes-to");
   for (const region of REGIONS) {
     const mine = params.filter((p) => p.region === region);
-    assert.deepEqual(mine.map((p) => p.inputs.name).sort(), hierarchy, `${region}: the whole hierarchy`);
+    assert.deepEqual(mine.map((p) => p.inputs.name).sort(), region === "us-east-1" ? [...hierarchy, ...cutover].sort() : hierarchy, `${region}: the whole hierarchy`);
     const key = region === "us-east-1" ? "kms-ssm-t1" : `kms-ssm-${region}-t1`;
     assert.equal(one("aws:kms/key:Key", key).region, region);
     for (const p of mine) {
-      const secure = /\/(password|source-dsn)$/.test(p.inputs.name);
+      const secure = /\/(password|source-dsn|admin-password|source-admin-dsn|reverse-conninfo)$/.test(p.inputs.name);
       assert.equal(p.inputs.type, secure ? "SecureString" : "String", p.inputs.name);
       if (secure) assert.equal(p.inputs.keyId, `arn:aws:mock:${region}:123456789012:aws:kms/key:Key/${key}`, `${p.inputs.name}: ${region}'s own key`);
       assert.ok(isSecret(p.inputs.value), `${p.inputs.name}: the provider keeps every parameter value secret in the state`);
-      const owned = /\/(writer-endpoint|source-dsn|active-region)$/.test(p.inputs.name);
+      // Operator-owned secrets and the run-time switches: seeded once, never overwritten.
+      const owned = /\/(writer-endpoint|source-dsn|active-region|source-admin-dsn|reverse-conninfo|writes-to)$/.test(p.inputs.name);
       assert.deepEqual(options.get(p.name)?.ignoreChanges ?? [], owned ? ["value"] : [], p.inputs.name);
     }
     const value = (n: string) => plain(mine.find((p) => p.inputs.name === n)?.inputs.value);
@@ -306,6 +310,13 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
     assert.equal(value("/migration/db/t1/reader-endpoint/eu-west-1"), "aurora-eu-west-1-t1.cluster-ro-x.eu-west-1.rds.amazonaws.com:5432");
     assert.equal(value("/migration/app/t1/active-region"), "us-east-1");
   }
+  const primary = (n: string) => plain(params.find((p) => p.region === "us-east-1" && p.inputs.name === n)?.inputs.value);
+  assert.equal(primary("/migration/app/t1/writes-to"), "source", "the application writes to the source until the switch");
+  assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:1521");
+  assert.equal(primary("/migration/db/t1/admin-user"), "cutover_admin");
+  assert.match(String(primary("/migration/db/t1/source-admin-dsn")), /SET-ME/, "a placeholder, never a real secret");
+  assert.match(String(primary("/migration/db/t1/reverse-conninfo")), /^host=aurora-us-east-1-t1\.cluster-x\..* sslmode=verify-full$/);
+  assert.match(String(primary("/migration/db/t1/reverse-conninfo")), /password=SET-ME/);
 });
 
 test("nothing is retained or protected on destroy", () => {

@@ -39,7 +39,7 @@ fn the_report_renders_every_plot_in_chromium_and_is_screenshotted() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
     let html = render_html(&report);
     let plots = html.matches("<svg class=\"plot\"").count();
-    assert_eq!(plots, 3, "lag, traffic and failover plots");
+    assert_eq!(plots, 4, "cutover, lag, traffic and failover plots");
     assert!(
         !html.contains("http://")
             || html.matches("http://").count()

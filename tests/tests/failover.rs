@@ -1013,3 +1013,74 @@ async fn a_postgres_switchover_killed_after_any_step_is_finished_exactly_once() 
         restore_world(&world).await;
     }
 }
+
+/// The blip drill with the defaults: the writer's server is stopped (SIGSTOP: it
+/// neither answers nor refuses) for 10 s and resumes in place, while an alarm fires
+/// and a second region's lag-probe watches it fail too. A 30 s grace period outlasts
+/// the blip, so the writer answers again before anyone may move it: nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_stopped_for_ten_seconds_and_resumed_in_place_moves_nothing() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    put_lag(&world, "eu-west-1", 75.0).await.unwrap();
+    put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
+    let cluster = Cluster::new(US, 1);
+    let f = with_aurora_and(
+        &world,
+        cluster.client(),
+        &[
+            ("CUTOVER_FAILOVER_GRACE_MS", "30000"),
+            ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "2000"),
+            ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    world.freeze(Node::UsEast1).unwrap();
+    let stopped = std::time::Instant::now();
+    let resume = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            world.thaw(Node::UsEast1).unwrap();
+        })
+    };
+    // ap-southeast-1's lag-probe, window after window while the writer is stopped.
+    let watcher = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            let mut failed = 0;
+            while stopped.elapsed() < Duration::from_secs(9) {
+                if probe_window_from(&world, "ap-southeast-1", &[], 1500)
+                    .await
+                    .is_err()
+                {
+                    failed += 1;
+                }
+            }
+            failed
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "blip-10s").await;
+    resume.await.unwrap();
+    let failed_windows = watcher.await.unwrap();
+    let answered_after = stopped.elapsed();
+    let o = o.unwrap();
+    assert_eq!(o["action"], "refused", "{o}");
+    assert!(cluster.accepted().is_empty(), "nothing moved");
+    let reasons = o["decision"]["reasons"].to_string();
+    assert!(
+        reasons.contains("blip") || reasons.contains("answers"),
+        "{reasons}"
+    );
+    assert!(
+        answered_after >= Duration::from_secs(10),
+        "the function waited for the writer to answer again ({answered_after:?})"
+    );
+    println!(
+        "blip of 10 s: ap-southeast-1's probe failed {failed_windows} windows; the function answered after {answered_after:?}: {}",
+        o["summary"]
+    );
+    reset(&world).await.unwrap();
+}

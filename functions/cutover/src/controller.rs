@@ -433,8 +433,18 @@ impl Controller {
             Gate::Alarms => self.alarms().await,
             Gate::ReverseReplication => {
                 let name = &self.config.reverse;
-                let slot = pg::slot_position(&sides.target, name, "0/0").await?;
-                let sub = pg::subscription_enabled(&sides.source, name).await?;
+                // The subscription's apply worker (re)connects on its own schedule: an
+                // idle slot is not a broken one until it stays inactive for a while.
+                let started = Instant::now();
+                let (slot, sub) = loop {
+                    let slot = pg::slot_position(&sides.target, name, "0/0").await?;
+                    let sub = pg::subscription_enabled(&sides.source, name).await?;
+                    let streaming = matches!((&slot, sub), (Some((_, _, true)), Some(true)));
+                    if streaming || dry || started.elapsed() >= Duration::from_secs(10) {
+                        break (slot, sub);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
                 let evidence = json!({ "slot": slot.as_ref().map(|s| &s.0), "active": slot.as_ref().map(|s| s.2), "subscription_enabled": sub });
                 match (slot, sub) {
                     (Some((_, _, true)), Some(true)) => GateResult::pass(gate, format!("reverse replication {name} is streaming to the source"), evidence),

@@ -128,6 +128,11 @@ pub async fn slot_position(
 
 /// Waits until the subscriber of `slot` confirmed everything up to `lsn`; the wait, or
 /// the position reached when `within` ran out.
+///
+/// An idle stream confirms only when the walsender sends a keepalive, which it does
+/// when it has decoded WAL the subscriber has not confirmed: a non-transactional
+/// logical message (ignored by pgoutput, never applied) gives it some to decode, once
+/// at the start and again every 100 ms of waiting.
 pub async fn wait_applied(
     db: &Client,
     slot: &str,
@@ -135,7 +140,14 @@ pub async fn wait_applied(
     within: Duration,
 ) -> Result<Result<Duration, String>, CutoverError> {
     let started = Instant::now();
+    let mut nudged = None::<Instant>;
     loop {
+        if nudged.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
+            db.batch_execute("SELECT pg_logical_emit_message(false, 'cutover', 'keepalive')")
+                .await
+                .map_err(|e| step_error("nudging the replication stream", e))?;
+            nudged = Some(Instant::now());
+        }
         match slot_position(db, slot, lsn).await? {
             None => return Ok(Err(format!("the replication slot {slot} does not exist"))),
             Some((_, true, _)) => return Ok(Ok(started.elapsed())),

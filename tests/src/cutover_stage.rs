@@ -362,7 +362,21 @@ pub fn unavailability_ms(acks: &[Ack], from: &str, to: &str) -> Option<f64> {
 
 /// Runs the data-validator in-process over the cutover's tables; (run id, verdict, report).
 pub async fn validation(world: &World, live: bool) -> Result<(String, String, String), WorldError> {
-    validation_of(world, live, &TABLES.map(str::to_string)).await
+    validation_of(world, live, &subscribed(world).await?).await
+}
+
+/// Every table the forward subscription carries (`schema.table`): the application's,
+/// the cutover's drill table, and whatever else the world replicates (the demo's
+/// replication probe); [`TABLES`] when the subscription lists none.
+pub async fn subscribed(world: &World) -> Result<Vec<String>, WorldError> {
+    let target = world.admin(Node::UsEast1).await?;
+    let (tables, _) = cutover::postgres::subscribed_tables(&target, "cutover_sub")
+        .await
+        .map_err(fail)?;
+    if tables.is_empty() {
+        return Ok(TABLES.map(str::to_string).to_vec());
+    }
+    Ok(tables.iter().map(|t| t.display()).collect())
 }
 
 /// [`validation`] of some tables only.
@@ -429,24 +443,7 @@ pub async fn to_in_sync(
         "full-load -> cdc: {}",
         out.transitions[0].gates[0].detail
     ));
-    let (run, verdict, _) = validation(world, true).await?;
-    progress(format!(
-        "validation while data moves (live re-check on cutover_sub): run {run} -> {verdict}"
-    ));
-    let out = c
-        .advance(
-            "rehearsal",
-            Some(cutover_core::state::Phase::InSync),
-            None,
-            Some(&run),
-        )
-        .await
-        .map_err(fail)?;
-    expect(&out, "advanced", "in-sync")?;
-    for g in &out.transitions[0].gates {
-        progress(format!("  gate {}: {}", g.gate.as_str(), g.detail));
-    }
-    Ok(run)
+    to_in_sync_from_cdc(world, c, progress).await
 }
 
 /// The switch under load and the fallback; `on_target` = how long the application
@@ -503,15 +500,11 @@ pub async fn switch_and_fall_back(
         "  change counters at the freeze: {}",
         freeze["change_counters"]
     ));
-    let mut revalidate: Vec<String> = freeze["revalidate"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    if everything {
-        revalidate = TABLES.map(str::to_string).to_vec();
-    }
+    let revalidate = if everything {
+        subscribed(world).await?
+    } else {
+        revalidate_of(&out)
+    };
     let validated = Instant::now();
     let (run_b, verdict_b) = if revalidate.is_empty() {
         (String::new(), "not needed".to_string())
@@ -767,15 +760,7 @@ pub async fn finish(world: &World, progress: &mut dyn FnMut(String)) -> Result<V
         .await
         .map_err(fail)?;
     expect(&out, "advanced", "drained")?;
-    let revalidate: Vec<String> = out
-        .transitions
-        .iter()
-        .find(|t| t.to == cutover_core::state::Phase::Frozen)
-        .and_then(|t| t.action["revalidate"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let revalidate = revalidate_of(&out);
     let run_b = if revalidate.is_empty() {
         None
     } else {
@@ -849,10 +834,15 @@ async fn to_in_sync_from_cdc(
     c: &Controller,
     progress: &mut dyn FnMut(String),
 ) -> Result<String, WorldError> {
-    let (run, verdict, _) = validation(world, true).await?;
+    let (run, verdict, report) = validation(world, true).await?;
     progress(format!(
-        "validation while data moves: run {run} -> {verdict}"
+        "validation while data moves (live re-check on cutover_sub): run {run} -> {verdict}"
     ));
+    if verdict != "MATCH" && verdict != "MATCH_WITH_FINDINGS" {
+        for line in report.lines() {
+            progress(format!("  {line}"));
+        }
+    }
     let out = c
         .advance(
             "rehearsal",
@@ -863,7 +853,23 @@ async fn to_in_sync_from_cdc(
         .await
         .map_err(fail)?;
     expect(&out, "advanced", "in-sync")?;
+    for g in &out.transitions[0].gates {
+        progress(format!("  gate {}: {}", g.gate.as_str(), g.detail));
+    }
     Ok(run)
+}
+
+/// The tables the freeze said the final validation must cover (`action.revalidate` of
+/// the step into `frozen`), empty when the outcome has no such step.
+pub fn revalidate_of(out: &Outcome) -> Vec<String> {
+    out.transitions
+        .iter()
+        .find(|t| t.to == cutover_core::state::Phase::Frozen)
+        .and_then(|t| t.action["revalidate"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The `make demo` stage: a failed gate, the switch under load with 30 s of writes on

@@ -591,6 +591,22 @@ impl Controller {
         }
     }
 
+    /// The transition lease, or the `busy` answer when someone else holds it.
+    async fn take_lease(&self, holder: &str) -> Result<Result<Lease, Outcome>, CutoverError> {
+        match self.leases.acquire(holder, self.config.lease_ttl).await {
+            Ok(lease) => Ok(Ok(lease)),
+            Err(cutover_core::Error::Fenced(why)) => {
+                let (record, _) = self.read().await?;
+                Ok(Err(Outcome::new(
+                    "busy",
+                    record.phase,
+                    format!("another transition is running: {why}"),
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// `advance`: one step, or every step `until` a phase, stopping at the first refusal.
     /// `expect`: the phase the caller believes the migration is in; when it has moved
     /// on, nothing is done (a retried or duplicated command is harmless).
@@ -601,17 +617,9 @@ impl Controller {
         expect: Option<Phase>,
         validation_run: Option<&str>,
     ) -> Result<Outcome, CutoverError> {
-        let lease = match self.leases.acquire(holder, self.config.lease_ttl).await {
-            Ok(l) => l,
-            Err(cutover_core::Error::Fenced(why)) => {
-                let (record, _) = self.read().await?;
-                return Ok(Outcome::new(
-                    "busy",
-                    record.phase,
-                    format!("another transition is running: {why}"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        let lease = match self.take_lease(holder).await? {
+            Ok(lease) => lease,
+            Err(busy) => return Ok(busy),
         };
         let result = self
             .advance_held(&lease, until, expect, validation_run)
@@ -824,17 +832,9 @@ impl Controller {
 
     /// `rollback`: back to `cdc` (see [`machine::rollback_from`]).
     pub async fn rollback(&self, holder: &str, reason: &str) -> Result<Outcome, CutoverError> {
-        let lease = match self.leases.acquire(holder, self.config.lease_ttl).await {
-            Ok(l) => l,
-            Err(cutover_core::Error::Fenced(why)) => {
-                let (record, _) = self.read().await?;
-                return Ok(Outcome::new(
-                    "busy",
-                    record.phase,
-                    format!("another transition is running: {why}"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        let lease = match self.take_lease(holder).await? {
+            Ok(lease) => lease,
+            Err(busy) => return Ok(busy),
         };
         let result = self.rollback_held(&lease, reason).await;
         let _ = self.leases.release(&lease).await;

@@ -16,3 +16,4 @@ export const vpnConnectionId = platform.vpnConnectionId;
 export const functionArns = platform.functionArns;
 export const opsTopicArn = platform.opsTopicArn;
 export const runbookArn = platform.runbookArn;
+export const validationMachineArn = platform.validationMachineArn;

@@ -32,7 +32,7 @@ write_env
 # Stateful samples need an order: the run id the later ones name is created first.
 order_for() {
   case "$1" in
-    data-validator) echo "validate-resume validate-segment merge status plan validate-tables validate scheduled" ;;
+    data-validator) echo "validate-resume validate-segment merge merge-failed status plan validate-tables validate scheduled" ;;
     # Every start needs 100 % blue; "reset" puts the listeners back between the ones that end green.
     traffic-shifter) echo "reset status start-canary tick scheduled-tick pause resume alarm-ok-eventbridge \
       alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote \

@@ -202,6 +202,14 @@ export function runbookPolicy(r: {
   };
 }
 
+/** The validation fan-out state machine: invoke the validator, nothing else. */
+export function validationMachinePolicy(validatorArn: pulumi.Input<string>): PolicyDocument {
+  return {
+    Version: "2012-10-17",
+    Statement: [{ Sid: "Invoke", Effect: "Allow", Action: ["lambda:InvokeFunction"], Resource: [validatorArn] }],
+  };
+}
+
 /**
  * The application's task role: it reads where to write (`writes-to`, which the cutover
  * function flips at the switch) and the two addresses it may name, nothing else.

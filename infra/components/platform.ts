@@ -57,6 +57,7 @@ export class Platform extends pulumi.ComponentResource {
   readonly functionArns: Partial<Record<string, pulumi.Output<string>>>;
   readonly opsTopicArn: pulumi.Output<string>;
   readonly runbookArn: pulumi.Output<string>;
+  readonly validationMachineArn: pulumi.Output<string>;
 
   constructor(id: string, s: Settings, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:platform:Platform", id, {}, opts);
@@ -275,6 +276,7 @@ export class Platform extends pulumi.ComponentResource {
     this.functionArns = functions.arns;
     this.opsTopicArn = primaryTopic.opsTopicArn;
     this.runbookArn = runbook.stateMachineArn;
-    this.registerOutputs({ globalClusterId: this.globalClusterId, runbookArn: this.runbookArn });
+    this.validationMachineArn = runbook.validationArn;
+    this.registerOutputs({ globalClusterId: this.globalClusterId, runbookArn: this.runbookArn, validationMachineArn: this.validationMachineArn });
   }
 }

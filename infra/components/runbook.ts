@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
 import { STABLE_WATCH_MS } from "./functions";
-import { assumedBy, policyJson, runbookPolicy } from "./iam";
+import { assumedBy, policyJson, runbookPolicy, validationMachinePolicy } from "./iam";
 
 export interface RunbookTargets {
   validatorArn: string;
@@ -28,6 +28,16 @@ export const PROCEED = ["advanced", "already"] as const;
  * never asked early.
  */
 export const WATCH_SECONDS = STABLE_WATCH_MS / 1000 + 30;
+
+/** What the runbook waits for and how it shifts: production values, or the rehearsal's (see `template`). */
+export interface RunbookTiming {
+  watchSeconds: number;
+  shiftPlan: string;
+  regionBake: string;
+  pollSeconds: number;
+}
+
+export const TIMING: RunbookTiming = { watchSeconds: WATCH_SECONDS, shiftPlan: SHIFT.plan, regionBake: SHIFT.regionBake, pollSeconds: SHIFT.pollSeconds };
 
 export type State = Record<string, unknown>;
 
@@ -60,6 +70,13 @@ function equals(variable: string, value: string) {
 export function validation(prefix: string, validator: string, next: string, onFailure: string, plan: Record<string, unknown> = { command: "plan" }): Record<string, State> {
   return {
     [`${prefix}Plan`]: invoke(validator, plan, `${prefix}Segments`, onFailure),
+    ...fanOut(prefix, validator, next, onFailure, onFailure),
+  };
+}
+
+/** A plan's output -> `<prefix>Segments` (Map) -> `<prefix>Merge` -> `<prefix>Verdict`: MATCH to `next`, another verdict to `otherVerdict`. */
+export function fanOut(prefix: string, validator: string, next: string, onFailure: string, otherVerdict: string): Record<string, State> {
+  return {
     [`${prefix}Segments`]: {
       Type: "Map",
       ItemsPath: "$.segments",
@@ -94,7 +111,7 @@ export function validation(prefix: string, validator: string, next: string, onFa
         { Variable: "$.verdict", StringEquals: "MATCH", Next: next },
         { Variable: "$.verdict", StringEquals: "MATCH_WITH_FINDINGS", Next: next },
       ],
-      Default: onFailure,
+      Default: otherVerdict,
     },
   };
 }
@@ -137,7 +154,7 @@ export function advance(id: string, cutover: string, until: Phase, withEvidence:
  * ops topic, then Fail. The cutover records the phase itself (MIGRATION/PHASE, fenced by its
  * lease): the runbook writes nothing to the state table.
  */
-export function runbookDefinition(t: RunbookTargets): string {
+export function runbookDefinition(t: RunbookTargets, timing: RunbookTiming = TIMING): string {
   const V = t.validatorArn;
   const C = t.cutoverArn;
   return JSON.stringify({
@@ -177,12 +194,12 @@ export function runbookDefinition(t: RunbookTargets): string {
       ...validation("FullFinalValidate", V, "AdvanceSwitched", ROLLBACK),
       ...advance("AdvanceSwitched", C, "switched", true, "WatchWindow"),
       ...advance("AdvanceSwitchedUnchanged", C, "switched", false, "WatchWindow"),
-      WatchWindow: { Type: "Wait", Seconds: WATCH_SECONDS, Next: "AdvanceStable" },
+      WatchWindow: { Type: "Wait", Seconds: timing.watchSeconds, Next: "AdvanceStable" },
       ...advance("AdvanceStable", C, "stable", false, "StartShift"),
       StartShift: invoke(t.shifterArn, {
-        command: "start", plan: SHIFT.plan, scope: SHIFT.scope, region_bake: SHIFT.regionBake, on_gate_failure: "rollback",
+        command: "start", plan: timing.shiftPlan, scope: SHIFT.scope, region_bake: timing.regionBake, on_gate_failure: "rollback",
       }, "Bake", "AbortShift"),
-      Bake: { Type: "Wait", Seconds: SHIFT.pollSeconds, Next: "Tick" },
+      Bake: { Type: "Wait", Seconds: timing.pollSeconds, Next: "Tick" },
       Tick: invoke(t.shifterArn, { command: "tick" }, "ShiftState", "AbortShift"),
       ShiftState: {
         Type: "Choice",
@@ -235,6 +252,65 @@ export function runbookDefinition(t: RunbookTargets): string {
   });
 }
 
+/**
+ * On-demand validation of large tables, fanned out: `{}` validates every table of the
+ * configured schemas, `{"tables": ["app.orders", ...]}` those. The same plan -> Map of
+ * validate-segment -> merge as the runbook's gates. A segment whose invocation keeps failing
+ * (after its Retry) ends the run with an ERROR verdict recorded by the validator itself
+ * (`merge` with the failure), never a run left INCOMPLETE; a MISMATCH ends the execution
+ * failed, so an alarm on failed executions sees it.
+ */
+export function validationDefinition(validatorArn: string): string {
+  const V = validatorArn;
+  return JSON.stringify({
+    Comment: "cutover validation fan-out: plan, validate every segment (Map), merge; a failed segment ends the run as ERROR",
+    StartAt: "Scope",
+    States: {
+      Scope: {
+        Type: "Choice",
+        Choices: [{ Variable: "$.tables", IsPresent: true, Next: "SomeTablesPlan" }],
+        Default: "AllTablesPlan",
+      },
+      SomeTablesPlan: invoke(V, { "command": "plan", "tables.$": "$.tables" }, "ValidateSegments", "Unplanned"),
+      AllTablesPlan: invoke(V, { command: "plan" }, "ValidateSegments", "Unplanned"),
+      ...fanOut("Validate", V, "Matched", "RecordFailure", "Mismatch"),
+      RecordFailure: {
+        ...invoke(V, { "command": "merge", "run_id.$": "$.run_id", "failure.$": "$.error" }, "Failed", "Failed"),
+        ResultPath: "$.merged",
+        OutputPath: "$",
+      },
+      Unplanned: { Type: "Fail", Error: "ValidationError", Cause: "the validation could not be planned (see the task's error in this execution)" },
+      Failed: { Type: "Fail", Error: "ValidationError", Cause: "a segment could not be validated after its retries; the run is recorded with verdict ERROR" },
+      Mismatch: { Type: "Fail", Error: "ValidationMismatch", Cause: "the validation's verdict is not MATCH (see its run in the state table and the notification)" },
+      Matched: { Type: "Succeed" },
+    },
+  });
+}
+
+/**
+ * The definitions as the rehearsal runs them (`npm run asl` writes them to infra/asl/):
+ * function and topic ARNs, and the runbook's timing, as `${Name}` placeholders. A placeholder
+ * for a number stands quoted (`"${WatchSeconds}"`) and is replaced with its quotes. The
+ * rehearsal substitutes its own values and nothing else (tests/src/runbooks.rs), and
+ * infra's tests check that these files are what the functions above produce.
+ */
+export const PLACEHOLDERS = {
+  targets: { validatorArn: "${ValidatorArn}", cutoverArn: "${CutoverArn}", shifterArn: "${ShifterArn}", opsTopicArn: "${OpsTopicArn}" } as RunbookTargets,
+  timing: {
+    watchSeconds: "${WatchSeconds}" as unknown as number,
+    shiftPlan: "${ShiftPlan}",
+    regionBake: "${RegionBake}",
+    pollSeconds: "${PollSeconds}" as unknown as number,
+  } as RunbookTiming,
+};
+
+export function templates(): Record<string, string> {
+  return {
+    runbook: runbookDefinition(PLACEHOLDERS.targets, PLACEHOLDERS.timing),
+    validation: validationDefinition(PLACEHOLDERS.targets.validatorArn),
+  };
+}
+
 export interface RunbookArgs {
   suffix: string;
   provider: aws.Provider;
@@ -245,9 +321,14 @@ export interface RunbookArgs {
   snsKeyArn: pulumi.Input<string>;
 }
 
-/** The runbook state machine and its role (invoke three functions, publish to one topic). */
+/**
+ * The runbook state machine and its role (invoke three functions, publish to one topic), and
+ * the validation fan-out machine and its role (invoke the validator).
+ */
 export class Runbook extends pulumi.ComponentResource {
   readonly stateMachineArn: pulumi.Output<string>;
+  /** The validation fan-out as a machine of its own (`validationDefinition`). */
+  readonly validationArn: pulumi.Output<string>;
 
   constructor(id: string, args: RunbookArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:runbook:Runbook", id, {}, opts);
@@ -269,6 +350,18 @@ export class Runbook extends pulumi.ComponentResource {
         .apply(([validatorArn, cutoverArn, shifterArn, opsTopicArn]) => runbookDefinition({ validatorArn, cutoverArn, shifterArn, opsTopicArn })),
     }, { ...o, dependsOn: [policy] });
     this.stateMachineArn = machine.arn;
-    this.registerOutputs({ stateMachineArn: this.stateMachineArn });
+
+    const validationRole = new aws.iam.Role(n("role-validation"), { assumeRolePolicy: assumedBy("states.amazonaws.com") }, o);
+    const validationPolicy = new aws.iam.RolePolicy(n("policy-validation"), {
+      role: validationRole.id,
+      policy: policyJson(validationMachinePolicy(args.validatorArn)),
+    }, o);
+    const validationMachine = new aws.sfn.StateMachine(n("validation"), {
+      name: n("cutover-validation"),
+      roleArn: validationRole.arn,
+      definition: pulumi.output(args.validatorArn).apply((validatorArn) => validationDefinition(validatorArn)),
+    }, { ...o, dependsOn: [validationPolicy] });
+    this.validationArn = validationMachine.arn;
+    this.registerOutputs({ stateMachineArn: this.stateMachineArn, validationArn: this.validationArn });
   }
 }

@@ -135,7 +135,7 @@ function identityPolicies(): { owner: string; doc: PolicyDocument }[] {
 
 test("every IAM policy: no wildcard action; '*' only for actions AWS scopes no narrower; everything else this stack's ARNs", () => {
   const docs = identityPolicies();
-  assert.equal(docs.length, COPIES.length * 2 + 1 + 2 + 3, "nine functions (own + logs), the runbook, two alarm forwarders, the application's task role per region");
+  assert.equal(docs.length, COPIES.length * 2 + 2 + 2 + 3, "nine functions (own + logs), the runbook and the validation machine, two alarm forwarders, the application's task role per region");
   for (const { owner, doc } of docs) {
     for (const st of doc.Statement as Statement[]) {
       assert.equal(st.Effect, "Allow");
@@ -539,8 +539,8 @@ test("dashboard: lag per region (heartbeat at 1 s, engine), validation, per regi
 });
 
 test("runbook: a state machine whose role invokes exactly the validator, the cutover and the shifter, and notifies; no state-table access", () => {
-  const sm = ofType("aws:sfn/stateMachine:StateMachine")[0];
-  assert.equal(sm.inputs.name, "cutover-runbook-t1");
+  const sm = ofType("aws:sfn/stateMachine:StateMachine").find((m) => m.inputs.name === "cutover-runbook-t1");
+  assert.ok(sm !== undefined);
   const def = JSON.parse(sm.inputs.definition);
   const arn = (fn: string) => `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-${fn}-t1`;
   assert.equal(def.States.InSyncValidatePlan.Parameters.FunctionName, arn("data-validator"));
@@ -557,5 +557,18 @@ test("runbook: a state machine whose role invokes exactly the validator, the cut
     [["sns:Publish"], ["sns-ops-t1"]],
     [["kms:GenerateDataKey", "kms:Decrypt"], ["kms-sns-t1"]],
   ]);
-  assert.equal(resources.filter((r) => r.type === "aws:sfn/stateMachine:StateMachine").length, 1);
+  assert.equal(resources.filter((r) => r.type === "aws:sfn/stateMachine:StateMachine").length, 2);
+});
+
+test("validation machine: the fan-out on the deployed validator; its role invokes the validator and nothing else", () => {
+  const sm = ofType("aws:sfn/stateMachine:StateMachine").find((m) => m.inputs.name === "cutover-validation-t1");
+  assert.ok(sm !== undefined);
+  const def = JSON.parse(sm.inputs.definition);
+  const arn = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:lambda/function:Function/fn-data-validator-t1`;
+  assert.equal(def.States.AllTablesPlan.Parameters.FunctionName, arn);
+  assert.equal(def.States.ValidateSegments.ItemProcessor.States.ValidateSegment.Parameters.FunctionName, arn);
+  const policy = identityPolicies().find((d) => d.owner === "policy-validation-t1")?.doc.Statement as Statement[];
+  assert.deepEqual(policy.map((st) => [st.Action, st.Resource.map((r) => String(r).replace(/.*\//, ""))]), [[["lambda:InvokeFunction"], ["fn-data-validator-t1"]]]);
+  const role = ofType("aws:iam/role:Role").find((r) => r.name === "role-validation-t1");
+  assert.match(String(plain(role?.inputs.assumeRolePolicy)), /states\.amazonaws\.com/);
 });

@@ -23,6 +23,10 @@ PORT_US_EAST_1=${CUTOVER_PORT_US_EAST_1:-54321}
 PORT_EU_WEST_1=${CUTOVER_PORT_EU_WEST_1:-54322}
 PORT_AP_SOUTHEAST_1=${CUTOVER_PORT_AP_SOUTHEAST_1:-54323}
 MOTO_PORT=${CUTOVER_MOTO_PORT:-55000}
+# moto's Step Functions interpreter calls Lambda here (tests/env/aws_router.py), which hands
+# the invocation to `cargo lambda watch` running the functions' own binaries.
+ROUTER_PORT=${CUTOVER_ROUTER_PORT:-$((MOTO_PORT + 1))}
+LAMBDA_PORT=${CUTOVER_LAMBDA_PORT:-$((MOTO_PORT + 2))}
 DELAY_EU_WEST_1_MS=${CUTOVER_DELAY_EU_WEST_1_MS:-75}
 DELAY_AP_SOUTHEAST_1_MS=${CUTOVER_DELAY_AP_SOUTHEAST_1_MS:-220}
 SEED_CUSTOMERS=${CUTOVER_SEED_CUSTOMERS:-2000}
@@ -69,7 +73,11 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/moto_server" ]; then
     log "installing moto into $VENV"
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*' boto3
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server,stepfunctions]==5.*' boto3
+  fi
+  if [ ! -x "$VENV/bin/cargo-lambda" ]; then
+    log "installing cargo-lambda into $VENV (it serves the functions to the state machines)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check cargo-lambda ziglang
   fi
 }
 
@@ -328,12 +336,16 @@ start_moto() {
   if port_busy "$MOTO_PORT"; then
     die "port $MOTO_PORT (moto) is in use by another process; set CUTOVER_MOTO_PORT to another port"
   fi
-  log "moto: starting on 127.0.0.1:$MOTO_PORT"
-  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$R/moto.log" 2>&1 &
+  log "moto: starting on 127.0.0.1:$MOTO_PORT (state machines executed; their Lambda calls via 127.0.0.1:$ROUTER_PORT)"
+  # MOTO_PORT is where moto's interpreter sends its AWS calls: the router, not moto itself.
+  MOTO_PORT=$ROUTER_PORT nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$R/moto.log" 2>&1 &
   echo $! > "$R/moto.pid"
   local i
   for i in $(seq 1 100); do moto_up && break; sleep 0.2; done
   moto_up || { tail -n 20 "$R/moto.log" >&2; die "moto did not start"; }
+  curl -fsS -X POST "http://127.0.0.1:$MOTO_PORT/moto-api/config" \
+    -H 'Content-Type: application/json' -d '{"stepfunctions": {"execute_state_machine": true}}' >/dev/null \
+    || die "moto refused the config that makes it execute state machines"
   log "moto: seeding DynamoDB, SNS->SQS, SSM, ELBv2 and CloudWatch in three regions"
   "$VENV/bin/python" "$HERE/seed_aws.py" \
     --endpoint "http://127.0.0.1:$MOTO_PORT" --suffix "$SUFFIX" \
@@ -342,6 +354,60 @@ start_moto() {
     --admin-password-file "$R/secrets/admin_password" \
     --replicator-password-file "$R/secrets/replicator_password" > "$R/aws.env.tmp"
   mv "$R/aws.env.tmp" "$R/aws.env"
+}
+
+# --- the state machines' Lambda: router + cargo lambda watch -----------------------------------
+router_up() { curl -fs "http://127.0.0.1:$ROUTER_PORT/_router/health" >/dev/null 2>&1; }
+lambda_up() { (exec 3<>/dev/tcp/127.0.0.1/"$LAMBDA_PORT") 2>/dev/null; }
+
+start_router() {
+  router_up && return 0
+  port_busy "$ROUTER_PORT" && die "port $ROUTER_PORT (the AWS router) is in use; set CUTOVER_ROUTER_PORT"
+  nohup "$VENV/bin/python" "$HERE/aws_router.py" --port "$ROUTER_PORT" --moto-port "$MOTO_PORT" \
+    --lambda-port "$LAMBDA_PORT" > "$R/router.log" 2>&1 &
+  echo $! > "$R/router.pid"
+  local i
+  for i in $(seq 1 50); do router_up && break; sleep 0.1; done
+  router_up || { cat "$R/router.log" >&2; die "the AWS router did not start"; }
+  log "router: 127.0.0.1:$ROUTER_PORT (Lambda Invoke -> 127.0.0.1:$LAMBDA_PORT, the rest -> moto)"
+}
+
+# The functions as the state machines run them: the world's environment plus the rehearsal's
+# function settings (the same the in-process stages use: tests/src/cutover_stage.rs `config`).
+write_lambda_env() {
+  {
+    sed -n "s/^export \([A-Za-z0-9_]*\)=\(.*\)$/\1='\2'/p" "$R/world.env"
+    echo "CUTOVER_VALIDATION_SCHEMAS=app"
+    echo "CUTOVER_STABLE_WATCH_MS=2000"
+    echo "CUTOVER_MAX_LAG_MS=3000"
+    echo "CUTOVER_LAG_WINDOW_MS=4000"
+    echo "RUST_LOG=warn"
+  } > "$R/lambda.env"
+}
+
+start_lambdas() {
+  if lambda_up && [ -f "$R/lambda.pid" ] && kill -0 "$(cat "$R/lambda.pid")" 2>/dev/null; then return 0; fi
+  port_busy "$LAMBDA_PORT" && die "port $LAMBDA_PORT (cargo lambda watch) is in use; set CUTOVER_LAMBDA_PORT"
+  write_lambda_env
+  # Its own process group: the functions it starts are stopped with it.
+  (cd "$ROOT" && exec env PATH="$VENV/bin:$PATH" setsid cargo lambda watch --ignore-changes --timeout 900 \
+    --env-file "$R/lambda.env" -A 127.0.0.1 -P "$LAMBDA_PORT") > "$R/lambda-watch.log" 2>&1 < /dev/null &
+  echo $! > "$R/lambda.pid"
+  local i
+  for i in $(seq 1 150); do lambda_up && break; sleep 0.2; done
+  lambda_up || { tail -n 20 "$R/lambda-watch.log" >&2; die "cargo lambda watch did not start"; }
+  log "functions: cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (built on first invocation)"
+}
+
+stop_lambdas() {
+  if [ -f "$R/lambda.pid" ]; then
+    kill -- "-$(cat "$R/lambda.pid")" 2>/dev/null && log "functions: stopped" || true
+    rm -f "$R/lambda.pid"
+  fi
+  if [ -f "$R/router.pid" ]; then
+    kill "$(cat "$R/router.pid")" 2>/dev/null && log "router: stopped" || true
+    rm -f "$R/router.pid"
+  fi
 }
 
 write_env() {
@@ -362,6 +428,8 @@ export CUTOVER_PORT_US_EAST_1=$PORT_US_EAST_1
 export CUTOVER_PORT_EU_WEST_1=$PORT_EU_WEST_1
 export CUTOVER_PORT_AP_SOUTHEAST_1=$PORT_AP_SOUTHEAST_1
 export CUTOVER_MOTO_PORT=$MOTO_PORT
+export CUTOVER_ROUTER_PORT=$ROUTER_PORT
+export CUTOVER_LAMBDA_PORT=$LAMBDA_PORT
 export CUTOVER_DELAY_EU_WEST_1_MS=$DELAY_EU_WEST_1_MS
 export CUTOVER_DELAY_AP_SOUTHEAST_1_MS=$DELAY_AP_SOUTHEAST_1_MS
 export CUTOVER_SEED_CUSTOMERS=$SEED_CUSTOMERS
@@ -389,7 +457,9 @@ summary() {
     printf '%-16s %-34s %-6s %-8s %s\n' "$node" "$role" "$(port_of "$node")" "$tls" \
       "$( [ "$(delay_of "$node")" = 0 ] && echo - || echo "$(delay_of "$node") ms")"
   done
-  printf '%-16s %-34s %-6s\n' "moto" "AWS (DynamoDB, SNS, SQS, SSM, ELBv2, CloudWatch)" "$MOTO_PORT"
+  printf '%-16s %-34s %-6s\n' "moto" "AWS (DynamoDB, SNS, SSM, ELBv2, SFN...)" "$MOTO_PORT"
+  printf '%-16s %-34s %-6s\n' "router" "Lambda Invoke of state machines" "$ROUTER_PORT"
+  printf '%-16s %-34s %-6s\n' "functions" "cargo lambda watch (the binaries)" "$LAMBDA_PORT"
   printf '\nenvironment: %s\n' "$R/world.env"
 }
 
@@ -405,6 +475,8 @@ cmd_up() {
   up_standby ap-southeast-1
   start_moto
   write_env
+  start_router
+  start_lambdas
   log "up in $((SECONDS - started)) s"
   summary
 }
@@ -425,6 +497,7 @@ cmd_down() {
     rm -f "$R/moto.pid"
   fi
   stop_proxies
+  stop_lambdas
   rm -f "$R/aws.env"
   if [ "${1:-}" = "--purge" ]; then
     local target
@@ -444,6 +517,8 @@ cmd_status() {
     if running "$node"; then echo "$node: running on $(port_of "$node")"; else echo "$node: stopped"; ok=1; fi
   done
   if moto_up; then echo "moto: running on $MOTO_PORT"; else echo "moto: stopped"; ok=1; fi
+  if router_up; then echo "router: running on $ROUTER_PORT"; else echo "router: stopped"; ok=1; fi
+  if lambda_up; then echo "functions: cargo lambda watch on $LAMBDA_PORT"; else echo "functions: stopped"; ok=1; fi
   if [ "$ok" = 0 ]; then
     echo "replication (pg_stat_replication on us-east-1):"
     psql_on us-east-1 postgres -F ' ' -c "SELECT application_name, state, coalesce(replay_lag::text, '-') FROM pg_stat_replication ORDER BY 1" | sed 's/^/  /'

@@ -132,11 +132,25 @@ pub enum Command {
     },
     Merge {
         run_id: String,
+        failure: Option<String>,
     },
     Status {
         run_id: String,
     },
 }
+
+/// A Step Functions error as a Catch passes it on (`{"Error": …, "Cause": …}`).
+#[derive(Deserialize)]
+#[serde(expecting = "failure as a Step Functions Catch passes it on: {\"Error\": …, \"Cause\": …}")]
+struct CaughtError {
+    #[serde(rename = "Error")]
+    error: String,
+    #[serde(rename = "Cause", default)]
+    cause: Option<String>,
+}
+
+/// The longest failure text kept on a run (a Lambda's error cause can be long).
+const MAX_FAILURE: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
@@ -156,6 +170,7 @@ enum RawCommand {
     },
     Merge {
         run_id: String,
+        failure: Option<CaughtError>,
     },
     Status {
         run_id: String,
@@ -250,8 +265,15 @@ pub fn parse_event(event: &Value) -> Result<Command, ValidatorError> {
                 .map_err(|e| ValidatorError::InvalidInput(format!("table: {e}")))?,
             segment,
         },
-        RawCommand::Merge { run_id } => Command::Merge {
+        RawCommand::Merge { run_id, failure } => Command::Merge {
             run_id: check_run_id(&run_id)?,
+            failure: failure.map(|f| {
+                let text = match f.cause {
+                    Some(cause) if !cause.is_empty() => format!("{}: {cause}", f.error),
+                    _ => f.error,
+                };
+                text.chars().take(MAX_FAILURE).collect()
+            }),
         },
         RawCommand::Status { run_id } => Command::Status {
             run_id: check_run_id(&run_id)?,
@@ -429,7 +451,10 @@ pub async fn handle(
                 .await?;
             Ok(serde_json::to_value(&done).map_err(|e| ValidatorError::Internal(e.to_string()))?)
         }
-        Command::Merge { run_id } => Ok(summary_json(&validator.merge(&run_id).await?)),
+        Command::Merge { run_id, failure } => Ok(summary_json(&match failure {
+            Some(failure) => validator.merge_failed(&run_id, &failure).await?,
+            None => validator.merge(&run_id).await?,
+        })),
         Command::Status { run_id } => {
             let (run, _) = validator.load_run(&run_id).await?.ok_or_else(|| {
                 ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
@@ -480,6 +505,10 @@ mod tests {
             (
                 "merge",
                 include_str!("../../../events/data-validator/merge.json"),
+            ),
+            (
+                "merge-failed",
+                include_str!("../../../events/data-validator/merge-failed.json"),
             ),
             (
                 "status",
@@ -543,6 +572,12 @@ mod tests {
                 include_str!("../../../events/data-validator/invalid/not-an-object.json"),
                 "JSON object",
             ),
+            (
+                include_str!(
+                    "../../../events/data-validator/invalid/merge-failure-not-an-error.json"
+                ),
+                "failure",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(matches!(err, ValidatorError::InvalidInput(_)), "{err}");
@@ -553,6 +588,30 @@ mod tests {
             let diagnostic: lambda_runtime::Diagnostic = err.into();
             assert_eq!(diagnostic.error_type, "InvalidInput");
         }
+    }
+
+    #[test]
+    fn a_caught_error_becomes_the_runs_failure_bounded() {
+        let cmd = parse(include_str!(
+            "../../../events/data-validator/merge-failed.json"
+        ))
+        .unwrap();
+        let Command::Merge { failure, .. } = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(
+            failure.as_deref(),
+            Some("Lambda.ServiceException: segment 3 of app.orders: the invocation failed after 3 attempts")
+        );
+        let long = serde_json::json!({"command": "merge", "run_id": "r1",
+            "failure": {"Error": "States.Timeout", "Cause": "x".repeat(5000)}});
+        let Command::Merge { failure, .. } = parse(&long.to_string()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(failure.unwrap().chars().count(), MAX_FAILURE);
+        let bare = serde_json::json!({"command": "merge", "run_id": "r1", "failure": {"Error": "States.Timeout"}});
+        assert!(matches!(parse(&bare.to_string()).unwrap(),
+            Command::Merge { failure: Some(f), .. } if f == "States.Timeout"));
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub struct RunSummary {
     pub verdict: Verdict,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// Why the run was ended with segments not validated (the fan-out's failure, e.g. a
+    /// segment's invocation that kept failing): those tables' verdict is ERROR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub tables: Vec<TableSummary>,
 }
 
@@ -306,6 +310,7 @@ impl Validator {
             verdict: Verdict::Incomplete,
             started_at_ms,
             finished_at_ms: None,
+            failure: None,
             tables: summaries,
         };
         for checkpoint in &checkpoints {
@@ -560,6 +565,13 @@ impl Validator {
             table.first_keys.sort_by(|a, b| key_order(a, b));
             table.first_keys.truncate(10);
             let schema_error = table.findings.iter().any(|f| f.severity == "error");
+            if let (Some(failure), true) = (&run.failure, table.segments_done < table.segments) {
+                table.errors.push(format!(
+                    "{} of {} segments not validated: {failure}",
+                    table.segments - table.segments_done,
+                    table.segments
+                ));
+            }
             table.verdict = if !table.errors.is_empty() {
                 Verdict::Error
             } else if table.plan.is_none() {
@@ -590,9 +602,32 @@ impl Validator {
 
     /// Merges the checkpoints into the run's result and publishes it. Safe to repeat.
     pub async fn merge(&self, run_id: &str) -> Result<RunSummary, ValidatorError> {
-        let (stored, version) = self.load_run(run_id).await?.ok_or_else(|| {
+        self.merge_with(run_id, None).await
+    }
+
+    /// Ends a run whose fan-out failed (`merge` with `failure`): the tables with segments
+    /// not validated get the verdict ERROR and the failure as their error, the run is
+    /// stored as finished and published, as `merge` does. A run already merged is left
+    /// as it was; a run whose every segment is done is merged as usual.
+    pub async fn merge_failed(
+        &self,
+        run_id: &str,
+        failure: &str,
+    ) -> Result<RunSummary, ValidatorError> {
+        self.merge_with(run_id, Some(failure)).await
+    }
+
+    async fn merge_with(
+        &self,
+        run_id: &str,
+        failure: Option<&str>,
+    ) -> Result<RunSummary, ValidatorError> {
+        let (mut stored, version) = self.load_run(run_id).await?.ok_or_else(|| {
             ValidatorError::InvalidInput(format!("there is no validation run {run_id:?}"))
         })?;
+        if stored.finished_at_ms.is_none() && stored.failure.is_none() {
+            stored.failure = failure.map(str::to_string);
+        }
         let mut run = self.summarise(&stored).await?;
         if run.verdict == Verdict::Incomplete {
             return Ok(run);

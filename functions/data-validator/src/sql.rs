@@ -492,15 +492,21 @@ pub mod catalog {
     }
 
     /// The planner's row count, or NULL when there is none to trust: never
-    /// analysed (`reltuples` -1, `num_rows` NULL) or stale (more rows changed since
-    /// the last ANALYZE than a fifth of the count, or Oracle's `STALE_STATS`).
-    /// Sizing on a missing estimate made one bucket of a whole table.
+    /// analysed (`reltuples` -1, `num_rows` NULL), analysed while empty (0: a table
+    /// bulk-loaded since, before its counters reached the statistics, holds rows
+    /// the estimate does not know of; an empty table costs nothing to count), or
+    /// stale (more rows changed since the last ANALYZE than a fifth of the count,
+    /// or Oracle's `STALE_STATS`). PostgreSQL's count is scaled to the table's
+    /// current size in pages, as its planner does, so a table grown since its
+    /// last ANALYZE is not sized as it was. Sizing on a missing estimate made one
+    /// bucket of a whole table.
     pub fn estimated_rows(dialect: Dialect, table: &TableRef) -> Query {
         match dialect {
             Dialect::Postgres => Query {
-                sql: "SELECT CASE WHEN c.reltuples < 0 \
+                sql: "SELECT CASE WHEN c.reltuples <= 0 OR c.relpages <= 0 \
                       OR coalesce(s.n_mod_since_analyze, 0) > c.reltuples / 5 + 1000 THEN NULL \
-                      ELSE c.reltuples::bigint::text END FROM pg_class c \
+                      ELSE (c.reltuples / c.relpages * greatest(1, pg_relation_size(c.oid) \
+                      / current_setting('block_size')::bigint))::bigint::text END FROM pg_class c \
                       JOIN pg_namespace n ON n.oid = c.relnamespace \
                       LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid \
                       WHERE n.nspname = $1 AND c.relname = $2"
@@ -508,12 +514,12 @@ pub mod catalog {
                 params: vec![table.schema.clone(), table.table.clone()],
             },
             Dialect::Oracle => Query {
-                sql:
-                    "SELECT CASE WHEN s.stale_stats = 'YES' THEN NULL ELSE TO_CHAR(t.num_rows) END \
+                sql: "SELECT CASE WHEN s.stale_stats = 'YES' OR NVL(t.num_rows, 0) = 0 THEN NULL \
+                      ELSE TO_CHAR(t.num_rows) END \
                       FROM all_tables t LEFT JOIN all_tab_statistics s ON s.owner = t.owner \
                       AND s.table_name = t.table_name AND s.object_type = 'TABLE' \
                       WHERE t.owner = :1 AND t.table_name = :2"
-                        .into(),
+                    .into(),
                 params: vec![table.schema.clone(), table.table.clone()],
             },
         }

@@ -171,7 +171,9 @@ async fn a_run_at_its_deadline_stops_and_says_how_to_continue() {
         .validate(&run_id, &tables, Some(Instant::now()))
         .await
         .unwrap();
-    assert_eq!(outcome.segments_validated_now, 0);
+    // The first segment always starts (it is cut inside when it is longer than the
+    // time left); these segments are short, so it ends and the next does not start.
+    assert_eq!(outcome.segments_validated_now, 1);
     assert_eq!(outcome.summary.verdict, Verdict::Incomplete);
     let resume = outcome.resume.expect("a resume event");
     assert_eq!(resume["command"], "validate");
@@ -322,6 +324,86 @@ async fn the_world_seeds_at_benchmark_sizes() {
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_segment_cut_by_the_deadline_resumes_where_it_stopped_and_equals_an_uncut_run() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("cut_{}", std::process::id());
+    // One segment of 20,000 rows: before, the deadline was only checked between
+    // segments, so a segment longer than an invocation started over every time.
+    let options = Options {
+        segment_rows: 1_000_000,
+        bucket_rows: 200,
+        leaf_rows: 32,
+        ..Options::default()
+    };
+    let validator = validator(&world, &schema, options).await;
+    let tables = vec![TableRef::new(schema.clone(), "big")];
+
+    let uncut = validator
+        .validate(&new_run_id(), &tables, None)
+        .await
+        .unwrap();
+    assert_eq!(uncut.summary.tables[0].segments, 1);
+
+    let run_id = new_run_id();
+    let mut invocations = 0;
+    let mut positions = Vec::new();
+    let cut = loop {
+        invocations += 1;
+        assert!(invocations < 50, "the run does not advance");
+        // A deadline already passed: each invocation compares a little and stops.
+        let outcome = validator
+            .validate(&run_id, &tables, Some(Instant::now()))
+            .await
+            .unwrap();
+        if outcome.resume.is_none() {
+            break outcome;
+        }
+        assert_eq!(outcome.summary.verdict, Verdict::Incomplete);
+        let segments = validator.segments(&run_id).await.unwrap();
+        let checkpoint = &segments[0].0;
+        assert!(!checkpoint.done);
+        let at: i64 = checkpoint
+            .resume_from
+            .as_deref()
+            .expect("a resume position")
+            .parse()
+            .unwrap();
+        positions.push(at);
+    };
+    assert!(
+        invocations >= 3,
+        "{invocations} invocations: the segment was cut"
+    );
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "each invocation goes on where the last stopped: {positions:?}"
+    );
+    let (a, b) = (&uncut.summary.tables[0], &cut.summary.tables[0]);
+    assert_eq!(cut.summary.verdict, uncut.summary.verdict);
+    assert_eq!(
+        (
+            b.source_rows,
+            b.target_rows,
+            b.different,
+            b.missing_in_target,
+            b.extra_in_target
+        ),
+        (
+            a.source_rows,
+            a.target_rows,
+            a.different,
+            a.missing_in_target,
+            a.extra_in_target
+        )
+    );
+    assert_eq!(
+        (b.source_rows, b.different, b.missing_in_target),
+        (20000, 2, 1)
+    );
+    assert_eq!(b.first_keys, a.first_keys);
 }
 
 #[tokio::test]

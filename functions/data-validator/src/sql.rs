@@ -5,7 +5,7 @@
 use crate::canonical::{column_expr, row_hash_expr, row_text_expr, Category, Dialect, EmptyText};
 use crate::ident::{quote, TableRef};
 use crate::schema::TablePlan;
-use crate::stream::Wire;
+use crate::stream::{KeyOrder, Wire};
 
 /// Which side of the comparison a query is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,21 @@ pub struct SideSql {
     pub row_hash: String,
     /// PostgreSQL: each column's form in a binary COPY, and its expression.
     pub wires: Vec<(Wire, String)>,
+    /// PostgreSQL: how the rows stream in key order; `None` when a key column has
+    /// no order this program can follow byte for byte (jsonb).
+    pub keyed: Option<KeyedScan>,
+}
+
+/// A key-ordered COPY's key fields: what each key column is sent as, what the
+/// rows are ordered by (the column itself where it can, so its index serves), and
+/// how the sent value sorts in bytes; and the lead's boundary text when it cannot
+/// be made from its order field.
+#[derive(Debug, Clone)]
+pub struct KeyedScan {
+    pub selects: Vec<String>,
+    pub order_by: Vec<String>,
+    pub orders: Vec<KeyOrder>,
+    pub lead_text: Option<String>,
 }
 
 impl SideSql {
@@ -84,6 +99,25 @@ impl SideSql {
             Role::Source => &plan.table,
             Role::Target => plan.target_table.as_ref().unwrap_or(&plan.table),
         };
+        let keyed = (dialect == Dialect::Postgres && !plan.key.is_empty())
+            .then(|| {
+                let mut scan = KeyedScan {
+                    selects: Vec::new(),
+                    order_by: Vec::new(),
+                    orders: Vec::new(),
+                    lead_text: None,
+                };
+                for i in &plan.key {
+                    let c = &plan.columns[*i];
+                    let q = quote(&name(c).0);
+                    let (select, order_by, order) = key_order_expr(&q, c.category)?;
+                    scan.selects.push(select);
+                    scan.order_by.push(order_by);
+                    scan.orders.push(order);
+                }
+                Some(scan)
+            })
+            .flatten();
         SideSql {
             dialect,
             from: table.quoted(),
@@ -95,6 +129,67 @@ impl SideSql {
             key_display,
             row_hash,
             wires,
+            keyed: None,
+        }
+        .with_keyed(keyed)
+    }
+
+    fn with_keyed(mut self, keyed: Option<KeyedScan>) -> Self {
+        self.keyed = keyed.map(|mut k| {
+            if !k.orders[0].gives_lead_text() {
+                let (lead, _) = self.lead.clone().unwrap_or_default();
+                k.lead_text = Some(self.boundary_text(&lead));
+            }
+            k
+        });
+        self
+    }
+
+    /// PostgreSQL: the rows of a range in key order for [`crate::stream::KeyedParser`]:
+    /// a binary COPY of each key column's order field, the lead's boundary text
+    /// when needed, then each column in its wire form; `None` without a key order.
+    pub fn keyed_copy(&self, range: &KeyRange) -> Option<String> {
+        let keyed = self.keyed.as_ref()?;
+        let predicate = self.range_predicate_literal(range);
+        let mut select = keyed.selects.clone();
+        select.extend(keyed.lead_text.iter().cloned());
+        select.extend(self.wires.iter().map(|(_, e)| e.clone()));
+        Some(format!(
+            "COPY (SELECT {} FROM {} WHERE {predicate} ORDER BY {}) TO STDOUT (FORMAT binary)",
+            select.join(", "),
+            self.from,
+            keyed.order_by.join(", ")
+        ))
+    }
+
+    /// The plain SELECT of [`Self::keyed_copy`], for `EXPLAIN`.
+    pub fn keyed_select(&self, range: &KeyRange) -> Option<String> {
+        let copy = self.keyed_copy(range)?;
+        let inner = copy.strip_prefix("COPY (")?;
+        Some(
+            inner
+                .strip_suffix(") TO STDOUT (FORMAT binary)")?
+                .to_string(),
+        )
+    }
+
+    /// The rows whose leading key is one of `leads` (boundary texts), as [`Self::rows`]
+    /// returns them: where a key-ordered comparison found its first differences,
+    /// read again for their columns and values. The values go in as one literal.
+    pub fn rows_with_leads(&self, leads: &[String]) -> Query {
+        let (lead, ty) = self.lead.clone().unwrap_or_default();
+        let key_display = self.key_display.join(" || ',' || ");
+        let mut select = vec![self.key_canonical.join(" || ',' || "), key_display];
+        select.extend(self.canonical.iter().cloned());
+        select.extend(self.display.iter().cloned());
+        Query {
+            sql: format!(
+                "SELECT {} FROM {} WHERE {lead} = ANY({}::{ty}[])",
+                select.join(", "),
+                self.from,
+                string_literal(&array_literal(leads))
+            ),
+            params: Vec::new(),
         }
     }
 
@@ -393,6 +488,38 @@ fn lead_order(dialect: Dialect, quoted: &str, ty: &str, category: Category) -> (
             (format!("({quoted}::text COLLATE \"C\")"), "text".into())
         }
         _ => (quoted.to_string(), ty.to_string()),
+    }
+}
+
+/// A key column in a key-ordered COPY (PostgreSQL): the value sent, the
+/// expression ordered by, and how the sent value sorts in bytes. `category` is the
+/// pair's common category, so both sides order by the same values.
+fn key_order_expr(quoted: &str, category: Category) -> Option<(String, String, KeyOrder)> {
+    use Category::*;
+    let natural = |select: String, order: KeyOrder| Some((select, quoted.to_string(), order));
+    match category {
+        Integer => natural(format!("{quoted}::int8"), KeyOrder::Int8),
+        Decimal => natural(format!("{quoted}::numeric"), KeyOrder::Numeric),
+        Float => natural(format!("{quoted}::float8"), KeyOrder::Float8),
+        Binary => natural(format!("{quoted}::bytea"), KeyOrder::Bytes),
+        Uuid => natural(format!("{quoted}::uuid"), KeyOrder::Uuid),
+        Boolean => natural(format!("{quoted}::bool"), KeyOrder::Bool),
+        Date | Timestamp => natural(format!("{quoted}::timestamp"), KeyOrder::Micros),
+        TimestampTz => natural(format!("{quoted}::timestamptz"), KeyOrder::Micros),
+        Text | LargeText | Other => Some((
+            format!("{quoted}::text"),
+            format!("({quoted}::text COLLATE \"C\")"),
+            KeyOrder::Bytes,
+        )),
+        FixedChar => {
+            let trimmed = format!("rtrim({quoted}::text, ' ')");
+            Some((
+                trimmed.clone(),
+                format!("({trimmed} COLLATE \"C\")"),
+                KeyOrder::Bytes,
+            ))
+        }
+        Json => None,
     }
 }
 

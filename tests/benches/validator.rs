@@ -12,7 +12,9 @@
 //! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
 //! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
 //! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
-//! (d) cutover's engine, PostgreSQL rows streamed as binary COPY and hashed in Rust (the default);
+//! (d0) cutover's engine as it was before the sorted merge (buckets and bisection only);
+//! (d) cutover's engine, PostgreSQL rows streamed as binary COPY and hashed in Rust (the default):
+//!     both sides in key order, compared by one sorted merge;
 //! (e) cutover's engine with every hash computed inside the databases.
 //! Printed: wall time, ratio to floor (b), rows/s, peak client memory, keys found.
 
@@ -279,8 +281,12 @@ fn reladiff(world: &World, rows: i64) -> Option<(Duration, f64, BTreeSet<i64>)> 
     Some((wall, peak, keys))
 }
 
-async fn cutover(world: &World, hashing: Hashing) -> (Duration, f64, BTreeSet<i64>, u64) {
-    let (wall, peak, result) = cutover_result(world, hashing).await;
+async fn cutover(
+    world: &World,
+    hashing: Hashing,
+    merge: bool,
+) -> (Duration, f64, BTreeSet<i64>, u64) {
+    let (wall, peak, result) = cutover_on(world, hashing, "orders", merge).await;
     let keys = result
         .diffs
         .iter()
@@ -293,17 +299,13 @@ async fn cutover(world: &World, hashing: Hashing) -> (Duration, f64, BTreeSet<i6
     (wall, peak, keys, result.source_rows)
 }
 
-async fn cutover_result(
-    world: &World,
-    hashing: Hashing,
-) -> (Duration, f64, data_validator::engine::SegmentResult) {
-    cutover_on(world, hashing, "orders").await
-}
-
+/// `merge`: false runs the engine as it was before the sorted merge (buckets and
+/// bisection only), for the side-by-side.
 async fn cutover_on(
     world: &World,
     hashing: Hashing,
     name: &str,
+    merge: bool,
 ) -> (Duration, f64, data_validator::engine::SegmentResult) {
     let source = Side::Postgres {
         label: "source".into(),
@@ -337,11 +339,16 @@ async fn cutover_on(
             &Options {
                 max_diffs: 1000,
                 hashing,
+                merge,
                 ..Options::default()
             },
         )
         .await
         .unwrap();
+    println!(
+        "[bench] bench.{name} ({hashing:?}, merge {merge}): {} queries, {} rows merged, {} buckets split",
+        result.queries, result.merged_rows, result.buckets_split
+    );
     (started.elapsed(), peak_rss_mb(), result)
 }
 
@@ -398,14 +405,19 @@ async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
         hash_table(&t, "bench.by_text").await,
         "the same rows on both sides"
     );
-    let (wall, peak, result) = cutover_on(world, Hashing::Stream, "by_text").await;
-    assert_eq!(result.source_rows as i64, rows, "every source row compared");
-    lines.push(Line {
-        name: "(d) cutover (rows streamed, default)",
-        wall,
-        peak_mb: Some(peak),
-        found: Some((result.mismatched() as usize, result.mismatched() == 0)),
-    });
+    for (name, merge) in [
+        ("(d0) cutover before (buckets, bisection)", false),
+        ("(d) cutover (rows streamed, default)", true),
+    ] {
+        let (wall, peak, result) = cutover_on(world, Hashing::Stream, "by_text", merge).await;
+        assert_eq!(result.source_rows as i64, rows, "every source row compared");
+        lines.push(Line {
+            name,
+            wall,
+            peak_mb: Some(peak),
+            found: Some((result.mismatched() as usize, result.mismatched() == 0)),
+        });
+    }
     for c in [&s, &t] {
         c.batch_execute("DROP TABLE bench.by_text").await.unwrap();
     }
@@ -667,30 +679,35 @@ async fn massive_case(world: &World, rows: i64) -> Vec<Line> {
         client(world, Node::UsEast1).await,
     );
     let mut lines = floors(&s, &t, "bench.orders").await;
-    let (wall, peak, result) = cutover_result(world, Hashing::Stream).await;
-    let ids: Vec<i64> = result
-        .diffs
-        .iter()
-        .filter_map(|d| d.key.strip_prefix("id=").and_then(|k| k.parse().ok()))
-        .collect();
-    let in_order = ids.windows(2).all(|w| w[0] < w[1]) && ids.len() == result.diffs.len();
-    let exact = result.different == (rows / 10) as u64
-        && result.missing_in_target == 0
-        && result.extra_in_target == 0
-        && result.diffs.len() <= 1000
-        && in_order;
-    println!(
-        "[bench] massive drift: {} different rows counted, {} kept (max_diffs 1000), in key order: {in_order}, {} queries",
-        result.different,
-        result.diffs.len(),
-        result.queries
-    );
-    lines.push(Line {
-        name: "(d) cutover (rows streamed, default)",
-        wall,
-        peak_mb: Some(peak),
-        found: Some((result.different as usize, exact)),
-    });
+    for (name, merge) in [
+        ("(d0) cutover before (buckets, bisection)", false),
+        ("(d) cutover (rows streamed, default)", true),
+    ] {
+        let (wall, peak, result) = cutover_on(world, Hashing::Stream, "orders", merge).await;
+        let ids: Vec<i64> = result
+            .diffs
+            .iter()
+            .filter_map(|d| d.key.strip_prefix("id=").and_then(|k| k.parse().ok()))
+            .collect();
+        let in_order = ids.windows(2).all(|w| w[0] < w[1]) && ids.len() == result.diffs.len();
+        let exact = result.different == (rows / 10) as u64
+            && result.missing_in_target == 0
+            && result.extra_in_target == 0
+            && result.diffs.len() <= 1000
+            && in_order;
+        println!(
+            "[bench] massive drift {name}: {} different rows counted, {} kept (max_diffs 1000), in key order: {in_order}, {} queries",
+            result.different,
+            result.diffs.len(),
+            result.queries
+        );
+        lines.push(Line {
+            name,
+            wall,
+            peak_mb: Some(peak),
+            found: Some((result.different as usize, exact)),
+        });
+    }
     lines
 }
 
@@ -741,11 +758,24 @@ async fn case(world: &World, rows: i64, drift: bool) -> Vec<Line> {
         None => println!("[bench] reladiff: not measured"),
     }
 
-    for (name, hashing) in [
-        ("(d) cutover (rows streamed, default)", Hashing::Stream),
-        ("(e) cutover (hashes in the database)", Hashing::Database),
+    for (name, hashing, merge) in [
+        (
+            "(d0) cutover before (buckets, bisection)",
+            Hashing::Stream,
+            false,
+        ),
+        (
+            "(d) cutover (rows streamed, default)",
+            Hashing::Stream,
+            true,
+        ),
+        (
+            "(e) cutover (hashes in the database)",
+            Hashing::Database,
+            true,
+        ),
     ] {
-        let (wall, peak, keys, compared) = cutover(world, hashing).await;
+        let (wall, peak, keys, compared) = cutover(world, hashing, merge).await;
         assert_eq!(compared as i64, rows, "cutover compared every source row");
         lines.push(Line {
             name,
@@ -790,6 +820,20 @@ fn print(title: &str, rows: i64, lines: &[Line]) {
         println!(
             "cutover is {:.1}x faster than reladiff",
             r.wall.as_secs_f64() / c.wall.as_secs_f64()
+        );
+    }
+    if let (Some(before), Some(d)) = (
+        lines.iter().find(|l| l.name.starts_with("(d0)")),
+        lines.iter().find(|l| l.name.starts_with("(d)")),
+    ) {
+        let scan = lines
+            .iter()
+            .find(|l| l.name.starts_with("(a)"))
+            .map_or(1.0, |l| l.wall.as_secs_f64());
+        println!(
+            "cutover: {:.2}x the scan floor (a) now, {:.2}x before",
+            d.wall.as_secs_f64() / scan,
+            before.wall.as_secs_f64() / scan
         );
     }
     if let (Some(d), Some(e)) = (

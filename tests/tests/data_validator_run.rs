@@ -171,7 +171,9 @@ async fn a_run_at_its_deadline_stops_and_says_how_to_continue() {
         .validate(&run_id, &tables, Some(Instant::now()))
         .await
         .unwrap();
-    assert_eq!(outcome.segments_validated_now, 0);
+    // The first segment always starts (it is cut inside when it is longer than the
+    // time left); these segments are short, so it ends and the next does not start.
+    assert_eq!(outcome.segments_validated_now, 1);
     assert_eq!(outcome.summary.verdict, Verdict::Incomplete);
     let resume = outcome.resume.expect("a resume event");
     assert_eq!(resume["command"], "validate");
@@ -322,4 +324,163 @@ async fn the_world_seeds_at_benchmark_sizes() {
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_segment_cut_by_the_deadline_resumes_where_it_stopped_and_equals_an_uncut_run() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("cut_{}", std::process::id());
+    // One segment of 20,000 rows: before, the deadline was only checked between
+    // segments, so a segment longer than an invocation started over every time.
+    let options = Options {
+        segment_rows: 1_000_000,
+        bucket_rows: 200,
+        leaf_rows: 32,
+        ..Options::default()
+    };
+    let validator = validator(&world, &schema, options).await;
+    let tables = vec![TableRef::new(schema.clone(), "big")];
+
+    let uncut = validator
+        .validate(&new_run_id(), &tables, None)
+        .await
+        .unwrap();
+    assert_eq!(uncut.summary.tables[0].segments, 1);
+
+    let run_id = new_run_id();
+    let mut invocations = 0;
+    let mut positions = Vec::new();
+    let cut = loop {
+        invocations += 1;
+        assert!(invocations < 50, "the run does not advance");
+        // A deadline already passed: each invocation compares a little and stops.
+        let outcome = validator
+            .validate(&run_id, &tables, Some(Instant::now()))
+            .await
+            .unwrap();
+        if outcome.resume.is_none() {
+            break outcome;
+        }
+        assert_eq!(outcome.summary.verdict, Verdict::Incomplete);
+        let segments = validator.segments(&run_id).await.unwrap();
+        let checkpoint = &segments[0].0;
+        assert!(!checkpoint.done);
+        let at: i64 = checkpoint
+            .resume_from
+            .as_deref()
+            .expect("a resume position")
+            .parse()
+            .unwrap();
+        positions.push(at);
+    };
+    assert!(
+        invocations >= 3,
+        "{invocations} invocations: the segment was cut"
+    );
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "each invocation goes on where the last stopped: {positions:?}"
+    );
+    let (a, b) = (&uncut.summary.tables[0], &cut.summary.tables[0]);
+    assert_eq!(cut.summary.verdict, uncut.summary.verdict);
+    assert_eq!(
+        (
+            b.source_rows,
+            b.target_rows,
+            b.different,
+            b.missing_in_target,
+            b.extra_in_target
+        ),
+        (
+            a.source_rows,
+            a.target_rows,
+            a.different,
+            a.missing_in_target,
+            a.extra_in_target
+        )
+    );
+    assert_eq!(
+        (b.source_rows, b.different, b.missing_in_target),
+        (20000, 2, 1)
+    );
+    assert_eq!(b.first_keys, a.first_keys);
+}
+
+#[tokio::test]
+async fn a_table_analysed_while_empty_is_sized_by_counting_its_rows() {
+    let world = World::load().expect("the local world is up");
+    let schema = format!("stale_{}", std::process::id());
+    let validator = validator(&world, &schema, segmented()).await;
+    // Analysed while empty (reltuples 0), then bulk-loaded; its change counters not
+    // yet in the statistics (reset here, as a crash or a stats reset leaves them).
+    // Sized on the 0, the table was one segment. And one analysed at 2,000 rows,
+    // grown tenfold since: sized as its current pages say.
+    for side in [&validator.source, &validator.target] {
+        let Side::Postgres { client, .. } = side else {
+            unreachable!()
+        };
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {schema}.empty_then_loaded (id bigint PRIMARY KEY, v text) WITH (autovacuum_enabled = off);
+                 ANALYZE {schema}.empty_then_loaded;
+                 INSERT INTO {schema}.empty_then_loaded SELECT g, 'v' || g FROM generate_series(1, 20000) g;
+                 CREATE TABLE {schema}.grown (id bigint PRIMARY KEY, v text) WITH (autovacuum_enabled = off);
+                 INSERT INTO {schema}.grown SELECT g, 'v' || g FROM generate_series(1, 2000) g;
+                 ANALYZE {schema}.grown;
+                 INSERT INTO {schema}.grown SELECT g, 'v' || g FROM generate_series(2001, 20000) g;"
+            ))
+            .await
+            .unwrap();
+        // The loads' counters reach the statistics first (else they would arrive
+        // after the reset), then the reset, checked.
+        client
+            .batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        let modified = |table: &'static str| {
+            let schema = schema.clone();
+            async move {
+                let n: i64 = client
+                    .query_one(
+                        "SELECT coalesce(n_mod_since_analyze, 0) FROM pg_stat_all_tables \
+                         WHERE schemaname = $1 AND relname = $2",
+                        &[&schema, &table],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                n
+            }
+        };
+        for table in ["empty_then_loaded", "grown"] {
+            let started = Instant::now();
+            while modified(table).await < 18000 {
+                assert!(started.elapsed() < Duration::from_secs(30), "no statistics");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            client
+                .execute(
+                    "SELECT pg_stat_reset_single_table_counters(($1 || '.' || $2)::regclass)",
+                    &[&schema, &table],
+                )
+                .await
+                .unwrap();
+            assert_eq!(modified(table).await, 0);
+        }
+    }
+    for table in ["empty_then_loaded", "grown"] {
+        let tables = vec![TableRef::new(schema.clone(), table)];
+        let outcome = validator
+            .validate(&new_run_id(), &tables, None)
+            .await
+            .unwrap();
+        let summary = &outcome.summary.tables[0];
+        assert!(
+            summary.segments >= 8,
+            "{table}: 20,000 rows at 2,000 per segment, planned into {} segments",
+            summary.segments
+        );
+        assert_eq!((summary.source_rows, summary.target_rows), (20000, 20000));
+        assert_eq!(outcome.summary.verdict, Verdict::Match);
+    }
 }

@@ -9,6 +9,7 @@
 //! multisets: a row present twice on one side and once on the other is found.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,15 @@ pub struct Options {
     /// Validation while replication runs: how a difference is re-checked.
     #[serde(default)]
     pub live: Live,
+    /// Two streaming PostgreSQL sides compare by one sorted merge of their
+    /// key-ordered streams (off: buckets and bisection only, as before; kept for
+    /// the benchmark's side-by-side).
+    #[serde(default = "merge_by_default")]
+    pub merge: bool,
+}
+
+fn merge_by_default() -> bool {
+    true
 }
 
 /// How differences found while the source still replicates to the target are
@@ -128,6 +138,90 @@ impl std::str::FromStr for Hashing {
     }
 }
 
+/// Rows a key-ordered comparison compares before it heeds a deadline, so that
+/// every invocation moves a run forward.
+const MIN_ROWS_BEFORE_CUT: u64 = 4096;
+
+/// A segment compared, or its beginning: the rest starts at `resume_from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub result: SegmentResult,
+    pub resume_from: Option<String>,
+}
+
+/// How a key-ordered merge ended.
+enum Merged {
+    Done,
+    /// Stopped at the deadline; the rest starts at this leading-key value.
+    Cut(String),
+    /// A side's keys did not arrive in the byte order expected (a type whose order
+    /// this program does not follow): the buckets compare instead.
+    OutOfOrder(String),
+}
+
+/// One side's key-ordered stream, batch by batch, checked to ascend strictly.
+struct Cursor {
+    rx: tokio::sync::mpsc::Receiver<KeyedBatch>,
+    batch: KeyedBatch,
+    at: usize,
+    last: Vec<u8>,
+    started: bool,
+    side: &'static str,
+}
+
+impl Cursor {
+    fn new(rx: tokio::sync::mpsc::Receiver<KeyedBatch>, side: &'static str) -> Self {
+        Cursor {
+            rx,
+            batch: KeyedBatch::default(),
+            at: 0,
+            last: Vec::new(),
+            started: false,
+            side,
+        }
+    }
+
+    /// Whether a row is there (waiting for the next batch if needed); an error
+    /// when it does not come after the previous one.
+    async fn ready(&mut self) -> Result<bool, String> {
+        while self.at >= self.batch.len() {
+            match self.rx.recv().await {
+                Some(batch) => {
+                    self.batch = batch;
+                    self.at = 0;
+                }
+                None => return Ok(false),
+            }
+        }
+        if self.started && self.batch.key(self.at) <= self.last.as_slice() {
+            return Err(format!(
+                "the {}'s keys did not arrive in ascending byte order",
+                self.side
+            ));
+        }
+        Ok(true)
+    }
+
+    fn key(&self) -> &[u8] {
+        self.batch.key(self.at)
+    }
+
+    fn lead(&self) -> &[u8] {
+        self.batch.lead(self.at)
+    }
+
+    fn hash(&self) -> u64 {
+        self.batch.hash(self.at)
+    }
+
+    fn advance(&mut self) {
+        self.last.clear();
+        self.last.extend_from_slice(self.batch.key(self.at));
+        self.started = true;
+        self.at += 1;
+    }
+}
+
 /// Mismatching buckets examined at once (queries are pipelined on each connection).
 const CONCURRENT_BUCKETS: usize = 16;
 
@@ -141,6 +235,7 @@ impl Default for Options {
             max_diffs: 100,
             hashing: Hashing::Stream,
             live: Live::Off,
+            merge: true,
         }
     }
 }
@@ -189,6 +284,10 @@ pub struct SegmentResult {
     pub diffs: Vec<RowDiff>,
     pub queries: u32,
     pub buckets_split: u32,
+    /// Rows compared by one sorted merge of both sides' key-ordered streams
+    /// (instead of buckets and bisection).
+    #[serde(default)]
+    pub merged_rows: u64,
     /// Live validation: rows read again after the replication caught up…
     #[serde(default)]
     pub rechecked: u64,
@@ -208,6 +307,16 @@ impl SegmentResult {
         self.missing_in_target + self.extra_in_target + self.different
     }
 
+    /// Adds the result of the next part of the same segment: rows and findings,
+    /// keeping the first `keep` differences in key order.
+    pub fn add(&mut self, other: SegmentResult, keep: usize) {
+        self.source_rows += other.source_rows;
+        self.target_rows += other.target_rows;
+        self.absorb(other, keep);
+        self.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
+        self.diffs.truncate(keep);
+    }
+
     /// Adds a sub-range's findings (not its row totals, which the top level counts).
     fn absorb(&mut self, other: SegmentResult, keep: usize) {
         self.missing_in_target += other.missing_in_target;
@@ -219,6 +328,7 @@ impl SegmentResult {
         self.pending.extend(other.pending);
         self.queries += other.queries;
         self.buckets_split += other.buckets_split;
+        self.merged_rows += other.merged_rows;
         self.diffs.extend(other.diffs);
         if self.diffs.len() > keep {
             self.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
@@ -227,7 +337,7 @@ impl SegmentResult {
     }
 }
 
-use crate::stream::{Bucket, RowHash};
+use crate::stream::{Bucket, KeyedBatch, KeyedParser, RowHash};
 
 fn parse_u64(value: &Option<String>, what: &str) -> Result<u64, ValidatorError> {
     value
@@ -417,7 +527,53 @@ impl<'a> Pair<'a> {
         expected_rows: u64,
         options: &Options,
     ) -> Result<SegmentResult, ValidatorError> {
+        Ok(self
+            .compare_segment_until(range, expected_rows, options, None)
+            .await?
+            .result)
+    }
+
+    /// Compares one segment, or its beginning when `deadline` comes first: a
+    /// key-ordered comparison checks the deadline while it streams and stops at a
+    /// leading-key value, returned as `resume_from` (the rest of the segment is
+    /// `[resume_from, hi)`; what was compared is in `result`). It always compares
+    /// some rows first, so a run whose every invocation is too short still advances.
+    pub async fn compare_segment_until(
+        &self,
+        range: &KeyRange,
+        expected_rows: u64,
+        options: &Options,
+        deadline: Option<Instant>,
+    ) -> Result<Progress, ValidatorError> {
         let mut result = SegmentResult::default();
+        if self.merges(options) && self.ordered_without_sort(range).await? {
+            match self
+                .merge_range(range, options, &mut result, deadline)
+                .await?
+            {
+                Merged::Done => {
+                    self.finish_diffs(&mut result, options);
+                    return Ok(Progress {
+                        result,
+                        resume_from: None,
+                    });
+                }
+                Merged::Cut(resume_from) => {
+                    self.finish_diffs(&mut result, options);
+                    return Ok(Progress {
+                        result,
+                        resume_from: Some(resume_from),
+                    });
+                }
+                Merged::OutOfOrder(why) => {
+                    eprintln!(
+                        "[validate] {}: {why}; comparing by buckets",
+                        self.plan.table
+                    );
+                    result = SegmentResult::default();
+                }
+            }
+        }
         if self.plan.is_multiset() {
             self.compare_multiset(expected_rows, options, &mut result)
                 .await?;
@@ -431,9 +587,195 @@ impl<'a> Pair<'a> {
                 self.recheck(options, &mut result).await?;
             }
         }
+        self.finish_diffs(&mut result, options);
+        Ok(Progress {
+            result,
+            resume_from: None,
+        })
+    }
+
+    fn finish_diffs(&self, result: &mut SegmentResult, options: &Options) {
         result.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
         result.diffs.truncate(options.max_diffs);
-        Ok(result)
+    }
+
+    /// Whether both sides stream their rows and can send them in key order (the
+    /// raw comparison: live re-checks keep their buckets and ranges).
+    fn merges(&self, options: &Options) -> bool {
+        let streams = |side: &Side| matches!(side, Side::Postgres { .. });
+        options.merge
+            && streams(self.source)
+            && streams(self.target)
+            && options.hashing == Hashing::Stream
+            && options.live == Live::Off
+            && !self.plan.is_multiset()
+            && self.source_sql.keyed.is_some()
+            && self.target_sql.keyed.is_some()
+    }
+
+    /// Whether both sides read a range in key order without sorting it (an index
+    /// in that order serves): then one key-ordered pass costs what the bucket pass
+    /// costs, and finds every difference in it.
+    async fn ordered_without_sort(&self, range: &KeyRange) -> Result<bool, ValidatorError> {
+        let explain = |sql: &SideSql| crate::sql::Query {
+            sql: format!("EXPLAIN {}", sql.keyed_select(range).unwrap_or_default()),
+            params: Vec::new(),
+        };
+        let (s, t) = self
+            .both(explain(&self.source_sql), explain(&self.target_sql))
+            .await;
+        let sorts = |rows: Vec<TextRow>| {
+            rows.iter()
+                .any(|r| r[0].as_deref().is_some_and(|l| l.contains("Sort  (cost")))
+        };
+        Ok(!sorts(s?) && !sorts(t?))
+    }
+
+    /// One sorted merge of both sides' key-ordered streams over `range`: every
+    /// row compared by key and hash as the rows arrive, never more than a few
+    /// batches in memory. Counts are exact; the first `max_diffs` differences in
+    /// key order are read again (by their leading key) for their columns and values.
+    async fn merge_range(
+        &self,
+        range: &KeyRange,
+        options: &Options,
+        result: &mut SegmentResult,
+        deadline: Option<Instant>,
+    ) -> Result<Merged, ValidatorError> {
+        let hash = stream_hash(self.source, self.target, options.hashing);
+        let (Some(source_scan), Some(target_scan)) =
+            (&self.source_sql.keyed, &self.target_sql.keyed)
+        else {
+            return Ok(Merged::OutOfOrder("no key order".into()));
+        };
+        let parser = |sql: &SideSql, scan: &crate::sql::KeyedScan| {
+            KeyedParser::new(
+                scan.orders.clone(),
+                scan.lead_text.is_some(),
+                sql.wires.iter().map(|(w, _)| *w).collect(),
+                hash,
+            )
+        };
+        let copy = |sql: &SideSql| sql.keyed_copy(range).unwrap_or_default();
+        let (stx, srx) = tokio::sync::mpsc::channel(4);
+        let (ttx, trx) = tokio::sync::mpsc::channel(4);
+        let (s_copy, t_copy) = (copy(&self.source_sql), copy(&self.target_sql));
+        let (s_task, t_task) = tokio::join!(
+            self.source
+                .copy_keyed(&s_copy, parser(&self.source_sql, source_scan), stx),
+            self.target
+                .copy_keyed(&t_copy, parser(&self.target_sql, target_scan), ttx),
+        );
+        let (s_task, t_task) = (s_task?, t_task?);
+        result.queries += 2;
+        let mut s = Cursor::new(srx, "source");
+        let mut t = Cursor::new(trx, "target");
+        let keep = options.max_diffs;
+        let mut kept = 0usize;
+        let mut kept_leads: Vec<Vec<u8>> = Vec::new();
+        let mut compared = 0u64;
+        let mut cut_lead: Option<Vec<u8>> = None;
+        let outcome = loop {
+            let (a, b) = match (s.ready().await, t.ready().await) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(why), _) | (_, Err(why)) => break Merged::OutOfOrder(why),
+            };
+            let next = match (a, b) {
+                (false, false) => break Merged::Done,
+                (true, false) => std::cmp::Ordering::Less,
+                (false, true) => std::cmp::Ordering::Greater,
+                (true, true) => s.key().cmp(t.key()),
+            };
+            let lead = if next == std::cmp::Ordering::Greater {
+                t.lead()
+            } else {
+                s.lead()
+            };
+            if let Some(cut) = &cut_lead {
+                if lead != cut.as_slice() {
+                    break Merged::Cut(self.lead_text(lead)?);
+                }
+            } else if compared >= MIN_ROWS_BEFORE_CUT
+                && compared % 1024 == 0
+                && deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                // Stop where the leading key changes: everything before it is compared.
+                cut_lead = Some(lead.to_vec());
+            }
+            let kind = match next {
+                std::cmp::Ordering::Less => {
+                    result.missing_in_target += 1;
+                    Some(DiffKind::MissingInTarget)
+                }
+                std::cmp::Ordering::Greater => {
+                    result.extra_in_target += 1;
+                    Some(DiffKind::ExtraInTarget)
+                }
+                std::cmp::Ordering::Equal if s.hash() != t.hash() => {
+                    result.different += 1;
+                    Some(DiffKind::Different)
+                }
+                std::cmp::Ordering::Equal => None,
+            };
+            if kind.is_some() && kept < keep {
+                kept += 1;
+                if kept_leads.last().map(Vec::as_slice) != Some(lead) {
+                    kept_leads.push(lead.to_vec());
+                }
+            }
+            if next != std::cmp::Ordering::Greater {
+                s.advance();
+                result.source_rows += 1;
+            }
+            if next != std::cmp::Ordering::Less {
+                t.advance();
+                result.target_rows += 1;
+            }
+            compared += 1;
+        };
+        result.merged_rows += compared;
+        // Stopping early closes the channels; the reading tasks then end too.
+        drop((s, t));
+        let (s_read, t_read) = tokio::join!(s_task, t_task);
+        let joined = |r: Result<Result<u64, ValidatorError>, tokio::task::JoinError>| {
+            r.map_err(|e| ValidatorError::Internal(format!("reading task: {e}")))?
+        };
+        let (s_read, t_read) = (joined(s_read), joined(t_read));
+        if matches!(outcome, Merged::Done) {
+            s_read?;
+            t_read?;
+        }
+        if !kept_leads.is_empty() && !matches!(outcome, Merged::OutOfOrder(_)) {
+            let leads = kept_leads
+                .iter()
+                .map(|l| self.lead_text(l))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (sr, tr) = self
+                .both(
+                    self.source_sql.rows_with_leads(&leads),
+                    self.target_sql.rows_with_leads(&leads),
+                )
+                .await;
+            result.queries += 2;
+            let found = differences(self.plan, sr?, tr?, |shown| self.key_label(shown));
+            result.diffs.extend(found.into_iter().map(|f| f.diff));
+        }
+        Ok(outcome)
+    }
+
+    /// The boundary text of a lead value as a key-ordered stream sent it.
+    fn lead_text(&self, raw: &[u8]) -> Result<String, ValidatorError> {
+        let scan = self
+            .source_sql
+            .keyed
+            .as_ref()
+            .ok_or_else(|| ValidatorError::Internal("no key order".into()))?;
+        if scan.lead_text.is_some() {
+            String::from_utf8(raw.to_vec())
+                .map_err(|_| ValidatorError::Internal("a lead key that is not UTF-8".into()))
+        } else {
+            scan.orders[0].lead_text(raw)
+        }
     }
 
     async fn compare_range(
@@ -493,6 +835,34 @@ impl<'a> Pair<'a> {
         } else {
             options.leaf_rows
         };
+        if dense && self.merges(options) {
+            // Many buckets differ: one sorted merge over the span that holds them costs
+            // one more scan, where fetching bucket by bucket costs a round trip each.
+            let differs = |i: &&i64| {
+                s.get(i).copied().unwrap_or_default() != t.get(i).copied().unwrap_or_default()
+            };
+            let first = indices.iter().find(differs).copied().unwrap_or_default();
+            let last = indices
+                .iter()
+                .rev()
+                .find(differs)
+                .copied()
+                .unwrap_or_default();
+            let span = KeyRange {
+                lo: sub_ranges
+                    .get(first as usize)
+                    .map_or(range.lo.clone(), |r| r.lo.clone()),
+                hi: sub_ranges
+                    .get(last as usize)
+                    .map_or(range.hi.clone(), |r| r.hi.clone()),
+            };
+            let mut part = SegmentResult::default();
+            if let Merged::Done = self.merge_range(&span, options, &mut part, None).await? {
+                // The rows were counted by the bucket pass.
+                result.absorb(part, options.max_diffs);
+                return Ok(());
+            }
+        }
         let mut work = Vec::new();
         for index in indices {
             let (a, b) = (

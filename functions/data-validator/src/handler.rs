@@ -84,6 +84,7 @@ impl ValidatorConfig {
                 defaults.live.clone(),
                 "off, slot:<logical slot on the source>[:<rechecks>] or delay:<ms>[:<rechecks>]",
             )?,
+            merge: defaults.merge,
         };
         for (var, value) in [
             ("CUTOVER_VALIDATION_SEGMENT_ROWS", options.segment_rows),
@@ -447,7 +448,7 @@ pub async fn handle(
                     ))
                 })?;
             let done = validator
-                .validate_segment(&run, &checkpoint, version)
+                .validate_segment(&run, &checkpoint, version, deadline)
                 .await?;
             Ok(serde_json::to_value(&done).map_err(|e| ValidatorError::Internal(e.to_string()))?)
         }

@@ -19,6 +19,9 @@ use crate::side::Side;
 use crate::sql::{catalog, KeyRange};
 use crate::ValidatorError;
 
+/// Time kept before a Lambda deadline for the checkpoint and the summary.
+const CHECKPOINT_RESERVE: Duration = Duration::from_secs(2);
+
 /// How long a DIFF item is kept.
 const DIFF_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -119,6 +122,12 @@ pub struct SegmentCheckpoint {
     pub result: Option<SegmentResult>,
     pub error: Option<String>,
     pub duration_ms: Option<u64>,
+    /// A segment cut by a deadline: the leading-key value its rest starts at…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<String>,
+    /// …and what was found before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<SegmentResult>,
 }
 
 /// The `DIFF#` item.
@@ -298,6 +307,8 @@ impl Validator {
                             result: None,
                             error: None,
                             duration_ms: None,
+                            resume_from: None,
+                            partial: None,
                         });
                     }
                     summary.plan = Some(plan);
@@ -430,12 +441,16 @@ impl Validator {
             .collect())
     }
 
-    /// Validates one segment unless its checkpoint says it is done.
+    /// Validates one segment unless its checkpoint says it is done. A key-ordered
+    /// comparison stops before `deadline` (less [`CHECKPOINT_RESERVE`]) and stores
+    /// where it stopped and what it found: the checkpoint comes back not done,
+    /// and the next call goes on from there.
     pub async fn validate_segment(
         &self,
         run: &RunSummary,
         checkpoint: &SegmentCheckpoint,
         version: u64,
+        deadline: Option<Instant>,
     ) -> Result<SegmentCheckpoint, ValidatorError> {
         if checkpoint.done {
             return Ok(checkpoint.clone());
@@ -452,15 +467,44 @@ impl Validator {
                 ))
             })?;
         let started = Instant::now();
+        let range = KeyRange {
+            lo: checkpoint
+                .resume_from
+                .clone()
+                .or_else(|| checkpoint.range.lo.clone()),
+            hi: checkpoint.range.hi.clone(),
+        };
         let outcome = self
             .pair(plan)
-            .compare_segment(&checkpoint.range, checkpoint.expected_rows, &self.options)
+            .compare_segment_until(
+                &range,
+                checkpoint.expected_rows,
+                &self.options,
+                deadline.map(|d| d.checked_sub(CHECKPOINT_RESERVE).unwrap_or(d)),
+            )
             .await;
         let mut done = checkpoint.clone();
         done.done = true;
-        done.duration_ms = Some(started.elapsed().as_millis() as u64);
+        done.duration_ms =
+            Some(checkpoint.duration_ms.unwrap_or(0) + started.elapsed().as_millis() as u64);
         match outcome {
-            Ok(result) => done.result = Some(result),
+            Ok(progress) => {
+                let mut result = checkpoint.partial.clone().unwrap_or_default();
+                result.add(progress.result, self.options.max_diffs);
+                if let Some(resume_from) = progress.resume_from {
+                    eprintln!(
+                        "[validate] {} segment {}: stopped for the deadline after {} rows, resumes at {resume_from:?}",
+                        checkpoint.table, checkpoint.index, result.source_rows
+                    );
+                    done.done = false;
+                    done.resume_from = Some(resume_from);
+                    done.partial = Some(result);
+                } else {
+                    done.resume_from = None;
+                    done.partial = None;
+                    done.result = Some(result);
+                }
+            }
             Err(e @ ValidatorError::Query { .. }) => done.error = Some(e.to_string()),
             Err(e) => return Err(e),
         }
@@ -486,7 +530,9 @@ impl Validator {
         for (i, (checkpoint, version)) in pending.iter().enumerate() {
             if let Some(deadline) = deadline {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining < slowest * 2 + Duration::from_secs(2) {
+                // The first segment always starts: a segment longer than the whole
+                // invocation is cut inside, at the deadline, and goes on next time.
+                if i > 0 && remaining < slowest * 2 + CHECKPOINT_RESERVE {
                     eprintln!(
                         "[validate] stopping before the deadline: {} of {total} segments left",
                         pending.len() - i
@@ -500,8 +546,18 @@ impl Validator {
                 }
             }
             let started = Instant::now();
-            let done = self.validate_segment(&run, checkpoint, *version).await?;
+            let done = self
+                .validate_segment(&run, checkpoint, *version, deadline)
+                .await?;
             slowest = slowest.max(started.elapsed());
+            if !done.done {
+                let summary = self.summarise(&run).await?;
+                return Ok(RunOutcome {
+                    summary,
+                    segments_validated_now: validated,
+                    resume: Some(serde_json::json!({"command": "validate", "run_id": run_id})),
+                });
+            }
             validated += 1;
             let result = done.result.as_ref();
             eprintln!(

@@ -10,7 +10,7 @@ use cutover_core::error::describe_chain;
 
 use crate::canonical::Dialect;
 use crate::sql::Query;
-use crate::stream::{Bucket, BucketHasher, RowHash};
+use crate::stream::{Bucket, BucketHasher, KeyedBatch, KeyedParser, RowHash};
 use crate::ValidatorError;
 
 pub type TextRow = Vec<Option<String>>;
@@ -136,6 +136,64 @@ impl Side {
         })
         .await
         .map_err(|e| ValidatorError::Internal(format!("hashing task: {e}")))?
+    }
+}
+
+/// Rows parsed per batch handed to a key-ordered merge.
+const KEYED_BATCH_ROWS: usize = 4096;
+
+impl Side {
+    /// PostgreSQL: runs a key-ordered binary COPY ([`crate::sql::SideSql::keyed_copy`])
+    /// on a task of its own, parsing and hashing its rows as they arrive and sending
+    /// them on in batches. The channel is short, so a side that runs ahead waits
+    /// (memory stays flat). Returns the task; it ends with the rows it read.
+    pub async fn copy_keyed(
+        &self,
+        copy: &str,
+        parser: KeyedParser,
+        batches: tokio::sync::mpsc::Sender<KeyedBatch>,
+    ) -> Result<tokio::task::JoinHandle<Result<u64, ValidatorError>>, ValidatorError> {
+        let Side::Postgres { label, client } = self else {
+            return Err(ValidatorError::Internal(
+                "only a PostgreSQL side streams its rows".into(),
+            ));
+        };
+        let stream = client
+            .copy_out(copy)
+            .await
+            .map_err(|e| ValidatorError::Query {
+                side: label.clone(),
+                message: describe_chain(&e),
+            })?;
+        let label = label.clone();
+        let mut parser = parser;
+        Ok(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ValidatorError::Query {
+                    side: label.clone(),
+                    message: describe_chain(&e),
+                })?;
+                parser.feed(&chunk)?;
+                // [`KeyedParser::take`] hands on whole batches; the merge stopping early
+                // (a deadline) closes the channel, and this task then stops reading.
+                if parser.pending() >= KEYED_BATCH_ROWS
+                    && batches.send(parser.take()).await.is_err()
+                {
+                    return Ok(parser.rows);
+                }
+            }
+            if !parser.finished() {
+                return Err(ValidatorError::Internal(format!(
+                    "{label}: the key-ordered stream ended before its trailer"
+                )));
+            }
+            let last = parser.take();
+            if !last.is_empty() {
+                let _ = batches.send(last).await;
+            }
+            Ok(parser.rows)
+        }))
     }
 }
 

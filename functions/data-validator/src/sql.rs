@@ -5,7 +5,7 @@
 use crate::canonical::{column_expr, row_hash_expr, row_text_expr, Category, Dialect, EmptyText};
 use crate::ident::{quote, TableRef};
 use crate::schema::TablePlan;
-use crate::stream::Wire;
+use crate::stream::{KeyOrder, Wire};
 
 /// Which side of the comparison a query is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,21 @@ pub struct SideSql {
     pub row_hash: String,
     /// PostgreSQL: each column's form in a binary COPY, and its expression.
     pub wires: Vec<(Wire, String)>,
+    /// PostgreSQL: how the rows stream in key order; `None` when a key column has
+    /// no order this program can follow byte for byte (jsonb).
+    pub keyed: Option<KeyedScan>,
+}
+
+/// A key-ordered COPY's key fields: what each key column is sent as, what the
+/// rows are ordered by (the column itself where it can, so its index serves), and
+/// how the sent value sorts in bytes; and the lead's boundary text when it cannot
+/// be made from its order field.
+#[derive(Debug, Clone)]
+pub struct KeyedScan {
+    pub selects: Vec<String>,
+    pub order_by: Vec<String>,
+    pub orders: Vec<KeyOrder>,
+    pub lead_text: Option<String>,
 }
 
 impl SideSql {
@@ -84,6 +99,25 @@ impl SideSql {
             Role::Source => &plan.table,
             Role::Target => plan.target_table.as_ref().unwrap_or(&plan.table),
         };
+        let keyed = (dialect == Dialect::Postgres && !plan.key.is_empty())
+            .then(|| {
+                let mut scan = KeyedScan {
+                    selects: Vec::new(),
+                    order_by: Vec::new(),
+                    orders: Vec::new(),
+                    lead_text: None,
+                };
+                for i in &plan.key {
+                    let c = &plan.columns[*i];
+                    let q = quote(&name(c).0);
+                    let (select, order_by, order) = key_order_expr(&q, c.category)?;
+                    scan.selects.push(select);
+                    scan.order_by.push(order_by);
+                    scan.orders.push(order);
+                }
+                Some(scan)
+            })
+            .flatten();
         SideSql {
             dialect,
             from: table.quoted(),
@@ -95,6 +129,67 @@ impl SideSql {
             key_display,
             row_hash,
             wires,
+            keyed: None,
+        }
+        .with_keyed(keyed)
+    }
+
+    fn with_keyed(mut self, keyed: Option<KeyedScan>) -> Self {
+        self.keyed = keyed.map(|mut k| {
+            if !k.orders[0].gives_lead_text() {
+                let (lead, _) = self.lead.clone().unwrap_or_default();
+                k.lead_text = Some(self.boundary_text(&lead));
+            }
+            k
+        });
+        self
+    }
+
+    /// PostgreSQL: the rows of a range in key order for [`crate::stream::KeyedParser`]:
+    /// a binary COPY of each key column's order field, the lead's boundary text
+    /// when needed, then each column in its wire form; `None` without a key order.
+    pub fn keyed_copy(&self, range: &KeyRange) -> Option<String> {
+        let keyed = self.keyed.as_ref()?;
+        let predicate = self.range_predicate_literal(range);
+        let mut select = keyed.selects.clone();
+        select.extend(keyed.lead_text.iter().cloned());
+        select.extend(self.wires.iter().map(|(_, e)| e.clone()));
+        Some(format!(
+            "COPY (SELECT {} FROM {} WHERE {predicate} ORDER BY {}) TO STDOUT (FORMAT binary)",
+            select.join(", "),
+            self.from,
+            keyed.order_by.join(", ")
+        ))
+    }
+
+    /// The plain SELECT of [`Self::keyed_copy`], for `EXPLAIN`.
+    pub fn keyed_select(&self, range: &KeyRange) -> Option<String> {
+        let copy = self.keyed_copy(range)?;
+        let inner = copy.strip_prefix("COPY (")?;
+        Some(
+            inner
+                .strip_suffix(") TO STDOUT (FORMAT binary)")?
+                .to_string(),
+        )
+    }
+
+    /// The rows whose leading key is one of `leads` (boundary texts), as [`Self::rows`]
+    /// returns them: where a key-ordered comparison found its first differences,
+    /// read again for their columns and values. The values go in as one literal.
+    pub fn rows_with_leads(&self, leads: &[String]) -> Query {
+        let (lead, ty) = self.lead.clone().unwrap_or_default();
+        let key_display = self.key_display.join(" || ',' || ");
+        let mut select = vec![self.key_canonical.join(" || ',' || "), key_display];
+        select.extend(self.canonical.iter().cloned());
+        select.extend(self.display.iter().cloned());
+        Query {
+            sql: format!(
+                "SELECT {} FROM {} WHERE {lead} = ANY({}::{ty}[])",
+                select.join(", "),
+                self.from,
+                string_literal(&array_literal(leads))
+            ),
+            params: Vec::new(),
         }
     }
 
@@ -396,6 +491,38 @@ fn lead_order(dialect: Dialect, quoted: &str, ty: &str, category: Category) -> (
     }
 }
 
+/// A key column in a key-ordered COPY (PostgreSQL): the value sent, the
+/// expression ordered by, and how the sent value sorts in bytes. `category` is the
+/// pair's common category, so both sides order by the same values.
+fn key_order_expr(quoted: &str, category: Category) -> Option<(String, String, KeyOrder)> {
+    use Category::*;
+    let natural = |select: String, order: KeyOrder| Some((select, quoted.to_string(), order));
+    match category {
+        Integer => natural(format!("{quoted}::int8"), KeyOrder::Int8),
+        Decimal => natural(format!("{quoted}::numeric"), KeyOrder::Numeric),
+        Float => natural(format!("{quoted}::float8"), KeyOrder::Float8),
+        Binary => natural(format!("{quoted}::bytea"), KeyOrder::Bytes),
+        Uuid => natural(format!("{quoted}::uuid"), KeyOrder::Uuid),
+        Boolean => natural(format!("{quoted}::bool"), KeyOrder::Bool),
+        Date | Timestamp => natural(format!("{quoted}::timestamp"), KeyOrder::Micros),
+        TimestampTz => natural(format!("{quoted}::timestamptz"), KeyOrder::Micros),
+        Text | LargeText | Other => Some((
+            format!("{quoted}::text"),
+            format!("({quoted}::text COLLATE \"C\")"),
+            KeyOrder::Bytes,
+        )),
+        FixedChar => {
+            let trimmed = format!("rtrim({quoted}::text, ' ')");
+            Some((
+                trimmed.clone(),
+                format!("({trimmed} COLLATE \"C\")"),
+                KeyOrder::Bytes,
+            ))
+        }
+        Json => None,
+    }
+}
+
 /// A value for people to read (bounded, and LOBs summarised).
 fn display_expr(dialect: Dialect, column: &str, own: Category) -> String {
     let c = quote(column);
@@ -492,15 +619,21 @@ pub mod catalog {
     }
 
     /// The planner's row count, or NULL when there is none to trust: never
-    /// analysed (`reltuples` -1, `num_rows` NULL) or stale (more rows changed since
-    /// the last ANALYZE than a fifth of the count, or Oracle's `STALE_STATS`).
-    /// Sizing on a missing estimate made one bucket of a whole table.
+    /// analysed (`reltuples` -1, `num_rows` NULL), analysed while empty (0: a table
+    /// bulk-loaded since, before its counters reached the statistics, holds rows
+    /// the estimate does not know of; an empty table costs nothing to count), or
+    /// stale (more rows changed since the last ANALYZE than a fifth of the count,
+    /// or Oracle's `STALE_STATS`). PostgreSQL's count is scaled to the table's
+    /// current size in pages, as its planner does, so a table grown since its
+    /// last ANALYZE is not sized as it was. Sizing on a missing estimate made one
+    /// bucket of a whole table.
     pub fn estimated_rows(dialect: Dialect, table: &TableRef) -> Query {
         match dialect {
             Dialect::Postgres => Query {
-                sql: "SELECT CASE WHEN c.reltuples < 0 \
+                sql: "SELECT CASE WHEN c.reltuples <= 0 OR c.relpages <= 0 \
                       OR coalesce(s.n_mod_since_analyze, 0) > c.reltuples / 5 + 1000 THEN NULL \
-                      ELSE c.reltuples::bigint::text END FROM pg_class c \
+                      ELSE (c.reltuples / c.relpages * greatest(1, pg_relation_size(c.oid) \
+                      / current_setting('block_size')::bigint))::bigint::text END FROM pg_class c \
                       JOIN pg_namespace n ON n.oid = c.relnamespace \
                       LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid \
                       WHERE n.nspname = $1 AND c.relname = $2"
@@ -508,12 +641,12 @@ pub mod catalog {
                 params: vec![table.schema.clone(), table.table.clone()],
             },
             Dialect::Oracle => Query {
-                sql:
-                    "SELECT CASE WHEN s.stale_stats = 'YES' THEN NULL ELSE TO_CHAR(t.num_rows) END \
+                sql: "SELECT CASE WHEN s.stale_stats = 'YES' OR NVL(t.num_rows, 0) = 0 THEN NULL \
+                      ELSE TO_CHAR(t.num_rows) END \
                       FROM all_tables t LEFT JOIN all_tab_statistics s ON s.owner = t.owner \
                       AND s.table_name = t.table_name AND s.object_type = 'TABLE' \
                       WHERE t.owner = :1 AND t.table_name = :2"
-                        .into(),
+                    .into(),
                 params: vec![table.schema.clone(), table.table.clone()],
             },
         }

@@ -302,38 +302,31 @@ impl RowHash {
     }
 }
 
-/// Parses a binary COPY of `(bucket int4, column…)` rows and sums each
-/// bucket's row hashes. Feed it the stream's chunks in order, then `finish`.
-pub struct BucketHasher {
-    wires: Vec<Wire>,
-    hash: RowHash,
+/// The frames of a binary COPY stream: header, tuples, trailer. Feed it the
+/// stream's chunks in order; each complete tuple comes out as its bytes and the
+/// (offset, length) of each field (`None` for NULL), relative to those bytes.
+struct Frames {
+    expected: usize,
     buffer: Vec<u8>,
     read: usize,
     header_done: bool,
     trailer_seen: bool,
-    buckets: BTreeMap<i64, Bucket>,
     fields: Vec<Option<(usize, usize)>>,
-    row: Vec<u8>,
-    pub rows: u64,
 }
 
-impl BucketHasher {
-    pub fn new(wires: Vec<Wire>, hash: RowHash) -> Self {
-        BucketHasher {
-            hash,
-            fields: Vec::with_capacity(wires.len() + 1),
-            wires,
+impl Frames {
+    fn new(expected: usize) -> Self {
+        Frames {
+            expected,
             buffer: Vec::new(),
             read: 0,
             header_done: false,
             trailer_seen: false,
-            buckets: BTreeMap::new(),
-            row: Vec::with_capacity(256),
-            rows: 0,
+            fields: Vec::with_capacity(expected),
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidatorError> {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), ValidatorError> {
         if self.read > 0 && self.read * 2 >= self.buffer.len() {
             self.buffer.drain(..self.read);
             self.read = 0;
@@ -355,73 +348,382 @@ impl BucketHasher {
             self.read += SIGNATURE.len() + 8 + extension;
             self.header_done = true;
         }
-        while !self.trailer_seen && self.tuple()? {}
         Ok(())
     }
 
-    /// Consumes one complete tuple from the buffer; false when more bytes are needed.
-    fn tuple(&mut self) -> Result<bool, ValidatorError> {
-        let buf = &self.buffer[self.read..];
+    /// The next complete tuple, consumed; `None` when more bytes are needed or
+    /// the trailer has been read.
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Result<Option<(&[u8], &[Option<(usize, usize)>])>, ValidatorError> {
+        let Frames {
+            expected,
+            buffer,
+            read,
+            header_done,
+            trailer_seen,
+            fields,
+        } = self;
+        if !*header_done || *trailer_seen {
+            return Ok(None);
+        }
+        let start = *read;
+        let buf = &buffer[start..];
         if buf.len() < 2 {
-            return Ok(false);
+            return Ok(None);
         }
         let count = be_i16(buf);
         if count == -1 {
-            self.trailer_seen = true;
-            self.read += 2;
-            return Ok(true);
+            *trailer_seen = true;
+            *read += 2;
+            return Ok(None);
         }
-        if usize::try_from(count).ok() != Some(self.wires.len() + 1) {
+        if usize::try_from(count).ok() != Some(*expected) {
             return Err(malformed(&format!(
-                "{count} fields in a row, expected {}",
-                self.wires.len() + 1
+                "{count} fields in a row, expected {expected}"
             )));
         }
-        self.fields.clear();
+        fields.clear();
         let mut at = 2usize;
         for _ in 0..count {
             if buf.len() < at + 4 {
-                return Ok(false);
+                return Ok(None);
             }
             let len = be_i32(&buf[at..]);
             at += 4;
             if len < 0 {
-                self.fields.push(None);
+                fields.push(None);
             } else {
                 let len = len as usize;
                 if buf.len() < at + len {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                self.fields.push(Some((at, len)));
+                fields.push(Some((at, len)));
                 at += len;
             }
         }
-        let value = |f: Option<(usize, usize)>| f.map(|(s, l)| &buf[s..s + l]);
-        let bucket = match value(self.fields[0]) {
-            Some(b) if b.len() == 4 => i64::from(be_i32(b)),
-            _ => return Err(malformed("a bucket number that is not an int4")),
-        };
-        self.row.clear();
-        for (i, wire) in self.wires.iter().enumerate() {
-            if i > 0 {
-                self.row.push(b'|');
-            }
-            encode(*wire, value(self.fields[i + 1]), &mut self.row)?;
+        *read += at;
+        Ok(Some((&buffer[start..start + at], &fields[..])))
+    }
+}
+
+fn field(tuple: &[u8], f: Option<(usize, usize)>) -> Option<&[u8]> {
+    f.map(|(s, l)| &tuple[s..s + l])
+}
+
+/// Writes the canonical row text of `wires` (fields `first..`) into `row`.
+fn row_text(
+    wires: &[Wire],
+    tuple: &[u8],
+    fields: &[Option<(usize, usize)>],
+    first: usize,
+    row: &mut Vec<u8>,
+) -> Result<(), ValidatorError> {
+    row.clear();
+    for (i, wire) in wires.iter().enumerate() {
+        if i > 0 {
+            row.push(b'|');
         }
-        let h = self.hash.of(&self.row);
-        let entry = self.buckets.entry(bucket).or_default();
-        entry.count += 1;
-        entry.sum += u128::from(h);
-        self.rows += 1;
-        self.read += at;
-        Ok(true)
+        encode(*wire, field(tuple, fields[first + i]), row)?;
+    }
+    Ok(())
+}
+
+/// Parses a binary COPY of `(bucket int4, column…)` rows and sums each
+/// bucket's row hashes. Feed it the stream's chunks in order, then `finish`.
+pub struct BucketHasher {
+    wires: Vec<Wire>,
+    hash: RowHash,
+    frames: Frames,
+    buckets: BTreeMap<i64, Bucket>,
+    row: Vec<u8>,
+    pub rows: u64,
+}
+
+impl BucketHasher {
+    pub fn new(wires: Vec<Wire>, hash: RowHash) -> Self {
+        BucketHasher {
+            hash,
+            frames: Frames::new(wires.len() + 1),
+            wires,
+            buckets: BTreeMap::new(),
+            row: Vec::with_capacity(256),
+            rows: 0,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidatorError> {
+        self.frames.push(chunk)?;
+        while let Some((tuple, fields)) = self.frames.next()? {
+            let bucket = match field(tuple, fields[0]) {
+                Some(b) if b.len() == 4 => i64::from(be_i32(b)),
+                _ => return Err(malformed("a bucket number that is not an int4")),
+            };
+            row_text(&self.wires, tuple, fields, 1, &mut self.row)?;
+            let h = self.hash.of(&self.row);
+            let entry = self.buckets.entry(bucket).or_default();
+            entry.count += 1;
+            entry.sum += u128::from(h);
+            self.rows += 1;
+        }
+        Ok(())
     }
 
     pub fn finish(self) -> Result<BTreeMap<i64, Bucket>, ValidatorError> {
-        if !self.trailer_seen {
+        if !self.frames.trailer_seen {
             return Err(malformed("the stream ended before its trailer"));
         }
         Ok(self.buckets)
+    }
+}
+
+/// How a key column travels in a key-ordered COPY ([`crate::sql::SideSql::keyed_copy`]),
+/// and how its value becomes bytes that sort as PostgreSQL sorted the rows: the
+/// concatenated bytes of a row's key columns compare (`memcmp`) as its key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// `int8`.
+    Int8,
+    /// `float8`: -0 = 0, NaN after +Infinity.
+    Float8,
+    /// `numeric`: NaN after +Infinity.
+    Numeric,
+    /// `text` in the "C" collation, or `bytea`: byte order.
+    Bytes,
+    /// `uuid`: byte order.
+    Uuid,
+    /// `bool`: false before true.
+    Bool,
+    /// `timestamp` or `timestamptz`: microseconds (`int8`), infinities at the ends.
+    Micros,
+}
+
+impl KeyOrder {
+    /// Whether a lead key column's boundary text can be made from its order field
+    /// (otherwise the COPY sends the text as an extra field).
+    pub fn gives_lead_text(self) -> bool {
+        matches!(
+            self,
+            KeyOrder::Int8 | KeyOrder::Numeric | KeyOrder::Bytes | KeyOrder::Uuid | KeyOrder::Bool
+        )
+    }
+
+    /// Appends the order-preserving bytes of one value.
+    pub fn append(self, v: &[u8], out: &mut Vec<u8>) -> Result<(), ValidatorError> {
+        let flip = |x: i64| (x as u64) ^ (1 << 63);
+        match self {
+            KeyOrder::Int8 | KeyOrder::Micros => {
+                out.extend_from_slice(&flip(be_i64(v)?).to_be_bytes())
+            }
+            KeyOrder::Float8 => {
+                let f = f64::from_bits(u64::from_be_bytes(
+                    v.try_into()
+                        .map_err(|_| malformed("a float8 of another length"))?,
+                ));
+                let bits = if f.is_nan() {
+                    u64::MAX
+                } else {
+                    let b = (if f == 0.0 { 0.0f64 } else { f }).to_bits();
+                    if b >> 63 == 1 {
+                        !b
+                    } else {
+                        b | (1 << 63)
+                    }
+                };
+                out.extend_from_slice(&bits.to_be_bytes());
+            }
+            KeyOrder::Numeric => numeric_order(v, out)?,
+            KeyOrder::Bytes => {
+                // 0x00 escaped as 00 FF and a 00 00 terminator: a prefix sorts first,
+                // whatever key column follows.
+                for b in v {
+                    out.push(*b);
+                    if *b == 0 {
+                        out.push(0xFF);
+                    }
+                }
+                out.extend_from_slice(&[0, 0]);
+            }
+            KeyOrder::Uuid | KeyOrder::Bool => out.extend_from_slice(v),
+        }
+        Ok(())
+    }
+
+    /// The boundary text of a lead value sent in this form, as
+    /// [`crate::sql::SideSql`] reads boundaries back.
+    pub fn lead_text(self, v: &[u8]) -> Result<String, ValidatorError> {
+        let mut out = Vec::new();
+        match self {
+            KeyOrder::Int8 => encode(Wire::Int, Some(v), &mut out)?,
+            KeyOrder::Numeric => numeric(v, &mut out)?,
+            KeyOrder::Uuid => encode(Wire::Uuid, Some(v), &mut out)?,
+            KeyOrder::Bool => encode(Wire::Bool, Some(v), &mut out)?,
+            _ => out.extend_from_slice(v),
+        }
+        String::from_utf8(out).map_err(|_| malformed("a key that is not UTF-8"))
+    }
+}
+
+/// Order-preserving bytes of a binary numeric: a class byte (-Infinity, negative,
+/// zero, positive, +Infinity, NaN), then for a finite value its weight and its
+/// base-10000 digits (each + 1, then a 0 terminator), all inverted when negative.
+fn numeric_order(v: &[u8], out: &mut Vec<u8>) -> Result<(), ValidatorError> {
+    if v.len() < 8 {
+        return Err(malformed("a short numeric"));
+    }
+    let ndigits = usize::try_from(be_i16(&v[0..2])).map_err(|_| malformed("numeric digits"))?;
+    if v.len() != 8 + 2 * ndigits {
+        return Err(malformed("a numeric of another length"));
+    }
+    let weight = be_i16(&v[2..4]);
+    let sign = u16::from_be_bytes([v[4], v[5]]);
+    let digits: Vec<u16> = (0..ndigits)
+        .map(|i| u16::from_be_bytes([v[8 + 2 * i], v[9 + 2 * i]]))
+        .collect();
+    // Stored numerics carry no leading or trailing zero digits; strip anyway.
+    let first = digits.iter().position(|d| *d != 0);
+    let Some(first) = first else {
+        match sign {
+            0xC000 => out.push(5),
+            0xD000 => out.push(4),
+            0xF000 => out.push(0),
+            _ => out.push(2),
+        }
+        return Ok(());
+    };
+    let last = digits.iter().rposition(|d| *d != 0).unwrap_or(first);
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => {
+            out.push(5);
+            return Ok(());
+        }
+        0xD000 => {
+            out.push(4);
+            return Ok(());
+        }
+        0xF000 => {
+            out.push(0);
+            return Ok(());
+        }
+        _ => return Err(malformed("a numeric sign")),
+    };
+    out.push(if negative { 1 } else { 3 });
+    let mut body = Vec::with_capacity(4 + 2 * (last - first + 2));
+    let w = (weight as i32 - first as i32) as i16;
+    body.extend_from_slice(&((w as u16) ^ 0x8000).to_be_bytes());
+    for d in &digits[first..=last] {
+        body.extend_from_slice(&(d + 1).to_be_bytes());
+    }
+    body.extend_from_slice(&[0, 0]);
+    if negative {
+        body.iter_mut().for_each(|b| *b = !*b);
+    }
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+/// Rows of a key-ordered COPY as [`KeyedParser`] hands them on: each row's
+/// order-preserving key bytes, its 60-bit hash and its lead value's raw bytes.
+#[derive(Debug, Default)]
+pub struct KeyedBatch {
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    leads: Vec<u8>,
+    lead_ends: Vec<usize>,
+    hashes: Vec<u64>,
+}
+
+impl KeyedBatch {
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    fn span(ends: &[usize], i: usize) -> (usize, usize) {
+        (if i == 0 { 0 } else { ends[i - 1] }, ends[i])
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let (a, b) = Self::span(&self.key_ends, i);
+        &self.keys[a..b]
+    }
+
+    pub fn lead(&self, i: usize) -> &[u8] {
+        let (a, b) = Self::span(&self.lead_ends, i);
+        &self.leads[a..b]
+    }
+
+    pub fn hash(&self, i: usize) -> u64 {
+        self.hashes[i]
+    }
+}
+
+/// Parses a key-ordered binary COPY: fields `(key order…, [lead text], column…)`.
+pub struct KeyedParser {
+    keys: Vec<KeyOrder>,
+    /// The lead's boundary text travels as a field of its own (after the key fields).
+    lead_field: bool,
+    wires: Vec<Wire>,
+    hash: RowHash,
+    frames: Frames,
+    row: Vec<u8>,
+    batch: KeyedBatch,
+    pub rows: u64,
+}
+
+impl KeyedParser {
+    pub fn new(keys: Vec<KeyOrder>, lead_field: bool, wires: Vec<Wire>, hash: RowHash) -> Self {
+        let expected = keys.len() + usize::from(lead_field) + wires.len();
+        KeyedParser {
+            keys,
+            lead_field,
+            wires,
+            hash,
+            frames: Frames::new(expected),
+            row: Vec::with_capacity(256),
+            batch: KeyedBatch::default(),
+            rows: 0,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidatorError> {
+        self.frames.push(chunk)?;
+        let k = self.keys.len();
+        let first_wire = k + usize::from(self.lead_field);
+        while let Some((tuple, fields)) = self.frames.next()? {
+            for (i, order) in self.keys.iter().enumerate() {
+                let v =
+                    field(tuple, fields[i]).ok_or_else(|| malformed("a NULL in a key column"))?;
+                order.append(v, &mut self.batch.keys)?;
+            }
+            self.batch.key_ends.push(self.batch.keys.len());
+            let lead = field(tuple, fields[if self.lead_field { k } else { 0 }])
+                .ok_or_else(|| malformed("a NULL lead key"))?;
+            self.batch.leads.extend_from_slice(lead);
+            self.batch.lead_ends.push(self.batch.leads.len());
+            row_text(&self.wires, tuple, fields, first_wire, &mut self.row)?;
+            self.batch.hashes.push(self.hash.of(&self.row));
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Rows parsed and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// The rows parsed so far, leaving an empty batch.
+    pub fn take(&mut self) -> KeyedBatch {
+        std::mem::take(&mut self.batch)
+    }
+
+    pub fn finished(&self) -> bool {
+        self.frames.trailer_seen
     }
 }
 
@@ -535,6 +837,124 @@ mod tests {
         }
         // md5('x') = 9dd4e461268c8034f5c8564e155c67a6; its first 15 hex digits.
         assert_eq!(RowHash::Md5.of(b"x"), 0x9dd4e461268c803);
+    }
+
+    fn ordered(order: KeyOrder, values: &[Vec<u8>]) {
+        let encoded: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| {
+                let mut out = Vec::new();
+                order.append(v, &mut out).unwrap();
+                // A second key column after it must not change the order.
+                out.extend_from_slice(&[0xFF, 0x00]);
+                out
+            })
+            .collect();
+        for (i, w) in encoded.windows(2).enumerate() {
+            assert!(
+                w[0] < w[1],
+                "{order:?}: value {i} does not sort before {}",
+                i + 1
+            );
+        }
+    }
+
+    #[test]
+    fn key_bytes_sort_as_postgresql_sorts_the_keys() {
+        ordered(
+            KeyOrder::Int8,
+            &[i64::MIN, -5, -1, 0, 1, 9, 10, i64::MAX].map(|v| v.to_be_bytes().to_vec()),
+        );
+        ordered(
+            KeyOrder::Float8,
+            &[
+                f64::NEG_INFINITY,
+                -2.5,
+                -0.5,
+                0.0,
+                1e-300,
+                2.5,
+                f64::INFINITY,
+                f64::NAN,
+            ]
+            .map(|v| v.to_be_bytes().to_vec()),
+        );
+        // -Infinity, -12345678, -1.5, -1, -0.05, 0, 0.00000001, 0.05, 1, 1.00005, 1.5,
+        // 9999, 10000, 12345678, Infinity, NaN
+        ordered(
+            KeyOrder::Numeric,
+            &[
+                numeric_bytes(0, 0xF000, 0, &[]),
+                numeric_bytes(1, 0x4000, 0, &[1234, 5678]),
+                numeric_bytes(0, 0x4000, 1, &[1, 5000]),
+                numeric_bytes(0, 0x4000, 0, &[1]),
+                numeric_bytes(-1, 0x4000, 2, &[500]),
+                numeric_bytes(0, 0, 0, &[]),
+                numeric_bytes(-2, 0, 8, &[1]),
+                numeric_bytes(-1, 0, 2, &[500]),
+                numeric_bytes(0, 0, 0, &[1]),
+                numeric_bytes(0, 0, 5, &[1, 0, 5000]),
+                numeric_bytes(0, 0, 1, &[1, 5000]),
+                numeric_bytes(0, 0, 0, &[9999]),
+                numeric_bytes(1, 0, 0, &[1]),
+                numeric_bytes(1, 0, 0, &[1234, 5678]),
+                numeric_bytes(0, 0xD000, 0, &[]),
+                numeric_bytes(0, 0xC000, 0, &[]),
+            ],
+        );
+        // Byte order ("C"), a prefix first, a zero byte (bytea) kept apart from the end.
+        ordered(
+            KeyOrder::Bytes,
+            &[
+                b"".to_vec(),
+                b"\0".to_vec(),
+                b"\0\0".to_vec(),
+                b"\x01".to_vec(),
+                b"A".to_vec(),
+                b"Z".to_vec(),
+                b"a".to_vec(),
+                b"ab".to_vec(),
+                "é".as_bytes().to_vec(),
+            ],
+        );
+        assert_eq!(
+            KeyOrder::Numeric
+                .lead_text(&numeric_bytes(0, 0x4000, 2, &[1, 5000]))
+                .unwrap(),
+            "-1.5"
+        );
+        assert_eq!(
+            KeyOrder::Int8.lead_text(&42i64.to_be_bytes()).unwrap(),
+            "42"
+        );
+        assert!(!KeyOrder::Micros.gives_lead_text());
+    }
+
+    #[test]
+    fn a_keyed_stream_cut_anywhere_gives_the_same_rows() {
+        let mut stream = SIGNATURE.to_vec();
+        stream.extend_from_slice(&0i32.to_be_bytes());
+        stream.extend_from_slice(&0i32.to_be_bytes());
+        for id in [1i64, 2, 30] {
+            stream.extend_from_slice(&2i16.to_be_bytes());
+            stream.extend_from_slice(&8i32.to_be_bytes());
+            stream.extend_from_slice(&id.to_be_bytes());
+            stream.extend_from_slice(&1i32.to_be_bytes());
+            stream.push(b'x');
+        }
+        stream.extend_from_slice(&(-1i16).to_be_bytes());
+        for cut in 1..stream.len() {
+            let mut p =
+                KeyedParser::new(vec![KeyOrder::Int8], false, vec![Wire::Text], RowHash::Md5);
+            p.feed(&stream[..cut]).unwrap();
+            p.feed(&stream[cut..]).unwrap();
+            assert!(p.finished());
+            let batch = p.take();
+            assert_eq!(batch.len(), 3, "cut at {cut}");
+            assert!(batch.key(0) < batch.key(1) && batch.key(1) < batch.key(2));
+            assert_eq!(batch.lead(2), 30i64.to_be_bytes());
+            assert_eq!(batch.hash(0), row_hash(b"1:x"));
+        }
     }
 
     #[test]

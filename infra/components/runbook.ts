@@ -93,8 +93,19 @@ export function fanOut(prefix: string, validator: string, next: string, onFailur
               Payload: { "command": "validate-segment", "run_id.$": "$.run_id", "table.$": "$.table", "segment.$": "$.segment" },
             },
             Retry: RETRYABLE,
-            End: true,
+            // Keep the item (run_id, table, segment) for another pass.
+            ResultSelector: { "done.$": "$.Payload.done" },
+            ResultPath: "$.checkpoint",
+            Next: "SegmentDone",
           },
+          // A segment cut by the function's deadline is checkpointed where it stopped
+          // (done: false): the next invocation resumes there.
+          SegmentDone: {
+            Type: "Choice",
+            Choices: [{ Variable: "$.checkpoint.done", BooleanEquals: false, Next: "ValidateSegment" }],
+            Default: "Validated",
+          },
+          Validated: { Type: "Succeed" },
         },
       },
       // Keep the plan's output (its run_id) for the merge.

@@ -69,7 +69,9 @@ test("the validation machine: every path ends, every task retries and is caught,
   const map = S.ValidateSegments;
   assert.equal(map.Type, "Map");
   assert.ok((map.MaxConcurrency ?? 0) > 0);
-  assert.ok(Object.values(map.ItemProcessor?.States ?? {}).every((st) => st.Retry !== undefined));
+  const inner = map.ItemProcessor?.States ?? {};
+  assert.ok(Object.values(inner).filter((st) => st.Type === "Task").every((st) => st.Retry !== undefined));
+  assert.deepEqual(inner.SegmentDone.Choices?.map((c) => c.Next), ["ValidateSegment"], "a segment cut by its deadline is invoked again");
   assert.deepEqual(map.Catch?.map((c) => c.Next), ["RecordFailure"]);
   assert.equal(S.RecordFailure.Next, "Failed");
   assert.equal(S.Failed.Type, "Fail");

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
@@ -75,6 +76,10 @@ class Router(BaseHTTPRequestHandler):
 
     def reply(self, status, body, headers=()):
         self.send_response(status)
+        headers = list(headers)
+        if not any(k.lower() == "x-amzn-requestid" for k, _ in headers):
+            # Lambda's every answer has one; moto's interpreter reads it when it reports an error.
+            headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
         for k, v in headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))

@@ -378,6 +378,8 @@ write_lambda_env() {
   {
     sed -n "s/^export \([A-Za-z0-9_]*\)=\(.*\)$/\1='\2'/p" "$R/world.env"
     echo "CUTOVER_VALIDATION_SCHEMAS=app"
+    # Segments of 20,000 rows: the rehearsal's larger tables fan out over several.
+    echo "CUTOVER_VALIDATION_SEGMENT_ROWS=20000"
     echo "CUTOVER_STABLE_WATCH_MS=2000"
     echo "CUTOVER_MAX_LAG_MS=3000"
     echo "CUTOVER_LAG_WINDOW_MS=4000"

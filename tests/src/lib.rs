@@ -13,6 +13,7 @@ pub mod lag_stage;
 pub mod notifications;
 pub mod replication;
 pub mod report;
+pub mod runbooks;
 pub mod traffic;
 pub mod traffic_stage;
 pub mod world;

@@ -248,7 +248,8 @@ export function runbookDefinition(t: RunbookTargets, timing: RunbookTiming = TIM
         Parameters: {
           TopicArn: t.opsTopicArn,
           Subject: "cutover runbook stopped and rolled back",
-          "Message.$": "States.JsonToString($)",
+          // The execution's name first: the operator's way to its history.
+          "Message.$": "States.Format('cutover runbook execution {} stopped and rolled back: {}', $$.Execution.Name, States.JsonToString($))",
           MessageAttributes: {
             event_type: { DataType: "String", StringValue: "runbook-aborted" },
             severity: { DataType: "String", StringValue: "critical" },

@@ -448,3 +448,54 @@ async fn drift_sends_the_runbook_down_its_rollback_branch_and_tells_the_ops_topi
         aborted[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_freeze_the_cutover_refuses_sends_the_runbook_down_its_rollback_branch() {
+    let _one = WORLD.lock().await;
+    let world = World::load().unwrap();
+    Router::of(&world).unwrap().reset().await.unwrap();
+    prepare(&world).await.unwrap();
+    let c = controller(&world, &[]).await.unwrap();
+    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    // A failover in flight: the cutover refuses to freeze (gate no-failover-in-flight).
+    c.failover_lease
+        .acquire("drill-failover", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let arn = runbooks::install(&world, "runbook").await.unwrap();
+    let exec = runbooks::run(&world, &arn, &json!({}), LIMIT).await;
+    c.store
+        .delete(&cutover_core::state::keys::failover_lease())
+        .await
+        .unwrap();
+    let phase = c.status().await.map(|s| s.phase);
+    let source = world.admin(Node::Source).await.unwrap();
+    let frozen = cutover::postgres::is_frozen(&source, "app", "cutover")
+        .await
+        .unwrap();
+    let exec = exec.unwrap();
+    println!("{}", exec.timeline());
+    assert_eq!(exec.error.as_deref(), Some("CutoverAborted"));
+    let entered = exec.states_entered();
+    assert!(
+        entered.contains(&"AdvanceInSync") && entered.contains(&"AdvanceDrained"),
+        "{entered:?}"
+    );
+    assert!(
+        !entered.contains(&"AdvanceSwitched") && entered.contains(&"Rollback"),
+        "{entered:?}"
+    );
+    let refused = exec.output_of("AdvanceDrained").unwrap();
+    assert_eq!(refused["result"], "refused", "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("failover"),
+        "{refused}"
+    );
+    let rolled = exec.output_of("Rollback").unwrap();
+    assert_eq!(
+        rolled["rollback"]["outcome"]["result"], "rolled-back",
+        "{rolled}"
+    );
+    assert_eq!(phase.unwrap(), Phase::Cdc, "rolled back from in-sync");
+    assert!(!frozen, "the source was never frozen, and is writable");
+}

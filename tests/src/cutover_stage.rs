@@ -29,6 +29,7 @@ use data_validator::handler::{handle as validate, Env, ValidatorConfig};
 use serde_json::{json, Value};
 
 use crate::replication::wait_for_cdc;
+use crate::runbooks;
 use crate::world::{Node, World, WorldError};
 
 fn fail(e: impl std::fmt::Display) -> WorldError {
@@ -828,6 +829,134 @@ pub async fn finish(world: &World, progress: &mut dyn FnMut(String)) -> Result<V
     }))
 }
 
+/// How long a runbook execution may take in the rehearsal before it counts as hung.
+const RUNBOOK_LIMIT: Duration = Duration::from_secs(300);
+
+/// Drift on the target, then the cutover runbook (infra's state machine, executed by the
+/// local world): its first validation finds the drift, the verdict sends it down the rollback
+/// branch, the ops topic is told. From `cdc`; the drift is repaired afterwards.
+pub async fn rollback_by_runbook(
+    world: &World,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    let c = controller(world, &[]).await?;
+    let before = c.status().await.map_err(fail)?.phase;
+    let target = world.admin(Node::UsEast1).await?;
+    let row = target
+        .query_one(
+            "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
+            &[],
+        )
+        .await
+        .map_err(db_fail)?;
+    let (id, name): (i64, String) = (row.get(0), row.get(1));
+    target
+        .execute(
+            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db_fail)?;
+    progress(format!(
+        "drift injected on the target: app.customers id={id} renamed; executing the cutover runbook"
+    ));
+    crate::notifications::drain(world).await?;
+    let arn = runbooks::install(world, "runbook").await?;
+    let exec = runbooks::run(world, &arn, &json!({}), RUNBOOK_LIMIT).await;
+    target
+        .execute(
+            "UPDATE app.customers SET name = $2 WHERE id = $1",
+            &[&id, &name],
+        )
+        .await
+        .map_err(db_fail)?;
+    let exec = exec?;
+    for line in exec.compact_timeline() {
+        progress(format!("  {line}"));
+    }
+    let mut told = Vec::new();
+    for _ in 0..40 {
+        told.extend(
+            crate::notifications::drain(world)
+                .await?
+                .into_iter()
+                .filter(|m| m["event_type"] == "runbook-aborted"),
+        );
+        if !told.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let names = told.iter().all(|m| {
+        m["message"]
+            .as_str()
+            .is_some_and(|t| t.contains(&exec.name))
+    });
+    let after = c.status().await.map_err(fail)?.phase;
+    let merged = exec.output_of("InSyncValidateMerge").unwrap_or(Value::Null);
+    let found = merged["report"]
+        .as_str()
+        .is_some_and(|r| r.contains(&format!("id={id}")));
+    progress(format!(
+        "execution {} -> {} {}; the drifted key in its validation: {found}; ops topic told: {}; phase {before} -> {after}",
+        exec.name,
+        exec.status,
+        exec.error.as_deref().unwrap_or(""),
+        !told.is_empty()
+    ));
+    Ok(json!({
+        "ok": exec.error.as_deref() == Some("CutoverAborted") && found && told.len() == 1 && names && after == before,
+        "drift_key": format!("id={id}"),
+        "execution": exec.to_json(),
+        "validation_verdict": merged["verdict"],
+        "drift_found": found,
+        "ops_told": told.len(),
+        "ops_message_names_the_execution": names,
+        "phase_before": before.as_str(),
+        "phase_after": after.as_str(),
+    }))
+}
+
+/// From `cdc` to `done` by the cutover runbook, as an operator starts it: validation, in-sync,
+/// validation, the freeze and drain, the final validation of what changed, the switch, the
+/// watch window, stable, the blue/green shift (traffic-shifter ticks), done.
+pub async fn finish_by_runbook(
+    world: &World,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    let c = controller(world, &[]).await?;
+    let out = c.status().await.map_err(fail)?;
+    if out.phase != cutover_core::state::Phase::Cdc {
+        return Err(fail(format!(
+            "the runbook starts from cdc, not {}",
+            out.phase
+        )));
+    }
+    let shifter = crate::traffic::shifter(world).await?;
+    crate::traffic::reset(world, &shifter).await?;
+    let arn = runbooks::install(world, "runbook").await?;
+    progress(format!("executing the cutover runbook ({arn})"));
+    let exec = runbooks::run(world, &arn, &json!({}), RUNBOOK_LIMIT).await?;
+    for line in exec.compact_timeline() {
+        progress(format!("  {line}"));
+    }
+    let phase = c.status().await.map_err(fail)?.phase;
+    let writes_to = c.writes_to().await.map_err(fail)?;
+    let green = crate::traffic::green_weights(world, &shifter).await?;
+    progress(format!(
+        "execution {} -> {} in {} ms; phase {phase}; writes-to {writes_to}; green {green:?}",
+        exec.name, exec.status, exec.wall_ms
+    ));
+    Ok(json!({
+        "ok": exec.succeeded() && phase == cutover_core::state::Phase::Done && writes_to == "target"
+            && green.values().all(|w| *w == 100),
+        "phase": phase.as_str(),
+        "writes_to": writes_to,
+        "green": green,
+        "execution": exec.to_json(),
+    }))
+}
+
 /// `to_in_sync` for a migration already in `cdc`.
 async fn to_in_sync_from_cdc(
     world: &World,
@@ -873,7 +1002,8 @@ pub fn revalidate_of(out: &Outcome) -> Vec<String> {
 }
 
 /// The `make demo` stage: a failed gate, the switch under load with 30 s of writes on
-/// the target and the fallback, then the migration finished (`done`).
+/// the target and the fallback (operator commands), then the cutover runbook twice: drift
+/// sends it down its rollback branch, then it runs from `cdc` to `done`.
 pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
     progress("drill 1: a failed gate — drift on the target before the switch".into());
     let gate = failed_gate(world, progress).await?;
@@ -881,8 +1011,14 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "drill 2: the switch under load, 30 s of writes on the target, then the fallback".into(),
     );
     let switch = switch_and_fall_back(world, Duration::from_secs(30), false, progress).await?;
-    progress("drill 3: the migration finished — switch again, watch window, stable, done".into());
-    let finished = finish(world, progress).await?;
+    progress(
+        "drill 3: the cutover runbook (infra's state machine) with drift on the target — its rollback branch".into(),
+    );
+    let runbook_rollback = rollback_by_runbook(world, progress).await?;
+    progress(
+        "drill 4: the cutover runbook from cdc to done — validations, freeze, switch, watch window, shift".into(),
+    );
+    let finished = finish_by_runbook(world, progress).await?;
     let ok = gate["advance"]["result"] == "refused"
         && gate["source_writable_after_rollback"] == true
         && switch["lost_on_source"] == 0
@@ -891,8 +1027,12 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         && switch["duplicate_key_errors"] == 0
         && switch["final_validation"]["verdict"] != "MISMATCH"
         && switch["validation_after_fallback"]["verdict"] == "MATCH"
-        && finished["phase"] == "done";
-    Ok(json!({ "ok": ok, "failed_gate": gate, "switch": switch, "finish": finished }))
+        && runbook_rollback["ok"] == true
+        && finished["ok"] == true;
+    Ok(json!({
+        "ok": ok, "failed_gate": gate, "switch": switch,
+        "runbook_rollback": runbook_rollback, "finish": finished,
+    }))
 }
 
 /// Test-world housekeeping after [`finish`]: CDC from the source again, as `world.sh`

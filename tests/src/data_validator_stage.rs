@@ -1,13 +1,12 @@
 //! The validation stage of the rehearsal: drift is injected into the target,
-//! the validator (the function's own handler, with its sample event) must name
-//! exactly the changed rows, the rows are repaired from the source, and a
-//! second run must come back clean.
+//! the validator must name exactly the changed rows, the rows are repaired from the
+//! source, and a second run must come back clean. Every run goes through the validation
+//! state machine infra deploys (the tables of the function's sample event), executed by
+//! the local world against the function's own binary.
 
-use std::time::Instant;
-
-use data_validator::handler::{handle, Env, ValidatorConfig};
 use serde_json::{json, Value};
 
+use crate::runbooks;
 use crate::world::{Node, World, WorldError};
 
 fn fail(message: impl Into<String>) -> WorldError {
@@ -195,24 +194,27 @@ fn found_keys(out: &Value) -> Vec<(String, String)> {
 
 /// Runs the stage; `progress` gets one line per step.
 pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
-    let env = Env {
-        config: ValidatorConfig::from_vars(&world.vars()).map_err(|e| fail(e.to_string()))?,
-        aws: world.aws().await?,
-    };
     let event: Value = serde_json::from_str(include_str!(
         "../../events/data-validator/validate-tables.json"
     ))
     .map_err(|e| fail(e.to_string()))?;
+    let tables: Vec<String> = event["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
     let source = world.admin(Node::Source).await?;
     let target = world.admin(Node::UsEast1).await?;
-
-    let baseline = handle(&env, event.clone(), None)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    // Every run through the validation state machine infra deploys (plan -> Map of
+    // validate-segment -> merge), executed by the local world against the function's binary.
+    let mut executions = Vec::new();
+    let (exec, baseline) = runbooks::validate(world, &tables).await?;
     progress(format!(
-        "baseline validation run {} -> {}",
-        baseline["run_id"], baseline["verdict"]
+        "baseline validation run {} -> {} (execution {}: {})",
+        baseline["run_id"], baseline["verdict"], exec.name, exec.status
     ));
+    executions.push(exec.to_json());
     if baseline["verdict"] != "MATCH" {
         for line in baseline["report"].as_str().unwrap_or("").lines() {
             progress(format!("  {line}"));
@@ -226,15 +228,20 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     progress("injecting drift into the target (us-east-1): 2 updated customers, 1 deleted order item, 1 changed payment, 1 extra audit row".into());
     let drift = inject(&target).await?;
 
-    let started = Instant::now();
-    let first = handle(&env, event.clone(), None)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let first_ms = started.elapsed().as_millis();
+    let (exec, first) = runbooks::validate(world, &tables).await?;
+    let first_ms = exec.wall_ms;
     progress(format!(
-        "validation run {} -> {} in {first_ms} ms",
-        first["run_id"], first["verdict"]
+        "validation run {} -> {} in {first_ms} ms (execution {}: {} {})",
+        first["run_id"],
+        first["verdict"],
+        exec.name,
+        exec.status,
+        exec.error.as_deref().unwrap_or("")
     ));
+    for line in exec.compact_timeline() {
+        progress(format!("  {line}"));
+    }
+    executions.push(exec.to_json());
     for line in first["report"].as_str().unwrap_or("").lines() {
         progress(format!("  {line}"));
     }
@@ -256,15 +263,13 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "repaired {repaired} rows on the target from the source"
     ));
 
-    let started = Instant::now();
-    let second = handle(&env, event, None)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let second_ms = started.elapsed().as_millis();
+    let (exec, second) = runbooks::validate(world, &tables).await?;
+    let second_ms = exec.wall_ms;
     progress(format!(
-        "validation run {} -> {} in {second_ms} ms",
-        second["run_id"], second["verdict"]
+        "validation run {} -> {} in {second_ms} ms (execution {}: {})",
+        second["run_id"], second["verdict"], exec.name, exec.status
     ));
+    executions.push(exec.to_json());
 
     let ok = first["verdict"] == "MISMATCH" && exact && second["verdict"] == "MATCH";
     let result = json!({
@@ -276,6 +281,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "after_repair_ms": second_ms,
         "baseline": baseline["verdict"],
         "expected_keys": drift.expected.iter().map(|(t, k)| format!("{t} {k}")).collect::<Vec<_>>(),
+        "executions": executions,
     });
     if ok {
         Ok(result)

@@ -131,6 +131,28 @@ pub async fn deployed_definition(world: &World, arn: &str) -> Result<String, Wor
         .definition)
 }
 
+/// Validates `tables` through the validation machine, as an operator would start it: the
+/// execution, and the merged run (the `ValidateMerge` state's output).
+pub async fn validate(world: &World, tables: &[String]) -> Result<(Execution, Value), WorldError> {
+    let arn = install(world, "validation").await?;
+    let exec = run(
+        world,
+        &arn,
+        &json!({ "tables": tables }),
+        Duration::from_secs(600),
+    )
+    .await?;
+    let merged = exec.output_of("ValidateMerge").ok_or_else(|| {
+        fail(format!(
+            "execution {} ended {} without a merge:\n{}",
+            exec.name,
+            exec.status,
+            exec.timeline()
+        ))
+    })?;
+    Ok((exec, merged))
+}
+
 /// One event of an execution's history.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -182,6 +204,82 @@ impl Execution {
                     .as_deref()
                     .and_then(|o| serde_json::from_str(o).ok())
             })
+    }
+
+    /// The timeline as the report shows it: one line per state entered, task failure and
+    /// end, with each Map's iterations folded into one line (items, invocations, failures).
+    pub fn compact_timeline(&self) -> Vec<String> {
+        let line = |at_ms: u64, what: &str, detail: &str| {
+            format!(
+                "{:>8.3} s  {what}{}",
+                at_ms as f64 / 1000.0,
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {detail}")
+                }
+            )
+        };
+        let mut out = Vec::new();
+        // Inside a Map: (name, entered at, items, tasks entered, failures)
+        let mut map: Option<(String, u64, String, u64, u64)> = None;
+        for s in &self.steps {
+            let state = s.state.as_deref().unwrap_or("");
+            match (&mut map, s.kind.as_str()) {
+                (None, "MapStateEntered") => {
+                    map = Some((state.to_string(), s.at_ms, String::new(), 0, 0));
+                }
+                (Some(m), "MapStateStarted") => m.2 = s.detail.clone(),
+                (Some(m), "TaskStateEntered") => m.3 += 1,
+                (Some(m), "TaskFailed") => {
+                    m.4 += 1;
+                    out.push(line(s.at_ms, "  task failed in the Map:", &s.detail));
+                }
+                (Some(m), "MapStateExited" | "MapStateFailed") => {
+                    let ended = if s.kind == "MapStateFailed" {
+                        "FAILED"
+                    } else {
+                        "done"
+                    };
+                    out.push(line(
+                        m.1,
+                        &format!("Map {}", m.0),
+                        &format!(
+                            "{}, {} invocations ({} failed), {ended} at {:.3} s",
+                            m.2,
+                            m.3,
+                            m.4,
+                            s.at_ms as f64 / 1000.0
+                        ),
+                    ));
+                    map = None;
+                }
+                (Some(_), _) => {}
+                (None, kind) => {
+                    if kind.ends_with("StateEntered") {
+                        out.push(line(s.at_ms, state, ""));
+                    } else if kind.ends_with("Failed")
+                        || kind.ends_with("TimedOut")
+                        || kind.starts_with("Execution")
+                    {
+                        out.push(line(s.at_ms, kind, &s.detail));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What the report keeps of an execution.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "arn": self.arn,
+            "status": self.status,
+            "error": self.error,
+            "wall_ms": self.wall_ms,
+            "timeline": self.compact_timeline(),
+        })
     }
 
     /// The execution as a timeline: one line per state entered, task failure and end.

@@ -1,13 +1,15 @@
 //! The state machines infra deploys, executed in the local world against the real functions
 //! (moto's interpreter; Lambda through the world's router to `cargo lambda watch`).
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use cutover_core::state::Phase;
 use cutover_rehearsal::cutover_stage::{self, controller, prepare};
 use cutover_rehearsal::runbooks::{self, Router};
+use cutover_rehearsal::traffic;
 use cutover_rehearsal::world::{Node, World};
-use cutover_rehearsal::{notifications, traffic};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -313,9 +315,15 @@ async fn a_segment_that_keeps_failing_ends_the_run_as_error_not_a_hang() {
     );
 }
 
-async fn reset_traffic(world: &World) {
-    let s = traffic::shifter(world).await.unwrap();
-    traffic::reset(world, &s).await.unwrap();
+fn quiet(_: String) {}
+
+fn entered(r: &Value) -> Vec<String> {
+    r["execution"]["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str()?.split_whitespace().nth(2).map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -324,46 +332,42 @@ async fn the_cutover_runbook_runs_phase_by_phase_to_done() {
     let world = World::load().unwrap();
     Router::of(&world).unwrap().reset().await.unwrap();
     prepare(&world).await.unwrap();
-    reset_traffic(&world).await;
     let c = controller(&world, &[]).await.unwrap();
     c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
-    let arn = runbooks::install(&world, "runbook").await.unwrap();
-    let exec = runbooks::run(&world, &arn, &json!({}), LIMIT).await;
-    let phase = c.status().await.map(|s| s.phase);
-    let writes_to = c.writes_to().await;
-    let green = traffic::green_weights(&world, &traffic::shifter(&world).await.unwrap()).await;
+    let r = cutover_stage::finish_by_runbook(&world, &mut quiet).await;
     cutover_stage::reopen(&world).await.unwrap();
-    reset_traffic(&world).await;
-    let exec = exec.unwrap();
-    println!("{}", exec.timeline());
-    assert!(exec.succeeded(), "{}", exec.timeline());
-    assert_eq!(phase.unwrap(), Phase::Done);
-    assert_eq!(writes_to.unwrap(), "target");
-    let entered = exec.states_entered();
-    let order: Vec<&str> = [
+    let s = traffic::shifter(&world).await.unwrap();
+    traffic::reset(&world, &s).await.unwrap();
+    let r = r.unwrap();
+    println!("{r:#}");
+    assert_eq!(r["execution"]["status"], "SUCCEEDED", "{r:#}");
+    assert_eq!(r["phase"], "done");
+    assert_eq!(r["writes_to"], "target");
+    assert!(
+        r["green"].as_object().unwrap().values().all(|w| w == 100),
+        "the shift ended 100 % green: {}",
+        r["green"]
+    );
+    let entered = entered(&r);
+    for step in [
+        "InSyncValidateVerdict",
         "AdvanceInSync",
         "AdvanceDrained",
-        "AdvanceSwitched",
         "WatchWindow",
         "AdvanceStable",
         "StartShift",
+        "Tick",
         "AdvanceDone",
         "Done",
-    ]
-    .into_iter()
-    .filter(|s| {
-        entered
-            .iter()
-            .any(|e| e == s || e.starts_with(&format!("{s}Unchanged")))
-    })
-    .collect();
-    assert_eq!(order.len(), 8, "every phase step ran: {entered:?}");
-    assert!(!entered.contains(&"Rollback"), "{entered:?}");
-    let green = green.unwrap();
+    ] {
+        assert!(entered.iter().any(|e| e == step), "{step} ran: {entered:?}");
+    }
     assert!(
-        green.values().all(|w| *w == 100),
-        "the shift ended 100 % green: {green:?}"
+        entered.iter().any(|e| e.starts_with("AdvanceSwitched")),
+        "{entered:?}"
     );
+    assert!(!entered.iter().any(|e| e == "Rollback"), "{entered:?}");
+    assert_eq!(r["ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -374,79 +378,35 @@ async fn drift_sends_the_runbook_down_its_rollback_branch_and_tells_the_ops_topi
     prepare(&world).await.unwrap();
     let c = controller(&world, &[]).await.unwrap();
     c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
-    let target = world.admin(Node::UsEast1).await.unwrap();
-    let row = target
-        .query_one(
-            "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
-            &[],
-        )
+    let r = cutover_stage::rollback_by_runbook(&world, &mut quiet)
         .await
         .unwrap();
-    let (id, name): (i64, String) = (row.get(0), row.get(1));
-    target
-        .execute(
-            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    notifications::drain(&world).await.unwrap();
-    let arn = runbooks::install(&world, "runbook").await.unwrap();
-    let exec = runbooks::run(&world, &arn, &json!({}), LIMIT).await;
-    target
-        .execute(
-            "UPDATE app.customers SET name = $2 WHERE id = $1",
-            &[&id, &name],
-        )
-        .await
-        .unwrap();
-    let phase = c.status().await.map(|s| s.phase);
-    let mut messages = Vec::new();
-    for _ in 0..40 {
-        messages.extend(notifications::drain(&world).await.unwrap());
-        if messages
-            .iter()
-            .any(|m| m["event_type"] == "runbook-aborted")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("{r:#}");
+    assert_eq!(r["execution"]["error"], "CutoverAborted");
+    let entered = entered(&r);
+    for step in ["InSyncValidateVerdict", "Rollback", "Notify", "Aborted"] {
+        assert!(entered.iter().any(|e| e == step), "{step} ran: {entered:?}");
     }
-    let exec = exec.unwrap();
-    println!("{}", exec.timeline());
-    assert_eq!(exec.status, "FAILED");
-    assert_eq!(exec.error.as_deref(), Some("CutoverAborted"));
-    let entered = exec.states_entered();
     assert!(
-        entered.contains(&"InSyncValidateVerdict")
-            && entered.contains(&"Rollback")
-            && entered.contains(&"Notify"),
-        "{entered:?}"
-    );
-    assert!(
-        !entered.contains(&"AdvanceInSync"),
+        !entered.iter().any(|e| e == "AdvanceInSync"),
         "the drift stopped it before the first advance: {entered:?}"
     );
-    assert_eq!(phase.unwrap(), Phase::Cdc, "nothing moved");
-    let merged = exec.output_of("InSyncValidateMerge").unwrap();
-    assert!(
-        merged["report"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("id={id}")),
-        "{merged}"
+    assert_eq!(r["validation_verdict"], "MISMATCH");
+    assert_eq!(
+        r["drift_found"], true,
+        "the validation names the drifted key"
     );
-    let aborted: Vec<&Value> = messages
-        .iter()
-        .filter(|m| m["event_type"] == "runbook-aborted")
-        .collect();
-    assert_eq!(aborted.len(), 1, "{messages:?}");
-    assert_eq!(aborted[0]["topic"], "ops");
-    assert!(
-        aborted[0]["message"].as_str().unwrap().contains(&exec.name),
-        "the ops message names the execution: {}",
-        aborted[0]
+    assert_eq!(
+        r["ops_told"], 1,
+        "one runbook-aborted message on the ops topic"
     );
+    assert_eq!(r["ops_message_names_the_execution"], true);
+    assert_eq!(
+        (r["phase_before"].as_str(), r["phase_after"].as_str()),
+        (Some("cdc"), Some("cdc")),
+        "nothing moved"
+    );
+    assert_eq!(r["ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

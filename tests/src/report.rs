@@ -547,6 +547,54 @@ fn notifications_section(n: &Value) -> String {
     )
 }
 
+/// Every state machine execution of the rehearsal (the validation stage's runs, the cutover
+/// runbook's), each with its timeline from the execution's own history.
+pub fn executions(report: &Value) -> Vec<&Value> {
+    let mut out: Vec<&Value> = report["validation"]["executions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    for drill in ["runbook_rollback", "finish"] {
+        let e = &report["cutover"][drill]["execution"];
+        if e.is_object() {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn executions_section(report: &Value) -> String {
+    let runs = executions(report);
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut body = format!(
+        "<h2>State machine executions ({})</h2><p>The state machines infra deploys (<code>infra/asl/</code>), executed by the local world's moto against the functions' own binaries (<code>cargo lambda watch</code>). Times from each execution's history; a Map's iterations on one line.</p>",
+        runs.len()
+    );
+    for e in runs {
+        let lines: Vec<&str> = e["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let _ = write!(
+            body,
+            "<h3>{} — {}{}</h3><pre>{}</pre>",
+            esc(e["name"].as_str().unwrap_or("")),
+            esc(e["status"].as_str().unwrap_or("")),
+            e["error"]
+                .as_str()
+                .map(|x| format!(" ({})", esc(x)))
+                .unwrap_or_default(),
+            esc(&lines.join("\n"))
+        );
+    }
+    body
+}
+
 /// The whole page.
 pub fn render_html(report: &Value) -> String {
     let mut body = String::new();
@@ -580,6 +628,7 @@ pub fn render_html(report: &Value) -> String {
     if report.get("cutover").is_some() {
         body.push_str(&cutover_section(&report["cutover"]));
     }
+    body.push_str(&executions_section(report));
     if report.get("lag").is_some() {
         body.push_str(&lag_section(&report["lag"]));
     }

@@ -64,12 +64,14 @@ async fn main() -> ExitCode {
         }
     }
 
-    banner(2, "data validation — drift injected into the target is found row by row, repaired, and validated clean");
+    banner(2, "data validation (the validation state machine) — drift injected into the target is found row by row, repaired, and validated clean");
     match data_validator_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {
             let detail = format!(
-                "drift found exactly; {} ms before repair, {} ms after",
-                v["before_repair_ms"], v["after_repair_ms"]
+                "drift found exactly; {} ms before repair, {} ms after; {} executions of the validation state machine",
+                v["before_repair_ms"],
+                v["after_repair_ms"],
+                v["executions"].as_array().map_or(0, Vec::len)
             );
             summary.push(("data validation".into(), true, detail));
             report.insert("validation".into(), v);
@@ -82,7 +84,7 @@ async fn main() -> ExitCode {
 
     banner(
         3,
-        "the cutover — a failed gate, the switch under load and its fallback, then the migration finished",
+        "the cutover — a failed gate, the switch under load and its fallback, then the runbook: its rollback branch, and cdc to done",
     );
     match cutover_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {
@@ -90,7 +92,7 @@ async fn main() -> ExitCode {
             let s = &v["switch"];
             let ms = |x: &Value| x.as_f64().map_or("-".into(), |v| format!("{v:.0}"));
             let detail = format!(
-                "write unavailability: switch {} ms, fallback {} ms; {} writes acknowledged, lost {}, duplicated {}; final validation {}; freeze refused on drift: {}",
+                "write unavailability: switch {} ms, fallback {} ms; {} writes acknowledged, lost {}, duplicated {}; final validation {}; freeze refused on drift: {}; runbook: drift -> {} {}, cdc -> {} in {} ms ({})",
                 ms(&s["unavailability_switch_ms"]),
                 ms(&s["unavailability_fallback_ms"]),
                 s["acknowledged"],
@@ -98,6 +100,11 @@ async fn main() -> ExitCode {
                 s["duplicated"],
                 s["final_validation"]["verdict"].as_str().unwrap_or("?"),
                 v["failed_gate"]["advance"]["result"] == "refused",
+                v["runbook_rollback"]["execution"]["status"].as_str().unwrap_or("?"),
+                v["runbook_rollback"]["execution"]["error"].as_str().unwrap_or(""),
+                v["finish"]["phase"].as_str().unwrap_or("?"),
+                v["finish"]["execution"]["wall_ms"],
+                v["finish"]["execution"]["status"].as_str().unwrap_or("?"),
             );
             summary.push(("cutover".into(), ok, detail));
             report.insert("cutover".into(), v);

@@ -20,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 step "bringing the local world up"
-bash tests/env/world.sh up
+# The functions the state machines invoke, built for speed (a world already up keeps its own).
+CUTOVER_LAMBDA_PROFILE=${CUTOVER_LAMBDA_PROFILE:-release} bash tests/env/world.sh up
 
 step "running the benchmarks"
 cargo bench --workspace --locked

@@ -27,6 +27,8 @@ MOTO_PORT=${CUTOVER_MOTO_PORT:-55000}
 # the invocation to `cargo lambda watch` running the functions' own binaries.
 ROUTER_PORT=${CUTOVER_ROUTER_PORT:-$((MOTO_PORT + 1))}
 LAMBDA_PORT=${CUTOVER_LAMBDA_PORT:-$((MOTO_PORT + 2))}
+# The profile cargo lambda watch builds the functions with (make bench: release).
+LAMBDA_PROFILE=${CUTOVER_LAMBDA_PROFILE:-dev}
 DELAY_EU_WEST_1_MS=${CUTOVER_DELAY_EU_WEST_1_MS:-75}
 DELAY_AP_SOUTHEAST_1_MS=${CUTOVER_DELAY_AP_SOUTHEAST_1_MS:-220}
 SEED_CUSTOMERS=${CUTOVER_SEED_CUSTOMERS:-2000}
@@ -392,7 +394,7 @@ start_lambdas() {
   port_busy "$LAMBDA_PORT" && die "port $LAMBDA_PORT (cargo lambda watch) is in use; set CUTOVER_LAMBDA_PORT"
   write_lambda_env
   # Its own process group: the functions it starts are stopped with it.
-  (cd "$ROOT" && exec env PATH="$VENV/bin:$PATH" setsid cargo lambda watch --ignore-changes --timeout 900 \
+  (cd "$ROOT" && exec env PATH="$VENV/bin:$PATH" setsid cargo lambda watch --ignore-changes --timeout 900 --profile "$LAMBDA_PROFILE" \
     --env-file "$R/lambda.env" -A 127.0.0.1 -P "$LAMBDA_PORT") > "$R/lambda-watch.log" 2>&1 < /dev/null &
   echo $! > "$R/lambda.pid"
   local i
@@ -432,6 +434,7 @@ export CUTOVER_PORT_AP_SOUTHEAST_1=$PORT_AP_SOUTHEAST_1
 export CUTOVER_MOTO_PORT=$MOTO_PORT
 export CUTOVER_ROUTER_PORT=$ROUTER_PORT
 export CUTOVER_LAMBDA_PORT=$LAMBDA_PORT
+export CUTOVER_LAMBDA_PROFILE=$LAMBDA_PROFILE
 export CUTOVER_DELAY_EU_WEST_1_MS=$DELAY_EU_WEST_1_MS
 export CUTOVER_DELAY_AP_SOUTHEAST_1_MS=$DELAY_AP_SOUTHEAST_1_MS
 export CUTOVER_SEED_CUSTOMERS=$SEED_CUSTOMERS

@@ -40,7 +40,9 @@ fn main() {
                  DROP TABLE IF EXISTS drill.bench_fanout;
                  CREATE TABLE drill.bench_fanout (id bigint PRIMARY KEY, label text NOT NULL, amount numeric(12,2), at timestamptz NOT NULL);
                  INSERT INTO drill.bench_fanout SELECT g, 'row ' || g, g * 1.25, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, {rows}) g;
-                 ANALYZE drill.bench_fanout;"
+                 ANALYZE drill.bench_fanout;
+                 GRANT USAGE ON SCHEMA drill TO PUBLIC;
+                 GRANT SELECT ON drill.bench_fanout TO PUBLIC;"
             ))
             .await
             .unwrap();

@@ -659,14 +659,8 @@ pub async fn switch_and_fall_back(
 /// `advance` to `frozen` is refused with the differing keys, nothing is frozen →
 /// `rollback` → the application can write to the source. The drift is repaired
 /// before anything is judged, so the world is left as it was found.
-pub async fn failed_gate(
-    world: &World,
-    progress: &mut dyn FnMut(String),
-) -> Result<Value, WorldError> {
-    prepare(world).await?;
-    let c = controller(world, &[]).await?;
-    to_in_sync(world, &c, progress).await?;
-    let target = world.admin(Node::UsEast1).await?;
+/// Drift on the target: one customer (the 18th) renamed; its id and its name before.
+async fn inject_drift(target: &tokio_postgres::Client) -> Result<(i64, String), WorldError> {
     let row = target
         .query_one(
             "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
@@ -682,6 +676,33 @@ pub async fn failed_gate(
         )
         .await
         .map_err(db_fail)?;
+    Ok((id, name))
+}
+
+async fn repair_drift(
+    target: &tokio_postgres::Client,
+    id: i64,
+    name: &str,
+) -> Result<(), WorldError> {
+    target
+        .execute(
+            "UPDATE app.customers SET name = $2 WHERE id = $1",
+            &[&id, &name],
+        )
+        .await
+        .map_err(db_fail)?;
+    Ok(())
+}
+
+pub async fn failed_gate(
+    world: &World,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    prepare(world).await?;
+    let c = controller(world, &[]).await?;
+    to_in_sync(world, &c, progress).await?;
+    let target = world.admin(Node::UsEast1).await?;
+    let (id, name) = inject_drift(&target).await?;
     progress(format!(
         "drift injected on the target: app.customers id={id} renamed"
     ));
@@ -690,13 +711,7 @@ pub async fn failed_gate(
         Ok((run, _, _)) => Some(c.advance("rehearsal", None, None, Some(run)).await),
         Err(_) => None,
     };
-    target
-        .execute(
-            "UPDATE app.customers SET name = $2 WHERE id = $1",
-            &[&id, &name],
-        )
-        .await
-        .map_err(db_fail)?;
+    repair_drift(&target, id, &name).await?;
     let (run, verdict, _) = validated?;
     let refused = refused
         .ok_or_else(|| fail("no advance was tried"))?
@@ -842,34 +857,14 @@ pub async fn rollback_by_runbook(
     let c = controller(world, &[]).await?;
     let before = c.status().await.map_err(fail)?.phase;
     let target = world.admin(Node::UsEast1).await?;
-    let row = target
-        .query_one(
-            "SELECT id, name::text FROM app.customers ORDER BY id LIMIT 1 OFFSET 17",
-            &[],
-        )
-        .await
-        .map_err(db_fail)?;
-    let (id, name): (i64, String) = (row.get(0), row.get(1));
-    target
-        .execute(
-            "UPDATE app.customers SET name = 'drifted' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(db_fail)?;
+    let (id, name) = inject_drift(&target).await?;
     progress(format!(
         "drift injected on the target: app.customers id={id} renamed; executing the cutover runbook"
     ));
     crate::notifications::drain(world).await?;
     let arn = runbooks::install(world, "runbook").await?;
     let exec = runbooks::run(world, &arn, &json!({}), RUNBOOK_LIMIT).await;
-    target
-        .execute(
-            "UPDATE app.customers SET name = $2 WHERE id = $1",
-            &[&id, &name],
-        )
-        .await
-        .map_err(db_fail)?;
+    repair_drift(&target, id, &name).await?;
     let exec = exec?;
     for line in exec.compact_timeline() {
         progress(format!("  {line}"));

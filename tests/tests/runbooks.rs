@@ -216,27 +216,38 @@ async fn the_validation_fan_out_runs_every_segment_and_agrees_with_a_direct_vali
     );
 }
 
+/// The validation machine over `drill.fanout` with segment `segment`'s next `times`
+/// invocations failed by the Lambda service: the execution, and what the router routed.
+async fn fan_out_with_failing_segment(
+    world: &World,
+    router: &Router,
+    segment: u64,
+    times: u32,
+) -> (runbooks::Execution, Vec<Value>) {
+    router.reset().await.unwrap();
+    fanout_table(world).await;
+    router
+        .fail_next(
+            "data-validator",
+            json!({"command": "validate-segment", "segment": segment}),
+            times,
+        )
+        .await
+        .unwrap();
+    let arn = runbooks::install(world, "validation").await.unwrap();
+    let exec = runbooks::run(world, &arn, &json!({"tables": ["drill.fanout"]}), LIMIT).await;
+    let invocations = router.invocations().await.unwrap();
+    router.reset().await.unwrap();
+    (exec.unwrap(), invocations)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_segment_that_fails_once_is_retried_and_the_run_completes() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
     let router = Router::of(&world).unwrap();
-    router.reset().await.unwrap();
-    fanout_table(&world).await;
-    router
-        .fail_next(
-            "data-validator",
-            json!({"command": "validate-segment", "segment": 3}),
-            1,
-        )
-        .await
-        .unwrap();
-    let arn = runbooks::install(&world, "validation").await.unwrap();
-    let exec = runbooks::run(&world, &arn, &json!({"tables": ["drill.fanout"]}), LIMIT).await;
-    let invocations = router.invocations().await.unwrap();
-    router.reset().await.unwrap();
+    let (exec, invocations) = fan_out_with_failing_segment(&world, &router, 3, 1).await;
     drop_fanout_table(&world).await;
-    let exec = exec.unwrap();
     println!("{}", exec.timeline());
     assert!(exec.succeeded(), "{}", exec.timeline());
     assert_eq!(exec.output.as_ref().unwrap()["verdict"], "MATCH");
@@ -264,21 +275,7 @@ async fn a_segment_that_keeps_failing_ends_the_run_as_error_not_a_hang() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
     let router = Router::of(&world).unwrap();
-    router.reset().await.unwrap();
-    fanout_table(&world).await;
-    router
-        .fail_next(
-            "data-validator",
-            json!({"command": "validate-segment", "segment": 5}),
-            100,
-        )
-        .await
-        .unwrap();
-    let arn = runbooks::install(&world, "validation").await.unwrap();
-    let exec = runbooks::run(&world, &arn, &json!({"tables": ["drill.fanout"]}), LIMIT).await;
-    let invocations = router.invocations().await.unwrap();
-    router.reset().await.unwrap();
-    let exec = exec.unwrap();
+    let (exec, invocations) = fan_out_with_failing_segment(&world, &router, 5, 100).await;
     let run_id = exec
         .output_of("AllTablesPlan")
         .or_else(|| exec.output_of("SomeTablesPlan"))

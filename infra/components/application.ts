@@ -51,6 +51,22 @@ export function listenerOptions(base: pulumi.CustomResourceOptions): pulumi.Cust
   return { ...base, ignoreChanges: ["defaultActions"] };
 }
 
+/** A colour's task definition family in one region. */
+export function taskFamily(color: Color, suffix: string, region: string): string {
+  return name(`app-${color}`, suffix, region);
+}
+
+/**
+ * A colour's service options. Once deployed, the traffic-shifter owns each colour's count
+ * (scaled up for a release, to zero after it) and its task definition (the idle colour moves
+ * to its family's latest revision when a release starts), and autoscaling owns scale-outs:
+ * `pulumi up` must change neither, or a release made by the shifter is reverted and a new
+ * image rolls the live colour.
+ */
+export function serviceOptions(base: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
+  return { ...base, ignoreChanges: ["desiredCount", "taskDefinition"] };
+}
+
 /** The initial split: everything to blue. */
 export function initialForward(blueArn: pulumi.Input<string>, greenArn: pulumi.Input<string>) {
   return [{
@@ -65,8 +81,8 @@ export function initialForward(blueArn: pulumi.Input<string>, greenArn: pulumi.I
 }
 
 /**
- * One region's application: ECS cluster, a Fargate task definition (256 CPU / 512 MiB) with
- * logs, a blue and a green service, each registered in its own target group behind one ALB
+ * One region's application: ECS cluster, a Fargate task definition per colour (256 CPU / 512
+ * MiB) with logs, a blue service (the live one at first) and a green one at zero tasks, each registered in its own target group behind one ALB
  * whose listener forwards to both by weight, each autoscaled on CPU and on memory.
  */
 export class Application extends pulumi.ComponentResource {
@@ -105,8 +121,10 @@ export class Application extends pulumi.ComponentResource {
     // The application's own role (not the agent's): it reads where its writes go.
     const taskRole = new aws.iam.Role(n("role-task-app"), { assumeRolePolicy: assumedBy("ecs-tasks.amazonaws.com") }, o);
     new aws.iam.RolePolicy(n("policy-task-app"), { role: taskRole.id, policy: policyJson(applicationTaskPolicy(args.readsParameterArns)) }, o);
-    const task = new aws.ecs.TaskDefinition(n("task-app"), {
-      family: n("app"),
+    // A colour is a task definition: one family per colour. A release registers a revision of
+    // the idle colour's family; the traffic-shifter's `start` moves that colour's service to it.
+    const taskDefinition = (color: Color) => new aws.ecs.TaskDefinition(n(`task-app-${color}`), {
+      family: taskFamily(color, args.suffix, args.region),
       cpu: "256",
       memory: "512",
       networkMode: "awsvpc",
@@ -121,7 +139,7 @@ export class Application extends pulumi.ComponentResource {
         portMappings: [{ containerPort: args.containerPort, protocol: "tcp" }],
         logConfiguration: {
           logDriver: "awslogs",
-          options: { "awslogs-group": group, "awslogs-region": args.region, "awslogs-stream-prefix": "app" },
+          options: { "awslogs-group": group, "awslogs-region": args.region, "awslogs-stream-prefix": `app-${color}` },
         },
       }])),
     }, o);
@@ -167,12 +185,13 @@ export class Application extends pulumi.ComponentResource {
     }
 
     const groups: Record<Color, aws.lb.TargetGroup> = { blue, green };
-    const desired: Record<Color, number> = { blue: args.desiredCount, green: args.greenDesiredCount };
+    // The idle colour (green at first) runs nothing outside a release: the shifter scales it.
+    const desired: Record<Color, number> = { blue: args.desiredCount, green: 0 };
     for (const color of COLORS) {
       const service = new aws.ecs.Service(n(`svc-${color}`), {
         name: serviceName(color, args.suffix, args.region),
         cluster: cluster.arn,
-        taskDefinition: task.arn,
+        taskDefinition: taskDefinition(color).arn,
         desiredCount: desired[color],
         launchType: "FARGATE",
         networkConfiguration: {
@@ -182,8 +201,7 @@ export class Application extends pulumi.ComponentResource {
         },
         loadBalancers: [{ targetGroupArn: groups[color].arn, containerName: "app", containerPort: args.containerPort }],
         forceDelete: true,
-        // Autoscaling owns the count once deployed; `pulumi up` must not undo a scale-out.
-      }, { ...o, dependsOn: [listener], ignoreChanges: ["desiredCount"] });
+      }, serviceOptions({ ...o, dependsOn: [listener] }));
       const target = new aws.appautoscaling.Target(n(`scaling-target-${color}`), {
         serviceNamespace: "ecs",
         scalableDimension: "ecs:service:DesiredCount",

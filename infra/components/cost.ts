@@ -226,8 +226,20 @@ export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
   };
 }
 
+/**
+ * Hours a month the idle colour runs tasks: only during a release (the traffic-shifter scales
+ * it up at `start` and to zero after the scale-down bake). Four releases a month of about two
+ * hours each (scale-up, canary bake, rollout, the 10-minute bake) is the stated assumption.
+ */
+export const RELEASE_HOURS_PER_MONTH = 8;
+
+/** Average tasks per region: the live colour's all month, the idle colour's during releases. */
+export function tasksPerRegion(liveTasks: number): number {
+  return liveTasks * (1 + RELEASE_HOURS_PER_MONTH / PRICES.hoursPerMonth);
+}
+
 /** The defaults' usage, stated so a reader can disagree with a number. */
-export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-1"], tasksPerRegion = 4): CostInputs {
+export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-1"], tasks = tasksPerRegion(2)): CostInputs {
   const others = regions.length - 1;
   const lambda = lambdaUsage();
   return {
@@ -235,7 +247,7 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
     auroraAverageAcu: 0.5, // Serverless v2 at its floor most of the month
     auroraStorageGb: 20,
     auroraMillionIoPerMonth: 20,
-    tasksPerRegion,
+    tasksPerRegion: tasks,
     taskVcpu: 0.25,
     taskMemoryGb: 0.5,
     taskArchitecture: "ARM64",
@@ -279,7 +291,7 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
 /** The usage of a configured stack: its regions, tasks, architecture, Aurora floor, DMS and VPN. */
 export function usageFor(s: Settings): CostInputs {
   return {
-    ...defaultUsage([s.primaryRegion, ...s.secondaryRegions], s.desiredCount + s.greenDesiredCount),
+    ...defaultUsage([s.primaryRegion, ...s.secondaryRegions], tasksPerRegion(s.desiredCount)),
     auroraAverageAcu: s.auroraMinAcu,
     taskArchitecture: s.taskArchitecture,
     containerInsights: s.containerInsights,
@@ -319,7 +331,7 @@ export function monthlyCost(u: CostInputs): CostLine[] {
     line("Aurora storage, I/O and global replicated writes", (p, _r, isPrimary) => u.auroraStorageGb * p.auroraStorageGbMonth
       + u.auroraMillionIoPerMonth * (isPrimary ? p.auroraIoPerMillion : p.auroraReplicatedWritePerMillion)),
     line("ALBs (hours and LCUs)", (p) => h * (p.albHour + u.albLcuAverage * p.albLcuHour)),
-    line(`Fargate (${u.tasksPerRegion} tasks per region, blue and green, ${u.taskVcpu} vCPU / ${u.taskMemoryGb} GB, ${u.taskArchitecture})`,
+    line(`Fargate (${round(u.tasksPerRegion)} tasks per region on average: the live colour, the idle one during releases, ${u.taskVcpu} vCPU / ${u.taskMemoryGb} GB, ${u.taskArchitecture})`,
       (p) => u.tasksPerRegion * h * (u.taskVcpu * p.fargateVcpuHour[u.taskArchitecture] + u.taskMemoryGb * p.fargateGbHour[u.taskArchitecture])),
     // per region: Aurora's key, the SNS key and the SSM SecureStrings' key, and the requests
     line("KMS (keys and requests)", (p, _r, isPrimary) => 3 * p.kmsKeyMonth

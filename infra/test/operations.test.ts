@@ -239,8 +239,10 @@ test("the cutover: the primary only, in the VPC, with the CA layer; it writes wr
 
 test("the application's task role (per region) reads the primary's writes-to and source-endpoint and its region's writer-endpoint, nothing else", () => {
   for (const region of REGIONS) {
-    const task = one("aws:ecs/taskDefinition:TaskDefinition", `task-app-${region}-t1`);
-    assert.equal(task.inputs.taskRoleArn, `arn:aws:mock:${region}:${ACCOUNT}:aws:iam/role:Role/${`role-task-app-${region}-t1`}`);
+    for (const color of ["blue", "green"]) {
+      const task = one("aws:ecs/taskDefinition:TaskDefinition", `task-app-${color}-${region}-t1`);
+      assert.equal(task.inputs.taskRoleArn, `arn:aws:mock:${region}:${ACCOUNT}:aws:iam/role:Role/${`role-task-app-${region}-t1`}`);
+    }
     assert.equal(JSON.parse(one("aws:iam/role:Role", `role-task-app-${region}-t1`).inputs.assumeRolePolicy).Statement[0].Principal.Service, "ecs-tasks.amazonaws.com");
     const doc = identityPolicies().find((d) => d.owner === `policy-task-app-${region}-t1`)?.doc as PolicyDocument;
     assert.deepEqual(doc.Statement.map((st) => [st.Action, st.Resource]), [[["ssm:GetParameter"], [

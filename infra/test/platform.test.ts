@@ -205,19 +205,24 @@ test("application per region: Fargate 256/512 with logs; a blue and a green serv
     const container = JSON.parse(task.inputs.containerDefinitions)[0];
     assert.equal(container.logConfiguration.logDriver, "awslogs");
     assert.equal(container.logConfiguration.options["awslogs-group"], `/ecs/app-${region}-t1`);
+    // A colour is a task definition: one family per colour.
+    assert.deepEqual(ofType("aws:ecs/taskDefinition:TaskDefinition", region).map((t) => t.inputs.family),
+      [`app-blue-${region}-t1`, `app-green-${region}-t1`]);
     const group = ofType("aws:cloudwatch/logGroup:LogGroup", region).find((g) => g.inputs.name === `/ecs/app-${region}-t1`);
     assert.ok(group && group.inputs.retentionInDays > 0);
     const services = ofType("aws:ecs/service:Service", region);
-    assert.deepEqual(services.map((s) => [s.inputs.name, s.inputs.desiredCount, s.inputs.loadBalancers[0].targetGroupArn.replace(/.*Group\//, "")]), [
-      [`app-blue-${region}-t1`, 2, `tg-blue-${region}-t1`],
-      [`app-green-${region}-t1`, 2, `tg-green-${region}-t1`],
-    ]);
+    assert.deepEqual(services.map((s) => [s.inputs.name, s.inputs.desiredCount, s.inputs.loadBalancers[0].targetGroupArn.replace(/.*Group\//, ""),
+      s.inputs.taskDefinition.replace(/.*Definition\//, "")]), [
+      [`app-blue-${region}-t1`, 2, `tg-blue-${region}-t1`, `task-app-blue-${region}-t1`],
+      [`app-green-${region}-t1`, 0, `tg-green-${region}-t1`, `task-app-green-${region}-t1`],
+    ], "the idle colour runs nothing outside a release; each colour its own task definition");
     for (const s of services) {
       assert.equal(s.inputs.launchType, "FARGATE");
       assert.equal(s.inputs.networkConfiguration.assignPublicIp, false);
       assert.deepEqual(s.inputs.networkConfiguration.securityGroups, [`sg-tasks-${region}-t1-id`]);
       assert.equal(s.inputs.forceDelete, true);
-      assert.deepEqual(options.get(s.name)?.ignoreChanges, ["desiredCount"], "autoscaling owns the count");
+      assert.deepEqual(options.get(s.name)?.ignoreChanges, ["desiredCount", "taskDefinition"],
+        "the shifter owns each colour's count and task definition: pulumi up never changes the live colour");
     }
   }
 });
@@ -234,12 +239,12 @@ test("the listener forwards blue 100 / green 0, and pulumi up never resets the w
   }
 });
 
-test("autoscaling: each service tracks CPU and memory between its desired count and maxCount", () => {
+test("autoscaling: each service tracks CPU and memory between its desired count and maxCount (the idle green from 0)", () => {
   for (const region of REGIONS) {
     const targets = ofType("aws:appautoscaling/target:Target", region);
     assert.deepEqual(targets.map((t) => [t.inputs.resourceId, t.inputs.minCapacity, t.inputs.maxCapacity]), [
       [`service/ecs-${region}-t1/app-blue-${region}-t1`, 2, 6],
-      [`service/ecs-${region}-t1/app-green-${region}-t1`, 2, 6],
+      [`service/ecs-${region}-t1/app-green-${region}-t1`, 0, 6],
     ]);
     const policies = ofType("aws:appautoscaling/policy:Policy", region).map((p) => [
       p.inputs.resourceId, p.inputs.policyType, p.inputs.targetTrackingScalingPolicyConfiguration.predefinedMetricSpecification.predefinedMetricType,

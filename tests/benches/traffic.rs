@@ -64,7 +64,7 @@ fn main() {
 
         println!("\ntraffic-shifter against moto (3 regions)");
         println!(
-            "rollback: alarm event -> 100/0 verified in 3 regions + recorded: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 1000 ms)",
+            "rollback: alarm event -> 100/0 verified in 3 regions + recorded: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 200 ms)",
             pct(&rollback, 50.0),
             pct(&rollback, 99.0),
             rollback.last().unwrap()

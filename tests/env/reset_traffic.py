@@ -1,5 +1,5 @@
 """Puts the local world's traffic back to the start: every listener 100 % blue,
-no deployment record, the watched alarms OK. Used between stateful samples by
+no deployment record, the watched alarms OK, blue at its seeded 2 tasks and green at 0. Used between stateful samples by
 tests/lambda-invoke.sh; reads the world from the environment (world.env)."""
 
 import os
@@ -32,6 +32,12 @@ def main() -> None:
         for alarm in os.environ.get("CUTOVER_WATCHED_ALARMS", "").split(","):
             if alarm:
                 cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="reset by the rehearsal")
+    clusters = dict(i.split("=", 1) for i in os.environ.get("CUTOVER_ECS_CLUSTERS", "").split(",") if i)
+    for color, count in [("BLUE", 2), ("GREEN", 0)]:
+        services = dict(i.split("=", 1) for i in os.environ.get(f"CUTOVER_{color}_SERVICES", "").split(",") if i)
+        for region, service in services.items():
+            ecs = boto3.client("ecs", region_name=region, endpoint_url=endpoint)
+            ecs.update_service(cluster=clusters[region], service=service, desiredCount=count)
     ddb = boto3.client("dynamodb", region_name=os.environ["CUTOVER_PRIMARY_REGION"], endpoint_url=endpoint)
     service = os.environ.get("CUTOVER_SERVICE", "app")
     ddb.delete_item(

@@ -8,7 +8,50 @@ lines for world.env.
 - per region: a VPC with two subnets, an ALB whose port-80 listener forwards 100/0 to a
   blue and a green target group (two instances each), and the CloudWatch alarms the
   rehearsal flips, all in state OK
+- per region: an ECS cluster with one task definition family and one service per colour
+  (blue 2 tasks, green 0: the idle colour runs nothing outside a release). moto's ECS
+  reports runningCount = desiredCount at once and never registers tasks in a target group;
+  the two instances registered in each group stand in for the colour's tasks, so target
+  health (from ELBv2) is always healthy here — tests deregister them to play tasks not ready.
 """
+
+BLUE_TASKS = 2
+
+
+def seed_ecs(region, endpoint, suffix, groups, subnets, vpc):
+    """One cluster, a task definition family and a service per colour; returns the names."""
+    ecs = client("ecs", region, endpoint)
+    cluster = f"ecs-{suffix}"
+    ecs.create_cluster(clusterName=cluster)
+    tasks_sg = client("ec2", region, endpoint).create_security_group(
+        GroupName=f"tasks-{suffix}", Description="the application's tasks", VpcId=vpc
+    )["GroupId"]
+    services = {}
+    for color in ["blue", "green"]:
+        family = f"app-{color}-{suffix}"
+        ecs.register_task_definition(
+            family=family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "app", "image": "public.ecr.aws/nginx/nginx:stable", "essential": True,
+                                   "portMappings": [{"containerPort": 80}]}],
+        )
+        name = f"app-{color}-{suffix}"
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=family,
+            desiredCount=BLUE_TASKS if color == "blue" else 0,
+            launchType="FARGATE",
+            loadBalancers=[{"targetGroupArn": groups[color], "containerName": "app", "containerPort": 80}],
+            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [tasks_sg]}},
+        )
+        # moto reports runningCount 0 at creation; an update makes it follow desiredCount.
+        ecs.update_service(cluster=cluster, service=name, desiredCount=BLUE_TASKS if color == "blue" else 0)
+        services[color] = name
+    return cluster, services
 
 import argparse
 import json
@@ -185,15 +228,20 @@ def main():
                 spec["ExtendedStatistic"] = "p99"
             cw.put_metric_alarm(**spec)
             cw.set_alarm_state(AlarmName=f"{name}-{suffix}", StateValue="OK", StateReason="rehearsal start")
+        cluster, services = seed_ecs(region, endpoint, suffix, groups, subnets, vpc)
         key = region.upper().replace("-", "_")
+        out[f"CUTOVER_ECS_CLUSTER_{key}"] = cluster
+        out[f"CUTOVER_BLUE_SERVICE_{key}"] = services["blue"]
+        out[f"CUTOVER_GREEN_SERVICE_{key}"] = services["green"]
         out[f"CUTOVER_LISTENER_ARN_{key}"] = listener
         out[f"CUTOVER_BLUE_TG_ARN_{key}"] = groups["blue"]
         out[f"CUTOVER_GREEN_TG_ARN_{key}"] = groups["green"]
         out[f"CUTOVER_ALB_ARN_{key}"] = lb
-        log(f"{region}: ALB alb-{suffix} (blue 100 / green 0), {len(alarms)} alarms OK")
+        log(f"{region}: ALB alb-{suffix} (blue 100 / green 0), {len(alarms)} alarms OK; ECS {cluster}: blue {BLUE_TASKS} tasks, green 0")
 
     # The traffic-shifter's settings: every region's listener and groups in one variable each.
-    for var, kind in [("LISTENER_ARNS", "LISTENER_ARN"), ("BLUE_TG_ARNS", "BLUE_TG_ARN"), ("GREEN_TG_ARNS", "GREEN_TG_ARN")]:
+    for var, kind in [("LISTENER_ARNS", "LISTENER_ARN"), ("BLUE_TG_ARNS", "BLUE_TG_ARN"), ("GREEN_TG_ARNS", "GREEN_TG_ARN"),
+                      ("ECS_CLUSTERS", "ECS_CLUSTER"), ("BLUE_SERVICES", "BLUE_SERVICE"), ("GREEN_SERVICES", "GREEN_SERVICE")]:
         out[f"CUTOVER_{var}"] = ",".join(
             f"{region}={out['CUTOVER_' + kind + '_' + region.upper().replace('-', '_')]}" for region in REGIONS
         )
@@ -201,6 +249,8 @@ def main():
     out["CUTOVER_FAILOVER_DRIVER"] = "postgres-streaming"
     out["CUTOVER_FAILOVER_ALARMS"] = f"primary-writer-unavailable-{suffix}"
     out["CUTOVER_WATCHED_ALARMS"] = f"app-5xx-{suffix},app-p99-latency-{suffix}"
+    # The side without traffic keeps its tasks this long after a deployment ends.
+    out["CUTOVER_SCALE_DOWN_BAKE"] = "0s"
     for key, value in out.items():
         print(f"export {key}={value}")
 

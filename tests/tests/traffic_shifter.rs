@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use cutover_rehearsal::traffic::{green_weights, reset, set_alarm, shifter};
+use cutover_rehearsal::traffic::{green_weights, reset, set_alarm, shifter, tasks, BLUE_TASKS};
 use cutover_rehearsal::world::World;
 use serde_json::{json, Value};
 use traffic_shifter::deployment::Status;
@@ -92,7 +92,7 @@ async fn a_canary_bakes_pauses_resumes_and_is_promoted() {
     let actions: Vec<&str> = history.iter().map(|h| h.action.as_str()).collect();
     assert_eq!(
         actions,
-        vec!["started", "stepped", "paused", "resumed", "promoted"],
+        vec!["started", "ready", "stepped", "paused", "resumed", "promoted"],
         "{history:?}"
     );
     reset(&world, &s).await.unwrap();
@@ -274,7 +274,153 @@ async fn a_failed_gate_holds_or_rolls_back_as_the_plan_says() {
     assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
     reset(&world, &s).await.unwrap();
 
-    // Unhealthy green targets in one region, with on_gate_failure = rollback.
+    // A gate failing with on_gate_failure = rollback: every region back to blue.
+    set_alarm(&eu, "app-5xx-local", "ALARM").await.unwrap();
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "linear-50-every-0s", "on_gate_failure": "rollback"}),
+    )
+    .await;
+    assert_eq!(status(&o), Status::RolledBack);
+    let reason = o.deployment.unwrap().reason.unwrap();
+    assert!(
+        reason.contains("eu-west-1 alarms: app-5xx-local is in ALARM"),
+        "{reason}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+fn colours(blue: i32, green: i32) -> BTreeMap<String, (i32, i32)> {
+    ["ap-southeast-1", "eu-west-1", "us-east-1"]
+        .iter()
+        .map(|r| (r.to_string(), (blue, green)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_release_scales_green_up_first_and_the_old_colour_down_after_the_bake() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, 0),
+        "idle green runs nothing"
+    );
+    // The release registered a new revision of green's family only.
+    let aws = world.aws().await.unwrap();
+    let eu = aws_sdk_ecs::Client::new(&aws.regional(&"eu-west-1".parse().unwrap()));
+    let e = s.config.alb("eu-west-1").unwrap().ecs.clone().unwrap();
+    let (_, green_before) = traffic_shifter::ecs::describe(&eu, &e.cluster, &e.green_service)
+        .await
+        .unwrap();
+    let (_, blue_before) = traffic_shifter::ecs::describe(&eu, &e.cluster, &e.blue_service)
+        .await
+        .unwrap();
+    let family = traffic_shifter::ecs::family(&green_before).to_string();
+    let registered = eu
+        .register_task_definition()
+        .family(&family)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("public.ecr.aws/nginx/nginx:release-2")
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let revision = registered.task_definition().unwrap().revision();
+
+    let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(status(&o), Status::Succeeded, "{}", o.summary);
+    assert_eq!(
+        o.deployment.as_ref().unwrap().scale["eu-west-1"],
+        BLUE_TASKS
+    );
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, BLUE_TASKS),
+        "both run until the bake ends"
+    );
+    let (_, green_after) = traffic_shifter::ecs::describe(&eu, &e.cluster, &e.green_service)
+        .await
+        .unwrap();
+    let (_, blue_after) = traffic_shifter::ecs::describe(&eu, &e.cluster, &e.blue_service)
+        .await
+        .unwrap();
+    let described = eu
+        .describe_task_definition()
+        .task_definition(&green_after)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.task_definition().unwrap().revision(),
+        revision,
+        "green runs the release"
+    );
+    assert_eq!(blue_after, blue_before, "the live colour is not redeployed");
+
+    // The bake is 0 s in the local world: the next tick retires blue.
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "retired", "{}", t.summary);
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(0, BLUE_TASKS));
+    assert_eq!(
+        run(&s, json!({"command": "tick"})).await.action,
+        "nothing-due"
+    );
+
+    // The next release goes to blue: scaled to green's count first, rolled back by an alarm,
+    // and blue (the new side now) scaled down only after the listeners are back on green.
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert!(o.deployment.as_ref().unwrap().swapped);
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, BLUE_TASKS)
+    );
+    let r = run(
+        &s,
+        alarm_event("app-5xx-local", "ALARM", "us-east-1", "scale-1"),
+    )
+    .await;
+    assert_eq!(r.action, "rolled-back");
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, BLUE_TASKS),
+        "a rollback scales nothing down itself"
+    );
+    // A listener that is not back yet holds the scale-down (and is put back).
+    let ap = s.config.alb("ap-southeast-1").unwrap().swapped();
+    traffic_shifter::alb::set_green(&aws.elbv2(&"ap-southeast-1".parse().unwrap()), &ap, 10)
+        .await
+        .unwrap();
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "waiting", "{}", t.summary);
+    assert!(
+        t.summary
+            .contains("ap-southeast-1: listener 90/10, recorded 100/0"),
+        "{}",
+        t.summary
+    );
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, BLUE_TASKS)
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "retired", "{}", t.summary);
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(0, BLUE_TASKS));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn no_step_moves_until_the_new_targets_are_healthy() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let aws = world.aws().await.unwrap();
+    // The stand-in for green's tasks in ap-southeast-1 not yet registered.
     let elb = aws.elbv2(&"ap-southeast-1".parse().unwrap());
     let green = s.config.alb("ap-southeast-1").unwrap().green_tg_arn.clone();
     let targets: Vec<_> = elb
@@ -293,24 +439,156 @@ async fn a_failed_gate_holds_or_rolls_back_as_the_plan_says() {
         .send()
         .await
         .unwrap();
-    let o = run(
-        &s,
-        json!({"command": "start", "plan": "linear-50-every-0s", "on_gate_failure": "rollback"}),
-    )
-    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; waiting", "{}", o.summary);
+    assert!(
+        o.summary.contains(
+            "ap-southeast-1: 2 of 2 tasks running, 0 of 0 green targets healthy (need 2)"
+        ),
+        "{}",
+        o.summary
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    assert_eq!(
+        tasks(&world, &s).await.unwrap(),
+        colours(BLUE_TASKS, BLUE_TASKS)
+    );
+    assert_eq!(run(&s, json!({"command": "tick"})).await.action, "waiting");
     elb.register_targets()
         .target_group_arn(&green)
         .set_targets(Some(targets))
         .send()
         .await
         .unwrap();
-    assert_eq!(status(&o), Status::RolledBack);
-    let reason = o.deployment.unwrap().reason.unwrap();
-    assert!(
-        reason.contains("ap-southeast-1 green-healthy: 0 of 0 green targets healthy"),
-        "{reason}"
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "stepped", "{}", t.summary);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_puts_a_finished_deployment_back_and_says_so() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    assert_eq!(
+        run(&s, json!({"command": "reconcile"})).await.action,
+        "in-sync"
     );
-    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(
+        run(&s, json!({"command": "reconcile"})).await.action,
+        "in-sync"
+    );
+    // Someone moves a listener of a finished deployment by hand.
+    let aws = world.aws().await.unwrap();
+    let eu = s.config.alb("eu-west-1").unwrap().clone();
+    traffic_shifter::alb::set_green(&aws.elbv2(&"eu-west-1".parse().unwrap()), &eu, 50)
+        .await
+        .unwrap();
+    let r = run(&s, json!({"command": "reconcile"})).await;
+    assert_eq!(r.action, "reconciled");
+    assert!(
+        r.summary
+            .contains("eu-west-1: listener 50/50, recorded 0/100"),
+        "{}",
+        r.summary
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    assert_eq!(
+        run(&s, json!({"command": "reconcile"})).await.action,
+        "in-sync"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+/// A small deterministic generator, so a failing interleaving can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+async fn delayed(ms: u64, shifter: &Shifter, event: Value) -> Result<Outcome, ShiftError> {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    handle(shifter, event, None).await
+}
+
+#[tokio::test]
+async fn concurrent_ticks_and_rollbacks_always_end_on_the_recorded_weights() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let (s2, s3) = (
+        shifter(&world).await.unwrap(),
+        shifter(&world).await.unwrap(),
+    );
+    let runs: usize = std::env::var("TRAFFIC_INTERLEAVINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut rng = Lcg(17);
+    let (mut rolled_back, mut succeeded, mut errors) = (0, 0, 0);
+    for run_no in 0..runs {
+        reset(&world, &s).await.unwrap();
+        // A deployment that is mid-way: a step at 10 %, the next steps due now.
+        run(&s, json!({"command": "start", "steps": [{"weight": 10, "bake": "1h"}, {"weight": 30}, {"weight": 60}, {"weight": 100}]})).await;
+        let mut current = s.load().await.unwrap().unwrap();
+        current.value.next_at_ms = 0;
+        s.store
+            .save(
+                &cutover_core::state::keys::deployment_current("app"),
+                &current.value,
+                Some(current.version),
+            )
+            .await
+            .unwrap();
+        let (d1, d2, d3) = (rng.below(60), rng.below(60), rng.below(60));
+        let (a, b, c) = tokio::join!(
+            delayed(d1, &s, json!({"command": "tick"})),
+            delayed(d2, &s2, json!({"command": "tick"})),
+            delayed(
+                d3,
+                &s3,
+                alarm_event(
+                    "app-5xx-local",
+                    "ALARM",
+                    "eu-west-1",
+                    &format!("race-{run_no}")
+                )
+            ),
+        );
+        errors += [a.is_err(), b.is_err(), c.is_err()]
+            .iter()
+            .filter(|e| **e)
+            .count();
+        let fin = s.load().await.unwrap().unwrap().value;
+        let listeners = green_weights(&world, &s).await.unwrap();
+        let recorded: BTreeMap<String, i32> = fin
+            .weights
+            .iter()
+            .map(|(r, w)| (r.clone(), i32::from(*w)))
+            .collect();
+        assert_eq!(
+            listeners, recorded,
+            "run {run_no} (delays tick {d1} ms, tick {d2} ms, rollback {d3} ms): the listeners differ from the final state {:?}; outcomes {:?} / {:?} / {:?}",
+            fin.status, a.map(|o| o.action), b.map(|o| o.action), c.map(|o| o.action)
+        );
+        match fin.status {
+            Status::RolledBack => rolled_back += 1,
+            Status::Succeeded => succeeded += 1,
+            other => panic!("run {run_no}: ended {other:?}"),
+        }
+    }
+    println!("{runs} interleavings: {rolled_back} rolled back, {succeeded} succeeded before the alarm, {errors} calls lost a race (conflict), every one ending on the recorded weights");
+    assert!(
+        rolled_back > 0,
+        "the alarm must land during some deployments"
+    );
     reset(&world, &s).await.unwrap();
 }
 

@@ -9,6 +9,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use cutover_core::Error;
 
+use crate::ecs::RegionEcs;
 use crate::ShiftError;
 
 /// Where one region's traffic is split.
@@ -18,6 +19,8 @@ pub struct RegionAlb {
     pub listener_arn: String,
     pub blue_tg_arn: String,
     pub green_tg_arn: String,
+    /// The colours' ECS services; `None` = weights only.
+    pub ecs: Option<RegionEcs>,
 }
 
 impl RegionAlb {
@@ -26,6 +29,7 @@ impl RegionAlb {
         RegionAlb {
             blue_tg_arn: self.green_tg_arn.clone(),
             green_tg_arn: self.blue_tg_arn.clone(),
+            ecs: self.ecs.as_ref().map(RegionEcs::swapped),
             ..self.clone()
         }
     }
@@ -221,6 +225,7 @@ mod tests {
                 .into(),
             green_tg_arn: "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/tg-green-dev/222"
                 .into(),
+            ecs: None,
         }
     }
 

@@ -7,13 +7,17 @@
 //! | `CUTOVER_BLUE_TG_ARNS` / `CUTOVER_GREEN_TG_ARNS` | `region=arn,…` the blue and green target groups |
 //! | `CUTOVER_WATCHED_ALARMS` | alarm names (in every region) that gate steps and trigger rollback |
 //! | `CUTOVER_MIN_HEALTHY_GREEN` | healthy green targets needed per region (default 1) |
-//! | `CUTOVER_LATENCY_GATE_MS` | p99 TargetResponseTime limit; unset = gate off (the app's target is 200) |
+//! | `CUTOVER_LATENCY_GATE_MS` | the new group's p99 TargetResponseTime limit (default 200, the application's target; `off` = no gate) |
+//! | `CUTOVER_ERROR_RATE_GATE_PCT` | the new group's 5XX share of its requests (default 5; `off` = no gate) |
+//! | `CUTOVER_ECS_CLUSTERS` | `region=cluster,…`; with `CUTOVER_BLUE_SERVICES` / `CUTOVER_GREEN_SERVICES` (`region=service,…`) the shifter scales the colours; unset = weights only |
+//! | `CUTOVER_SCALE_DOWN_BAKE` | how long the side without traffic keeps its tasks after a deployment ends (default `10m`) |
 
 use std::collections::BTreeMap;
 
 use cutover_core::config::{ConfigError, CoreSettings, Vars};
 
 use crate::alb::RegionAlb;
+use crate::ecs::RegionEcs;
 use crate::gates::GateSettings;
 
 #[derive(Debug, Clone)]
@@ -23,6 +27,41 @@ pub struct ShifterConfig {
     /// Every region of the deployment, in the configured order, with its ALB.
     pub albs: Vec<RegionAlb>,
     pub gates: GateSettings,
+    /// How long the side without traffic keeps its tasks after a deployment ends.
+    pub scale_down_bake_secs: u64,
+}
+
+/// `region=value,…` (names or ARNs), optional.
+fn region_names(vars: &Vars, var: &str) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+    let form = "region=<name or ARN>,… for every region".to_string();
+    let Some(items) = vars.list(var, &form)? else {
+        return Ok(None);
+    };
+    let mut map = BTreeMap::new();
+    for item in &items {
+        match item.split_once('=') {
+            Some((region, value)) if !value.trim().is_empty() => {
+                map.insert(region.trim().to_string(), value.trim().to_string());
+            }
+            _ => {
+                return Err(ConfigError::Malformed {
+                    var: var.into(),
+                    value: item.clone(),
+                    form,
+                })
+            }
+        }
+    }
+    Ok(Some(map))
+}
+
+/// A gate limit: a default, a number, or `off`.
+fn limit(vars: &Vars, var: &str, default: f64, form: &str) -> Result<Option<f64>, ConfigError> {
+    match vars.optional(var).as_deref() {
+        None => Ok(Some(default)),
+        Some("off") => Ok(None),
+        Some(_) => Ok(Some(vars.parse_required::<f64>(var, form)?)),
+    }
 }
 
 fn region_map(vars: &Vars, var: &str, kind: &str) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -74,6 +113,9 @@ impl ShifterConfig {
         let listeners = region_map(vars, "CUTOVER_LISTENER_ARNS", "listener")?;
         let blues = region_map(vars, "CUTOVER_BLUE_TG_ARNS", "blue target group")?;
         let greens = region_map(vars, "CUTOVER_GREEN_TG_ARNS", "green target group")?;
+        let clusters = region_names(vars, "CUTOVER_ECS_CLUSTERS")?;
+        let blue_services = region_names(vars, "CUTOVER_BLUE_SERVICES")?;
+        let green_services = region_names(vars, "CUTOVER_GREEN_SERVICES")?;
         let mut albs = Vec::new();
         for region in &core.regions {
             let r = region.as_str();
@@ -84,11 +126,26 @@ impl ShifterConfig {
                     form: format!("an entry for every region, including {r}"),
                 })
             };
+            let ecs =
+                match (&clusters, &blue_services, &green_services) {
+                    (None, None, None) => None,
+                    (Some(c), Some(b), Some(g)) => Some(RegionEcs {
+                        cluster: pick(c, "CUTOVER_ECS_CLUSTERS")?,
+                        blue_service: pick(b, "CUTOVER_BLUE_SERVICES")?,
+                        green_service: pick(g, "CUTOVER_GREEN_SERVICES")?,
+                    }),
+                    _ => return Err(ConfigError::Missing {
+                        var: "CUTOVER_ECS_CLUSTERS, CUTOVER_BLUE_SERVICES, CUTOVER_GREEN_SERVICES"
+                            .into(),
+                        form: "all three together (or none: weights only)".into(),
+                    }),
+                };
             albs.push(RegionAlb {
                 region: r.to_string(),
                 listener_arn: pick(&listeners, "CUTOVER_LISTENER_ARNS")?,
                 blue_tg_arn: pick(&blues, "CUTOVER_BLUE_TG_ARNS")?,
                 green_tg_arn: pick(&greens, "CUTOVER_GREEN_TG_ARNS")?,
+                ecs,
             });
         }
         let watched_alarms = vars
@@ -102,11 +159,25 @@ impl ShifterConfig {
             1usize,
             "a whole number of targets",
         )?;
-        let latency_p99_ms = match vars.optional("CUTOVER_LATENCY_GATE_MS") {
-            None => None,
-            Some(_) => Some(
-                vars.parse_required::<f64>("CUTOVER_LATENCY_GATE_MS", "milliseconds, e.g. 200")?,
-            ),
+        let latency_p99_ms = limit(
+            vars,
+            "CUTOVER_LATENCY_GATE_MS",
+            200.0,
+            "milliseconds, e.g. 200, or off",
+        )?;
+        let error_rate_pct = limit(
+            vars,
+            "CUTOVER_ERROR_RATE_GATE_PCT",
+            5.0,
+            "a percentage, e.g. 5, or off",
+        )?;
+        let scale_down_bake_secs = match vars.optional("CUTOVER_SCALE_DOWN_BAKE") {
+            None => 600,
+            Some(b) => crate::plan::parse_bake(&b).map_err(|e| ConfigError::Malformed {
+                var: "CUTOVER_SCALE_DOWN_BAKE".into(),
+                value: b.clone(),
+                form: e.0,
+            })?,
         };
         Ok(ShifterConfig {
             core,
@@ -116,7 +187,9 @@ impl ShifterConfig {
                 watched_alarms,
                 min_healthy_green,
                 latency_p99_ms,
+                error_rate_pct,
             },
+            scale_down_bake_secs,
         })
     }
 
@@ -160,7 +233,17 @@ mod tests {
         assert_eq!(c.albs[1].region, "eu-west-1");
         assert!(c.albs[1].listener_arn.ends_with("/eu-west-1"));
         assert_eq!(c.gates.watched_alarms.len(), 2);
-        assert_eq!(c.gates.latency_p99_ms, None);
+        assert_eq!(
+            c.gates.latency_p99_ms,
+            Some(200.0),
+            "the application's target by default"
+        );
+        assert_eq!(c.gates.error_rate_pct, Some(5.0));
+        assert_eq!(c.scale_down_bake_secs, 600);
+        assert!(
+            c.albs.iter().all(|a| a.ecs.is_none()),
+            "weights only without ECS settings"
+        );
     }
 
     #[test]

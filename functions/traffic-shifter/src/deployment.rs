@@ -72,6 +72,24 @@ pub struct Deployment {
     /// succeeded). Deployments alternate between the two groups this way.
     #[serde(default)]
     pub swapped: bool,
+    /// The new side's tasks are running and its targets healthy in every region
+    /// (false from `start` until a tick sees them; no step moves before).
+    #[serde(default = "yes")]
+    pub ready: bool,
+    /// The new side's task count per region: the live side's count at the start.
+    #[serde(default)]
+    pub scale: BTreeMap<String, i32>,
+    /// When the side that no longer carries traffic scales to zero (set when the
+    /// deployment ends: the old side after success, the new side after a rollback).
+    #[serde(default)]
+    pub retire_at_ms: Option<u64>,
+    /// That side was scaled to zero.
+    #[serde(default)]
+    pub retired: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The next change a due deployment makes.
@@ -106,7 +124,7 @@ impl Deployment {
 
     /// The step to apply now, if the deployment is running and it is due.
     pub fn due(&self, now_ms: u64) -> Option<NextStep> {
-        if self.status != Status::Running || now_ms < self.next_at_ms {
+        if self.status != Status::Running || !self.ready || now_ms < self.next_at_ms {
             return None;
         }
         let regions = self.waves.get(self.wave)?.clone();
@@ -136,6 +154,23 @@ impl Deployment {
             self.status = Status::Succeeded;
             self.next_at_ms = now_ms;
         }
+    }
+
+    /// Schedules the scale-down of the side that no longer carries traffic.
+    pub fn schedule_retire(&mut self, now_ms: u64, bake_secs: u64) {
+        if !self.status.is_active() && self.retire_at_ms.is_none() {
+            self.retire_at_ms = Some(now_ms + bake_secs * 1000);
+        }
+    }
+
+    /// The side to scale to zero now, if its bake is over: `false` = the live
+    /// side (after success), `true` = the new side (after a rollback or abort).
+    pub fn retire_due(&self, now_ms: u64) -> Option<bool> {
+        if self.retired || self.status.is_active() {
+            return None;
+        }
+        let at = self.retire_at_ms?;
+        (now_ms >= at).then_some(self.status != Status::Succeeded)
     }
 
     /// Every region of the scope back to 100 % blue.
@@ -221,6 +256,10 @@ mod tests {
             started_at_ms: 0,
             changed_at_ms: 0,
             request_ids: vec![],
+            ready: true,
+            scale: BTreeMap::new(),
+            retire_at_ms: None,
+            retired: false,
         }
     }
 
@@ -266,6 +305,40 @@ mod tests {
         assert_eq!(d.due(u64::MAX), None);
         assert_eq!(d.weights["a"], 0);
         assert!(!d.status.is_active());
+    }
+
+    #[test]
+    fn no_step_moves_until_the_new_side_is_ready() {
+        let mut d = deployment("all-at-once", Scope::All, &["a"]);
+        d.ready = false;
+        assert_eq!(d.due(u64::MAX), None);
+        d.ready = true;
+        assert!(d.due(0).is_some());
+    }
+
+    #[test]
+    fn the_side_without_traffic_retires_after_its_bake() {
+        let mut d = deployment("all-at-once", Scope::All, &["a"]);
+        d.schedule_retire(0, 60);
+        assert_eq!(d.retire_at_ms, None, "a running deployment retires nothing");
+        d.advance(&d.due(0).unwrap(), 1_000);
+        d.schedule_retire(1_000, 60);
+        assert_eq!(d.retire_due(60_999), None, "still baking");
+        assert_eq!(
+            d.retire_due(61_000),
+            Some(false),
+            "success retires the old side"
+        );
+        let mut r = deployment("canary-10-5m", Scope::All, &["a"]);
+        r.roll_back(Status::RolledBack, "alarm".into(), 5);
+        r.schedule_retire(5, 0);
+        assert_eq!(
+            r.retire_due(5),
+            Some(true),
+            "a rollback retires the new side"
+        );
+        r.retired = true;
+        assert_eq!(r.retire_due(u64::MAX), None);
     }
 
     #[test]

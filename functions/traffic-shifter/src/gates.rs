@@ -1,6 +1,7 @@
 //! Gates checked before every step, per region: the watched alarms are not in
-//! ALARM, the green target group has enough healthy targets, and (optionally)
-//! the ALB's p99 response time is under its target.
+//! ALARM, the new target group has enough healthy targets, and the new group's
+//! own 5XX rate and p99 response time (its `TargetGroup` dimension, not the
+//! whole ALB's: 40 % errors on a 10 % canary is 4 % of the ALB) are under their limits.
 
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +25,10 @@ pub struct GateResult {
 pub struct GateSettings {
     pub watched_alarms: Vec<String>,
     pub min_healthy_green: usize,
-    /// p99 TargetResponseTime limit in ms; `None` = this gate is off.
+    /// The new group's p99 TargetResponseTime limit in ms; `None` = this gate is off.
     pub latency_p99_ms: Option<f64>,
+    /// The new group's 5XX share of its requests, in %; `None` = this gate is off.
+    pub error_rate_pct: Option<f64>,
 }
 
 fn result(region: &str, gate: &str, ok: bool, detail: String) -> GateResult {
@@ -156,29 +159,42 @@ pub fn judge_latency(p99_seconds: &[Option<f64>], limit_ms: f64) -> (bool, Strin
     )
 }
 
-/// The ALB's p99 TargetResponseTime over the last 5 minutes must be under `limit_ms`.
+/// The new group's metric dimensions: `TargetGroup` and its `LoadBalancer`.
+fn group_dimensions(alb: &RegionAlb) -> Result<Vec<Dimension>, String> {
+    let lb = alb.load_balancer_dimension().ok_or_else(|| {
+        format!(
+            "cannot derive the LoadBalancer dimension from {}",
+            alb.listener_arn
+        )
+    })?;
+    let tg = alb.green_dimension().ok_or_else(|| {
+        format!(
+            "cannot derive the TargetGroup dimension from {}",
+            alb.green_tg_arn
+        )
+    })?;
+    Ok(vec![
+        Dimension::builder().name("TargetGroup").value(tg).build(),
+        Dimension::builder().name("LoadBalancer").value(lb).build(),
+    ])
+}
+
+/// The new group's p99 TargetResponseTime over the last 5 minutes must be under `limit_ms`.
 pub async fn latency(
     cw: &aws_sdk_cloudwatch::Client,
     alb: &RegionAlb,
     limit_ms: f64,
 ) -> GateResult {
-    let Some(lb) = alb.load_balancer_dimension() else {
-        return result(
-            &alb.region,
-            "latency-p99",
-            false,
-            format!(
-                "cannot derive the LoadBalancer dimension from {}",
-                alb.listener_arn
-            ),
-        );
+    let dimensions = match group_dimensions(alb) {
+        Ok(d) => d,
+        Err(e) => return result(&alb.region, "latency-p99", false, e),
     };
     let now = SystemTime::now();
     let out = cw
         .get_metric_statistics()
         .namespace("AWS/ApplicationELB")
         .metric_name("TargetResponseTime")
-        .dimensions(Dimension::builder().name("LoadBalancer").value(lb).build())
+        .set_dimensions(Some(dimensions))
         .start_time(DateTime::from(now - Duration::from_secs(300)))
         .end_time(DateTime::from(now))
         .period(60)
@@ -207,9 +223,80 @@ pub async fn latency(
     }
 }
 
+/// Judges the new group's 5XX count against its requests over the window.
+/// No requests passes (nothing to judge).
+pub fn judge_error_rate(errors: f64, requests: f64, limit_pct: f64) -> (bool, String) {
+    if requests <= 0.0 {
+        return (true, "no requests in the last 5 minutes".into());
+    }
+    let rate = errors / requests * 100.0;
+    (
+        rate < limit_pct,
+        format!("5XX {rate:.1} % of {requests:.0} requests (limit {limit_pct:.1} %)"),
+    )
+}
+
+/// The sum of one of the new group's metrics over the last 5 minutes.
+async fn group_sum(
+    cw: &aws_sdk_cloudwatch::Client,
+    dimensions: &[Dimension],
+    metric: &str,
+) -> Result<f64, String> {
+    let now = SystemTime::now();
+    let out = cw
+        .get_metric_statistics()
+        .namespace("AWS/ApplicationELB")
+        .metric_name(metric)
+        .set_dimensions(Some(dimensions.to_vec()))
+        .start_time(DateTime::from(now - Duration::from_secs(300)))
+        .end_time(DateTime::from(now))
+        .period(300)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "GetMetricStatistics {metric} failed: {}",
+                cutover_core::error::describe_chain(&e)
+            )
+        })?;
+    Ok(out.datapoints().iter().filter_map(|d| d.sum()).sum())
+}
+
+/// The new group's 5XX share over the last 5 minutes must be under `limit_pct`.
+pub async fn error_rate(
+    cw: &aws_sdk_cloudwatch::Client,
+    alb: &RegionAlb,
+    limit_pct: f64,
+) -> GateResult {
+    let verdict = async {
+        let dimensions = group_dimensions(alb)?;
+        let errors = group_sum(cw, &dimensions, "HTTPCode_Target_5XX_Count").await?;
+        let requests = group_sum(cw, &dimensions, "RequestCount").await?;
+        Ok::<_, String>(judge_error_rate(errors, requests, limit_pct))
+    }
+    .await;
+    match verdict {
+        Ok((ok, detail)) => result(&alb.region, "error-rate", ok, detail),
+        Err(e) => result(&alb.region, "error-rate", false, e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_rate_is_the_new_groups_own() {
+        assert!(
+            judge_error_rate(0.0, 0.0, 5.0).0,
+            "no traffic, nothing to judge"
+        );
+        // 40 errors in green's 100 requests: 40 %, although the ALB saw 1000 requests (4 %).
+        let (ok, detail) = judge_error_rate(40.0, 100.0, 5.0);
+        assert!(!ok && detail.contains("40.0 %"), "{detail}");
+        assert!(judge_error_rate(4.0, 100.0, 5.0).0);
+    }
 
     #[test]
     fn latency_is_judged_on_the_worst_minute_and_fails_closed() {

@@ -3,7 +3,7 @@
 //! - direct invoke: `{"command": "start", "plan": "canary-10-5m", "scope": "all"}` (or
 //!   `"steps": [{"weight": 10, "bake": "5m"}, {"weight": 100}]`, `"scope": "eu-west-1"` or
 //!   `"region-by-region"`, `"region_bake": "10m"`, `"on_gate_failure": "hold" | "rollback"`),
-//!   `tick`, `pause`, `resume`, `promote`, `abort` (`"reason"`), `status`; each may carry
+//!   `tick`, `pause`, `resume`, `promote`, `abort` (`"reason"`), `status`, `reconcile`; each may carry
 //!   `"service"` (must be the configured one) and `"request_id"` (a redelivery is a no-op).
 //! - EventBridge Scheduled Event → `tick` (the event id is the request id).
 //! - EventBridge "CloudWatch Alarm State Change" and SNS-wrapped alarm notifications →
@@ -33,6 +33,7 @@ pub enum Command {
         reason: String,
     },
     Status,
+    Reconcile,
     Alarm {
         name: String,
         state: String,
@@ -83,6 +84,10 @@ enum Raw {
     },
     Status {
         service: Option<String>,
+    },
+    Reconcile {
+        service: Option<String>,
+        request_id: Option<String>,
     },
 }
 
@@ -150,7 +155,7 @@ pub fn parse_event(event: &Value, regions: &[String]) -> Result<Request, ShiftEr
     }
     if !map.contains_key("command") {
         return Err(invalid(
-            "the event has no \"command\" (one of start, tick, pause, resume, promote, abort, status)",
+            "the event has no \"command\" (one of start, tick, pause, resume, promote, abort, status, reconcile)",
         ));
     }
     let raw: Raw = serde_json::from_value(event.clone()).map_err(|e| invalid(e.to_string()))?;
@@ -223,6 +228,10 @@ pub fn parse_event(event: &Value, regions: &[String]) -> Result<Request, ShiftEr
             request_id,
         ),
         Raw::Status { service } => (Command::Status, service, None),
+        Raw::Reconcile {
+            service,
+            request_id,
+        } => (Command::Reconcile, service, request_id),
     };
     Ok(Request {
         command,
@@ -247,6 +256,7 @@ pub async fn handle(
         Command::Promote => shifter.promote(id).await,
         Command::Abort { reason } => shifter.roll_back(Status::Aborted, reason, id).await,
         Command::Status => shifter.status().await,
+        Command::Reconcile => shifter.reconcile().await,
         Command::Alarm {
             name,
             state,

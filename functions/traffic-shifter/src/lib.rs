@@ -3,13 +3,15 @@
 //! - [`plan`]: named plans, explicit steps, scopes (pure).
 //! - [`deployment`]: the state and how it moves (pure).
 //! - [`alb`]: read, check, write and verify a region's listener.
-//! - [`gates`]: alarms, green health, p99 latency.
+//! - [`ecs`]: the colours' services: task counts, scaling.
+//! - [`gates`]: alarms, the new group's health, 5XX rate and p99 latency.
 //! - [`shifter`]: the commands against AWS and the state table.
 //! - [`config`], [`handler`]: settings and events.
 
 pub mod alb;
 pub mod config;
 pub mod deployment;
+pub mod ecs;
 pub mod gates;
 pub mod handler;
 pub mod plan;

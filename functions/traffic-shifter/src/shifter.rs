@@ -1,11 +1,15 @@
 //! The commands, against ALB, CloudWatch and the state table.
 //!
-//! Order of every change: claim or read the state (with its version) → check
-//! gates → write the listener weights in every region of the step at once →
-//! re-read each listener until the weights are in effect → record the step,
-//! conditional on the version read. If that record loses a race, the state that
-//! won is re-asserted on the listeners before the conflict is reported, so the
-//! listeners never disagree with the recorded state for longer than one call.
+//! Order of every change: read the state (with its version) → check gates →
+//! record the change, conditional on the version read → write the listener
+//! weights it names in every region at once and re-read each listener until
+//! they are in effect → re-read the state and, while it has moved on (a
+//! rollback recorded meanwhile), write the newest recorded weights. A writer
+//! stops only when a state read *after* its last write shows the version it
+//! wrote, so the last listener write always carries the last recorded weights:
+//! a rollback recorded during a tick's write is never overwritten, and a record
+//! that loses the race has written nothing. A writer that dies between its
+//! record and its write leaves drift that `reconcile` (scheduled) repairs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,6 +24,7 @@ use serde_json::json;
 use crate::alb::{self, RegionAlb};
 use crate::config::ShifterConfig;
 use crate::deployment::{Deployment, NextStep, OnGateFailure, Status};
+use crate::ecs;
 use crate::gates::{self, GateResult};
 use crate::plan::{Scope, Step};
 use crate::ShiftError;
@@ -27,12 +32,16 @@ use crate::ShiftError;
 /// At most this many due steps (zero bakes) are applied in one tick.
 const MAX_STEPS_PER_TICK: usize = 50;
 const HISTORY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Rounds of "re-read the state, write what it names" before a writer gives up
+/// (each round is one state read; a round writes only when the state moved).
+const FOLLOW_ROUNDS: usize = 10;
 
 pub struct Shifter {
     pub config: ShifterConfig,
     pub store: StateStore,
     elb: BTreeMap<String, aws_sdk_elasticloadbalancingv2::Client>,
     cw: BTreeMap<String, aws_sdk_cloudwatch::Client>,
+    ecs: BTreeMap<String, aws_sdk_ecs::Client>,
     notifier: Option<Notifier>,
 }
 
@@ -50,7 +59,8 @@ pub struct StartSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     /// started | stepped | held | nothing-due | paused | resumed | promoted |
-    /// aborted | rolled-back | ignored | duplicate | status | succeeded
+    /// aborted | rolled-back | ignored | duplicate | status | succeeded |
+    /// waiting (the new side is not ready) | retired | in-sync | reconciled
     pub action: String,
     pub summary: String,
     pub deployment: Option<Deployment>,
@@ -97,9 +107,14 @@ impl Shifter {
     pub fn new(config: ShifterConfig, aws: &Aws) -> Self {
         let mut elb = BTreeMap::new();
         let mut cw = BTreeMap::new();
+        let mut ecs = BTreeMap::new();
         for region in &config.core.regions {
             elb.insert(region.as_str().to_string(), aws.elbv2(region));
             cw.insert(region.as_str().to_string(), aws.cloudwatch(region));
+            ecs.insert(
+                region.as_str().to_string(),
+                aws_sdk_ecs::Client::new(&aws.regional(region)),
+            );
         }
         let notifier = config
             .core
@@ -111,8 +126,23 @@ impl Shifter {
             config,
             elb,
             cw,
+            ecs,
             notifier,
         }
+    }
+
+    /// The colours' services of a region, oriented like [`Shifter::alb`]; `None` = weights only.
+    fn ecs(
+        &self,
+        region: &str,
+        swapped: bool,
+    ) -> Result<Option<(aws_sdk_ecs::Client, ecs::RegionEcs)>, ShiftError> {
+        let alb = self.alb(region, swapped)?;
+        Ok(alb.ecs.map(|e| (self.ecs[region].clone(), e)))
+    }
+
+    fn scales(&self) -> bool {
+        self.config.albs.iter().any(|a| a.ecs.is_some())
     }
 
     /// A region's listener and groups as a deployment sees them: `swapped` when
@@ -225,7 +255,7 @@ impl Shifter {
             let elb = self.elb(region)?.clone();
             let cw = self.cw[region].clone();
             let watched = g.watched_alarms.clone();
-            let (min, limit) = (g.min_healthy_green, g.latency_p99_ms);
+            let (min, limit, rate) = (g.min_healthy_green, g.latency_p99_ms, g.error_rate_pct);
             let region = region.clone();
             checks.push(async move {
                 let mut out = vec![
@@ -234,6 +264,9 @@ impl Shifter {
                 ];
                 if let Some(limit) = limit {
                     out.push(gates::latency(&cw, &alb, limit).await);
+                }
+                if let Some(rate) = rate {
+                    out.push(gates::error_rate(&cw, &alb, rate).await);
                 }
                 out
             });
@@ -268,20 +301,71 @@ impl Shifter {
         })
     }
 
-    /// After losing a race on the state: make the listeners match what won.
-    async fn reassert(&self, regions: &[String]) {
-        if let Ok(Some(current)) = self.load().await {
-            for region in regions {
-                if let Some(w) = current.value.weights.get(region) {
-                    if let Err(e) = self
-                        .apply(std::slice::from_ref(region), *w, current.value.swapped)
-                        .await
-                    {
-                        tracing::error!(region = %region, error = %e, "re-asserting the recorded weights failed");
-                    }
+    /// Writes every region's recorded share at once and waits until each is in effect.
+    async fn apply_recorded(&self, d: &Deployment) -> Result<(), ShiftError> {
+        let mut writes = Vec::new();
+        for (region, weight) in &d.weights {
+            let alb = self.alb(region, d.swapped)?;
+            let elb = self.elb(region)?.clone();
+            let weight = *weight;
+            writes.push(async move { alb::set_green(&elb, &alb, weight).await });
+        }
+        for r in join_all(writes).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// After writing the weights of the state at `version` (`written` = the
+    /// write was verified): re-read the state until a read shows the version
+    /// last written, writing the newest recorded weights whenever it moved.
+    async fn follow(&self, mut version: u64, mut written: bool) -> Result<(), ShiftError> {
+        let mut last_error = None;
+        for _ in 0..FOLLOW_ROUNDS {
+            let Some(current) = self.load().await? else {
+                return Ok(());
+            };
+            if current.version == version && written {
+                return Ok(());
+            }
+            version = current.version;
+            match self.apply_recorded(&current.value).await {
+                Ok(()) => written = true,
+                Err(e) => {
+                    written = false;
+                    last_error = Some(e.to_string());
                 }
             }
         }
+        Err(ShiftError::NotInEffect(format!(
+            "the listeners did not settle on the recorded weights in {FOLLOW_ROUNDS} rounds{}",
+            last_error.map(|e| format!(": {e}")).unwrap_or_default()
+        )))
+    }
+
+    /// Writes the weights of a change already recorded at `version`, then follows the record.
+    async fn write_recorded(
+        &self,
+        regions: &[String],
+        weight: u8,
+        swapped: bool,
+        version: u64,
+    ) -> Result<AppliedStep, ShiftError> {
+        let started = Instant::now();
+        let applied = self.apply(regions, weight, swapped).await;
+        self.follow(version, applied.is_ok()).await?;
+        let mut applied = match applied {
+            Ok(a) => a,
+            // The first write was not verified, but following the record settled it.
+            Err(_) => AppliedStep {
+                regions: regions.to_vec(),
+                weight,
+                verify_reads: vec![],
+                elapsed_ms: 0,
+            },
+        };
+        applied.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(applied)
     }
 
     pub async fn start(
@@ -346,6 +430,14 @@ impl Shifter {
             )));
         }
         let swapped = sides.contains("green");
+        // The new side runs as many tasks as the live side does now, in every region.
+        let mut scale = BTreeMap::new();
+        for region in &regions {
+            if let Some((client, e)) = self.ecs(region, swapped)? {
+                let (live, _) = ecs::describe(&client, &e.cluster, &e.blue_service).await?;
+                scale.insert(region.clone(), live.desired.max(1));
+            }
+        }
         let now = now_ms();
         let mut d = Deployment {
             id: format!(
@@ -370,12 +462,22 @@ impl Shifter {
             changed_at_ms: now,
             request_ids: vec![],
             swapped,
+            ready: scale.is_empty(),
+            scale,
+            retire_at_ms: None,
+            retired: false,
         };
         d.remember(request_id);
         // Claim first: of two concurrent starts, the loser stops here, before any listener changes.
         let version = self
             .record(&d, current.map(|c| c.version), "started", d.describe())
             .await?;
+        // The release: the new side moves to its family's latest revision and scales up.
+        for (region, count) in &d.scale {
+            if let Some((client, e)) = self.ecs(region, swapped)? {
+                ecs::scale(&client, &e.cluster, &e.green_service, *count, true).await?;
+            }
+        }
         let mut out = self
             .advance(
                 Versioned {
@@ -402,7 +504,140 @@ impl Shifter {
         if current.value.seen(request_id) {
             return Ok(outcome("duplicate", Some(&current.value)));
         }
+        if self.scales() {
+            if let Some(new_side) = current.value.retire_due(now_ms()) {
+                return self.retire(current, new_side).await;
+            }
+        }
         self.advance(current, request_id, deadline).await
+    }
+
+    /// Are the new side's tasks running and its targets healthy in every region?
+    /// A count that is not what the deployment asked for is asked again.
+    async fn ready(&self, d: &Deployment) -> Result<(bool, String), ShiftError> {
+        let mut ready = true;
+        let mut details = Vec::new();
+        for (region, want) in &d.scale {
+            let Some((client, e)) = self.ecs(region, d.swapped)? else {
+                continue;
+            };
+            let (tasks, _) = ecs::describe(&client, &e.cluster, &e.green_service).await?;
+            if tasks.desired != *want {
+                ecs::scale(&client, &e.cluster, &e.green_service, *want, false).await?;
+            }
+            let alb = self.alb(region, d.swapped)?;
+            let health = gates::green_healthy(self.elb(region)?, &alb, *want as usize).await;
+            let region_ready = tasks.running >= *want && health.ok;
+            ready &= region_ready;
+            details.push(format!(
+                "{region}: {} of {want} tasks running, {}",
+                tasks.running, health.detail
+            ));
+        }
+        Ok((ready, details.join("; ")))
+    }
+
+    /// Regions whose listener does not show the recorded weights.
+    async fn drift(&self, d: &Deployment) -> Result<Vec<String>, ShiftError> {
+        let mut reads = Vec::new();
+        for (region, want) in &d.weights {
+            let alb = self.alb(region, d.swapped)?;
+            let elb = self.elb(region)?.clone();
+            let want = i32::from(*want);
+            reads.push(async move {
+                alb::current(&elb, &alb).await.map(|w| {
+                    (w.green != want).then(|| {
+                        format!(
+                            "{}: listener {}/{}, recorded {}/{want}",
+                            alb.region,
+                            w.blue,
+                            w.green,
+                            100 - want
+                        )
+                    })
+                })
+            });
+        }
+        let mut drift = Vec::new();
+        for r in join_all(reads).await {
+            drift.extend(r?);
+        }
+        Ok(drift)
+    }
+
+    /// Scales the side that no longer carries traffic to zero, once every
+    /// listener shows the recorded weights (traffic is back, or through).
+    async fn retire(
+        &self,
+        current: Versioned<Deployment>,
+        new_side: bool,
+    ) -> Result<Outcome, ShiftError> {
+        let drift = self.drift(&current.value).await?;
+        if !drift.is_empty() {
+            let written = self.apply_recorded(&current.value).await.is_ok();
+            self.follow(current.version, written).await?;
+            let mut o = outcome("waiting", Some(&current.value));
+            o.summary = format!(
+                "not scaling down while the listeners differ from the record: {}",
+                drift.join("; ")
+            );
+            return Ok(o);
+        }
+        let mut d = current.value.clone();
+        d.retired = true;
+        d.changed_at_ms = now_ms();
+        let side = if new_side { d.sides().1 } else { d.sides().0 };
+        self.record(
+            &d,
+            Some(current.version),
+            "retired",
+            format!("{side} scaled to 0 tasks"),
+        )
+        .await?;
+        for region in d.regions() {
+            if let Some((client, e)) = self.ecs(&region, d.swapped)? {
+                let service = if new_side {
+                    &e.green_service
+                } else {
+                    &e.blue_service
+                };
+                ecs::scale(&client, &e.cluster, service, 0, false).await?;
+            }
+        }
+        let mut o = outcome("retired", Some(&d));
+        o.summary = format!("{side} scaled to 0 tasks in {}", d.regions().join(", "));
+        Ok(o)
+    }
+
+    /// Compares every region's listener with the recorded state (finished
+    /// deployments too), writes the recorded weights where they differ, and alerts.
+    pub async fn reconcile(&self) -> Result<Outcome, ShiftError> {
+        let Some(current) = self.load().await? else {
+            let mut o = outcome("in-sync", None);
+            o.summary = "no deployment recorded; nothing to compare".into();
+            return Ok(o);
+        };
+        let drift = self.drift(&current.value).await?;
+        if drift.is_empty() {
+            let mut o = outcome("in-sync", Some(&current.value));
+            o.summary = format!(
+                "every listener shows the record: {}",
+                current.value.describe()
+            );
+            return Ok(o);
+        }
+        let written = self.apply_recorded(&current.value).await.is_ok();
+        self.follow(current.version, written).await?;
+        let text = format!(
+            "listeners differed from the recorded state, re-asserted: {}",
+            drift.join("; ")
+        );
+        tracing::warn!(drift = %text, "traffic drift");
+        self.notify("drift", Severity::Warning, &current.value, text.clone())
+            .await;
+        let mut o = outcome("reconciled", Some(&current.value));
+        o.summary = text;
+        Ok(o)
     }
 
     /// Applies every step that is due (zero bakes run back to back), gate first.
@@ -414,6 +649,26 @@ impl Shifter {
     ) -> Result<Outcome, ShiftError> {
         let mut steps = Vec::new();
         let mut gate_log = Vec::new();
+        if current.value.status == Status::Running && !current.value.ready {
+            let (ready, detail) = self.ready(&current.value).await?;
+            if !ready {
+                let mut o = outcome("waiting", Some(&current.value));
+                o.summary = format!("waiting for the new side: {detail}");
+                return Ok(o);
+            }
+            let mut d = current.value.clone();
+            d.ready = true;
+            d.next_at_ms = d.next_at_ms.max(now_ms());
+            d.changed_at_ms = now_ms();
+            let version = self
+                .record(&d, Some(current.version), "ready", detail)
+                .await?;
+            current = Versioned {
+                value: d,
+                version,
+                epoch: None,
+            };
+        }
         for _ in 0..MAX_STEPS_PER_TICK {
             if deadline.is_some_and(|d| Instant::now() + Duration::from_secs(5) > d) {
                 break;
@@ -457,35 +712,30 @@ impl Shifter {
                 };
             }
             gate_log.extend(gate_results);
-            let applied = self
-                .apply(&next.regions, next.weight, current.value.swapped)
-                .await?;
             let mut d = current.value.clone();
             d.advance(&next, now_ms());
+            d.schedule_retire(now_ms(), self.config.scale_down_bake_secs);
             d.remember(request_id);
+            // Recorded before any listener moves: a concurrent rollback either
+            // recorded first (this record fails, nothing was written) or records
+            // after (and its write, or this writer's follow, lands last).
             let detail = format!(
-                "{} -> {} {} % (verified in {} ms)",
+                "{} -> {} {} %",
                 next.regions.join(", "),
                 d.sides().1,
-                next.weight,
-                applied.elapsed_ms
+                next.weight
             );
-            match self
+            let version = self
                 .record(&d, Some(current.version), "stepped", detail)
-                .await
-            {
-                Ok(v) => {
-                    current = Versioned {
-                        value: d,
-                        version: v,
-                        epoch: None,
-                    }
-                }
-                Err(e) => {
-                    self.reassert(&next.regions).await;
-                    return Err(e);
-                }
-            }
+                .await?;
+            let applied = self
+                .write_recorded(&next.regions, next.weight, d.swapped, version)
+                .await?;
+            current = Versioned {
+                value: d,
+                version,
+                epoch: None,
+            };
             steps.push(applied);
             if current.value.status == Status::Succeeded {
                 let d = &current.value;
@@ -537,8 +787,8 @@ impl Shifter {
         reason: String,
         request_id: Option<&str>,
     ) -> Result<Outcome, ShiftError> {
-        // The listeners first (that is what stops the harm), then the record; a
-        // lost race on the record is retried on the fresh state.
+        // A lost race on the record is retried on the fresh state: a rollback
+        // always wins over a tick or a promote, whichever recorded first.
         for _attempt in 0..5 {
             let Some(current) = self.load().await? else {
                 return Ok(outcome("nothing-to-roll-back", None));
@@ -552,46 +802,51 @@ impl Shifter {
                 return Ok(o);
             }
             let regions = current.value.regions();
-            let applied = self.apply(&regions, 0, current.value.swapped).await?;
             let mut d = current.value.clone();
             d.roll_back(status, reason.clone(), now_ms());
+            d.schedule_retire(now_ms(), self.config.scale_down_bake_secs);
             d.remember(request_id);
-            let detail = format!(
-                "{reason}; {} 100 % in {} ({} ms)",
-                d.sides().0,
-                regions.join(", "),
-                applied.elapsed_ms
-            );
-            match self
-                .record(&d, Some(current.version), "rolled-back", detail)
+            // The record first: a tick or promote in flight then either failed to
+            // record (and wrote nothing) or follows this record with its next read.
+            let version = match self
+                .record(
+                    &d,
+                    Some(current.version),
+                    "rolled-back",
+                    format!("{reason}; {} 100 % in {}", d.sides().0, regions.join(", ")),
+                )
                 .await
             {
-                Ok(_) => {
-                    self.notify(
-                        if status == Status::Aborted {
-                            "aborted"
-                        } else {
-                            "rollback"
-                        },
-                        Severity::Critical,
-                        &d,
-                        format!("rolled back to 100 % {}: {reason}", d.sides().0),
-                    )
-                    .await;
-                    let mut o = outcome(
-                        if status == Status::Aborted {
-                            "aborted"
-                        } else {
-                            "rolled-back"
-                        },
-                        Some(&d),
-                    );
-                    o.steps = vec![applied];
-                    return Ok(o);
-                }
+                Ok(v) => v,
                 Err(ShiftError::Core(cutover_core::Error::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
-            }
+            };
+            let applied = self.write_recorded(&regions, 0, d.swapped, version).await?;
+            self.notify(
+                if status == Status::Aborted {
+                    "aborted"
+                } else {
+                    "rollback"
+                },
+                Severity::Critical,
+                &d,
+                format!(
+                    "rolled back to 100 % {} in {} ms: {reason}",
+                    d.sides().0,
+                    applied.elapsed_ms
+                ),
+            )
+            .await;
+            let mut o = outcome(
+                if status == Status::Aborted {
+                    "aborted"
+                } else {
+                    "rolled-back"
+                },
+                Some(&d),
+            );
+            o.steps = vec![applied];
+            return Ok(o);
         }
         Err(ShiftError::Internal(
             "the rollback lost the state race five times".into(),
@@ -649,17 +904,16 @@ impl Shifter {
             )));
         }
         let regions = current.value.regions();
-        let applied = self.apply(&regions, 100, current.value.swapped).await?;
         let mut d = current.value.clone();
         d.promote(now_ms());
+        d.schedule_retire(now_ms(), self.config.scale_down_bake_secs);
         d.remember(request_id);
-        if let Err(e) = self
+        let version = self
             .record(&d, Some(current.version), "promoted", d.describe())
-            .await
-        {
-            self.reassert(&regions).await;
-            return Err(e);
-        }
+            .await?;
+        let applied = self
+            .write_recorded(&regions, 100, d.swapped, version)
+            .await?;
         self.notify(
             "succeeded",
             Severity::Info,

@@ -35,6 +35,7 @@ use failover::handler::{build, handle};
 use serde_json::{json, Value};
 
 use crate::failover_kit::{config, lag_probe_in};
+use crate::failover_reconcile;
 use crate::world::{Node, World, WorldError};
 
 fn fail(e: impl std::fmt::Display) -> WorldError {
@@ -157,7 +158,10 @@ async fn end_cdc(world: &World, progress: &mut dyn FnMut(String)) -> Result<(), 
              DROP TABLE IF EXISTS drill.writes;
              CREATE TABLE drill.writes (seq bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
              GRANT USAGE ON SCHEMA drill TO cutover;
-             GRANT SELECT, INSERT ON drill.writes TO cutover;",
+             GRANT SELECT, INSERT ON drill.writes TO cutover;
+             DROP TABLE IF EXISTS drill.balances;
+             CREATE TABLE drill.balances (id int PRIMARY KEY, amount numeric(12,2) NOT NULL, note text);
+             INSERT INTO drill.balances VALUES (1, 100.00, 'seed'), (2, 200.00, 'seed'), (3, 300.00, 'it''s a seed');",
         )
         .await
         .map_err(fail)?;
@@ -252,6 +256,141 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
     } else {
         -((a - b).as_secs_f64() * 1000.0)
     }
+}
+
+/// Drill 2's lost writes named: the killed eu-west-1 started alone on another port,
+/// compared with ap-southeast-1, the guarded script replayed (dry run, then for
+/// real), then validated; the old primary is stopped again before drill 3 rebuilds it.
+async fn reconcile_drill(
+    world: &World,
+    failover: &Value,
+    log: &Arc<Mutex<Log>>,
+    before_kill: &[Ack],
+    writer_lost: &[i64],
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    let new = Node::ApSoutheast1;
+    let primary = world.admin_db(new, "app").await?;
+    primary
+        .batch_execute(
+            "UPDATE drill.balances SET amount = amount - 5, note = 'refunded on the new primary' WHERE id = 2;
+             UPDATE drill.balances SET note = 'audited on the new primary' WHERE id = 3;",
+        )
+        .await
+        .map_err(fail)?;
+    let Some(fork_xid) = failover["timings"]["fork_xid"].as_u64() else {
+        return Err(fail(
+            "the failover recorded no fork xid: nothing tells new rows from lost ones",
+        ));
+    };
+    let port = failover_reconcile::isolated_port(world);
+    progress(format!(
+        "reconciliation: the killed eu-west-1's data directory started alone on port {port} (the snapshot's stand-in); fork xid {fork_xid}"
+    ));
+    failover_reconcile::start_isolated(world, Node::EuWest1, port).await?;
+    let started = Instant::now();
+    let outcome = async {
+        let schemas = vec!["drill".to_string()];
+        let found = failover_reconcile::reconcile_with(world, port, new, &schemas, fork_xid, &mut |l| progress(format!("  {l}"))).await?;
+        let reconcile_ms = started.elapsed().as_millis() as u64;
+        for line in found.render().lines() {
+            progress(format!("  {line}"));
+        }
+        let script = found.script.render();
+        let (dry, done) = failover_reconcile::replay_on(world, new, &found.script).await?;
+        progress(format!(
+            "  replay dry run: {} of {} statements would apply (rolled back); replay: {} applied, {} skipped; {} conflicts left for a person",
+            dry.applied, dry.statements, done.applied, done.skipped.len(), done.conflicts
+        ));
+        let after = failover_reconcile::reconcile_with(world, port, new, &schemas, fork_xid, &mut |_| {}).await?;
+        let old = failover_reconcile::connect_isolated(world, port, "app").await?;
+        let top: i64 = old.query_one("SELECT coalesce(max(seq), 0) FROM drill.writes", &[]).await.map_err(fail)?.get(0);
+        let (validation, checked) = failover_reconcile::validate_old_range(world, port, new, &data_validator::ident::TableRef::new("drill", "writes"), top + 1).await?;
+        progress(format!(
+            "  validation after the replay, drill.writes seq < {}: old primary {} rows, {} {} rows -> {validation}",
+            top + 1, checked.source_rows, new.name(), checked.target_rows
+        ));
+        Ok::<_, WorldError>((found, script, dry, done, after, reconcile_ms, validation, checked.source_rows))
+    }
+    .await;
+    let stopped = failover_reconcile::stop_isolated(world, Node::EuWest1);
+    let (found, script, dry, done, after, reconcile_ms, validation, validated_rows) = outcome?;
+    stopped?;
+
+    let acks = log.lock().map(|l| l.acks.clone()).unwrap_or_default();
+    let seq_of = |key: &str| key.strip_prefix("seq=").and_then(|v| v.parse::<i64>().ok());
+    let in_writes = |r: &&failover::reconcile::RowChange| r.table == "drill.writes";
+    let found_lost: Vec<i64> = found
+        .lost
+        .iter()
+        .filter(in_writes)
+        .filter_map(|r| seq_of(&r.key))
+        .collect();
+    let writer_set: std::collections::BTreeSet<i64> = writer_lost.iter().copied().collect();
+    let found_set: std::collections::BTreeSet<i64> = found_lost.iter().copied().collect();
+    let acked_old: std::collections::BTreeSet<i64> = before_kill.iter().map(|a| a.seq).collect();
+    let acked_new: std::collections::BTreeSet<i64> = acks
+        .iter()
+        .filter(|a| a.region == new.name())
+        .map(|a| a.seq)
+        .collect();
+    // Found but never acknowledged: committed by eu-west-1 while the kill cut the answer.
+    let unacknowledged: Vec<i64> = found_set
+        .difference(&writer_set)
+        .copied()
+        .filter(|s| !acked_old.contains(s))
+        .collect();
+    let missed: Vec<i64> = writer_set.difference(&found_set).copied().collect();
+    let after_failover_reported_lost = found_set.intersection(&acked_new).count();
+    let new_writes = found.new_since_failover.iter().filter(in_writes).count();
+    let key_for_key =
+        missed.is_empty() && found_set.len() == writer_set.len() + unacknowledged.len();
+    let conflict_keys: Vec<String> = found
+        .conflicts
+        .iter()
+        .map(|c| format!("{} {}", c.table, c.key))
+        .collect();
+    let lost_keys: Vec<String> = found
+        .lost
+        .iter()
+        .filter(|r| !in_writes(r))
+        .map(|r| format!("{} {}", r.table, r.key))
+        .collect();
+    let still_missing = missing_on(world, new, before_kill).await?;
+    let writes_lost_after = after.lost.iter().filter(in_writes).count();
+    progress(format!(
+        "  drill.writes: lost found {} = the writer's {} acknowledged{}; key for key: {}; written after the failover and reported lost: {}; new since the failover: {}",
+        found_set.len(),
+        writer_set.len(),
+        if unacknowledged.is_empty() { String::new() } else { format!(" + {} committed but never acknowledged ({unacknowledged:?})", unacknowledged.len()) },
+        if key_for_key { "yes" } else { "NO" },
+        after_failover_reported_lost,
+        new_writes
+    ));
+    progress(format!(
+        "  other lost rows: {lost_keys:?}; conflicts: {conflict_keys:?}; after the replay: the writer's acknowledged history missing on {}: {}; validation of the old primary's drill.writes range: {validation} ({validated_rows} rows; {} lost rows left in drill.writes)",
+        new.name(), still_missing.len(), writes_lost_after
+    ));
+    let ok = key_for_key
+        && !writer_set.is_empty()
+        && after_failover_reported_lost == 0
+        && conflict_keys == ["drill.balances id=2"]
+        && lost_keys == ["drill.balances id=1"]
+        && done.applied == found.script.statements.len()
+        && still_missing.is_empty()
+        && validation == "MATCH";
+    Ok(json!({
+        "ok": ok, "fork_xid": fork_xid, "old_primary_port": port, "reconcile_ms": reconcile_ms,
+        "writer_lost": writer_set.len(), "lost_found": found.lost.len(), "lost_found_writes": found_set.len(),
+        "unacknowledged": unacknowledged, "missed": missed, "key_for_key": key_for_key,
+        "new_since_failover": found.new_since_failover.len(), "new_since_failover_writes": new_writes,
+        "written_after_failover_reported_lost": after_failover_reported_lost,
+        "conflicts": found.conflicts, "lost_other": lost_keys, "tables": found.tables,
+        "replay_dry_run": dry, "replay": done, "script": script,
+        "missing_after_replay": still_missing.len(), "lost_after_replay": after.lost.len(),
+        "validation_after_replay": validation, "validated_rows": validated_rows,
+        "lost_sample": found.lost.iter().take(5).collect::<Vec<_>>(),
+    }))
 }
 
 pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
@@ -398,6 +537,17 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
 
     // Drill 2: the primary's region is lost.
     progress("drill 2: eu-west-1 (primary) is killed and its network cut; the writer-unavailable alarm fires".into());
+    // Two updates acknowledged by eu-west-1 a moment before it dies (the 220 ms of WAL
+    // in flight to ap-southeast-1 die with it): balance 1 only there (a lost update),
+    // balance 2 changed again on the new primary after the failover (a conflict).
+    let old_primary = world.admin_db(Node::EuWest1, "app").await?;
+    old_primary
+        .batch_execute(
+            "UPDATE drill.balances SET amount = amount + 10, note = 'lost: paid on the old primary' WHERE id = 1;
+             UPDATE drill.balances SET amount = amount + 20, note = 'paid on the old primary' WHERE id = 2;",
+        )
+        .await
+        .map_err(fail)?;
     world.kill(Node::EuWest1)?;
     world.cut_network(Node::ApSoutheast1)?;
     let killed = Instant::now();
@@ -466,6 +616,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "rto_ms": rto2, "rto_from_kill_ms": rto2_kill, "decision": o2["decision"], "steps": o2["steps"],
         "ok": o2["action"] == "failover" && rto2.is_some_and(|r| r < 10000.0),
     }));
+    let reconciliation = reconcile_drill(world, &o2, &log, &before_kill, &lost, progress).await?;
     // Drill 3: synchronous replication (ANY 1) — a killed primary loses nothing.
     progress("drill 3: eu-west-1 rebuilt as a standby of ap-southeast-1 with synchronous_standby_names = 'ANY 1 (\"eu-west-1\")'; then ap-southeast-1 is killed".into());
     rebuild_standby(world, Node::EuWest1, Node::ApSoutheast1)?;
@@ -710,8 +861,9 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
                 .map_or("0 (RPO 0)".into(), |v| v.to_string()),
         ));
     }
+    let ok = ok && reconciliation["ok"] == true;
     Ok(
-        json!({"ok": ok, "drills": drills, "writer_errors": errors, "lease_ttl_ms": 5000, "cooldown_ms": 5000,
+        json!({"ok": ok, "drills": drills, "reconciliation": reconciliation, "writer_errors": errors, "lease_ttl_ms": 5000, "cooldown_ms": 5000,
                "throughput": throughput, "marks": marks,
                "recovered": recovered}),
     )

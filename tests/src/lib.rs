@@ -8,6 +8,7 @@
 pub mod cutover_stage;
 pub mod data_validator_stage;
 pub mod failover_kit;
+pub mod failover_reconcile;
 pub mod failover_stage;
 pub mod lag_stage;
 pub mod notifications;

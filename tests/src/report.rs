@@ -371,6 +371,92 @@ fn cutover_section(c: &Value) -> String {
     )
 }
 
+/// The killed-primary drill's lost writes: lost, new, conflicts, replayed.
+fn reconciliation_section(r: &Value) -> String {
+    let counts = vec![
+        vec!["lost rows found".into(), num(&r["lost_found"])],
+        vec![
+            "of which drill.writes (the writer counted as lost)".into(),
+            format!(
+                "{} ({})",
+                num(&r["lost_found_writes"]),
+                num(&r["writer_lost"])
+            ),
+        ],
+        vec![
+            "committed but never acknowledged".into(),
+            r["unacknowledged"]
+                .as_array()
+                .map_or(0, Vec::len)
+                .to_string(),
+        ],
+        vec!["key for key".into(), r["key_for_key"].to_string()],
+        vec![
+            "new since the failover".into(),
+            num(&r["new_since_failover"]),
+        ],
+        vec![
+            "written after the failover, reported lost".into(),
+            num(&r["written_after_failover_reported_lost"]),
+        ],
+        vec![
+            "conflicts (never applied)".into(),
+            r["conflicts"].as_array().map_or(0, Vec::len).to_string(),
+        ],
+        vec![
+            "replay dry run: would apply".into(),
+            format!(
+                "{} of {}",
+                num(&r["replay_dry_run"]["applied"]),
+                num(&r["replay_dry_run"]["statements"])
+            ),
+        ],
+        vec![
+            "replayed".into(),
+            format!(
+                "{} applied, {} skipped",
+                num(&r["replay"]["applied"]),
+                r["replay"]["skipped"].as_array().map_or(0, Vec::len)
+            ),
+        ],
+        vec![
+            "acknowledged writes missing after the replay".into(),
+            num(&r["missing_after_replay"]),
+        ],
+        vec![
+            "validation after the replay (old primary's key range)".into(),
+            format!(
+                "{} ({} rows)",
+                r["validation_after_replay"].as_str().unwrap_or("-"),
+                num(&r["validated_rows"])
+            ),
+        ],
+    ];
+    let conflicts: Vec<Vec<String>> = r["conflicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            vec![
+                format!(
+                    "{} {}",
+                    c["table"].as_str().unwrap_or(""),
+                    c["key"].as_str().unwrap_or("")
+                ),
+                c["why"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Lost writes after the killed primary</h2><p>The killed primary's data directory started alone on port {} (the stand-in for Aurora's snapshot of the old primary), compared with the new primary by the data-validator's engine; rows classified with the fork xid {} the failover recorded.</p>{}{}<pre>{}</pre>",
+        num(&r["old_primary_port"]),
+        num(&r["fork_xid"]),
+        table(&["", "count"], &counts),
+        table(&["conflict", "why"], &conflicts),
+        esc(r["script"].as_str().unwrap_or("").lines().take(12).collect::<Vec<_>>().join("\n").as_str())
+    )
+}
+
 fn failover_section(f: &Value) -> String {
     let mut by_region: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for p in f["throughput"].as_array().into_iter().flatten() {
@@ -637,6 +723,11 @@ pub fn render_html(report: &Value) -> String {
     }
     if report.get("failover").is_some() {
         body.push_str(&failover_section(&report["failover"]));
+        if report["failover"].get("reconciliation").is_some() {
+            body.push_str(&reconciliation_section(
+                &report["failover"]["reconciliation"],
+            ));
+        }
     }
     if let Some(invoke) = report.get("lambda_invoke") {
         let rows: Vec<Vec<String>> = invoke["invocations"]

@@ -363,6 +363,7 @@ async fn a_half_done_move_is_finished_by_the_next_holder_and_the_stale_one_is_fe
         loss_is_lower_bound: false,
         started_at_ms: cutover_core::state::now_ms(),
         finished_at_ms: None,
+        fork_xid: None,
     };
     let v = f
         .store

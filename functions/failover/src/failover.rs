@@ -72,6 +72,12 @@ pub struct FailoverState {
     pub loss_is_lower_bound: bool,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// Failover: the first transaction id the new primary assigned, read before the
+    /// application was pointed at it. A row version whose `xmin` is this or later was
+    /// written after the failover: the evidence the lost-write reconciliation
+    /// ([`crate::reconcile`]) uses to tell lost rows from new ones and conflicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_xid: Option<u64>,
 }
 
 pub fn state_key() -> Key {
@@ -497,6 +503,54 @@ impl Failover {
     }
 
     /// Writes an SSM parameter unless it already holds `value`, the lease checked first.
+    /// The first transaction id of the new primary, taken (`pg_current_xact_id()`)
+    /// while SSM still names the old writer, so no application write precedes it.
+    /// Not read once the endpoint was already moved (a resumed run): too late to be
+    /// a boundary; the reconciliation then says it has no evidence.
+    async fn fork_xid(&self, new_writer: &str, steps: &mut Vec<String>) -> Option<u64> {
+        let moved = self
+            .access
+            .writer_endpoint(&self.ssm)
+            .await
+            .map(|e| e.to_string() == new_writer)
+            .unwrap_or(false);
+        if moved {
+            steps.push("fork xid: not read (the endpoint had moved already)".into());
+            return None;
+        }
+        let read = async {
+            let endpoint = new_writer.parse().map_err(|e: String| e)?;
+            let c = self
+                .access
+                .connect(&self.access.target("new writer", endpoint))
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = c
+                .query_one("SELECT pg_current_xact_id()::text", &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            row.get::<_, String>(0)
+                .parse::<u64>()
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(self.config.probe_timeout, read).await {
+            Ok(Ok(xid)) => {
+                steps.push(format!(
+                    "fork xid {xid}: rows written on {new_writer} from this transaction id on are new since the failover"
+                ));
+                Some(xid)
+            }
+            Ok(Err(e)) => {
+                steps.push(format!("fork xid: not read ({e})"));
+                None
+            }
+            Err(_) => {
+                steps.push("fork xid: not read (no answer in time)".into());
+                None
+            }
+        }
+    }
+
     async fn put_if_changed(
         &self,
         step: Step,
@@ -679,6 +733,7 @@ impl Failover {
             loss_is_lower_bound,
             started_at_ms: started_ms,
             finished_at_ms: None,
+            fork_xid: state.as_ref().and_then(|s| s.value.fork_xid),
         };
         let version = self
             .store
@@ -728,6 +783,9 @@ impl Failover {
         // The target's writer endpoint, from the driver (RDS for Aurora), never
         // its reader endpoint.
         let new_writer = self.driver.writer_endpoint(&to).await?;
+        if kind == Kind::Failover && record.fork_xid.is_none() {
+            record.fork_xid = self.fork_xid(&new_writer, &mut steps).await;
+        }
         self.put_if_changed(
             Step::Endpoint,
             &self.db_param("writer-endpoint"),
@@ -754,6 +812,7 @@ impl Failover {
             .await?;
         let total_ms = started.elapsed().as_millis() as u64;
         let timings = json!({
+            "fork_xid": record.fork_xid,
             "observe_ms": observed_ms, "driver_ms": driver_ms, "total_ms": total_ms,
             "promoted_at_ms": report.promoted_at_ms, "endpoints_at_ms": endpoints_at_ms, "started_at_ms": started_ms,
         });

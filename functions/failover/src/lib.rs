@@ -6,6 +6,7 @@
 //! - [`driver`]: the trait; [`aurora`] (RDS global database APIs) and
 //!   [`pgstream`] (plain PostgreSQL streaming replication, the local rehearsal).
 //! - [`failover`]: observe → decide → lease → move → endpoints → record, notify, announce.
+//! - [`reconcile`]: after a failover with loss, the lost rows named and a guarded replay.
 //! - [`config`], [`handler`]: settings and events.
 
 pub mod agreement;
@@ -18,6 +19,7 @@ pub mod failover;
 pub mod handler;
 pub mod lag;
 pub mod pgstream;
+pub mod reconcile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FailoverError {

@@ -35,7 +35,7 @@ order_for() {
     data-validator) echo "validate-resume validate-segment merge merge-failed status plan validate-tables validate scheduled" ;;
     # Every start needs 100 % blue; "reset" puts the listeners back between the ones that end green.
     traffic-shifter) echo "reset status start-canary tick scheduled-tick pause resume alarm-ok-eventbridge \
-      alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote \
+      alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote reconcile \
       reset start-all-at-once reset" ;;
     # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
     # meet the cooldown. The world is rebuilt afterwards, since its primary has moved.

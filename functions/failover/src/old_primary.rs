@@ -323,13 +323,16 @@ impl OldPrimaryRestore {
         Ok(())
     }
 
-    /// 6. This stack's kept copies whose keep time has passed.
+    /// 6. This stack's kept copies of the old cluster whose keep time has passed (a
+    ///    copy keeps its source's cluster identifier; asking by it keeps the grant on
+    ///    this stack's clusters).
     async fn prune(&self, steps: &mut Vec<String>) -> Result<(), FailoverError> {
         let now_s = now_ms() / 1000;
         let ours = format!("{}-lost-", self.prefix);
         let out = self
             .client
             .describe_db_cluster_snapshots()
+            .db_cluster_identifier(&self.old_cluster_id)
             .snapshot_type("manual")
             .send()
             .await
@@ -639,7 +642,9 @@ mod tests {
                 .build()
         };
         mock!(Client::describe_db_cluster_snapshots)
-            .match_requests(|r| r.snapshot_type() == Some("manual"))
+            .match_requests(|r| {
+                r.db_cluster_identifier() == Some(OLD) && r.snapshot_type() == Some("manual")
+            })
             .then_output(move || {
                 let now = now_ms() / 1000;
                 snapshots(vec![

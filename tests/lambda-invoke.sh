@@ -38,9 +38,10 @@ order_for() {
       alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote reconcile \
       reset start-all-at-once reset" ;;
     # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
-    # meet the cooldown. The world is rebuilt afterwards, since its primary has moved.
+    # meet the cooldown. reconcile / replay-dry-run after it answer that a switchover lost
+    # nothing (no script to replay). The world is rebuilt afterwards, since its primary has moved.
     failover) echo "status dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
-      switchover failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
+      switchover reconcile replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac
 }

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { name } from "../config";
 import {
   alarmArn, assumedBy, cutoverCalls, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
-  PolicyDocument, policyJson, trafficShifterCalls,
+  PolicyDocument, policyJson, reconcileCalls, trafficShifterCalls,
 } from "./iam";
 
 export const FUNCTIONS = ["data-validator", "lag-probe", "traffic-shifter", "failover", "cutover"] as const;
@@ -30,6 +30,9 @@ export const MEMORY_MB: Record<FunctionName, number> = { "data-validator": 1024,
  * the runbook waits exactly this long before asking for `stable`.
  */
 export const STABLE_WATCH_MS = 600_000;
+
+/** How long failover's `reconcile` keeps its copy of Aurora's snapshot of an old primary (CUTOVER_RECONCILE_KEEP_DAYS). */
+export const RECONCILE_KEEP_DAYS = 30;
 
 /**
  * Where the CA bundle lands in the functions: a layer's files are unpacked under /opt. A file,
@@ -150,6 +153,8 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
         // The failover crate reads its watched alarms from CUTOVER_FAILOVER_ALARMS.
         CUTOVER_FAILOVER_ALARMS: a.alarms.failover.join(","),
         CUTOVER_EVENT_BUS: "default",
+        // How long the copy of Aurora's snapshot of an old primary is kept (`reconcile`).
+        CUTOVER_RECONCILE_KEEP_DAYS: String(RECONCILE_KEEP_DAYS),
       };
     case "cutover":
       // The crate's other settings (subscription and reverse names, lag, validation age, drain
@@ -258,7 +263,7 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
     "lag-probe": functionPolicy(access("lag-probe", [a.opsTopicArn])),
     "traffic-shifter": functionPolicy(access("traffic-shifter", [a.opsTopicArn]),
       trafficShifterCalls(a.regions.map((r) => r.listenerArn), watched)),
-    failover: functionPolicy(access("failover", [a.opsTopicArn]), failoverCalls({
+    failover: functionPolicy(access("failover", [a.opsTopicArn]), [...failoverCalls({
       globalClusterArn: a.globalClusterArn,
       clusterArns: a.regions.map((r) => r.clusterArn),
       rewrittenParameterArns: [
@@ -266,7 +271,15 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
         arn("ssm", `parameter/migration/app/${a.suffix}/active-region`),
       ],
       eventBusArn: arn("events", "event-bus/default"),
-    })),
+    }), ...reconcileCalls({
+      suffix: a.suffix,
+      regions,
+      rdsArn: (region, resource) => pulumi.interpolate`arn:aws:rds:${region}:${a.accountId}:${resource}`,
+      clusterArns: a.regions.map((r) => r.clusterArn),
+      // The database component's names (components/database.ts).
+      clusterIds: regions.map((r) => name("aurora", a.suffix, r)),
+      subnetGroups: regions.map((r) => name("db-subnets", a.suffix, r)),
+    })]),
     cutover: functionPolicy(access("cutover", [a.opsTopicArn]), cutoverCalls({
       writesToParameterArn: arn("ssm", `parameter/migration/app/${a.suffix}/writes-to`),
       stableAlarmArns: a.alarms.cutover.map((alarm) => pulumi.output(a.accountId).apply((account) => alarmArn(a.region, account, alarm))),

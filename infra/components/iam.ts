@@ -171,6 +171,57 @@ export function failoverCalls(move: {
   ];
 }
 
+/**
+ * The lost-write reconciliation's names: what it creates is `cutover-<suffix>-lost-<fork xid>`
+ * (the kept snapshot copy and the temporary cluster; its instance adds `-1`), as the failover
+ * crate's `ReconcileSettings::prefix` builds them.
+ */
+export function lostWritesName(suffix: string): string {
+  return `cutover-${suffix}-lost-`;
+}
+
+/** Aurora's name for its snapshot of an old primary after an unplanned failover (a system DB cluster snapshot). */
+export const UNPLANNED_FAILOVER_SNAPSHOT = "rds:unplanned-global-failover-";
+
+/**
+ * The reconciliation's RDS calls, in every region (the old primary may be any): find Aurora's
+ * snapshot of the old primary, keep a tagged copy, restore it to a temporary cluster with one
+ * instance, delete both, delete expired copies. Only this stack's clusters, its copies and
+ * temporaries by their name pattern, and Aurora's snapshots of this stack's clusters.
+ */
+export function reconcileCalls(r: {
+  suffix: string;
+  regions: string[];
+  /** The ARN of `resource` (`cluster:…`) in `region`, this account. */
+  rdsArn: (region: string, resource: string) => pulumi.Input<string>;
+  clusterArns: pulumi.Input<string>[];
+  /** The old primary's cluster identifier in each region (Aurora's snapshot is named after it). */
+  clusterIds: string[];
+  /** The DB subnet group the temporary cluster goes in, in each region. */
+  subnetGroups: string[];
+}): Statement[] {
+  const lost = lostWritesName(r.suffix);
+  const every = (resource: (i: number) => string) => r.regions.map((region, i) => r.rdsArn(region, resource(i)));
+  const kept = every(() => `cluster-snapshot:${lost}*`);
+  const system = every((i) => `cluster-snapshot:${UNPLANNED_FAILOVER_SNAPSHOT}${r.clusterIds[i]}-*`);
+  const temporary = every(() => `cluster:${lost}*`);
+  const instances = every(() => `db:${lost}*`);
+  return [
+    { Sid: "FindTheOldPrimarySnapshot", Effect: "Allow", Action: ["rds:DescribeDBClusterSnapshots"], Resource: [...r.clusterArns, ...system, ...kept] },
+    { Sid: "KeepACopy", Effect: "Allow", Action: ["rds:CopyDBClusterSnapshot"], Resource: [...system, ...kept] },
+    // The copy's keep-until tag and the temporary cluster's purpose tag, given at creation.
+    { Sid: "TagWhatItCreates", Effect: "Allow", Action: ["rds:AddTagsToResource"], Resource: [...kept, ...temporary] },
+    {
+      Sid: "RestoreTemporaryCluster", Effect: "Allow", Action: ["rds:RestoreDBClusterFromSnapshot"],
+      Resource: [...temporary, ...kept, ...every((i) => `subgrp:${r.subnetGroups[i]}`)],
+    },
+    { Sid: "AddItsInstance", Effect: "Allow", Action: ["rds:CreateDBInstance"], Resource: [...instances, ...temporary] },
+    { Sid: "WatchTheTemporary", Effect: "Allow", Action: ["rds:DescribeDBClusters", "rds:DescribeDBInstances"], Resource: [...temporary, ...instances] },
+    { Sid: "DeleteTheTemporary", Effect: "Allow", Action: ["rds:DeleteDBInstance", "rds:DeleteDBCluster"], Resource: [...instances, ...temporary] },
+    { Sid: "DeleteExpiredCopies", Effect: "Allow", Action: ["rds:DeleteDBClusterSnapshot"], Resource: kept },
+  ];
+}
+
 /** The cutover's own calls: flip where the application writes, and read the `stable` gate's alarms. */
 export function cutoverCalls(c: {
   /** The only parameter the cutover writes: `/migration/app/<suffix>/writes-to`. */

@@ -43,3 +43,35 @@ test("runbookPolicy: invoke the functions named, publish to the topic, nothing o
   ]);
   assert.ok(!JSON.stringify(doc).includes("dynamodb"));
 });
+
+test("reconcileCalls: exactly the reconciliation's RDS calls, on this stack's clusters, Aurora's snapshots of them and its own lost-* names", async () => {
+  const { reconcileCalls, RESOURCE_WILDCARD_ALLOWED } = await import("../components/iam");
+  const statements = reconcileCalls({
+    suffix: "s",
+    regions: ["us-east-1", "eu-west-1"],
+    rdsArn: (region, resource) => `arn:aws:rds:${region}:1:${resource}`,
+    clusterArns: ["arn:aws:rds:us-east-1:1:cluster:aurora-us-east-1-s", "arn:aws:rds:eu-west-1:1:cluster:aurora-eu-west-1-s"],
+    clusterIds: ["aurora-us-east-1-s", "aurora-eu-west-1-s"],
+    subnetGroups: ["db-subnets-us-east-1-s", "db-subnets-eu-west-1-s"],
+  });
+  const actions = statements.flatMap((st) => st.Action).sort();
+  assert.deepEqual(actions, [
+    "rds:AddTagsToResource", "rds:CopyDBClusterSnapshot", "rds:CreateDBInstance", "rds:DeleteDBCluster",
+    "rds:DeleteDBClusterSnapshot", "rds:DeleteDBInstance", "rds:DescribeDBClusterSnapshots", "rds:DescribeDBClusters",
+    "rds:DescribeDBInstances", "rds:RestoreDBClusterFromSnapshot",
+  ]);
+  const on = (action: string) => statements.filter((st) => st.Action.includes(action)).flatMap((st) => st.Resource);
+  assert.deepEqual(on("rds:CopyDBClusterSnapshot"), [
+    "arn:aws:rds:us-east-1:1:cluster-snapshot:rds:unplanned-global-failover-aurora-us-east-1-s-*",
+    "arn:aws:rds:eu-west-1:1:cluster-snapshot:rds:unplanned-global-failover-aurora-eu-west-1-s-*",
+    "arn:aws:rds:us-east-1:1:cluster-snapshot:cutover-s-lost-*",
+    "arn:aws:rds:eu-west-1:1:cluster-snapshot:cutover-s-lost-*",
+  ]);
+  // Deleting reaches only what the reconciliation creates: never the stack's own clusters.
+  for (const del of ["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot"]) {
+    assert.ok(on(del).length > 0 && on(del).every((arn) => /:(cluster|db|cluster-snapshot):cutover-s-lost-\*$/.test(String(arn))), del);
+  }
+  assert.ok(on("rds:RestoreDBClusterFromSnapshot").includes("arn:aws:rds:eu-west-1:1:subgrp:db-subnets-eu-west-1-s"));
+  assert.ok(statements.every((st) => st.Action.every((a) => !isWildcardAction(a))));
+  assert.ok(statements.every((st) => !st.Resource.includes("*") || st.Action.every((a) => a in RESOURCE_WILDCARD_ALLOWED)));
+});

@@ -85,7 +85,8 @@ test("each function's environment is exactly what its crate reads", () => {
     "data-validator": ["CUTOVER_DB_CA_FILE", "CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
     "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS", "CUTOVER_LAG_PROBE_ID"],
     "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
-    failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS"],
+    failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS",
+      "CUTOVER_RECONCILE_KEEP_DAYS"],
     // The rest of the crate's settings keep their defaults (functions/cutover/src/config.rs).
     cutover: ["CUTOVER_DB_CA_FILE", "CUTOVER_STABLE_WATCH_MS", "CUTOVER_STABLE_ALARMS"],
   };
@@ -275,14 +276,18 @@ test("every region's failover and lag-probe use their own region's table replica
   }
 });
 
-test("no function outside the primary depends on a primary-region resource, but for naming the primary's member cluster", () => {
+test("no function outside the primary depends on a primary-region resource, but for naming the primary's member cluster and reconciling its lost writes", () => {
   // The member clusters' ARNs name their regions: failover must name the cluster it moves the writer
   // away from (CUTOVER_CLUSTER_ARNS, rds:* grants), but calls RDS in its own region. No other ARN may
   // name the primary's region (a parameter may: reader-endpoint/us-east-1 is the replica's own copy).
   const primaryCluster = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:rds/cluster:Cluster/aurora-us-east-1-t1`;
   // The global cluster's real ARN names no region (arn:aws:rds::<account>:global-cluster:<id>); the mock gives it its provider's.
   const globalCluster = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:rds/globalCluster:GlobalCluster/aurora-global-t1`;
-  const primaryArns = (v: unknown) => (String(v).match(/arn:aws:[a-z0-9-]+:us-east-1:[^,\s"]*/g) ?? []).filter((arn) => arn !== primaryCluster && arn !== globalCluster);
+  // After a failover away from the primary, the reconciliation works where Aurora keeps its snapshot of the
+  // old primary: in the old primary's region, on its own lost-* names and on Aurora's snapshots of that cluster.
+  const reconciling = new RegExp(`^arn:aws:rds:us-east-1:${ACCOUNT}:(cluster-snapshot:rds:unplanned-global-failover-aurora-us-east-1-t1-\\*|(cluster|db|cluster-snapshot):cutover-t1-lost-\\*|subgrp:db-subnets-us-east-1-t1)$`);
+  const primaryArns = (v: unknown) => (String(v).match(/arn:aws:[a-z0-9-]+:us-east-1:[^,\s"]*/g) ?? [])
+    .filter((arn) => arn !== primaryCluster && arn !== globalCluster && !reconciling.test(arn));
   for (const { name, region } of COPIES.filter((c) => c.region !== "us-east-1")) {
     const f = fn(name, region);
     for (const [k, v] of Object.entries(f.inputs.environment.variables as Record<string, string>)) {

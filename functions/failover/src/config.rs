@@ -16,6 +16,11 @@
 //! | `CUTOVER_FAILOVER_PROBE_EVERY_MS` | 2000 | how often the writer is probed during the grace period |
 //! | `CUTOVER_FAILOVER_QUORUM` | 2 | vantage points (this function's direct probe is one, each other region's lag-probe record one) that must see the writer unreachable for the grace period before it is declared lost |
 //! | `CUTOVER_FAILOVER_REACH_MAX_AGE_MS` | 20000 | a reachability record older than this is unknown (neither reachable nor unreachable); shorter than the grace period, so a success older than the grace is never taken as "reachable now" |
+//! | `CUTOVER_RECONCILE_OLD_PRIMARY` | (none) | `host:port` of the old primary as it died, for `reconcile` (the rehearsal: the killed server started alone); unset on Aurora, where the old primary is restored from its snapshot |
+//! | `CUTOVER_RECONCILE_SCHEMAS` | `app` | the schemas the reconciliation compares |
+//! | `CUTOVER_RECONCILE_KEEP_DAYS` | 30 | how long the manual copy of Aurora's snapshot of the old primary is kept |
+//! | `CUTOVER_RECONCILE_SUBNET_GROUP` | (none) | the DB subnet group of the temporary restored cluster |
+//! | `CUTOVER_RECONCILE_SECURITY_GROUPS` | (none) | its VPC security groups, comma-separated |
 //!
 //! The function's own vantage point is its own region, `CUTOVER_PRIMARY_REGION`
 //! (the infra gives each region's copy its own region there).
@@ -48,6 +53,19 @@ pub struct FailoverConfig {
     pub probe_every: Duration,
     pub quorum: usize,
     pub reach_max_age: Duration,
+    pub reconcile: ReconcileSettings,
+}
+
+/// The lost-write reconciliation's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileSettings {
+    pub old_primary: Option<String>,
+    pub schemas: Vec<String>,
+    pub keep_days: u32,
+    /// What it creates is named `<prefix>-lost-<fork xid>`: `cutover-<suffix>`.
+    pub prefix: String,
+    pub subnet_group: Option<String>,
+    pub security_groups: Vec<String>,
 }
 
 impl FailoverConfig {
@@ -119,7 +137,23 @@ impl FailoverConfig {
                 ),
             });
         }
+        let reconcile = ReconcileSettings {
+            old_primary: vars.optional("CUTOVER_RECONCILE_OLD_PRIMARY"),
+            schemas: vars
+                .list("CUTOVER_RECONCILE_SCHEMAS", "comma-separated schema names")?
+                .unwrap_or_else(|| vec!["app".into()]),
+            keep_days: vars.parse_or("CUTOVER_RECONCILE_KEEP_DAYS", 30, "a number of days")?,
+            prefix: format!("cutover-{}", core.suffix),
+            subnet_group: vars.optional("CUTOVER_RECONCILE_SUBNET_GROUP"),
+            security_groups: vars
+                .list(
+                    "CUTOVER_RECONCILE_SECURITY_GROUPS",
+                    "comma-separated security group ids",
+                )?
+                .unwrap_or_default(),
+        };
         Ok(FailoverConfig {
+            reconcile,
             quorum,
             reach_max_age: vars
                 .millis_or("CUTOVER_FAILOVER_REACH_MAX_AGE_MS", Duration::from_secs(20))?,

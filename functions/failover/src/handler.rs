@@ -5,6 +5,9 @@
 //!   other alarm is logged and ignored.
 //! - Direct invoke: `{"command": "failover" | "switchover" | "dry-run" | "status",
 //!   "target": "eu-west-1", "force": false}` (`target` and `force` optional).
+//! - After an unplanned failover: `{"command": "reconcile"}` names the lost writes and
+//!   stores a replay script; `{"command": "replay", "dry_run": true, "fork_xid": 7000}`
+//!   applies it (`dry_run` required, `fork_xid` optional: the reconciliation meant).
 //!
 //! Every event is checked before anything is read or written.
 
@@ -95,6 +98,11 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
 pub enum Request {
     Run(Trigger),
     Status,
+    Reconcile,
+    Replay {
+        dry_run: bool,
+        fork_xid: Option<u64>,
+    },
     /// Not for us: an alarm that is not watched, or a watched one leaving ALARM.
     Ignore(String),
 }
@@ -118,6 +126,11 @@ enum Raw {
         switchover: bool,
     },
     Status {},
+    Reconcile {},
+    Replay {
+        dry_run: bool,
+        fork_xid: Option<u64>,
+    },
 }
 
 fn invalid(m: impl Into<String>) -> FailoverError {
@@ -172,7 +185,7 @@ pub fn parse_event(
     }
     if !map.contains_key("command") {
         return Err(invalid(
-            "the event has no \"command\" (one of failover, switchover, dry-run, status)",
+            "the event has no \"command\" (one of failover, switchover, dry-run, status, reconcile, replay)",
         ));
     }
     let raw: Raw = serde_json::from_value(event.clone()).map_err(|e| invalid(e.to_string()))?;
@@ -228,6 +241,8 @@ pub fn parse_event(
             })
         }
         Raw::Status {} => Request::Status,
+        Raw::Reconcile {} => Request::Reconcile,
+        Raw::Replay { dry_run, fork_xid } => Request::Replay { dry_run, fork_xid },
     })
 }
 
@@ -235,6 +250,8 @@ pub async fn handle(f: &Failover, event: Value, holder: &str) -> Result<Value, F
     match parse_event(&event, &f.config.region_names(), &f.config.watched_alarms)? {
         Request::Ignore(why) => Ok(json!({"action": "ignored", "summary": why})),
         Request::Status => f.status().await,
+        Request::Reconcile => f.reconcile_lost_writes().await,
+        Request::Replay { dry_run, fork_xid } => f.replay_lost_writes(dry_run, fork_xid).await,
         Request::Run(trigger) => {
             let o = f.run(trigger, holder).await?;
             serde_json::to_value(o).map_err(|e| FailoverError::Internal(e.to_string()))
@@ -289,6 +306,31 @@ mod tests {
             parse_event(&sample("alarm-sns.json"), &regions(), &watched()).unwrap(),
             Request::Run(_)
         ));
+        assert_eq!(
+            parse_event(&sample("reconcile.json"), &regions(), &watched()).unwrap(),
+            Request::Reconcile
+        );
+        assert_eq!(
+            parse_event(&sample("replay-dry-run.json"), &regions(), &watched()).unwrap(),
+            Request::Replay {
+                dry_run: true,
+                fork_xid: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_replay_names_its_dry_run_explicitly() {
+        let applied = json!({"command": "replay", "dry_run": false, "fork_xid": 7000});
+        assert_eq!(
+            parse_event(&applied, &regions(), &watched()).unwrap(),
+            Request::Replay {
+                dry_run: false,
+                fork_xid: Some(7000)
+            }
+        );
+        let err = parse_event(&json!({"command": "replay"}), &regions(), &watched()).unwrap_err();
+        assert!(err.to_string().contains("dry_run"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod driver;
 pub mod failover;
 pub mod handler;
 pub mod lag;
+pub mod lost_writes;
+pub mod old_primary;
 pub mod pgstream;
 pub mod reconcile;
 

@@ -860,3 +860,61 @@ async fn bad_input_is_refused_and_nothing_changes() {
     }
     reset(&world, &s).await.unwrap();
 }
+
+/// The demo's traffic stage (`make demo`, stage "traffic shift") on this world: the
+/// whole-ALB alarm rollback, a canary rolled back on green's own 5XX share that the
+/// whole-ALB threshold misses, and a release with green scaled 0 -> N -> live -> blue 0.
+#[tokio::test]
+async fn the_demo_stage_rolls_back_a_green_only_failure_and_scales_the_release() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let mut lines = Vec::new();
+    let v = cutover_rehearsal::traffic_stage::run(&world, &mut |l| {
+        println!("{l}");
+        lines.push(l)
+    })
+    .await
+    .unwrap();
+    let g = &v["green_only"];
+    assert_eq!(
+        (g["whole_errors"].as_f64(), g["whole_requests"].as_f64()),
+        (Some(40.0), Some(1000.0)),
+        "{g}"
+    );
+    assert_eq!(
+        (g["green_errors"].as_f64(), g["green_requests"].as_f64()),
+        (Some(40.0), Some(100.0)),
+        "{g}"
+    );
+    assert_eq!(g["whole_alarm_would_fire"], false, "4 % is under 5 %");
+    assert_eq!(g["rolled_back"], true, "{g}");
+    assert!(g["reason"].as_str().unwrap().contains("40.0 %"), "{g}");
+    let moments: Vec<(String, i64, i64)> = v["scaling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["region"] == "eu-west-1")
+        .map(|r| {
+            (
+                r["moment"].as_str().unwrap().to_string(),
+                r["blue"].as_i64().unwrap(),
+                r["green"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let n = i64::from(BLUE_TASKS);
+    assert_eq!(
+        moments,
+        vec![
+            ("before start".into(), n, 0),
+            ("after start".into(), n, n),
+            ("100 % green".into(), n, n),
+            ("after the bake".into(), 0, n),
+        ]
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("= 4.0 %") && l.contains("= 40.0 %")));
+    reset(&world, &s).await.unwrap();
+}

@@ -41,7 +41,7 @@ order_for() {
     # meet the cooldown. reconcile / replay-dry-run after it answer that a switchover lost
     # nothing (no script to replay). The world is rebuilt afterwards, since its primary has moved.
     failover) echo "status dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
-      switchover reconcile replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
+      switchover follow-new-primary reconcile replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac
 }
@@ -93,6 +93,28 @@ for fn in $(ls events | grep -v '^failover$'; [ -d events/failover ] && echo fai
   for name in $(order_for "$fn"); do
     if [ "$name" = reset ]; then
       (set -a; . "$R/world.env"; "$VENV/bin/python" tests/env/reset_traffic.py)
+      continue
+    fi
+    if [ "$name" = follow-new-primary ]; then
+      # After the switchover to eu-west-1, ap-southeast-1 is re-pointed at it; a standby that
+      # had replayed past the new timeline's fork cannot follow (seen under load), and the
+      # next samples need it streaming: rebuild it from eu-west-1 when it does not stream.
+      if ! (set -a; . "$R/world.env"; "$VENV/bin/python" - <<'PY'
+import os, subprocess, sys, time
+for _ in range(50):
+    out = subprocess.run(["runuser", "-u", "postgres", "--", os.environ["CUTOVER_PG_BIN"] + "/psql",
+        "-h", os.environ["CUTOVER_PG_SOCKET_DIR"], "-p", os.environ["CUTOVER_PORT_EU_WEST_1"], "-d", "postgres", "-Atc",
+        "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'ap-southeast-1' AND state = 'streaming'"],
+        capture_output=True, text=True)
+    if out.stdout.strip() == "1":
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(1)
+PY
+      ); then
+        echo "[invoke] ap-southeast-1 does not stream from eu-west-1 after the switchover: rebuilding it"
+        bash tests/env/world.sh rebuild-standby ap-southeast-1 eu-west-1 >/dev/null
+      fi
       continue
     fi
     if [ "$name" = rebuild-world ]; then

@@ -94,6 +94,8 @@ export class Application extends pulumi.ComponentResource {
   readonly albArnSuffix: pulumi.Output<string>;
   readonly albDnsName: pulumi.Output<string>;
   readonly clusterName: pulumi.Output<string>;
+  /** The roles a colour's task definition names (execution, application): UpdateService passes them. */
+  readonly taskRoleArns: pulumi.Output<string>[];
 
   constructor(id: string, args: ApplicationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:application:Application", id, {}, opts);
@@ -236,6 +238,7 @@ export class Application extends pulumi.ComponentResource {
     this.albArnSuffix = alb.arnSuffix;
     this.albDnsName = alb.dnsName;
     this.clusterName = cluster.name;
+    this.taskRoleArns = [executionRole.arn, taskRole.arn];
     this.registerOutputs({ listenerArn: this.listenerArn, albDnsName: this.albDnsName });
   }
 }

@@ -210,8 +210,8 @@ export const CUTOVER_USAGE = { invocations: 100, seconds: 30 };
 
 /**
  * Lambda per region: the control plane (lag-probe 55 s of every minute, failover about ten
- * minutes a month) runs in every region; the shifter's tick every minute, the daily
- * validation and the cutover in the primary.
+ * minutes a month) runs in every region; the shifter's tick every minute and its reconcile
+ * every five (a second each), the daily validation and the cutover in the primary.
  */
 export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
   controlPlane: { gbSeconds: number; invocations: number }; primary: { gbSeconds: number; invocations: number };
@@ -220,8 +220,8 @@ export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
   return {
     controlPlane: { gbSeconds: MINUTES * 55 * gb("lag-probe") + 10 * 60 * gb("failover"), invocations: MINUTES + 10 },
     primary: {
-      gbSeconds: MINUTES * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator") + CUTOVER_USAGE.invocations * CUTOVER_USAGE.seconds * gb("cutover"),
-      invocations: MINUTES + 30 * 50 + CUTOVER_USAGE.invocations,
+      gbSeconds: (MINUTES + MINUTES / 5) * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator") + CUTOVER_USAGE.invocations * CUTOVER_USAGE.seconds * gb("cutover"),
+      invocations: MINUTES + MINUTES / 5 + 30 * 50 + CUTOVER_USAGE.invocations,
     },
   };
 }
@@ -273,8 +273,9 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
     // ReplicationLagMs x (heartbeat, engine, replay-age) per non-writer region and RegionUnreachable per region; validation's ~10
     customMetricsPerRegion: others * 3 + regions.length,
     primaryCustomMetrics: 10,
-    // the 5xx rate (3 metrics), p99, unhealthy blue and green; the writer alarm's heartbeats seen on each region
-    alarmMetricsPerRegion: 6 + regions.length,
+    // the 5xx rate (3 metrics), p99, unhealthy blue and green; each colour's own 5xx rate (2 metrics) and p99;
+    // the writer alarm's heartbeats seen on each region
+    alarmMetricsPerRegion: 6 + 2 * 3 + regions.length,
     primaryAlarmMetrics: 1,
     highResAlarmsPerRegion: regions.length,
     // each probe flushes every 10 s (~7 PutMetricData a minute); the shifter's latency gate reads a metric per region a minute

@@ -2,6 +2,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { name } from "../config";
+import { Color, serviceName } from "./application";
 import {
   alarmArn, assumedBy, cutoverCalls, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
   PolicyDocument, policyJson, reconcileCalls, trafficShifterCalls,
@@ -46,6 +47,22 @@ export interface RegionalTargets {
   blueTargetGroupArn: pulumi.Input<string>;
   greenTargetGroupArn: pulumi.Input<string>;
   clusterArn: pulumi.Input<string>;
+  /** The application's ECS cluster in this region; its colours' services are `serviceName(colour)`. */
+  ecsClusterName: pulumi.Input<string>;
+  /** The roles the colours' task definitions name (the shifter passes them in UpdateService). */
+  taskRoleArns: pulumi.Input<string>[];
+}
+
+/**
+ * How long the colour without traffic keeps its tasks after a deployment ends
+ * (CUTOVER_SCALE_DOWN_BAKE): long enough to roll back onto warm tasks, short enough
+ * that the idle colour costs minutes, not days.
+ */
+export const SCALE_DOWN_BAKE = "10m";
+
+/** `arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`: one colour's service. */
+export function ecsServiceArn(region: string, accountId: pulumi.Input<string>, cluster: pulumi.Input<string>, service: string): pulumi.Output<string> {
+  return pulumi.interpolate`arn:aws:ecs:${region}:${accountId}:service/${cluster}/${service}`;
 }
 
 /** The alarms whose ALARM state a function acts on (the same names in every region). */
@@ -141,6 +158,11 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
         CUTOVER_GREEN_TG_ARNS: byRegion(a.regions, region, (r) => r.greenTargetGroupArn),
         CUTOVER_WATCHED_ALARMS: a.alarms.trafficShifter.join(","),
         CUTOVER_LATENCY_GATE_MS: "200",
+        // The shifter scales the colours: the idle one up for a release, the old one to 0 after the bake.
+        CUTOVER_ECS_CLUSTERS: byRegion(a.regions, region, (r) => r.ecsClusterName),
+        CUTOVER_BLUE_SERVICES: byRegion(a.regions, region, (r) => serviceName("blue", a.suffix, r.region)),
+        CUTOVER_GREEN_SERVICES: byRegion(a.regions, region, (r) => serviceName("green", a.suffix, r.region)),
+        CUTOVER_SCALE_DOWN_BAKE: SCALE_DOWN_BAKE,
       };
     case "failover":
       return {
@@ -262,7 +284,11 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
     "data-validator": functionPolicy(access("data-validator", [a.opsTopicArn, a.validationTopicArn])),
     "lag-probe": functionPolicy(access("lag-probe", [a.opsTopicArn])),
     "traffic-shifter": functionPolicy(access("traffic-shifter", [a.opsTopicArn]),
-      trafficShifterCalls(a.regions.map((r) => r.listenerArn), watched)),
+      trafficShifterCalls(a.regions.map((r) => r.listenerArn), watched, {
+        serviceArns: a.regions.flatMap((r) => (["blue", "green"] as Color[]).map((c) =>
+          ecsServiceArn(r.region, a.accountId, r.ecsClusterName, serviceName(c, a.suffix, r.region)))),
+        taskRoleArns: a.regions.flatMap((r) => r.taskRoleArns),
+      })),
     failover: functionPolicy(access("failover", [a.opsTopicArn]), [...failoverCalls({
       globalClusterArn: a.globalClusterArn,
       clusterArns: a.regions.map((r) => r.clusterArn),

@@ -140,8 +140,25 @@ export function functionPolicy(a: FunctionAccess, extra: Statement[] = []): Poli
   return { Version: "2012-10-17", Statement: [...statements, ...extra] };
 }
 
-export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[]): Statement[] {
+/** The colours the shifter scales: both services of every region, and the roles their task definitions name. */
+export interface ColourServices {
+  serviceArns: pulumi.Input<string>[];
+  taskRoleArns: pulumi.Input<string>[];
+}
+
+export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[], ecs: ColourServices): Statement[] {
   return [
+    // start: read the live colour's count and the idle one's task definition; scale and move it to its family's latest revision.
+    { Sid: "ReadTheColours", Effect: "Allow", Action: ["ecs:DescribeServices"], Resource: ecs.serviceArns },
+    { Sid: "ScaleTheColours", Effect: "Allow", Action: ["ecs:UpdateService"], Resource: ecs.serviceArns },
+    // UpdateService with a new task definition revision passes the roles it names, to ECS tasks only.
+    {
+      Sid: "PassTheTaskRoles",
+      Effect: "Allow",
+      Action: ["iam:PassRole"],
+      Resource: ecs.taskRoleArns,
+      Condition: { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } },
+    },
     { Sid: "ShiftWeights", Effect: "Allow", Action: ["elasticloadbalancing:ModifyListener"], Resource: listenerArns },
     {
       Sid: "ReadListenersAndHealth",

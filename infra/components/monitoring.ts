@@ -10,6 +10,9 @@ export function alarmNames(suffix: string) {
   return {
     errorRate: name("app-5xx-rate", suffix),
     latency: name("app-p99-latency", suffix),
+    /** One colour's own target group: a canary's errors are not diluted by the live colour's traffic. */
+    groupErrorRate: (color: Color) => name(`app-5xx-rate-${color}`, suffix),
+    groupLatency: (color: Color) => name(`app-p99-latency-${color}`, suffix),
     unhealthy: (color: Color) => name(`app-unhealthy-${color}`, suffix),
     replicationLag: (region: string) => name("replication-lag", suffix, region),
     writerUnavailable: name("primary-writer-unavailable", suffix),
@@ -21,7 +24,11 @@ export function alarmNames(suffix: string) {
 export function watchedAlarms(suffix: string): WatchedAlarms {
   const a = alarmNames(suffix);
   // The cutover's `stable` gate watches the application's alarms in the primary, where the switch happens.
-  return { trafficShifter: [a.errorRate, a.latency], failover: [a.writerUnavailable], cutover: [a.errorRate, a.latency] };
+  // The shifter also watches each colour's own group: 40 % errors on a 10 % canary is 4 % of the
+  // whole ALB, under its 5 % threshold, but 40 % of the new colour's group. Whichever colour is
+  // new in a deployment, its group's alarms roll it back.
+  const groups = COLORS.flatMap((c) => [a.groupErrorRate(c), a.groupLatency(c)]);
+  return { trafficShifter: [a.errorRate, a.latency, ...groups], failover: [a.writerUnavailable], cutover: [a.errorRate, a.latency] };
 }
 
 /** The alarm thresholds, in one place (the README quotes them). */
@@ -194,6 +201,27 @@ export class Monitoring extends pulumi.ComponentResource {
         extendedStatistic: "p99", period: 60, threshold: THRESHOLDS.p99Seconds,
       });
       for (const color of COLORS) {
+        const group = { LoadBalancer: r.albArnSuffix, TargetGroup: r.targetGroupArnSuffixes[color] };
+        const inGroup = (id: string, metricName: string) => ({
+          id, returnData: false,
+          metric: { namespace: "AWS/ApplicationELB", metricName, dimensions: group, period: 60, stat: "Sum" },
+        });
+        alarm(r, names.groupErrorRate(color), regional(names.groupErrorRate(color), r.region), {
+          alarmDescription: `${color}'s own 5xx responses as a percentage of its own requests (its target group); the traffic-shifter rolls back on it`,
+          metricQueries: [
+            inGroup("target5xx", "HTTPCode_Target_5XX_Count"),
+            inGroup("requests", "RequestCount"),
+            { id: "rate", expression: "100 * FILL(target5xx, 0) / requests", label: `${color} 5xx %`, returnData: true },
+          ],
+          threshold: THRESHOLDS.errorRatePercent,
+          evaluationPeriods: 2,
+          datapointsToAlarm: 2,
+        });
+        alarm(r, names.groupLatency(color), regional(names.groupLatency(color), r.region), {
+          alarmDescription: `${color}'s own p99 TargetResponseTime (its target group) over 200 ms; the traffic-shifter rolls back on it`,
+          namespace: "AWS/ApplicationELB", metricName: "TargetResponseTime", dimensions: group,
+          extendedStatistic: "p99", period: 60, threshold: THRESHOLDS.p99Seconds,
+        });
         alarm(r, names.unhealthy(color), regional(names.unhealthy(color), r.region), {
           alarmDescription: `unhealthy ${color} targets`,
           namespace: "AWS/ApplicationELB", metricName: "UnHealthyHostCount",

@@ -204,6 +204,8 @@ export class Platform extends pulumi.ComponentResource {
         blueTargetGroupArn: apps[j].blueTargetGroupArn,
         greenTargetGroupArn: apps[j].greenTargetGroupArn,
         clusterArn: database.regions[j].clusterArn,
+        ecsClusterName: apps[j].clusterName,
+        taskRoleArns: apps[j].taskRoleArns,
       })),
       subnetIds: networks[i].functionSubnetIds,
       securityGroupId: networks[i].functionSecurityGroupId,

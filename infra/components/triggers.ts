@@ -7,6 +7,8 @@ import { assumedBy, forwardPolicy, policyJson } from "./iam";
 
 export interface Schedule {
   fn: FunctionName;
+  /** The rule's name when a function has more than one schedule (default: the function's). */
+  id?: string;
   expression: string;
   /** The event the function receives; the scheduled event itself when absent. */
   input?: string;
@@ -23,6 +25,8 @@ export function schedules(validationSchedule: string): Schedule[] {
     { fn: "lag-probe", expression: "rate(1 minute)" },
     { fn: "data-validator", expression: validationSchedule },
     { fn: "traffic-shifter", expression: "rate(1 minute)", input: JSON.stringify({ command: "tick" }) },
+    // Every region's listener against the recorded state, finished deployments too: re-asserts and alerts on drift.
+    { fn: "traffic-shifter", id: "traffic-shifter-reconcile", expression: "rate(5 minutes)", input: JSON.stringify({ command: "reconcile" }) },
   ];
 }
 
@@ -76,8 +80,9 @@ export class Triggers extends pulumi.ComponentResource {
       };
 
       for (const s of schedules(args.validationSchedule).filter((s) => r.functionArns[s.fn] !== undefined)) {
-        const rule = new aws.cloudwatch.EventRule(n(`schedule-${s.fn}`), { scheduleExpression: s.expression }, o);
-        invoke(s.fn, `schedule-${s.fn}`, rule, s.input);
+        const id = `schedule-${s.id ?? s.fn}`;
+        const rule = new aws.cloudwatch.EventRule(n(id), { scheduleExpression: s.expression }, o);
+        invoke(s.fn, id, rule, s.input);
       }
 
       const failover = new aws.cloudwatch.EventRule(n("alarms-to-failover"), { eventPattern: alarmPattern(args.alarms.failover) }, o);

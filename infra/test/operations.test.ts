@@ -84,7 +84,8 @@ test("each function's environment is exactly what its crate reads", () => {
   const own: Record<string, string[]> = {
     "data-validator": ["CUTOVER_DB_CA_FILE", "CUTOVER_VALIDATION_TOPIC_ARN", "CUTOVER_VALIDATION_TABLES", "CUTOVER_VALIDATION_SCHEMAS"],
     "lag-probe": ["CUTOVER_DB_CA_FILE", "CUTOVER_LAG_WINDOW_MS", "CUTOVER_LAG_CADENCE_MS", "CUTOVER_LAG_PROBE_ID"],
-    "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS"],
+    "traffic-shifter": ["CUTOVER_SERVICE", "CUTOVER_LISTENER_ARNS", "CUTOVER_BLUE_TG_ARNS", "CUTOVER_GREEN_TG_ARNS", "CUTOVER_WATCHED_ALARMS", "CUTOVER_LATENCY_GATE_MS",
+      "CUTOVER_ECS_CLUSTERS", "CUTOVER_BLUE_SERVICES", "CUTOVER_GREEN_SERVICES", "CUTOVER_SCALE_DOWN_BAKE"],
     failover: ["CUTOVER_DB_CA_FILE", "CUTOVER_FAILOVER_DRIVER", "CUTOVER_GLOBAL_CLUSTER_ID", "CUTOVER_CLUSTER_ARNS", "CUTOVER_RPO_BUDGET_MS", "CUTOVER_FAILOVER_ALARMS", "CUTOVER_EVENT_BUS",
       "CUTOVER_RECONCILE_KEEP_DAYS"],
     // The rest of the crate's settings keep their defaults (functions/cutover/src/config.rs).
@@ -111,11 +112,19 @@ test("each function's environment is exactly what its crate reads", () => {
   assert.deepEqual([env("lag-probe").CUTOVER_LAG_WINDOW_MS, env("lag-probe").CUTOVER_LAG_CADENCE_MS], ["55000", "1000"]);
   const shifter = env("traffic-shifter");
   assert.equal(shifter.CUTOVER_SERVICE, "app");
-  assert.equal(shifter.CUTOVER_WATCHED_ALARMS, "app-5xx-rate-t1,app-p99-latency-t1");
+  assert.equal(shifter.CUTOVER_WATCHED_ALARMS, "app-5xx-rate-t1,app-p99-latency-t1,app-5xx-rate-blue-t1,app-p99-latency-blue-t1,app-5xx-rate-green-t1,app-p99-latency-green-t1",
+    "the whole ALB's alarms and each colour's own target group's");
   const pairs = (v: string) => v.split(",").map((item) => item.split("="));
   assert.deepEqual(pairs(shifter.CUTOVER_LISTENER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `listener-${r}-t1`]));
   assert.deepEqual(pairs(shifter.CUTOVER_BLUE_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-blue-${r}-t1`]));
   assert.deepEqual(pairs(shifter.CUTOVER_GREEN_TG_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `tg-green-${r}-t1`]));
+  // The shifter scales the colours the application created, by the names it gave them.
+  const services = (color: string) => REGIONS.map((r) => [r, ofType("aws:ecs/service:Service", r).find((x) => x.name.includes(`svc-${color}`))?.inputs.name]);
+  assert.deepEqual(pairs(shifter.CUTOVER_ECS_CLUSTERS), REGIONS.map((r) => [r, ofType("aws:ecs/cluster:Cluster", r)[0].inputs.name]));
+  assert.deepEqual(pairs(shifter.CUTOVER_BLUE_SERVICES), services("blue"));
+  assert.deepEqual(pairs(shifter.CUTOVER_GREEN_SERVICES), services("green"));
+  assert.match(String(services("green")[1][1]), /^app-green-.*t1$/);
+  assert.equal(shifter.CUTOVER_SCALE_DOWN_BAKE, "10m");
   for (const region of REGIONS) {
     const failover = env("failover", region);
     assert.deepEqual([failover.CUTOVER_FAILOVER_DRIVER, failover.CUTOVER_GLOBAL_CLUSTER_ID, failover.CUTOVER_RPO_BUDGET_MS, failover.CUTOVER_EVENT_BUS],
@@ -199,7 +208,21 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   assert.deepEqual(grant(shifter, "elasticloadbalancing:ModifyListener")[0].Resource.map((r) => String(r).replace(/.*\//, "")), REGIONS.map((r) => `listener-${r}-t1`));
   assert.deepEqual(grant(shifter, "cloudwatch:DescribeAlarms")[0].Resource, REGIONS.flatMap((r) => [
     `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-5xx-rate-t1`, `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-p99-latency-t1`,
+    ...["blue", "green"].flatMap((c) => [`arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-5xx-rate-${c}-t1`, `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-p99-latency-${c}-t1`]),
   ]));
+  // ECS: exactly the two calls crates/traffic-shifter/src/ecs.rs makes, on both colours' services of this stack.
+  const clusterOf = (r: string) => ofType("aws:ecs/cluster:Cluster", r)[0].inputs.name;
+  const colours = REGIONS.flatMap((r) => ["blue", "green"].map((c) =>
+    `arn:aws:ecs:${r}:${ACCOUNT}:service/${clusterOf(r)}/${ofType("aws:ecs/service:Service", r).find((x) => x.name.includes(`svc-${c}`))?.inputs.name}`));
+  assert.match(colours[3], new RegExp(`^arn:aws:ecs:eu-west-1:${ACCOUNT}:service/ecs-.*/app-green-`));
+  const ecsGrants = doc(shifter).filter((st) => st.Action.some((a) => a.startsWith("ecs:")));
+  assert.deepEqual(ecsGrants.map((st) => [st.Action, st.Resource]), [[["ecs:DescribeServices"], colours], [["ecs:UpdateService"], colours]]);
+  const pass = grant(shifter, "iam:PassRole");
+  assert.deepEqual(pass.map((st) => [st.Resource.map((r) => String(r).replace(/.*\//, "")), st.Condition]), [[
+    REGIONS.flatMap((r) => [`role-task-exec-${r}-t1`, `role-task-app-${r}-t1`]),
+    { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } },
+  ]], "the colours' task roles, to ECS tasks only");
+  assert.ok(doc(shifter).every((st) => st.Action.every((a) => !a.includes("*"))), "no wildcard action");
   const failover = "policy-failover-t1";
   assert.deepEqual(grant(failover, "rds:FailoverGlobalCluster")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
     ["aurora-global-t1", ...REGIONS.map((r) => `aurora-${r}-t1`)]);
@@ -399,13 +422,16 @@ test("KMS key policies: the account root delegates to IAM; services get Decrypt 
   for (const k of ofType("aws:kms/key:Key")) assert.equal(k.inputs.enableKeyRotation, true, k.name);
 });
 
-test("schedules: lag-probe in every region and the shifter's tick every minute, validation daily; each target allowed to invoke", () => {
+test("schedules: lag-probe in every region, the shifter's tick every minute and its reconcile every five, validation daily; each target allowed to invoke", () => {
   const rules = ofType("aws:cloudwatch/eventRule:EventRule");
   const schedule = (name: string) => rules.find((r) => r.name === `schedule-${name}-t1`)?.inputs.scheduleExpression;
-  assert.deepEqual(["lag-probe", "traffic-shifter", "data-validator"].map(schedule), ["rate(1 minute)", "rate(1 minute)", "rate(1 day)"]);
-  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 3 + 2, "a lag-probe per region");
+  assert.deepEqual(["lag-probe", "traffic-shifter", "traffic-shifter-reconcile", "data-validator"].map(schedule),
+    ["rate(1 minute)", "rate(1 minute)", "rate(5 minutes)", "rate(1 day)"]);
+  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 4 + 2, "a lag-probe per region");
   const target = (name: string, region = "us-east-1") => one("aws:cloudwatch/eventTarget:EventTarget", rn(`schedule-${name}-target`, region));
   assert.deepEqual(JSON.parse(target("traffic-shifter").inputs.input), { command: "tick" });
+  assert.deepEqual(JSON.parse(target("traffic-shifter-reconcile").inputs.input), { command: "reconcile" }, "finished deployments too: drift is re-asserted");
+  assert.equal(target("traffic-shifter-reconcile").inputs.arn, target("traffic-shifter").inputs.arn);
   for (const region of REGIONS) {
     const probe = rules.find((r) => r.name === rn("schedule-lag-probe", region));
     assert.deepEqual([probe?.region, probe?.inputs.scheduleExpression], [region, "rate(1 minute)"]);
@@ -413,7 +439,7 @@ test("schedules: lag-probe in every region and the shifter's tick every minute, 
     assert.equal(target("lag-probe", region).inputs.arn, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-lag-probe", region)}`, `${region}: its own probe`);
   }
   const lambdaTargets = ofType("aws:cloudwatch/eventTarget:EventTarget").filter((t) => /lambda\/function/.test(t.inputs.arn));
-  assert.equal(lambdaTargets.length, 5 + 2 * 2, "the primary's 3 schedules and 2 alarm rules; each other region's probe schedule and failover rule");
+  assert.equal(lambdaTargets.length, 6 + 2 * 2, "the primary's 4 schedules and 2 alarm rules; each other region's probe schedule and failover rule");
   const permissions = ofType("aws:lambda/permission:Permission");
   for (const t of lambdaTargets) {
     const granted = permissions.find((p) => p.inputs.sourceArn.endsWith(`EventRule/${t.inputs.rule}`));
@@ -428,7 +454,7 @@ test("alarm state changes: the 5xx-rate and p99 alarms to the shifter; in every 
   const pattern = (ruleName: string) => JSON.parse(one("aws:cloudwatch/eventRule:EventRule", ruleName).inputs.eventPattern);
   const shifter = pattern("alarms-to-traffic-shifter-t1");
   assert.deepEqual(shifter["detail-type"], ["CloudWatch Alarm State Change"]);
-  assert.deepEqual(shifter.detail, { alarmName: ["app-5xx-rate-t1", "app-p99-latency-t1"], state: { value: ["ALARM"] } });
+  assert.deepEqual(shifter.detail, { alarmName: ["app-5xx-rate-t1", "app-p99-latency-t1", "app-5xx-rate-blue-t1", "app-p99-latency-blue-t1", "app-5xx-rate-green-t1", "app-p99-latency-green-t1"], state: { value: ["ALARM"] } }, "the whole ALB's and each colour's own group's");
   const target = (name: string, region = "us-east-1") => one("aws:cloudwatch/eventTarget:EventTarget", rn(`alarms-to-${name}-target`, region));
   assert.match(target("traffic-shifter").inputs.arn, /fn-traffic-shifter-t1$/);
   const writerAlarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm").filter((a) => a.inputs.name === "primary-writer-unavailable-t1");
@@ -442,7 +468,7 @@ test("alarm state changes: the 5xx-rate and p99 alarms to the shifter; in every 
     assert.equal(writerAlarms.filter((a) => a.region === region).length, 1, `${region}: the alarm the rule watches changes state in ${region}`);
   }
   for (const region of REGIONS.slice(1)) {
-    assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1"], "the shifter's alarms only: failover acts where its alarm is");
+    assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1", "app-5xx-rate-blue-t1", "app-p99-latency-blue-t1", "app-5xx-rate-green-t1", "app-p99-latency-green-t1"], "the shifter's alarms only: failover acts where its alarm is");
     const forward = one("aws:cloudwatch/eventTarget:EventTarget", `alarms-forward-target-${region}-t1`);
     assert.equal(forward.region, region);
     assert.equal(forward.inputs.arn, `arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`);
@@ -463,7 +489,7 @@ test("notifications: an ops topic per region and the validation topic, each encr
 });
 
 test("every alarm action reaches its topic: the topic policy and the topic's key admit CloudWatch, for this stack's alarms only", () => {
-  assert.equal(checkAlarmDelivery(), 2 * 25, "ALARM and OK actions of all 25 alarms");
+  assert.equal(checkAlarmDelivery(), 2 * 37, "ALARM and OK actions of all 37 alarms");
   assert.equal(checkEventDelivery(), 0, "no EventBridge rule publishes without DMS");
   for (const topic of ofType("aws:sns/topic:Topic").filter((t) => t.inputs.name.startsWith("cutover-ops"))) {
     const policy = JSON.parse(ofType("aws:sns/topicPolicy:TopicPolicy").find((p) => p.inputs.arn === arnOf(topic))?.inputs.policy);
@@ -476,7 +502,7 @@ test("every alarm action reaches its topic: the topic policy and the topic's key
 
 test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {
   const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
-  assert.equal(alarms.length, 3 * (4 + 1 + 3) + 1, "per region: 4 application alarms, the writer's, lag to each of 3 regions; the validation mismatch");
+  assert.equal(alarms.length, 3 * (4 + 4 + 1 + 3) + 1, "per region: 4 application alarms, 4 on a colour's own group, the writer's, lag to each of 3 regions; the validation mismatch");
   for (const a of alarms) {
     const topic = a.region === "us-east-1" ? "sns-ops-t1" : `sns-ops-${a.region}-t1`;
     assert.deepEqual(a.inputs.alarmActions, [`arn:aws:mock:${a.region}:${ACCOUNT}:aws:sns/topic:Topic/${topic}`], a.name);
@@ -502,6 +528,19 @@ test("alarms: replication lag over 1 s at high resolution, p99 over 200 ms, 5xx 
     assert.deepEqual(queries.filter((q) => q.metric).map((q) => q.metric?.metricName), ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "RequestCount"]);
     assert.deepEqual(queries.filter((q) => q.returnData).map((q) => q.expression), ["100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests"]);
     assert.equal(rate?.inputs.threshold, 5, "per cent");
+    // Each colour's own group: what a canary does to its own requests, not diluted by the live colour's.
+    for (const c of ["blue", "green"]) {
+      const group = { LoadBalancer: `app/alb-${region}-t1/0123`, TargetGroup: `targetgroup/tg-${c}-${region}-t1/4567` };
+      const own = mine.find((a) => a.inputs.name === `app-5xx-rate-${c}-t1`);
+      const q: { expression?: string; returnData: boolean; metric?: { metricName: string; dimensions: Record<string, string> } }[] = own?.inputs.metricQueries;
+      assert.deepEqual(q.filter((x) => x.metric).map((x) => [x.metric?.metricName, x.metric?.dimensions]),
+        [["HTTPCode_Target_5XX_Count", group], ["RequestCount", group]]);
+      assert.deepEqual(q.filter((x) => x.returnData).map((x) => x.expression), ["100 * FILL(target5xx, 0) / requests"]);
+      assert.deepEqual([own?.inputs.threshold, own?.inputs.datapointsToAlarm], [5, 2]);
+      const latency = mine.find((a) => a.inputs.name === `app-p99-latency-${c}-t1`);
+      assert.deepEqual([latency?.inputs.metricName, latency?.inputs.extendedStatistic, latency?.inputs.threshold, latency?.inputs.dimensions],
+        ["TargetResponseTime", "p99", 0.2, group]);
+    }
     const unhealthy = mine.filter((a) => a.inputs.metricName === "UnHealthyHostCount");
     assert.deepEqual(unhealthy.map((a) => a.inputs.dimensions.TargetGroup), [`targetgroup/tg-blue-${region}-t1/4567`, `targetgroup/tg-green-${region}-t1/4567`]);
   }

@@ -544,6 +544,10 @@ cmd_rebuild_standby() {
   # A killed server leaves its processes' pid file; make sure nothing of it is left running.
   if [ -f "$dir/postmaster.pid" ]; then kill -9 "$(head -1 "$dir/postmaster.pid")" 2>/dev/null || true; fi
   rm -rf "$dir"
+  # A killed postmaster's backends keep its listening socket until they notice it is gone:
+  # wait for the port, or the new server cannot bind it.
+  local i
+  for i in $(seq 1 100); do port_busy "$(port_of "$node")" || break; sleep 0.1; done
   if [ -f "$R/net/$node.pid" ]; then kill "$(cat "$R/net/$node.pid")" 2>/dev/null || true; rm -f "$R/net/$node.pid"; fi
   start_proxy "$node" "$(port_of "$primary")"
   slot=${node//-/_}

@@ -286,10 +286,79 @@ fn traffic_section(t: &Value) -> String {
         })
         .collect();
     format!(
-        "<h2>Traffic: green's share per region</h2><p>A canary at 20 % rolled back by the app-5xx alarm in {} ms (event received to 100 % blue verified in all three regions), then region by region to 100 % green in {} ticks.</p>{}",
+        "<h2>Traffic: green's share per region</h2><p>A canary at 20 % rolled back by the app-5xx alarm in {} ms (event received to 100 % blue verified in all three regions), then region by region to 100 % green in {} ticks.</p>{}{}{}",
         num(&t["rollback_ms"]),
         num(&t["ticks"]),
-        chart("Green weight (%)", "seconds", "green %", &series, true, &marks)
+        chart("Green weight (%)", "seconds", "green %", &series, true, &marks),
+        green_only(&t["green_only"]),
+        scaling(&t["scaling"])
+    )
+}
+
+/// The canary that only green's own target group shows failing (absent in older reports).
+fn green_only(g: &Value) -> String {
+    if g.is_null() {
+        return String::new();
+    }
+    let row = |what: &str,
+               errors: &Value,
+               requests: &Value,
+               pct: &Value,
+               limit: &Value,
+               verdict: String| {
+        vec![
+            what.to_string(),
+            num(errors),
+            num(requests),
+            num(pct),
+            num(limit),
+            verdict,
+        ]
+    };
+    let whole = if g["whole_alarm_would_fire"] == true {
+        "alarm"
+    } else {
+        "no alarm (missed)"
+    };
+    let green = if g["rolled_back"] == true {
+        "rolled back"
+    } else {
+        "not rolled back"
+    };
+    format!(
+        "<h3>A canary judged on green's own group</h3><p>{} % of {}'s traffic on green, 40 % of green's requests failing: {}</p>{}",
+        num(&g["green_share_pct"]),
+        esc(g["region"].as_str().unwrap_or("")),
+        esc(g["reason"].as_str().unwrap_or("")),
+        table(
+            &["signal", "5XX", "requests", "5XX %", "limit %", "verdict"],
+            &[
+                row("whole ALB (both groups)", &g["whole_errors"], &g["whole_requests"], &g["whole_pct"], &g["whole_threshold_pct"], whole.into()),
+                row("green's target group", &g["green_errors"], &g["green_requests"], &g["green_pct"], &g["gate_pct"], green.into()),
+            ]
+        )
+    )
+}
+
+/// Each colour's task count at the release's moments, per region (absent in older reports).
+fn scaling(rows: &Value) -> String {
+    let Some(rows) = rows.as_array().filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                num(&r["moment"]),
+                num(&r["region"]),
+                num(&r["blue"]),
+                num(&r["green"]),
+            ]
+        })
+        .collect();
+    format!(
+        "<h3>The release's tasks</h3><p>Green from 0 to blue's count before the first step, live, then blue to 0 after the scale-down bake (ECS desired counts).</p>{}",
+        table(&["moment", "region", "blue tasks", "green tasks"], &rows)
     )
 }
 
@@ -778,4 +847,35 @@ window.addEventListener('load', function () {{
 "#,
         generated = esc(report["generated_at"].as_str().unwrap_or(""))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_traffic_section_shows_the_green_only_rollback_and_the_scaling() {
+        let t = json!({
+            "rollback_ms": 67.0, "ticks": 10, "timeline": [],
+            "green_only": {"region": "eu-west-1", "green_share_pct": 10, "whole_errors": 40.0, "whole_requests": 1000.0,
+                "whole_pct": 4.0, "whole_threshold_pct": 5.0, "whole_alarm_would_fire": false, "green_errors": 40.0,
+                "green_requests": 100.0, "green_pct": 40.0, "gate_pct": 5.0, "rolled_back": true,
+                "reason": "gate failed: eu-west-1 error-rate: 5XX 40.0 % of 100 requests (limit 5.0 %)"},
+            "scaling": [{"moment": "before start", "region": "eu-west-1", "blue": 2, "green": 0},
+                        {"moment": "after the bake", "region": "eu-west-1", "blue": 0, "green": 2}],
+        });
+        let html = traffic_section(&t);
+        assert!(html.contains("<td>whole ALB (both groups)</td><td>40</td><td>1000</td><td>4</td><td>5</td><td>no alarm (missed)</td>"), "{html}");
+        assert!(
+            html.contains("<td>green's target group</td><td>40</td><td>100</td><td>40</td><td>5</td><td>rolled back</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>after the bake</td><td>eu-west-1</td><td>0</td><td>2</td>"),
+            "{html}"
+        );
+        let old = traffic_section(&json!({"rollback_ms": 67.0, "ticks": 10, "timeline": []}));
+        assert!(!old.contains("<h3>"), "an older report has neither table");
+    }
 }

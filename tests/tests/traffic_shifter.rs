@@ -519,75 +519,174 @@ async fn delayed(ms: u64, shifter: &Shifter, event: Value) -> Result<Outcome, Sh
     handle(shifter, event, None).await
 }
 
+/// Starts a four-step canary and makes its next steps (30, 60, 100) due now.
+async fn mid_canary(s: &Shifter) {
+    run(s, json!({"command": "start", "steps": [{"weight": 10, "bake": "1h"}, {"weight": 30}, {"weight": 60}, {"weight": 100}]})).await;
+    let mut current = s.load().await.unwrap().unwrap();
+    current.value.next_at_ms = 0;
+    s.store
+        .save(
+            &cutover_core::state::keys::deployment_current("app"),
+            &current.value,
+            Some(current.version),
+        )
+        .await
+        .unwrap();
+}
+
+/// The listeners' green weights and the final record's, side by side.
+async fn listeners_and_record(
+    world: &World,
+    s: &Shifter,
+) -> (BTreeMap<String, i32>, BTreeMap<String, i32>, Status) {
+    let fin = s.load().await.unwrap().unwrap().value;
+    let recorded = fin
+        .weights
+        .iter()
+        .map(|(r, w)| (r.clone(), i32::from(*w)))
+        .collect();
+    (green_weights(world, s).await.unwrap(), recorded, fin.status)
+}
+
+/// A rollback that runs from start to end while the next tick of `hooks`'
+/// shifters is held between recording its step and writing it; `None` when no
+/// tick reached its write (none recorded a step within 5 s).
+async fn rollback_inside_a_write_window(
+    hooks: &traffic_shifter::hooks::Hooks,
+    shifter: &Shifter,
+    event: Value,
+) -> Option<Result<Outcome, ShiftError>> {
+    let held = tokio::time::timeout(std::time::Duration::from_secs(5), hooks.paused()).await;
+    if held.is_err() {
+        hooks.disarm();
+        return None;
+    }
+    let r = handle(shifter, event, None).await;
+    hooks.release();
+    Some(r)
+}
+
+#[tokio::test]
+async fn a_rollback_inside_a_ticks_write_window_is_overwritten_unless_the_tick_follows_the_record()
+{
+    let _t = TURN.lock().await;
+    let (world, mut s) = setup().await;
+    let s3 = shifter(&world).await.unwrap();
+    let mut seen = Vec::new();
+    for follow in [false, true] {
+        reset(&world, &s).await.unwrap();
+        s.hooks = Default::default();
+        s.hooks.skip_follow(!follow);
+        mid_canary(&s).await;
+        s.hooks.hold_next_write();
+        let alarm = alarm_event(
+            "app-5xx-local",
+            "ALARM",
+            "eu-west-1",
+            &format!("window-{follow}"),
+        );
+        let (tick, rollback) = tokio::join!(
+            handle(&s, json!({"command": "tick"}), None),
+            rollback_inside_a_write_window(&s.hooks, &s3, alarm),
+        );
+        let rollback = rollback
+            .expect("the tick recorded its step and was held")
+            .unwrap();
+        assert_eq!(rollback.action, "rolled-back");
+        // The tick wrote 30 % after the rollback's 100 % blue, then lost the record race on 60 %.
+        assert!(
+            tick.is_err(),
+            "the tick's next record must conflict: {tick:?}"
+        );
+        let (listeners, recorded, status) = listeners_and_record(&world, &s).await;
+        assert_eq!(status, Status::RolledBack);
+        assert_eq!(recorded, all(0));
+        seen.push((follow, listeners));
+    }
+    s.hooks.skip_follow(false);
+    assert_eq!(
+        seen,
+        vec![(false, all(30)), (true, all(0))],
+        "without following the record the tick's late write stays (30 % green under a RolledBack record); with it, 0 %"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
 #[tokio::test]
 async fn concurrent_ticks_and_rollbacks_always_end_on_the_recorded_weights() {
     let _t = TURN.lock().await;
     let (world, s) = setup().await;
-    let (s2, s3) = (
+    let (mut s2, mut s3) = (
         shifter(&world).await.unwrap(),
         shifter(&world).await.unwrap(),
     );
+    // One set of pause points for the three: whichever tick records first is held.
+    s2.hooks = s.hooks.clone();
+    s3.hooks = s.hooks.clone();
+    // TRAFFIC_SKIP_FOLLOW=1 turns the follow step off, to see this test fail.
+    s.hooks
+        .skip_follow(std::env::var("TRAFFIC_SKIP_FOLLOW").is_ok_and(|v| v == "1"));
     let runs: usize = std::env::var("TRAFFIC_INTERLEAVINGS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let mut rng = Lcg(17);
-    let (mut rolled_back, mut succeeded, mut errors) = (0, 0, 0);
+    let (mut rolled_back, mut succeeded, mut errors, mut in_window) = (0, 0, 0, 0);
     for run_no in 0..runs {
         reset(&world, &s).await.unwrap();
-        // A deployment that is mid-way: a step at 10 %, the next steps due now.
-        run(&s, json!({"command": "start", "steps": [{"weight": 10, "bake": "1h"}, {"weight": 30}, {"weight": 60}, {"weight": 100}]})).await;
-        let mut current = s.load().await.unwrap().unwrap();
-        current.value.next_at_ms = 0;
-        s.store
-            .save(
-                &cutover_core::state::keys::deployment_current("app"),
-                &current.value,
-                Some(current.version),
-            )
-            .await
-            .unwrap();
+        mid_canary(&s).await;
         let (d1, d2, d3) = (rng.below(60), rng.below(60), rng.below(60));
-        let (a, b, c) = tokio::join!(
+        // Every other run (at random) the rollback lands inside a tick's write window.
+        let held = rng.below(2) == 0;
+        let alarm = alarm_event(
+            "app-5xx-local",
+            "ALARM",
+            "eu-west-1",
+            &format!("race-{run_no}"),
+        );
+        if held {
+            s.hooks.hold_next_write();
+        }
+        let rollback = async {
+            if held {
+                if let Some(r) = rollback_inside_a_write_window(&s.hooks, &s3, alarm.clone()).await
+                {
+                    return (r, true);
+                }
+            }
+            (delayed(d3, &s3, alarm).await, false)
+        };
+        let (a, b, (c, windowed)) = tokio::join!(
             delayed(d1, &s, json!({"command": "tick"})),
             delayed(d2, &s2, json!({"command": "tick"})),
-            delayed(
-                d3,
-                &s3,
-                alarm_event(
-                    "app-5xx-local",
-                    "ALARM",
-                    "eu-west-1",
-                    &format!("race-{run_no}")
-                )
-            ),
+            rollback,
         );
+        in_window += usize::from(windowed);
         errors += [a.is_err(), b.is_err(), c.is_err()]
             .iter()
             .filter(|e| **e)
             .count();
-        let fin = s.load().await.unwrap().unwrap().value;
-        let listeners = green_weights(&world, &s).await.unwrap();
-        let recorded: BTreeMap<String, i32> = fin
-            .weights
-            .iter()
-            .map(|(r, w)| (r.clone(), i32::from(*w)))
-            .collect();
+        let (listeners, recorded, status) = listeners_and_record(&world, &s).await;
         assert_eq!(
             listeners, recorded,
-            "run {run_no} (delays tick {d1} ms, tick {d2} ms, rollback {d3} ms): the listeners differ from the final state {:?}; outcomes {:?} / {:?} / {:?}",
-            fin.status, a.map(|o| o.action), b.map(|o| o.action), c.map(|o| o.action)
+            "run {run_no} (delays tick {d1} ms, tick {d2} ms, rollback {d3} ms, in a write window: {windowed}): the listeners differ from the final state {status:?}; outcomes {:?} / {:?} / {:?}",
+            a.map(|o| o.action), b.map(|o| o.action), c.map(|o| o.action)
         );
-        match fin.status {
+        match status {
             Status::RolledBack => rolled_back += 1,
             Status::Succeeded => succeeded += 1,
             other => panic!("run {run_no}: ended {other:?}"),
         }
     }
-    println!("{runs} interleavings: {rolled_back} rolled back, {succeeded} succeeded before the alarm, {errors} calls lost a race (conflict), every one ending on the recorded weights");
+    s.hooks.skip_follow(false);
+    println!("{runs} interleavings: {rolled_back} rolled back ({in_window} inside a tick's write window), {succeeded} succeeded before the alarm, {errors} calls lost a race (conflict), every one ending on the recorded weights");
     assert!(
         rolled_back > 0,
         "the alarm must land during some deployments"
+    );
+    assert!(
+        in_window >= runs / 4,
+        "only {in_window} of {runs} rollbacks landed inside a write window"
     );
     reset(&world, &s).await.unwrap();
 }
@@ -759,5 +858,63 @@ async fn bad_input_is_refused_and_nothing_changes() {
             );
         }
     }
+    reset(&world, &s).await.unwrap();
+}
+
+/// The demo's traffic stage (`make demo`, stage "traffic shift") on this world: the
+/// whole-ALB alarm rollback, a canary rolled back on green's own 5XX share that the
+/// whole-ALB threshold misses, and a release with green scaled 0 -> N -> live -> blue 0.
+#[tokio::test]
+async fn the_demo_stage_rolls_back_a_green_only_failure_and_scales_the_release() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let mut lines = Vec::new();
+    let v = cutover_rehearsal::traffic_stage::run(&world, &mut |l| {
+        println!("{l}");
+        lines.push(l)
+    })
+    .await
+    .unwrap();
+    let g = &v["green_only"];
+    assert_eq!(
+        (g["whole_errors"].as_f64(), g["whole_requests"].as_f64()),
+        (Some(40.0), Some(1000.0)),
+        "{g}"
+    );
+    assert_eq!(
+        (g["green_errors"].as_f64(), g["green_requests"].as_f64()),
+        (Some(40.0), Some(100.0)),
+        "{g}"
+    );
+    assert_eq!(g["whole_alarm_would_fire"], false, "4 % is under 5 %");
+    assert_eq!(g["rolled_back"], true, "{g}");
+    assert!(g["reason"].as_str().unwrap().contains("40.0 %"), "{g}");
+    let moments: Vec<(String, i64, i64)> = v["scaling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["region"] == "eu-west-1")
+        .map(|r| {
+            (
+                r["moment"].as_str().unwrap().to_string(),
+                r["blue"].as_i64().unwrap(),
+                r["green"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let n = i64::from(BLUE_TASKS);
+    assert_eq!(
+        moments,
+        vec![
+            ("before start".into(), n, 0),
+            ("after start".into(), n, n),
+            ("100 % green".into(), n, n),
+            ("after the bake".into(), 0, n),
+        ]
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("= 4.0 %") && l.contains("= 40.0 %")));
     reset(&world, &s).await.unwrap();
 }

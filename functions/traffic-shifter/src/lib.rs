@@ -14,6 +14,8 @@ pub mod deployment;
 pub mod ecs;
 pub mod gates;
 pub mod handler;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod hooks;
 pub mod plan;
 pub mod shifter;
 

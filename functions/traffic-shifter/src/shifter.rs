@@ -43,6 +43,8 @@ pub struct Shifter {
     cw: BTreeMap<String, aws_sdk_cloudwatch::Client>,
     ecs: BTreeMap<String, aws_sdk_ecs::Client>,
     notifier: Option<Notifier>,
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub hooks: std::sync::Arc<crate::hooks::Hooks>,
 }
 
 /// A request to start a deployment, checked.
@@ -128,6 +130,8 @@ impl Shifter {
             cw,
             ecs,
             notifier,
+            #[cfg(any(test, feature = "test-hooks"))]
+            hooks: Default::default(),
         }
     }
 
@@ -320,6 +324,10 @@ impl Shifter {
     /// write was verified): re-read the state until a read shows the version
     /// last written, writing the newest recorded weights whenever it moved.
     async fn follow(&self, mut version: u64, mut written: bool) -> Result<(), ShiftError> {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if self.hooks.follow_skipped() {
+            return Ok(());
+        }
         let mut last_error = None;
         for _ in 0..FOLLOW_ROUNDS {
             let Some(current) = self.load().await? else {
@@ -352,6 +360,8 @@ impl Shifter {
         version: u64,
     ) -> Result<AppliedStep, ShiftError> {
         let started = Instant::now();
+        #[cfg(any(test, feature = "test-hooks"))]
+        self.hooks.write_window().await;
         let applied = self.apply(regions, weight, swapped).await;
         self.follow(version, applied.is_ok()).await?;
         let mut applied = match applied {

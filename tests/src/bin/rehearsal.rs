@@ -148,13 +148,17 @@ async fn main() -> ExitCode {
         }
     }
 
-    banner(5, "blue/green traffic: a canary rolled back by an alarm, then region by region to 100 % green");
+    banner(5, "blue/green traffic: a canary rolled back by an alarm, one rolled back on green's own 5XX share, then region by region to 100 % green with scaling");
     match traffic_stage::run(&world, &mut |line| println!("   {line}")).await {
         Ok(v) => {
             let ok = v["ok"].as_bool().unwrap_or(false);
+            let g = &v["green_only"];
             let detail = format!(
-                "alarm rollback in {:.0} ms to 100 % blue in 3 regions; then 100 % green in 3 regions after {} ticks",
+                "alarm rollback in {:.0} ms to 100 % blue in 3 regions; green's group at {:.1} % 5XX (the whole ALB {:.1} %, under its {} %) rolled back; then 100 % green in 3 regions after {} ticks, green 0 -> N -> live, blue -> 0",
                 v["rollback_ms"].as_f64().unwrap_or(0.0),
+                g["green_pct"].as_f64().unwrap_or(0.0),
+                g["whole_pct"].as_f64().unwrap_or(0.0),
+                g["whole_threshold_pct"],
                 v["ticks"]
             );
             summary.push(("traffic shift".into(), ok, detail));

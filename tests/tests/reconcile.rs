@@ -10,6 +10,10 @@
 
 use cutover_rehearsal::world::{Node, World};
 use failover::reconcile::{self, Change};
+use tokio::sync::Mutex;
+
+/// The drill kills primaries: the two tests of this file never run at once.
+static WORLD: Mutex<()> = Mutex::const_new(());
 
 async fn fresh_database(world: &World, name: &str) -> tokio_postgres::Client {
     let admin = world.admin(Node::UsEast1).await.unwrap();
@@ -44,6 +48,7 @@ async fn keys(r: &[reconcile::RowChange], change: Option<Change>) -> Vec<String>
 
 #[tokio::test]
 async fn lost_rows_are_named_apart_from_new_ones_and_conflicts_and_replayed_under_guard() {
+    let _one = WORLD.lock().await;
     let world = World::load().unwrap();
     let old = fresh_database(&world, "reconcile_old").await;
     let new = fresh_database(&world, "reconcile_new").await;
@@ -206,16 +211,25 @@ async fn lost_rows_are_named_apart_from_new_ones_and_conflicts_and_replayed_unde
 }
 
 /// The whole failover stage of `make demo` (four drills, the reconciliation after the
-/// killed primary, the recovery). It ends CDC from the source and kills primaries, so
-/// it does not run among the other tests: `cargo test -p cutover-rehearsal --test
-/// reconcile -- --ignored` on a world of its own.
+/// killed primary, the recovery). It kills primaries and ends CDC from the source, so the
+/// world is rebuilt afresh afterwards (`world.sh down --purge`, `up`), whatever happened,
+/// for the test binaries that run after this one.
 #[tokio::test]
-#[ignore = "kills primaries and ends CDC: run alone (make demo runs it as its failover stage)"]
 async fn killed_primary_drill_names_every_lost_write_and_replays_them() {
+    let _one = WORLD.lock().await;
     let world = World::load().unwrap();
-    let out = cutover_rehearsal::failover_stage::run(&world, &mut |l| println!("{l}"))
-        .await
+    let out = cutover_rehearsal::failover_stage::run(&world, &mut |l| println!("{l}")).await;
+    let script = world.root().join("tests/env/world.sh");
+    let rebuilt = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "bash {0} down --purge >/dev/null && bash {0} up >/dev/null",
+            script.display()
+        ))
+        .status()
         .unwrap();
+    assert!(rebuilt.success(), "the world was rebuilt after the drill");
+    let out = out.unwrap();
     let r = &out["reconciliation"];
     println!(
         "{}",

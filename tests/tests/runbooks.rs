@@ -314,6 +314,15 @@ async fn a_segment_that_keeps_failing_ends_the_run_as_error_not_a_hang() {
 
 fn quiet(_: String) {}
 
+/// The world as a runbook starts from: no faults routed, the cutover prepared and in `cdc`.
+async fn at_cdc(world: &World) -> cutover::controller::Controller {
+    Router::of(world).unwrap().reset().await.unwrap();
+    prepare(world).await.unwrap();
+    let c = controller(world, &[]).await.unwrap();
+    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    c
+}
+
 fn entered(r: &Value) -> Vec<String> {
     r["execution"]["timeline"]
         .as_array()
@@ -327,10 +336,7 @@ fn entered(r: &Value) -> Vec<String> {
 async fn the_cutover_runbook_runs_phase_by_phase_to_done() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
-    Router::of(&world).unwrap().reset().await.unwrap();
-    prepare(&world).await.unwrap();
-    let c = controller(&world, &[]).await.unwrap();
-    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    at_cdc(&world).await;
     let r = cutover_stage::finish_by_runbook(&world, &mut quiet).await;
     cutover_stage::reopen(&world).await.unwrap();
     let s = traffic::shifter(&world).await.unwrap();
@@ -371,10 +377,7 @@ async fn the_cutover_runbook_runs_phase_by_phase_to_done() {
 async fn drift_sends_the_runbook_down_its_rollback_branch_and_tells_the_ops_topic() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
-    Router::of(&world).unwrap().reset().await.unwrap();
-    prepare(&world).await.unwrap();
-    let c = controller(&world, &[]).await.unwrap();
-    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    at_cdc(&world).await;
     let r = cutover_stage::rollback_by_runbook(&world, &mut quiet)
         .await
         .unwrap();
@@ -410,10 +413,7 @@ async fn drift_sends_the_runbook_down_its_rollback_branch_and_tells_the_ops_topi
 async fn a_freeze_the_cutover_refuses_sends_the_runbook_down_its_rollback_branch() {
     let _one = WORLD.lock().await;
     let world = World::load().unwrap();
-    Router::of(&world).unwrap().reset().await.unwrap();
-    prepare(&world).await.unwrap();
-    let c = controller(&world, &[]).await.unwrap();
-    c.advance("t", Some(Phase::Cdc), None, None).await.unwrap();
+    let c = at_cdc(&world).await;
     // A failover in flight: the cutover refuses to freeze (gate no-failover-in-flight).
     c.failover_lease
         .acquire("drill-failover", Duration::from_secs(120))

@@ -724,10 +724,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_resumed_run_does_not_copy_or_restore_again() {
-        // In sequence: a copy, restore or create call would not match the next rule.
-        let rules = [
+    /// The calls of a run whose copy, cluster and instance already exist: reads, then the teardown.
+    fn resumed() -> Vec<Rule> {
+        vec![
             system_snapshots(),
             kept("available"),
             kept("available"),
@@ -741,7 +740,13 @@ mod tests {
             delete_cluster(),
             manual_snapshots(),
             delete_expired(),
-        ];
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_resumed_run_does_not_copy_or_restore_again() {
+        // In sequence: a copy, restore or create call would not match the next rule.
+        let rules = resumed();
         let refs: Vec<&Rule> = rules.iter().collect();
         let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
         let mut steps = Vec::new();
@@ -772,21 +777,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_reconciliation_still_deletes_the_temporary_cluster() {
-        let rules = [
-            system_snapshots(),
-            kept("available"),
-            kept("available"),
-            cluster("available"),
-            instance("available"),
-            instance("available"),
-            cluster("available"),
-            instance("available"),
-            delete_instance(),
-            cluster("available"),
-            delete_cluster(),
-            manual_snapshots(),
-            delete_expired(),
-        ];
+        let rules = resumed();
         let refs: Vec<&Rule> = rules.iter().collect();
         let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
         let mut steps = Vec::new();

@@ -40,7 +40,7 @@ order_for() {
     # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
     # meet the cooldown. reconcile / replay-dry-run after it answer that a switchover lost
     # nothing (no script to replay). The world is rebuilt afterwards, since its primary has moved.
-    failover) echo "status dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
+    failover) echo "status sync-endpoints dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
       switchover follow-new-primary reconcile replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac

@@ -36,6 +36,11 @@ step "every sample event through the real function binaries (cargo lambda watch 
 mkdir -p rehearsal-report
 bash tests/lambda-invoke.sh | tee rehearsal-report/lambda-invoke.log | grep -E '^\[invoke\] (FAIL|[0-9]+ passed)|rebuilding' || true
 
+# The samples rebuild the world once (the failover samples move its primary); make sure all
+# of it is up again, the functions the state machines call included (seen once: the world's
+# `cargo lambda watch` had stopped after the rebuild).
+bash tests/env/world.sh up >/dev/null
+
 step "running the rehearsal"
 ./target/debug/rehearsal
 step "done"

@@ -187,7 +187,7 @@ export interface CostInputs {
   alarmMetricsPerRegion: number;
   /** In the primary: validation mismatch. */
   primaryAlarmMetrics: number;
-  /** The replication-lag alarms, per region. */
+  /** The replication-lag alarms and the writer-unreachable alarm, per region. */
   highResAlarmsPerRegion: number;
   /** Each region's probe's PutMetricData calls; the shifter's GetMetricStatistics in the primary. */
   cloudwatchRequestsPerRegion: number;
@@ -277,7 +277,7 @@ export function defaultUsage(regions = ["us-east-1", "eu-west-1", "ap-southeast-
     // the writer alarm's heartbeats seen on each region
     alarmMetricsPerRegion: 6 + 2 * 3 + regions.length,
     primaryAlarmMetrics: 1,
-    highResAlarmsPerRegion: regions.length,
+    highResAlarmsPerRegion: regions.length + 1,
     // each probe flushes every 10 s (~7 PutMetricData a minute); the shifter's latency gate reads a metric per region a minute
     cloudwatchRequestsPerRegion: MINUTES * 7,
     primaryCloudwatchRequests: MINUTES * regions.length,

@@ -16,6 +16,8 @@ export function alarmNames(suffix: string) {
     unhealthy: (color: Color) => name(`app-unhealthy-${color}`, suffix),
     replicationLag: (region: string) => name("replication-lag", suffix, region),
     writerUnavailable: name("primary-writer-unavailable", suffix),
+    /** The fast trigger: failed attempts on the writer, as this region's lag-probe makes them. */
+    writerUnreachable: name("writer-unreachable", suffix),
     validationMismatch: name("validation-mismatch", suffix),
   };
 }
@@ -28,7 +30,7 @@ export function watchedAlarms(suffix: string): WatchedAlarms {
   // whole ALB, under its 5 % threshold, but 40 % of the new colour's group. Whichever colour is
   // new in a deployment, its group's alarms roll it back.
   const groups = COLORS.flatMap((c) => [a.groupErrorRate(c), a.groupLatency(c)]);
-  return { trafficShifter: [a.errorRate, a.latency, ...groups], failover: [a.writerUnavailable], cutover: [a.errorRate, a.latency] };
+  return { trafficShifter: [a.errorRate, a.latency, ...groups], failover: [a.writerUnavailable, a.writerUnreachable], cutover: [a.errorRate, a.latency] };
 }
 
 /** The alarm thresholds, in one place (the README quotes them). */
@@ -38,6 +40,8 @@ export const THRESHOLDS = {
   errorRatePercent: 5,
   /** Heartbeats the readers saw in a minute, from one region's probe: ~55 per reader when the writer takes them. */
   writerHeartbeatsSeenPerMinute: 10,
+  /** Failed attempts on the writer in one 10-second period, from one region's probe (one a second when it is gone). */
+  writerFailuresPer10s: 3,
 };
 
 export interface RegionalMonitoringInput {
@@ -235,6 +239,16 @@ export class Monitoring extends pulumi.ComponentResource {
         threshold: THRESHOLDS.writerHeartbeatsSeenPerMinute,
         comparisonOperator: "LessThanThreshold",
         treatMissingData: "breaching",
+      });
+      // The fast trigger: the failed attempts are published as they happen (high resolution),
+      // so this alarm fires within 10-20 s of an outage; the dark-probe alarm above is the
+      // backstop. Either only starts the failover: it decides on the grace period, counted from
+      // the first failure this region's probe saw, and on a second region's agreement.
+      alarm(r, names.writerUnreachable, regional(names.writerUnreachable, r.region), {
+        alarmDescription: `${r.region}'s lag-probe failed to write to the writer (whichever region writes) at least ${THRESHOLDS.writerFailuresPer10s} times in 10 s; ${r.region}'s failover acts on it`,
+        namespace: args.metricsNamespace, metricName: "WriterUnreachable",
+        dimensions: { Vantage: r.region }, statistic: "Sum",
+        period: 10, threshold: THRESHOLDS.writerFailuresPer10s, comparisonOperator: "GreaterThanOrEqualToThreshold",
       });
       for (const x of args.regions) {
         alarm(r, names.replicationLag(x.region), name(`replication-lag-${x.region}-from`, args.suffix, r.region), {

@@ -129,7 +129,7 @@ test("each function's environment is exactly what its crate reads", () => {
     const failover = env("failover", region);
     assert.deepEqual([failover.CUTOVER_FAILOVER_DRIVER, failover.CUTOVER_GLOBAL_CLUSTER_ID, failover.CUTOVER_RPO_BUDGET_MS, failover.CUTOVER_EVENT_BUS],
       ["aurora-global", "aurora-global-t1-id", "1000", "default"]);
-    assert.equal(failover.CUTOVER_FAILOVER_ALARMS, "primary-writer-unavailable-t1");
+    assert.equal(failover.CUTOVER_FAILOVER_ALARMS, "primary-writer-unavailable-t1,writer-unreachable-t1");
     assert.deepEqual(pairs(failover.CUTOVER_CLUSTER_ARNS).map(([r, arn]) => [r, arn.replace(/.*\//, "")]), REGIONS.map((r) => [r, `aurora-${r}-t1`]));
   }
 });
@@ -461,11 +461,17 @@ test("alarm state changes: the 5xx-rate and p99 alarms to the shifter; in every 
   for (const region of REGIONS) {
     const rule = one("aws:cloudwatch/eventRule:EventRule", rn("alarms-to-failover", region));
     assert.equal(rule.region, region);
-    assert.deepEqual(JSON.parse(rule.inputs.eventPattern).detail, { alarmName: ["primary-writer-unavailable-t1"], state: { value: ["ALARM"] } });
+    assert.deepEqual(JSON.parse(rule.inputs.eventPattern).detail, { alarmName: ["primary-writer-unavailable-t1", "writer-unreachable-t1"], state: { value: ["ALARM"] } });
     assert.deepEqual([target("failover", region).region, target("failover", region).inputs.arn],
       [region, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-failover", region)}`], `${region}: its own failover`);
     assert.equal(target("failover", region).inputs.rule, rule.inputs.name ?? rule.name);
     assert.equal(writerAlarms.filter((a) => a.region === region).length, 1, `${region}: the alarm the rule watches changes state in ${region}`);
+    // The fast trigger: this region's own probe's failed attempts on the writer, at high resolution.
+    const fast = ofType("aws:cloudwatch/metricAlarm:MetricAlarm").filter((a) => a.inputs.name === "writer-unreachable-t1" && a.region === region);
+    assert.equal(fast.length, 1, `${region}: its writer-unreachable alarm`);
+    assert.deepEqual([fast[0].inputs.metricName, fast[0].inputs.dimensions, fast[0].inputs.period, fast[0].inputs.threshold, fast[0].inputs.comparisonOperator, fast[0].inputs.treatMissingData],
+      ["WriterUnreachable", { Vantage: region }, 10, 3, "GreaterThanOrEqualToThreshold", "notBreaching"], `${region}: 3 failures in 10 s from its own vantage; no failures published is no failure`);
+    assert.ok(fast[0].inputs.alarmActions.length > 0, `${region}: it notifies`);
   }
   for (const region of REGIONS.slice(1)) {
     assert.deepEqual(pattern(`alarms-forward-${region}-t1`).detail.alarmName, ["app-5xx-rate-t1", "app-p99-latency-t1", "app-5xx-rate-blue-t1", "app-p99-latency-blue-t1", "app-5xx-rate-green-t1", "app-p99-latency-green-t1"], "the shifter's alarms only: failover acts where its alarm is");
@@ -489,7 +495,7 @@ test("notifications: an ops topic per region and the validation topic, each encr
 });
 
 test("every alarm action reaches its topic: the topic policy and the topic's key admit CloudWatch, for this stack's alarms only", () => {
-  assert.equal(checkAlarmDelivery(), 2 * 37, "ALARM and OK actions of all 37 alarms");
+  assert.equal(checkAlarmDelivery(), 2 * 40, "ALARM and OK actions of all 40 alarms");
   assert.equal(checkEventDelivery(), 0, "no EventBridge rule publishes without DMS");
   for (const topic of ofType("aws:sns/topic:Topic").filter((t) => t.inputs.name.startsWith("cutover-ops"))) {
     const policy = JSON.parse(ofType("aws:sns/topicPolicy:TopicPolicy").find((p) => p.inputs.arn === arnOf(topic))?.inputs.policy);
@@ -502,7 +508,7 @@ test("every alarm action reaches its topic: the topic policy and the topic's key
 
 test("alarms: each notifies its own region's ops topic (CloudWatch cannot notify another region's)", () => {
   const alarms = ofType("aws:cloudwatch/metricAlarm:MetricAlarm");
-  assert.equal(alarms.length, 3 * (4 + 4 + 1 + 3) + 1, "per region: 4 application alarms, 4 on a colour's own group, the writer's, lag to each of 3 regions; the validation mismatch");
+  assert.equal(alarms.length, 3 * (4 + 4 + 2 + 3) + 1, "per region: 4 application alarms, 4 on a colour's own group, the writer's two (dark probe, failed attempts), lag to each of 3 regions; the validation mismatch");
   for (const a of alarms) {
     const topic = a.region === "us-east-1" ? "sns-ops-t1" : `sns-ops-${a.region}-t1`;
     assert.deepEqual(a.inputs.alarmActions, [`arn:aws:mock:${a.region}:${ACCOUNT}:aws:sns/topic:Topic/${topic}`], a.name);

@@ -10,7 +10,24 @@ router, which sends
       functions' own binaries), the function named by the ARN's `function:<name>` part;
   everything else                                        ->  moto itself.
 
-Clients (the tests, the functions) talk to moto directly; only the interpreter comes here.
+Every client comes here too (the world's AWS_ENDPOINT_URL), so the router is where each
+region's control plane lives and dies. moto keeps every service's state per region already
+(its backends are keyed by account and region, nothing is shared between regions); the router
+adds what moto lacks for a regional outage:
+
+  a region can be lost   every request signed for it (the SigV4 credential scope names the
+                         region) is dropped without an answer, as a dark region's endpoints
+                         do; Lambda Invoke too
+  a global table         writes to the DynamoDB table named by --global-table are replicated
+                         to the same table in the other regions after --replication-delay-ms,
+                         last writer wins, as DynamoDB global tables do (asynchronously: a
+                         conditional write is only consistent within its own region); a write
+                         not yet replicated when its region is lost is lost with it, and a lost
+                         region's replica catches up when it comes back
+
+  POST   /_router/regions/<region>/down   lose a region (its AWS stops answering)
+  POST   /_router/regions/<region>/up     bring it back (its pending replication is applied)
+  GET    /_router/regions                 {"down": [...], "replication": {...}}
 
 For drills, the router can make the Lambda service fail an invocation, the way AWS does on a
 bad day (HTTP 500, `ServiceException`), before it reaches the function:
@@ -21,7 +38,7 @@ bad day (HTTP 500, `ServiceException`), before it reaches the function:
   GET    /_router/invocations  every invocation routed: function, payload, status, ms, fault
   DELETE /_router/invocations
 
-Usage: aws_router.py --port P --moto-port M --lambda-port L
+Usage: aws_router.py --port P --moto-port M --lambda-port L [--global-table T]
 """
 
 import argparse
@@ -35,13 +52,151 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"]
+SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+DDB = "DynamoDB_20120810."
+DDB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
 
-lock = threading.Lock()
+lock = threading.RLock()
 faults = []        # {"function", "match", "times", "status", "error", "message"}
 invocations = []   # what was routed, in order
+down = set()       # regions lost: nothing signed for them is answered
+
+
+def scope_of(headers, query=""):
+    """(access key, region) from the SigV4 credential scope, header or presigned query."""
+    m = SCOPE.search(headers.get("Authorization") or "") or SCOPE.search(
+        urllib.parse.unquote(query).replace("X-Amz-Credential=", "Credential="))
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
+class Replicator:
+    """A DynamoDB global table's replication: asynchronous, last writer wins.
+
+    After a write is acknowledged in one region, its items are read back from that region
+    (consistently) after `delay` and written as they are then to every other region;
+    several writes of one item within the delay replicate once. Replicated writes go to
+    moto directly and are not replicated again. A region that is down keeps what it was
+    sent in `pending` and receives it when it comes back; a source that is down when its
+    writes are due loses them (never replicated: lost with the region)."""
+
+    def __init__(self, moto_port, table, keys, delay_ms):
+        self.moto_port, self.table, self.keys, self.delay = moto_port, table, keys, delay_ms / 1000
+        self.cv = threading.Condition()
+        self.due = {}       # (source region, key json) -> (due time, access key)
+        self.pending = {}   # target region -> {key json: item or None}
+        self.stats = {"writes_seen": 0, "replicated": 0, "lost_with_source": 0, "errors": 0}
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def note(self, region, akid, op, request):
+        keys = []
+        try:
+            doc = json.loads(request)
+        except ValueError:
+            return
+        def key_of(table, key=None, item=None):
+            if table != self.table:
+                return
+            src = key if key is not None else item
+            if src and all(k in src for k in self.keys):
+                keys.append(json.dumps({k: src[k] for k in self.keys}, sort_keys=True))
+        if op in ("PutItem", "UpdateItem", "DeleteItem"):
+            key_of(doc.get("TableName"), doc.get("Key"), doc.get("Item"))
+        elif op == "TransactWriteItems":
+            for t in doc.get("TransactItems", []):
+                for kind in ("Put", "Update", "Delete"):
+                    if kind in t:
+                        key_of(t[kind].get("TableName"), t[kind].get("Key"), t[kind].get("Item"))
+        elif op == "BatchWriteItem":
+            for table, reqs in (doc.get("RequestItems") or {}).items():
+                for r in reqs:
+                    if "PutRequest" in r:
+                        key_of(table, item=r["PutRequest"].get("Item"))
+                    if "DeleteRequest" in r:
+                        key_of(table, key=r["DeleteRequest"].get("Key"))
+        if not keys:
+            return
+        with self.cv:
+            self.stats["writes_seen"] += len(keys)
+            for k in keys:
+                self.due.setdefault((region, k), (time.time() + self.delay, akid))
+            self.cv.notify()
+
+    def call(self, region, akid, op, body):
+        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": DDB + op,
+                   "Authorization": f"AWS4-HMAC-SHA256 Credential={akid or 'replicator'}/20260101/{region}/dynamodb/aws4_request, SignedHeaders=host, Signature=0"}
+        conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
+        try:
+            conn.request("POST", "/", body=json.dumps(body), headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise OSError(f"{op} in {region}: HTTP {resp.status} {data[:200]!r}")
+            return json.loads(data or b"{}")
+        finally:
+            conn.close()
+
+    def apply(self, target, akid, key, item):
+        if item is None:
+            self.call(target, akid, "DeleteItem", {"TableName": self.table, "Key": json.loads(key)})
+        else:
+            self.call(target, akid, "PutItem", {"TableName": self.table, "Item": item})
+
+    def run(self):
+        while True:
+            with self.cv:
+                now = time.time()
+                ready = [(k, v[1]) for k, v in self.due.items() if v[0] <= now]
+                for k, _ in ready:
+                    del self.due[k]
+                if not ready:
+                    nxt = min((v[0] for v in self.due.values()), default=now + 1)
+                    self.cv.wait(max(0.01, nxt - now))
+                    continue
+                lost = set(down)
+            for (source, key), akid in ready:
+                if source in lost:
+                    with lock:
+                        self.stats["lost_with_source"] += 1
+                    continue
+                try:
+                    got = self.call(source, akid, "GetItem",
+                                    {"TableName": self.table, "Key": json.loads(key), "ConsistentRead": True})
+                    item = got.get("Item")
+                    for target in REGIONS:
+                        if target == source:
+                            continue
+                        if target in lost:
+                            with lock:
+                                self.pending.setdefault(target, {})[key] = (item, akid)
+                            continue
+                        self.apply(target, akid, key, item)
+                    with lock:
+                        self.stats["replicated"] += 1
+                except (OSError, ValueError) as e:
+                    with lock:
+                        self.stats["errors"] += 1
+                    print(f"replication of {key} from {source} failed: {e}", flush=True)
+
+    def catch_up(self, region):
+        with lock:
+            items = self.pending.pop(region, {})
+        for key, (item, akid) in items.items():
+            try:
+                self.apply(region, akid, key, item)
+            except (OSError, ValueError) as e:
+                print(f"catching {region} up on {key} failed: {e}", flush=True)
+
+    def describe(self):
+        with self.cv:
+            due = len(self.due)
+        with lock:
+            return {"table": self.table, "delay_ms": int(self.delay * 1000), "due": due,
+                    "pending": {r: len(p) for r, p in self.pending.items()}, **self.stats}
 
 
 def function_name(raw):
@@ -94,10 +249,19 @@ class Router(BaseHTTPRequestHandler):
         data = self.body()
         if path.startswith("/_router/"):
             return self.admin(path, data)
+        akid, region = scope_of(self.headers, self.path.partition("?")[2])
+        if region in down:
+            # A lost region: no answer at all. The client sees its connection closed.
+            self.close_connection = True
+            return
         m = INVOKE.match(path) if self.command == "POST" else None
         if m:
             return self.invoke(m.group(1), data)
-        return self.forward(self.server.moto_port, self.path, data)
+        status = self.forward(self.server.moto_port, self.path, data)
+        target = self.headers.get("X-Amz-Target") or ""
+        rep = self.server.replicator
+        if rep and status == 200 and target.startswith(DDB) and target[len(DDB):] in DDB_WRITES:
+            rep.note(region or "us-east-1", akid, target[len(DDB):], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
 
@@ -122,6 +286,22 @@ class Router(BaseHTTPRequestHandler):
             if path == "/_router/invocations" and self.command == "DELETE":
                 invocations.clear()
                 return self.reply_json(200, {})
+            if path == "/_router/regions" and self.command == "GET":
+                rep = self.server.replicator
+                return self.reply_json(200, {"down": sorted(down), "replication": rep.describe() if rep else None})
+            m = re.match(r"^/_router/regions/([a-z0-9-]+)/(down|up)$", path)
+            if m and self.command == "POST":
+                region, state = m.groups()
+                if region not in REGIONS:
+                    return self.reply_json(400, {"message": f"unknown region {region!r}; the regions are {', '.join(REGIONS)}"})
+                if state == "down":
+                    down.add(region)
+                else:
+                    down.discard(region)
+                    if self.server.replicator:
+                        threading.Thread(target=self.server.replicator.catch_up, args=(region,), daemon=True).start()
+                print(f"region {region}: {state}", flush=True)
+                return self.reply_json(200, {"down": sorted(down)})
             if path == "/_router/health":
                 return self.reply_json(200, {"lambda_port": self.server.lambda_port, "moto_port": self.server.moto_port})
         return self.reply_json(404, {"message": f"no such router path: {self.command} {path}"})
@@ -189,11 +369,16 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--moto-port", type=int, required=True)
     p.add_argument("--lambda-port", type=int, required=True)
+    p.add_argument("--global-table", help="the DynamoDB table replicated between the regions")
+    p.add_argument("--global-table-keys", default="pk,sk")
+    p.add_argument("--replication-delay-ms", type=int, default=500)
     a = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Router)
     server.daemon_threads = True
     server.moto_port = a.moto_port
     server.lambda_port = a.lambda_port
+    server.replicator = (Replicator(a.moto_port, a.global_table, a.global_table_keys.split(","), a.replication_delay_ms)
+                         if a.global_table else None)
     print(f"aws router on 127.0.0.1:{a.port}: Lambda Invoke -> 127.0.0.1:{a.lambda_port}, the rest -> moto 127.0.0.1:{a.moto_port}", flush=True)
     try:
         server.serve_forever()

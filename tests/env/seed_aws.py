@@ -94,21 +94,24 @@ def main():
     replicator_password = open(args.replicator_password_file).read().strip()
     out = {}
 
-    ddb = client("dynamodb", "us-east-1", endpoint)
+    # The state table is a global table: a replica in every region (the router replicates
+    # between them, tests/env/aws_router.py --global-table).
     table = f"migration-state-{suffix}"
-    ddb.create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
-    log(f"DynamoDB table {table}")
+    for region in REGIONS:
+        ddb = client("dynamodb", region, endpoint)
+        ddb.create_table(
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+    log(f"DynamoDB global table {table} (replicas in {', '.join(REGIONS)})")
 
     sns = client("sns", "us-east-1", endpoint)
     sqs = client("sqs", "us-east-1", endpoint)
@@ -136,7 +139,11 @@ def main():
         out[f"CUTOVER_{kind.upper()}_QUEUE_URL"] = queue_url
         log(f"SNS topic cutover-{kind}-{suffix} -> SQS cutover-{kind}-capture-{suffix}")
 
-    ssm = client("ssm", "us-east-1", endpoint)
+    # Every region's functions read their own region's ops topic and SSM parameters.
+    for region in REGIONS[1:]:
+        arn = client("sns", region, endpoint).create_topic(Name=f"cutover-ops-{suffix}")["TopicArn"]
+        out[f"CUTOVER_OPS_TOPIC_ARN_{region.upper().replace('-', '_')}"] = arn
+    out["CUTOVER_OPS_TOPIC_ARN_US_EAST_1"] = out["CUTOVER_OPS_TOPIC_ARN"]
     db = f"/migration/db/{suffix}"
     app = f"/migration/app/{suffix}"
     parameters = [
@@ -164,9 +171,11 @@ def main():
     ]
     for region, port in zip(REGIONS, ports[:3]):
         parameters.append((f"{db}/reader-endpoint/{region}", f"localhost:{port}", "String"))
-    for name, value, kind in parameters:
-        ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True)
-    log(f"SSM {db}/* and {app}/* ({len(parameters)} parameters)")
+    for region in REGIONS:
+        ssm = client("ssm", region, endpoint)
+        for name, value, kind in parameters:
+            ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True)
+    log(f"SSM {db}/* and {app}/* ({len(parameters)} parameters, a copy in each of {', '.join(REGIONS)})")
 
     for region in REGIONS:
         ec2 = client("ec2", region, endpoint)

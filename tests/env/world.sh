@@ -4,7 +4,9 @@
 #   us-east-1       the target primary, fed from the source by logical replication
 #   eu-west-1       streaming standby of us-east-1 with its WAL delayed by a TCP proxy (the network distance)
 #   ap-southeast-1  streaming standby of us-east-1 with its WAL delayed by a TCP proxy (the network distance)
-#   moto            the AWS side: DynamoDB, SNS->SQS, SSM, ELBv2, CloudWatch
+#   moto            the AWS side: DynamoDB, SNS->SQS, SSM, ELBv2, CloudWatch, per region
+#   router          every AWS call goes through it (tests/env/aws_router.py): a region can be
+#                   lost whole, and the state table is replicated between the regions' replicas
 # Every server speaks TLS with certificates from a locally generated CA.
 #
 #   world.sh up | down [--purge] | status | purge
@@ -276,7 +278,7 @@ proxy_port_of() { echo $(( $(port_of "$1") + 10 )); }
 proxy_bin() {
   local bin="$ROOT/target/debug/delay-proxy"
   if [ ! -x "$bin" ]; then
-    log "building delay-proxy (cargo build -p cutover-rehearsal --bin delay-proxy)"
+    log "building delay-proxy (cargo build -p cutover-rehearsal --bin delay-proxy)" >&2
     (cd "$ROOT" && cargo build -q --locked -p cutover-rehearsal --bin delay-proxy) >&2
   fi
   echo "$bin"
@@ -366,12 +368,12 @@ start_router() {
   router_up && return 0
   port_busy "$ROUTER_PORT" && die "port $ROUTER_PORT (the AWS router) is in use; set CUTOVER_ROUTER_PORT"
   nohup "$VENV/bin/python" "$HERE/aws_router.py" --port "$ROUTER_PORT" --moto-port "$MOTO_PORT" \
-    --lambda-port "$LAMBDA_PORT" > "$R/router.log" 2>&1 &
+    --lambda-port "$LAMBDA_PORT" --global-table "migration-state-$SUFFIX" > "$R/router.log" 2>&1 &
   echo $! > "$R/router.pid"
   local i
   for i in $(seq 1 50); do router_up && break; sleep 0.1; done
   router_up || { cat "$R/router.log" >&2; die "the AWS router did not start"; }
-  log "router: 127.0.0.1:$ROUTER_PORT (Lambda Invoke -> 127.0.0.1:$LAMBDA_PORT, the rest -> moto)"
+  log "router: 127.0.0.1:$ROUTER_PORT (every AWS call: per-region kill switch, the state table replicated as a global table; Lambda Invoke -> 127.0.0.1:$LAMBDA_PORT, the rest -> moto)"
 }
 
 # The functions as the state machines run them: the world's environment plus the rehearsal's
@@ -393,14 +395,27 @@ start_lambdas() {
   if lambda_up && [ -f "$R/lambda.pid" ] && kill -0 "$(cat "$R/lambda.pid")" 2>/dev/null; then return 0; fi
   port_busy "$LAMBDA_PORT" && die "port $LAMBDA_PORT (cargo lambda watch) is in use; set CUTOVER_LAMBDA_PORT"
   write_lambda_env
-  # Its own process group: the functions it starts are stopped with it.
-  (cd "$ROOT" && exec env PATH="$VENV/bin:$PATH" setsid cargo lambda watch --ignore-changes --timeout 900 --profile "$LAMBDA_PROFILE" \
-    --env-file "$R/lambda.env" -A 127.0.0.1 -P "$LAMBDA_PORT") > "$R/lambda-watch.log" 2>&1 < /dev/null &
-  echo $! > "$R/lambda.pid"
-  local i
-  for i in $(seq 1 150); do lambda_up && break; sleep 0.2; done
-  lambda_up || { tail -n 20 "$R/lambda-watch.log" >&2; die "cargo lambda watch did not start"; }
-  log "functions: cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (built on first invocation)"
+  # Seen here a few times: the emulator logs "terminating lambda scheduler" a moment after it
+  # started, from whatever shell started it. It is started again (three attempts) until it
+  # stays up for two seconds.
+  local attempt i
+  for attempt in 1 2 3; do
+    # Its own process group: the functions it starts are stopped with it.
+    (cd "$ROOT" && exec env PATH="$VENV/bin:$PATH" setsid nohup cargo lambda watch --ignore-changes --timeout 900 --profile "$LAMBDA_PROFILE" \
+      --env-file "$R/lambda.env" -A 127.0.0.1 -P "$LAMBDA_PORT") >> "$R/lambda-watch.log" 2>&1 < /dev/null &
+    echo $! > "$R/lambda.pid"
+    for i in $(seq 1 150); do lambda_up && break; sleep 0.2; done
+    sleep 2
+    if lambda_up && kill -0 "$(cat "$R/lambda.pid")" 2>/dev/null; then
+      log "functions: cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (built on first invocation)"
+      return 0
+    fi
+    kill -- "-$(cat "$R/lambda.pid")" 2>/dev/null || true
+    for i in $(seq 1 50); do port_busy "$LAMBDA_PORT" || break; sleep 0.1; done
+    log "functions: cargo lambda watch stopped right after it started (attempt $attempt of 3)"
+  done
+  tail -n 20 "$R/lambda-watch.log" >&2
+  die "cargo lambda watch did not start"
 }
 
 stop_lambdas() {
@@ -418,7 +433,9 @@ write_env() {
   cat > "$R/world.env" <<ENV
 # written by tests/env/world.sh up — the local world, as tests and the rehearsal see it
 export CUTOVER_SUFFIX=$SUFFIX
-export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+# Every AWS call goes through the router (tests/env/aws_router.py): it is where a region can be
+# lost whole, and where the state table is replicated between the regions as a global table.
+export AWS_ENDPOINT_URL=http://127.0.0.1:$ROUTER_PORT
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
@@ -463,7 +480,7 @@ summary() {
       "$( [ "$(delay_of "$node")" = 0 ] && echo - || echo "$(delay_of "$node") ms")"
   done
   printf '%-16s %-34s %-6s\n' "moto" "AWS (DynamoDB, SNS, SSM, ELBv2, SFN...)" "$MOTO_PORT"
-  printf '%-16s %-34s %-6s\n' "router" "Lambda Invoke of state machines" "$ROUTER_PORT"
+  printf '%-16s %-34s %-6s\n' "router" "AWS endpoint: regions, global table" "$ROUTER_PORT"
   printf '%-16s %-34s %-6s\n' "functions" "cargo lambda watch (the binaries)" "$LAMBDA_PORT"
   printf '\nenvironment: %s\n' "$R/world.env"
 }

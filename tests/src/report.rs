@@ -595,6 +595,42 @@ fn failover_section(f: &Value) -> String {
     )
 }
 
+/// The region-loss drill: the timeline from the kill, the invocations, the loss.
+fn region_loss_section(r: &Value) -> String {
+    let rows: Vec<Vec<String>> = r["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            vec![
+                t["ms"]
+                    .as_i64()
+                    .map_or("-".into(), |m| format!("+{:.1} s", m as f64 / 1000.0)),
+                t["event"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let actions: Vec<Vec<String>> = r["actions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(a, n)| vec![a.clone(), num(n)])
+        .collect();
+    format!(
+        "<h2>Region loss: {} lost whole</h2><p>Its database, the WAL links from it and its AWS (the router answers nothing signed for it) at once; each surviving region's own lag-probe, <code>writer-unreachable</code> alarm and failover function, against its own region's AWS. RTO from the kill to the first write the new writer acknowledged: <b>{} ms</b>, detection included; {} promotion(s) among {} invocations; {} writes acknowledged by the old writer, <b>{} lost</b> (predicted before the kill: {}, from a {} ms lag sample).</p>{}{}",
+        esc(r["from"].as_str().unwrap_or("us-east-1")),
+        num(&r["rto_from_kill_ms"]),
+        num(&r["promotions"]),
+        num(&r["invocations"]),
+        num(&r["acknowledged_by_old"]),
+        num(&r["lost"]),
+        num(&r["predicted_lost_writes"]),
+        num(&r["predicted_loss_ms"]),
+        table(&["from the kill", "event"], &rows),
+        table(&["region: outcome", "invocations"], &actions),
+    )
+}
+
 fn validation_section(v: &Value) -> String {
     let mut rows = Vec::new();
     for (label, key) in [
@@ -797,6 +833,9 @@ pub fn render_html(report: &Value) -> String {
                 &report["failover"]["reconciliation"],
             ));
         }
+    }
+    if report.get("region_loss").is_some() {
+        body.push_str(&region_loss_section(&report["region_loss"]));
     }
     if let Some(invoke) = report.get("lambda_invoke") {
         let rows: Vec<Vec<String>> = invoke["invocations"]

@@ -520,6 +520,26 @@ impl Router {
         Ok(out)
     }
 
+    /// Loses a region's AWS whole: nothing signed for it is answered any more (its
+    /// replica of the state table stops receiving and sending replication too).
+    pub async fn region_down(&self, region: &str) -> Result<(), WorldError> {
+        self.call("POST", &format!("/_router/regions/{region}/down"), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Brings a lost region's AWS back (what was replicated to it meanwhile arrives).
+    pub async fn region_up(&self, region: &str) -> Result<(), WorldError> {
+        self.call("POST", &format!("/_router/regions/{region}/up"), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// The regions down, and the state table's replication counters.
+    pub async fn regions(&self) -> Result<Value, WorldError> {
+        self.call("GET", "/_router/regions", None).await
+    }
+
     /// Forgets the faults and the invocations routed so far.
     pub async fn reset(&self) -> Result<(), WorldError> {
         self.call("DELETE", "/_router/faults", None).await?;

@@ -1017,8 +1017,8 @@ async fn a_postgres_switchover_killed_after_any_step_is_finished_exactly_once() 
 
 /// The blip drill with the defaults: the writer's server is stopped (SIGSTOP: it
 /// neither answers nor refuses) for 10 s and resumes in place, while an alarm fires
-/// and a second region's lag-probe watches it fail too. A 30 s grace period outlasts
-/// the blip, so the writer answers again before anyone may move it: nothing moves.
+/// and a second region's lag-probe watches it fail too. The default 22 s grace period
+/// outlasts the blip, so the writer answers again before anyone may move it: nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_stopped_for_ten_seconds_and_resumed_in_place_moves_nothing() {
     let _t = TURN.lock().await;
@@ -1030,8 +1030,9 @@ async fn a_writer_stopped_for_ten_seconds_and_resumed_in_place_moves_nothing() {
     let f = with_aurora_and(
         &world,
         cluster.client(),
+        // The defaults (22 s grace, probes every 2 s, 2 s timeout): what is deployed.
         &[
-            ("CUTOVER_FAILOVER_GRACE_MS", "30000"),
+            ("CUTOVER_FAILOVER_GRACE_MS", "22000"),
             ("CUTOVER_FAILOVER_PROBE_EVERY_MS", "2000"),
             ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "2000"),
         ],

@@ -12,7 +12,7 @@
 //! | `CUTOVER_LAG_MAX_AGE_MS` | 10000 | a lag sample older than this when the writer was first probed does not count (lag-probe runs 55 s windows every minute: a sample may be ~5 s old at a window boundary) |
 //! | `CUTOVER_EVENT_BUS` | `default` | where "Cutover Primary Changed" is put |
 //! | `CUTOVER_FAILOVER_PROBE_TIMEOUT_MS` | 2000 | how long the primary gets to answer one probe |
-//! | `CUTOVER_FAILOVER_GRACE_MS` | 30000 | the writer is lost only if every probe over this long failed (longer than a 20 s in-region restart) |
+//! | `CUTOVER_FAILOVER_GRACE_MS` | 22000 | the writer is lost only if it failed every probe for this long, counted from the first failure this region saw (longer than a 20 s in-region restart) |
 //! | `CUTOVER_FAILOVER_PROBE_EVERY_MS` | 2000 | how often the writer is probed during the grace period |
 //! | `CUTOVER_FAILOVER_QUORUM` | 2 | vantage points (this function's direct probe is one, each other region's lag-probe record one) that must see the writer unreachable for the grace period before it is declared lost |
 //! | `CUTOVER_FAILOVER_REACH_MAX_AGE_MS` | 20000 | a reachability record older than this is unknown (neither reachable nor unreachable); shorter than the grace period, so a success older than the grace is never taken as "reachable now" |
@@ -179,7 +179,7 @@ impl FailoverConfig {
                 .unwrap_or_else(|| "default".into()),
             probe_timeout: vars
                 .millis_or("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", Duration::from_secs(2))?,
-            writer_grace: vars.millis_or("CUTOVER_FAILOVER_GRACE_MS", Duration::from_secs(30))?,
+            writer_grace: vars.millis_or("CUTOVER_FAILOVER_GRACE_MS", Duration::from_secs(22))?,
             probe_every: vars
                 .millis_or("CUTOVER_FAILOVER_PROBE_EVERY_MS", Duration::from_secs(2))?,
             core,

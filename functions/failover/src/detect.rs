@@ -1,7 +1,13 @@
 //! Is the writer lost, or only blinking? A writer is declared lost only when
 //! every probe over a grace period failed: an in-region restart or a reboot of
-//! up to 20 s answers again within the default 30 s and moves nothing across
+//! up to 20 s answers again within the default 22 s and moves nothing across
 //! regions. A probe error or a timeout counts as a failure, never as silence.
+//!
+//! The grace period counts from the first failure seen **in this region**: when
+//! this region's lag-probe has already recorded the writer failing (a streak it
+//! is still in, its record fresh), that span is credited and the probes here only
+//! watch the rest. The alarm that started the run is late by its own evaluation;
+//! the outage is not longer for it. Any probe that answers still ends it as a blip.
 //!
 //! The clock is a trait so the tests run the grace period without waiting for it.
 
@@ -46,6 +52,14 @@ pub struct Verdict {
     /// How long the writer was watched, in ms.
     pub watched_ms: u64,
     pub last_error: Option<String>,
+    /// Failures this region's lag-probe had recorded before the first probe here
+    /// (the span of its streak, in ms), counted towards the grace period.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub credited_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Verdict {
@@ -62,8 +76,16 @@ impl Verdict {
                     .unwrap_or_default()
             ),
             (false, n) => format!(
-                "all {n} probes over {} ms failed{}",
+                "all {n} probes over {} ms failed{}{}",
                 self.watched_ms,
+                if self.credited_ms > 0 {
+                    format!(
+                        ", after {} ms of failures this region's lag-probe had recorded",
+                        self.credited_ms
+                    )
+                } else {
+                    String::new()
+                },
                 self.last_error
                     .as_ref()
                     .map(|e| format!("; last error: {e}"))
@@ -74,17 +96,21 @@ impl Verdict {
 }
 
 /// Probes the writer until it answers or `grace` has passed since the first
-/// probe, one probe every `every`.
+/// failure seen here (`credited` before the first probe), one probe every `every`.
 pub async fn watch<F, Fut>(
     mut probe: F,
     clock: &impl Clock,
     grace: Duration,
+    credited: Duration,
     every: Duration,
 ) -> Verdict
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let credited = credited.min(grace);
+    let credited_ms = credited.as_millis() as u64;
+    let grace = grace - credited;
     let mut probes = 0;
     let mut failures = 0;
     let mut last_error = None;
@@ -100,6 +126,7 @@ where
                     failures,
                     watched_ms,
                     last_error,
+                    credited_ms,
                 }
             }
             Err(e) => {
@@ -115,6 +142,7 @@ where
                 failures,
                 watched_ms,
                 last_error,
+                credited_ms,
             };
         }
         clock.sleep(every.min(grace - elapsed)).await;
@@ -151,7 +179,7 @@ mod tests {
         }
     }
 
-    const GRACE: Duration = Duration::from_secs(30);
+    const GRACE: Duration = Duration::from_secs(22);
     const EVERY: Duration = Duration::from_secs(2);
 
     /// A writer that is down from `down_from` to `up_again` (seconds on the clock);
@@ -172,6 +200,7 @@ mod tests {
             },
             clock,
             GRACE,
+            Duration::ZERO,
             EVERY,
         )
         .await
@@ -223,10 +252,73 @@ mod tests {
             },
             &clock,
             GRACE,
+            Duration::ZERO,
             EVERY,
         )
         .await;
         assert!(!v.reachable);
-        assert!(v.watched_ms >= 30_000, "{v:?}");
+        assert!(v.watched_ms >= 22_000, "{v:?}");
+    }
+
+    /// The writer's region lost: this region's lag-probe has seen it failing for
+    /// 15 s when the alarm's run starts; the probes here watch the other 7 s only.
+    #[tokio::test]
+    async fn a_streak_this_region_already_saw_counts_towards_the_grace_period() {
+        let clock = Manual::new();
+        let v = watch(
+            || {
+                clock.advance(Duration::from_millis(3));
+                async { Err("connection refused".to_string()) }
+            },
+            &clock,
+            GRACE,
+            Duration::from_secs(15),
+            EVERY,
+        )
+        .await;
+        assert!(!v.reachable);
+        assert_eq!(v.credited_ms, 15_000);
+        assert!(
+            clock.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            clock.elapsed()
+        );
+        assert!(
+            clock.elapsed() < Duration::from_secs(9),
+            "{:?}",
+            clock.elapsed()
+        );
+        assert!(
+            v.describe().contains("after 15000 ms of failures"),
+            "{}",
+            v.describe()
+        );
+    }
+
+    /// A restart that this region's lag-probe saw begin 15 s ago and that ends 5 s
+    /// into the probes here is still a blip: the credit never outvotes an answer.
+    #[tokio::test]
+    async fn an_answer_after_a_credited_streak_is_still_a_blip() {
+        let clock = Manual::new();
+        let v = watch(
+            || {
+                let at = clock.elapsed();
+                clock.advance(Duration::from_millis(3));
+                async move {
+                    if at < Duration::from_secs(5) {
+                        Err("connection refused".to_string())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            &clock,
+            GRACE,
+            Duration::from_secs(15),
+            EVERY,
+        )
+        .await;
+        assert!(v.reachable, "{v:?}");
+        assert!(v.describe().contains("a blip"), "{}", v.describe());
     }
 }

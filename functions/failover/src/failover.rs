@@ -131,6 +131,9 @@ pub struct Failover {
     pub store: StateStore,
     pub leases: Leases,
     pub ssm: aws_sdk_ssm::Client,
+    /// Every other region's SSM: each region's functions and application read their
+    /// own region's copy of the endpoints, so a move writes them all (its own first).
+    pub regional_ssm: Vec<(String, aws_sdk_ssm::Client)>,
     pub events: aws_sdk_eventbridge::Client,
     pub notifier: Option<Notifier>,
     pub access: DbAccess,
@@ -316,9 +319,34 @@ impl Failover {
         lag::pick(&samples, writer, reference_ms, self.config.lag_max_age)
     }
 
+    /// How long this region's lag-probe has seen `writer` failing: its record of
+    /// the writer, when fresh and still in a streak of failures (else zero).
+    async fn failing_here_for(&self, writer: &str) -> Duration {
+        let key = keys::reach(writer, self.config.vantage());
+        let record = match self.store.get::<ReachRecord>(&key).await {
+            Ok(Some(r)) => r.value,
+            Ok(None) => return Duration::ZERO,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading this region's reachability record failed; the grace period starts now");
+                return Duration::ZERO;
+            }
+        };
+        let now = now_ms();
+        match record.first_failure_at_ms {
+            Some(first)
+                if !record.reachable
+                    && record.age_ms(now) <= self.config.reach_max_age.as_millis() as u64 =>
+            {
+                Duration::from_millis(now.saturating_sub(first))
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
     /// What every vantage point says of the writer, this function's own probe
-    /// (`verdict`, begun at `first_probe_ms`) standing for its own region. A store
-    /// that cannot be read leaves the other vantage points unknown.
+    /// (`verdict`, begun at `first_probe_ms`, its streak credited from this
+    /// region's lag-probe) standing for its own region. A store that cannot be
+    /// read leaves the other vantage points unknown.
     async fn agreement(&self, writer: &str, first_probe_ms: u64, verdict: &Verdict) -> Agreement {
         let now = now_ms();
         let own = ReachRecord {
@@ -326,7 +354,8 @@ impl Failover {
             vantage: self.config.vantage().to_string(),
             reachable: verdict.reachable,
             consecutive_failures: verdict.failures,
-            first_failure_at_ms: (!verdict.reachable).then_some(first_probe_ms),
+            first_failure_at_ms: (!verdict.reachable)
+                .then_some(first_probe_ms.saturating_sub(verdict.credited_ms)),
             last_success_at_ms: verdict.reachable.then_some(now),
             taken_at_ms: now,
             last_error: verdict.last_error.clone(),
@@ -356,30 +385,59 @@ impl Failover {
         )
     }
 
-    /// The writer watched over the grace period (and, when it does not answer,
-    /// what the other vantage points say), then the secondaries and their lag.
-    /// Lag samples are aged from the moment the writer was first probed: once it is
-    /// gone no newer sample can be taken, so the grace period must not age them.
-    pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
-        let regions = self.config.region_names();
-        let first_probe_ms = now_ms();
-        let verdict = detect::watch(
-            || self.probe_writer(),
-            &RealClock::start(),
-            self.config.writer_grace,
-            self.config.probe_every,
+    /// The agreement, read again (at most twice, a probe interval apart) while
+    /// the only thing missing is another vantage point's record catching up: a
+    /// streak short of the grace period by no more than the record's age (its
+    /// region rewrites it at every failure; the global table brings it here a
+    /// moment later), with no vantage point reaching the writer.
+    async fn settled_agreement(
+        &self,
+        writer: &str,
+        first_probe_ms: u64,
+        verdict: &Verdict,
+    ) -> Agreement {
+        let grace = self.config.writer_grace.as_millis() as u64;
+        let mut a = self.agreement(writer, first_probe_ms, verdict).await;
+        for _ in 0..2 {
+            let catching_up = |v: &agreement::VantageView| match v.view {
+                agreement::View::UnreachableTooBriefly { for_ms } => {
+                    for_ms + v.age_ms.unwrap_or(0) + self.config.probe_every.as_millis() as u64
+                        >= grace
+                }
+                _ => false,
+            };
+            let reached = a
+                .vantages
+                .iter()
+                .any(|v| matches!(v.view, agreement::View::Reachable { .. }));
+            if a.lost || reached || !a.vantages.iter().any(catching_up) {
+                break;
+            }
+            tokio::time::sleep(self.config.probe_every / 2).await;
+            a = self.agreement(writer, first_probe_ms, verdict).await;
+        }
+        a
+    }
+
+    /// Every secondary's health and position, with the lag sample that speaks
+    /// for it (aged from `reference_ms`), all at once.
+    async fn candidates(
+        &self,
+        active: &str,
+        regions: &[String],
+        reference_ms: u64,
+    ) -> Vec<Candidate> {
+        let health = self.driver.secondaries(active, regions).await;
+        let lags = futures::future::join_all(
+            health
+                .iter()
+                .map(|h| self.lag(&h.region, active, reference_ms)),
         )
         .await;
-        let agreement = if verdict.reachable {
-            None
-        } else {
-            Some(self.agreement(active, first_probe_ms, &verdict).await)
-        };
-        let health = self.driver.secondaries(active, &regions).await;
-        let mut candidates = Vec::new();
-        for h in health {
-            let lag = self.lag(&h.region, active, first_probe_ms).await;
-            candidates.push(Candidate {
+        health
+            .into_iter()
+            .zip(lags)
+            .map(|(h, lag)| Candidate {
                 lag_ms: lag.as_ref().map(|r| r.ms),
                 lag_is_lower_bound: lag.as_ref().is_some_and(|r| r.lower_bound),
                 lag_vantage: lag.map(|r| r.vantage),
@@ -387,8 +445,71 @@ impl Failover {
                 healthy: h.healthy,
                 note: h.note,
                 position: h.position,
-            });
-        }
+            })
+            .collect()
+    }
+
+    /// The writer watched over the grace period (and, when it does not answer,
+    /// what the other vantage points say), then the secondaries and their lag.
+    /// Lag samples are aged from the first failure seen here: once the writer is
+    /// gone no newer sample can be taken, so the grace period must not age them.
+    pub async fn observe(&self, trigger: &Trigger, active: &str) -> Situation {
+        let regions = self.config.region_names();
+        let credited = self.failing_here_for(active).await;
+        let first_probe_ms = now_ms();
+        let clock = RealClock::start();
+        let watch = detect::watch(
+            || self.probe_writer(),
+            &clock,
+            self.config.writer_grace,
+            credited,
+            self.config.probe_every,
+        );
+        // The candidates are looked at during the watch's last probe interval, not
+        // after it: once the grace period is over every second is downtime, and a
+        // writer silent that long has nothing left in flight to them. A writer that
+        // answers earlier ends the watch first; they are looked at then.
+        let last_interval = self
+            .config
+            .writer_grace
+            .saturating_sub(credited)
+            .saturating_sub(self.config.probe_every);
+        let dark_since_ms = first_probe_ms.saturating_sub(credited.as_millis() as u64);
+        let candidates = self.candidates(active, &regions, dark_since_ms);
+        let (verdict, prefetched) = {
+            tokio::pin!(watch);
+            let early = tokio::time::sleep(last_interval);
+            tokio::pin!(early);
+            tokio::select! {
+                v = &mut watch => (v, None),
+                _ = &mut early => {
+                    let (v, c) = tokio::join!(watch, candidates);
+                    (v, Some(c))
+                }
+            }
+        };
+        let agreement = async {
+            if verdict.reachable {
+                None
+            } else {
+                Some(
+                    self.settled_agreement(active, first_probe_ms, &verdict)
+                        .await,
+                )
+            }
+        };
+        let (agreement, candidates) = match prefetched {
+            Some(c) => (agreement.await, c),
+            // A writer that answered was not failing: its samples are aged from now.
+            None => {
+                let since = if verdict.reachable {
+                    first_probe_ms
+                } else {
+                    dark_since_ms
+                };
+                tokio::join!(agreement, self.candidates(active, &regions, since))
+            }
+        };
         Situation {
             current_primary: active.to_string(),
             primary_reachable: verdict.reachable,
@@ -578,6 +699,110 @@ impl Failover {
         Ok(())
     }
 
+    /// The two endpoint parameters written to every other region's SSM, all at
+    /// once, each region bounded by the probe timeout: a region that is lost (the
+    /// one the writer left, often) does not hold up the move. Its copy keeps naming
+    /// the old writer until it is reachable again and written (`sync-endpoints`, or
+    /// the next move); the steps say which regions were not written.
+    async fn copy_endpoints(
+        &self,
+        new_writer: &str,
+        to: &str,
+        fence: &LeaseFence<'_>,
+        steps: &mut Vec<String>,
+    ) -> Result<(), FailoverError> {
+        if self.regional_ssm.is_empty() {
+            return Ok(());
+        }
+        fence.renew().await?;
+        let writes = [
+            (self.db_param("writer-endpoint"), new_writer.to_string()),
+            (self.app_param("active-region"), to.to_string()),
+        ];
+        let copies = self.regional_ssm.iter().map(|(region, ssm)| {
+            let writes = &writes;
+            async move {
+                let copy = async {
+                    let mut written = 0;
+                    for (name, value) in writes {
+                        let current = cutover_core::db::parameter(ssm, name).await.ok();
+                        if current.as_deref() == Some(value.as_str()) {
+                            continue;
+                        }
+                        ssm.put_parameter()
+                            .name(name)
+                            .value(value)
+                            .r#type(aws_sdk_ssm::types::ParameterType::String)
+                            .overwrite(true)
+                            .send()
+                            .await
+                            .map_err(|e| cutover_core::error::describe_chain(&e))?;
+                        written += 1;
+                    }
+                    Ok::<_, String>(written)
+                };
+                let result = match tokio::time::timeout(self.config.probe_timeout, copy).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "no answer within {} ms",
+                        self.config.probe_timeout.as_millis()
+                    )),
+                };
+                (region.clone(), result)
+            }
+        });
+        for (region, result) in futures::future::join_all(copies).await {
+            steps.push(match result {
+                Ok(0) => format!("SSM copy in {region}: already current"),
+                Ok(n) => format!("SSM copy in {region}: {n} parameter(s) written"),
+                Err(e) => format!(
+                    "SSM copy in {region}: NOT written ({e}); it names the old writer until it is written (`sync-endpoints`)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `sync-endpoints`: every region's copy made equal to this region's (after a
+    /// lost region came back). Changes only copies that differ; not fenced (it
+    /// writes what this region's copy, written under the lease, already says).
+    pub async fn sync_endpoints(&self) -> Result<Value, FailoverError> {
+        let writer =
+            cutover_core::db::parameter(&self.ssm, &self.db_param("writer-endpoint")).await?;
+        let active = self.active_region().await?;
+        let mut out = BTreeMap::new();
+        for (region, ssm) in &self.regional_ssm {
+            let mut written = Vec::new();
+            let mut error = None;
+            for (name, value) in [
+                (self.db_param("writer-endpoint"), &writer),
+                (self.app_param("active-region"), &active),
+            ] {
+                let current = cutover_core::db::parameter(ssm, &name).await.ok();
+                if current.as_deref() == Some(value.as_str()) {
+                    continue;
+                }
+                match ssm
+                    .put_parameter()
+                    .name(&name)
+                    .value(value)
+                    .r#type(aws_sdk_ssm::types::ParameterType::String)
+                    .overwrite(true)
+                    .send()
+                    .await
+                {
+                    Ok(_) => written.push(name),
+                    Err(e) => {
+                        error = Some(cutover_core::error::describe_chain(&e));
+                        break;
+                    }
+                }
+            }
+            out.insert(region.clone(), json!({"written": written, "error": error}));
+        }
+        Ok(json!({"writer_endpoint": writer, "active_region": active, "regions": out}))
+    }
+
     /// Runs one trigger. `holder` names this invocation in the lease.
     pub async fn run(&self, trigger: Trigger, holder: &str) -> Result<Outcome, FailoverError> {
         let started = Instant::now();
@@ -642,6 +867,38 @@ impl Failover {
                 moving_elsewhere = again
                     .as_ref()
                     .is_some_and(|s| s.value.phase == Phase::InProgress);
+                // A holder is moving the writer right now (what it does changes
+                // what this run saw: a candidate already promoted, or busy): that
+                // move is the answer, not a refusal.
+                if !moving_elsewhere {
+                    if let Ok(Some(l)) = self.leases.current().await {
+                        if l.expires_at_ms > now_ms() {
+                            let mut o = outcome(
+                                "fenced",
+                                format!(
+                                    "{} holds the failover lease (epoch {}) and is moving the writer; this run's view is out of date",
+                                    l.holder, l.epoch
+                                ),
+                            );
+                            o.holder = Some(l.holder);
+                            o.epoch = Some(l.epoch);
+                            return Ok(o);
+                        }
+                    }
+                }
+                // Another region's failover may have moved the writer already: its
+                // record reaches this region's replica a moment later than its copy
+                // of the endpoints (written at once, in every region it reaches).
+                if let Ok(now) = self.active_region().await {
+                    if now != now_active {
+                        return Ok(outcome(
+                            "completed-elsewhere",
+                            format!(
+                                "the writer moved from {now_active} to {now} while this run observed (another invocation or region moved it); nothing to do"
+                            ),
+                        ));
+                    }
+                }
             }
             if let (Decision::Refuse { reasons, alert }, false) = (&d, moving_elsewhere) {
                 self.audit(
@@ -803,6 +1060,8 @@ impl Failover {
         )
         .await?;
         let endpoints_at_ms = now_ms();
+        self.copy_endpoints(&new_writer, &to, &fence, &mut steps)
+            .await?;
         fence.check(Step::Record).await?;
         let lease = fence.lease();
         record.phase = Phase::Completed;

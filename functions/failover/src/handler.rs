@@ -3,7 +3,7 @@
 //! - EventBridge "CloudWatch Alarm State Change", or the same alarm wrapped in an
 //!   SNS notification: a watched alarm going to ALARM triggers a failover; any
 //!   other alarm is logged and ignored.
-//! - Direct invoke: `{"command": "failover" | "switchover" | "dry-run" | "status",
+//! - Direct invoke: `{"command": "failover" | "switchover" | "dry-run" | "status" | "sync-endpoints",
 //!   "target": "eu-west-1", "force": false}` (`target` and `force` optional).
 //! - After an unplanned failover: `{"command": "reconcile"}` names the lost writes and
 //!   stores a replay script; `{"command": "replay", "dry_run": true, "fork_xid": 7000}`
@@ -81,6 +81,18 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
         leases: Leases::failover(store.clone()),
         store,
         ssm,
+        regional_ssm: config
+            .core
+            .regions
+            .iter()
+            .filter(|r| *r != &config.core.primary_region)
+            .map(|r| {
+                (
+                    r.as_str().to_string(),
+                    aws_sdk_ssm::Client::new(&aws.regional(r)),
+                )
+            })
+            .collect(),
         events: aws_sdk_eventbridge::Client::new(aws.sdk_config()),
         notifier: config
             .core
@@ -98,6 +110,8 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
 pub enum Request {
     Run(Trigger),
     Status,
+    /// Every region's copy of the endpoint parameters made equal to this region's.
+    SyncEndpoints,
     Reconcile,
     Replay {
         dry_run: bool,
@@ -126,6 +140,7 @@ enum Raw {
         switchover: bool,
     },
     Status {},
+    SyncEndpoints {},
     Reconcile {},
     Replay {
         dry_run: bool,
@@ -185,7 +200,7 @@ pub fn parse_event(
     }
     if !map.contains_key("command") {
         return Err(invalid(
-            "the event has no \"command\" (one of failover, switchover, dry-run, status, reconcile, replay)",
+            "the event has no \"command\" (one of failover, switchover, dry-run, status, sync-endpoints, reconcile, replay)",
         ));
     }
     let raw: Raw = serde_json::from_value(event.clone()).map_err(|e| invalid(e.to_string()))?;
@@ -241,6 +256,7 @@ pub fn parse_event(
             })
         }
         Raw::Status {} => Request::Status,
+        Raw::SyncEndpoints {} => Request::SyncEndpoints,
         Raw::Reconcile {} => Request::Reconcile,
         Raw::Replay { dry_run, fork_xid } => Request::Replay { dry_run, fork_xid },
     })
@@ -250,6 +266,7 @@ pub async fn handle(f: &Failover, event: Value, holder: &str) -> Result<Value, F
     match parse_event(&event, &f.config.region_names(), &f.config.watched_alarms)? {
         Request::Ignore(why) => Ok(json!({"action": "ignored", "summary": why})),
         Request::Status => f.status().await,
+        Request::SyncEndpoints => f.sync_endpoints().await,
         Request::Reconcile => f.reconcile_lost_writes().await,
         Request::Replay { dry_run, fork_xid } => f.replay_lost_writes(dry_run, fork_xid).await,
         Request::Run(trigger) => {

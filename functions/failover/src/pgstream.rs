@@ -161,14 +161,34 @@ impl PgStreaming {
         Ok(!in_recovery)
     }
 
+    /// Promotes `region` once, whoever asks: the promotion runs under a session
+    /// advisory lock taken on the target server itself (advisory locks work on a
+    /// hot standby), and the target is asked again under it whether it is still in
+    /// recovery. Two holders in two regions (each region's lease is its own replica
+    /// of a global table, see the README) promoting the same target at once make one
+    /// promotion: the second finds it done. `None` when it was.
     async fn promote(
         &self,
         region: &str,
         steps: &mut Vec<String>,
         fence: &impl Fence,
-    ) -> Result<u64, FailoverError> {
+    ) -> Result<Option<u64>, FailoverError> {
         fence.check(Step::Promote).await?;
         let c = self.connect(region).await?;
+        c.query_one("SELECT pg_advisory_lock($1)", &[&PROMOTION_LOCK])
+            .await
+            .map_err(|e| sql_err(region, "pg_advisory_lock", &e))?;
+        let in_recovery: bool = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| sql_err(region, "pg_is_in_recovery", &e))?
+            .get(0);
+        if !in_recovery {
+            steps.push(format!(
+                "{region}: already promoted (by a concurrent holder; found under the promotion lock)"
+            ));
+            return Ok(None);
+        }
         let started = Instant::now();
         let ok: bool = c
             .query_one("SELECT pg_promote(true, 60)", &[])
@@ -185,7 +205,31 @@ impl PgStreaming {
             "{region}: promoted in {} ms",
             started.elapsed().as_millis()
         ));
-        Ok(at)
+        Ok(Some(at))
+    }
+
+    /// Another region than `from` and `to` that takes writes (out of recovery and
+    /// not fenced read-only): promoted by a holder in another region that chose
+    /// another target. Promoting `to` too would make two writers; the run stops
+    /// instead. An old primary left fenced by an earlier move does not count.
+    async fn other_writer(&self, from: &str, to: &str, regions: &[String]) -> Option<String> {
+        for r in regions.iter().filter(|r| *r != from && *r != to) {
+            let takes_writes = async {
+                let c = self.connect(r).await.ok()?;
+                let row = c
+                    .query_one(
+                        "SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                Some(row.get::<_, bool>(0))
+            };
+            if let Ok(Some(true)) = tokio::time::timeout(self.timeout, takes_writes).await {
+                return Some(r.clone());
+            }
+        }
+        None
     }
 
     async fn repoint_standbys(
@@ -263,8 +307,8 @@ impl Driver for PgStreaming {
     }
 
     async fn secondaries(&self, primary: &str, regions: &[String]) -> Vec<Health> {
-        let mut out = Vec::new();
-        for region in regions.iter().filter(|r| r.as_str() != primary) {
+        // Every candidate at once: each is a TLS connection to another region.
+        let checks = regions.iter().filter(|r| r.as_str() != primary).map(|region| async move {
             let probe = async {
                 let c = self.connect(region).await?;
                 let row = c
@@ -276,7 +320,7 @@ impl Driver for PgStreaming {
                     .map_err(|e| sql_err(region, "health", &e))?;
                 Ok::<_, FailoverError>((row.get::<_, bool>(0), row.get::<_, Option<i64>>(1)))
             };
-            out.push(match tokio::time::timeout(self.timeout, probe).await {
+            match tokio::time::timeout(self.timeout, probe).await {
                 Ok(Ok((true, pos))) => Health {
                     region: region.clone(),
                     healthy: true,
@@ -301,9 +345,9 @@ impl Driver for PgStreaming {
                     note: Some(format!("no answer within {} ms", self.timeout.as_millis())),
                     position: None,
                 },
-            });
-        }
-        out
+            }
+        });
+        futures::future::join_all(checks).await
     }
 
     async fn switchover(
@@ -326,7 +370,7 @@ impl Driver for PgStreaming {
             fence.check(Step::Fence).await?;
             let lsn = self.fence(from, &mut steps).await?;
             self.wait_replayed(to, &lsn, &mut steps, fence).await?;
-            Some(self.promote(to, &mut steps, fence).await?)
+            self.promote(to, &mut steps, fence).await?
         };
         self.repoint_standbys(from, to, regions, &mut steps, fence)
             .await?;
@@ -361,7 +405,12 @@ impl Driver for PgStreaming {
             steps.push(format!("{to}: already promoted"));
             None
         } else {
-            Some(self.promote(to, &mut steps, fence).await?)
+            if let Some(other) = self.other_writer(from, to, regions).await {
+                return Err(FailoverError::Driver(format!(
+                    "{other} already writes (promoted by another holder); not promoting {to} as well"
+                )));
+            }
+            self.promote(to, &mut steps, fence).await?
         };
         self.repoint_standbys(from, to, regions, &mut steps, fence)
             .await?;
@@ -371,6 +420,9 @@ impl Driver for PgStreaming {
         })
     }
 }
+
+/// The advisory lock key promotions take on the target (`cutover-promote`).
+const PROMOTION_LOCK: i64 = 0x0063_7574_6f76_6572;
 
 #[cfg(test)]
 mod tests {

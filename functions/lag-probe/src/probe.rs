@@ -277,7 +277,11 @@ pub async fn run(
                     .dimension("Region", endpoints.primary_region.as_str())
                     .at(at_time(at_ms))
                     .high_resolution();
-                if let Err(m) = metrics.publish(&[point]).await {
+                let mut points = vec![point];
+                if let Some(vantage) = &sinks.vantage {
+                    points.push(writer_unreachable(vantage, at_ms));
+                }
+                if let Err(m) = metrics.publish(&points).await {
                     tracing::warn!(error = %m, "publishing RegionUnreachable failed");
                 }
             }
@@ -450,6 +454,18 @@ async fn reach_tracker(
         settings.flush_every * 3,
         settings.flush_every,
     ))
+}
+
+/// One failed attempt on the writer, whichever region writes, as `vantage` saw
+/// it: `WriterUnreachable` (dimension `Vantage`), high resolution, published at
+/// once. Each region's `writer-unreachable` alarm (10-second periods) is the
+/// failover's fast trigger; the decision itself waits for the grace period and
+/// the other vantage points.
+fn writer_unreachable(vantage: &str, at_ms: u64) -> Metric {
+    Metric::new("WriterUnreachable", 1.0, StandardUnit::Count)
+        .dimension("Vantage", vantage)
+        .at(at_time(at_ms))
+        .high_resolution()
 }
 
 /// Writes the record; false (and a warning) when DynamoDB refused.
@@ -802,6 +818,14 @@ async fn collect(
                         if let Some(store) = &sinks.state {
                             if !write_reach(store, &r).await {
                                 out.publish_errors += 1;
+                            }
+                        }
+                        // And the failed attempt at once, for this region's fast alarm.
+                        if !r.reachable {
+                            if let Some(metrics) = &sinks.metrics {
+                                if metrics.publish(&[writer_unreachable(&r.vantage, r.taken_at_ms)]).await.is_err() {
+                                    out.publish_errors += 1;
+                                }
                             }
                         }
                     }

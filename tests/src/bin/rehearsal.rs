@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use cutover_rehearsal::world::World;
 use cutover_rehearsal::{
-    cutover_stage, data_validator_stage, failover_stage, lag_stage, replication, traffic_stage,
+    cutover_stage, data_validator_stage, failover_stage, lag_stage, region_loss, replication,
+    traffic_stage,
 };
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 6;
+const STAGES: usize = 7;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -201,6 +202,31 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("   failed: {e}");
             summary.push(("failover drills".into(), false, e.to_string()));
+        }
+    }
+
+    banner(
+        7,
+        "region loss: us-east-1 lost whole (database, WAL links, AWS); the survivors' own control planes detect, decide and move",
+    );
+    match region_loss::run(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let detail = format!(
+                "us-east-1 -> {}: RTO {} ms from the kill (detection included), {} promotion among {} invocations, {} writes lost (predicted {})",
+                v["to"].as_str().unwrap_or("-"),
+                v["rto_from_kill_ms"],
+                v["promotions"],
+                v["invocations"],
+                v["lost"],
+                v["predicted_lost_writes"]
+            );
+            summary.push(("region loss".into(), ok, detail));
+            report.insert("region_loss".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("region loss".into(), false, e.to_string()));
         }
     }
 

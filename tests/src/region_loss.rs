@@ -1,0 +1,744 @@
+//! The region-loss drill: us-east-1 lost whole — its database, the network its WAL
+//! travels on, and its AWS (the router stops answering anything signed for it) —
+//! while an application in eu-west-1 commits numbered rows through the endpoint its
+//! own region's SSM names.
+//!
+//! Every region runs its own control plane, as the infra deploys it, against its own
+//! region's AWS (state table replica, SSM copy, CloudWatch, ops topic):
+//! - its **lag-probe**, window after window (the deployed schedule's 55 s windows),
+//!   which keeps its reachability record of the writer and publishes every failed
+//!   attempt on the writer at once (`WriterUnreachable`, dimension `Vantage`);
+//! - a stand-in for its **`writer-unreachable` alarm**: CloudWatch evaluates a
+//!   10-second high-resolution alarm every 10 s, and the stand-in does the same
+//!   against moto's metrics of that region (moto stores metrics, it does not evaluate
+//!   alarms): at least 3 failures in the last 10-second period is ALARM;
+//! - its **failover function** with the defaults (22 s grace, quorum 2, 2 s probes),
+//!   invoked by the alarm ten times at once (EventBridge and SNS both deliver, and
+//!   retry): twenty invocations across the two surviving regions.
+//!
+//! Nothing is handed over by the drill after the kill: detection, the decision and
+//! the move are the control planes' own. RTO is measured from the kill to the first
+//! write the application had acknowledged by the new writer. The loss is predicted
+//! before the kill from the lag sample the writer's region took, and counted after.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use cutover_core::aws::Aws;
+use cutover_core::db::DbAccess;
+use cutover_core::reach::ReachRecord;
+use cutover_core::state::{keys, now_ms, LagSample, StateStore};
+use failover::failover::Failover;
+use failover::handler::{build, parse_event, Request};
+use serde_json::{json, Value};
+
+use crate::failover_kit::config;
+use crate::runbooks::Router;
+use crate::world::{Node, World, WorldError};
+
+const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+/// CloudWatch evaluates high-resolution alarms with 10-second periods every 10 s.
+const ALARM_PERIOD_MS: u64 = 10_000;
+/// The infra's `writer-unreachable` threshold: failed attempts in one period.
+const ALARM_THRESHOLD: f64 = 3.0;
+/// EventBridge and SNS both deliver an alarm, and retry: ten invocations per alarm.
+const INVOCATIONS_PER_ALARM: usize = 10;
+
+fn fail(e: impl std::fmt::Display) -> WorldError {
+    WorldError::Setup(format!("region-loss drill: {e}"))
+}
+
+fn node_of(region: &str) -> Node {
+    match region {
+        "us-east-1" => Node::UsEast1,
+        "eu-west-1" => Node::EuWest1,
+        _ => Node::ApSoutheast1,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    seq: i64,
+    at: Instant,
+    region: String,
+}
+
+/// One region's control plane.
+struct Plane {
+    region: &'static str,
+    aws: Aws,
+    failover: Arc<Failover>,
+    lag: Arc<lag_probe::handler::Env>,
+    topic: Option<String>,
+}
+
+/// What a region's alarm stand-in saw and set off.
+#[derive(Debug, Clone, Default)]
+struct Fired {
+    at: Option<Instant>,
+    failures_in_period: f64,
+    outcomes: Vec<Result<Value, String>>,
+}
+
+async fn plane(world: &World, region: &'static str) -> Result<Plane, WorldError> {
+    let aws = Aws::from_sdk_config(world.aws().await?.regional(&region.parse().map_err(fail)?));
+    let key = format!(
+        "CUTOVER_OPS_TOPIC_ARN_{}",
+        region.to_uppercase().replace('-', "_")
+    );
+    let topic = world.get(&key).ok().map(str::to_string);
+    let alarm = alarm_name(world, region)?;
+    let mut settings = vec![
+        ("CUTOVER_PRIMARY_REGION", region),
+        ("CUTOVER_FAILOVER_ALARMS", alarm.as_str()),
+    ];
+    if let Some(t) = &topic {
+        settings.push(("CUTOVER_OPS_TOPIC_ARN", t.as_str()));
+    }
+    let cfg = config(world, &settings)?;
+    let failover = Arc::new(build(cfg, &aws).await.map_err(fail)?);
+    let mut pairs: Vec<(String, String)> = world
+        .env_pairs()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &settings {
+        pairs.retain(|(pk, _)| pk != k);
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    let lag_cfg =
+        lag_probe::config::ProbeConfig::from_vars(&cutover_core::config::Vars::from_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
+        .map_err(fail)?;
+    let lag = Arc::new(lag_probe::handler::Env::new(lag_cfg, aws.clone()));
+    Ok(Plane {
+        region,
+        aws,
+        failover,
+        lag,
+        topic,
+    })
+}
+
+/// The infra's name of a region's fast alarm (`components/monitoring.ts`): the
+/// same name in every region, each region's alarm its own.
+fn alarm_name(world: &World, _region: &str) -> Result<String, WorldError> {
+    Ok(format!(
+        "writer-unreachable-{}",
+        world.get("CUTOVER_SUFFIX")?
+    ))
+}
+
+/// The lag-probe, window after window, until stopped (aborted).
+fn run_lag_probe(p: &Plane) -> tokio::task::JoinHandle<()> {
+    let env = p.lag.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = lag_probe::handler::handle(&env, json!({"command": "probe"}), None).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Failed attempts on the writer this region's lag-probe published in the
+/// 10-second period that ends at `end_ms`.
+async fn failures_in_period(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    region: &str,
+    end_ms: u64,
+) -> f64 {
+    let out = cw
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name("WriterUnreachable")
+        .dimensions(Dimension::builder().name("Vantage").value(region).build())
+        .start_time(DateTime::from_millis((end_ms - ALARM_PERIOD_MS) as i64))
+        .end_time(DateTime::from_millis(end_ms as i64))
+        .period(10)
+        .statistics(Statistic::Sum)
+        .send()
+        .await;
+    out.ok()
+        .map(|o| o.datapoints().iter().filter_map(|d| d.sum()).sum())
+        .unwrap_or(0.0)
+}
+
+/// The region's `writer-unreachable` alarm, evaluated every 10 s on the wall
+/// clock's 10-second boundaries; on its first ALARM it invokes the region's
+/// failover ten times at once and waits for them.
+fn run_alarm(
+    p: &Plane,
+    world: &World,
+    fired: Arc<Mutex<Fired>>,
+) -> Result<tokio::task::JoinHandle<()>, WorldError> {
+    let cw = p.aws.cloudwatch(&p.region.parse().map_err(fail)?);
+    let namespace = p.failover.config.core.metrics_namespace.clone();
+    let region = p.region;
+    let f = p.failover.clone();
+    let name = alarm_name(world, region)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let now = now_ms();
+            let boundary = (now / ALARM_PERIOD_MS + 1) * ALARM_PERIOD_MS;
+            tokio::time::sleep(Duration::from_millis(boundary - now)).await;
+            let failures = failures_in_period(&cw, &namespace, region, boundary).await;
+            if failures < ALARM_THRESHOLD {
+                continue;
+            }
+            if let Ok(mut s) = fired.lock() {
+                s.at = Some(Instant::now());
+                s.failures_in_period = failures;
+            }
+            let event = json!({
+                "version": "0", "id": format!("region-loss-{region}"),
+                "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+                "account": "123456789012", "time": "2026-12-02T12:00:00Z", "region": region,
+                "resources": [], "detail": {"alarmName": name, "state": {"value": "ALARM"},
+                                             "previousState": {"value": "OK"}}
+            });
+            let runs = (0..INVOCATIONS_PER_ALARM).map(|i| {
+                let (f, event) = (f.clone(), event.clone());
+                async move { invoke(&f, &event, &format!("{region}-alarm-{i:02}")).await }
+            });
+            let outcomes = futures::future::join_all(runs).await;
+            if let Ok(mut s) = fired.lock() {
+                s.outcomes = outcomes;
+            }
+            return;
+        }
+    }))
+}
+
+/// One invocation of the failover function with an alarm event, as its handler
+/// takes it (parsed and checked, then run).
+async fn invoke(f: &Failover, event: &Value, holder: &str) -> Result<Value, String> {
+    match parse_event(event, &f.config.region_names(), &f.config.watched_alarms)
+        .map_err(|e| e.to_string())?
+    {
+        Request::Run(trigger) => f
+            .run(trigger, holder)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|o| serde_json::to_value(o).map_err(|e| e.to_string())),
+        _ => Err(format!("not an alarm that runs the failover: {event}")),
+    }
+}
+
+/// The application in eu-west-1: numbered rows, one at a time, to the writer its
+/// region's SSM names; on any error it reconnects, re-reading SSM.
+fn run_writer(
+    aws: Aws,
+    world: World,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let regions: BTreeMap<u16, String> = REGIONS
+            .iter()
+            .filter_map(|r| world.port(node_of(r)).ok().map(|p| (p, r.to_string())))
+            .collect();
+        let ssm = aws.ssm();
+        let Ok(settings) = world.core_settings() else {
+            return;
+        };
+        let Ok(access) = DbAccess::load(&settings.db, &ssm).await else {
+            return;
+        };
+        let mut seq: i64 = 0;
+        let mut conn: Option<(tokio_postgres::Client, String)> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if conn.is_none() {
+                let attempt = async {
+                    let endpoint = access.writer_endpoint(&ssm).await.ok()?;
+                    let region = regions.get(&endpoint.port).cloned().unwrap_or_default();
+                    let target = access.target("writer", endpoint);
+                    let c = tokio::time::timeout(Duration::from_secs(1), access.connect(&target))
+                        .await
+                        .ok()?
+                        .ok()?;
+                    Some((c, region))
+                };
+                conn = attempt.await;
+                if conn.is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            let Some((c, region)) = conn.as_ref() else {
+                continue;
+            };
+            seq += 1;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
+            let insert = c.execute(
+                "INSERT INTO drill.region_loss (seq, region) VALUES ($1, $2)",
+                &params,
+            );
+            match tokio::time::timeout(Duration::from_secs(1), insert).await {
+                Ok(Ok(_)) => {
+                    if let Ok(mut a) = acks.lock() {
+                        a.push(Ack {
+                            seq,
+                            at: Instant::now(),
+                            region: region.clone(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => conn = None,
+            }
+        }
+    })
+}
+
+async fn put_everywhere(world: &World, name: &str, value: &str) -> Result<(), WorldError> {
+    let aws = world.aws().await?;
+    for r in REGIONS {
+        let ssm = aws_sdk_ssm::Client::new(&aws.regional(&r.parse().map_err(fail)?));
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "SSM {name} in {r}: {}",
+                    cutover_core::error::describe_chain(&e)
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// Every replica of the state table without a failover record, lease or
+/// reachability record (each deleted in its own region: no waiting on replication).
+async fn clear_failover_records(world: &World) -> Result<(), WorldError> {
+    let aws = world.aws().await?;
+    for r in REGIONS {
+        let store = StateStore::new(
+            aws_sdk_dynamodb::Client::new(&aws.regional(&r.parse().map_err(fail)?)),
+            world.get("CUTOVER_STATE_TABLE")?.to_string(),
+        );
+        store.delete(&failover::failover::state_key()).await?;
+        store.delete(&keys::failover_lease()).await?;
+        for writer in REGIONS {
+            let every = keys::reach_from_every_vantage(writer);
+            for (key, _) in store.query_prefix::<Value>(&every.pk, &every.sk).await? {
+                store.delete(&key).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ms(a: Instant, b: Instant) -> i64 {
+    if b >= a {
+        b.duration_since(a).as_millis() as i64
+    } else {
+        -(a.duration_since(b).as_millis() as i64)
+    }
+}
+
+/// Runs the drill. The world must have us-east-1 writing and both other regions
+/// streaming from it; it leaves us-east-1 dead (the caller rebuilds the world) and
+/// its AWS answering again.
+pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    let router = Router::of(world)?;
+    let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
+    // The world as the drill needs it.
+    let us = world.admin_db(Node::UsEast1, "app").await?;
+    let streaming: Vec<String> = us
+        .query(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if streaming != ["ap-southeast-1", "eu-west-1"] {
+        return Err(fail(format!(
+            "us-east-1 must stream to eu-west-1 and ap-southeast-1; it streams to {streaming:?}"
+        )));
+    }
+    us.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS drill;
+         CREATE TABLE IF NOT EXISTS drill.region_loss (seq bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+         TRUNCATE drill.region_loss;
+         GRANT USAGE ON SCHEMA drill TO cutover;
+         GRANT SELECT, INSERT ON drill.region_loss TO cutover;",
+    )
+    .await
+    .map_err(fail)?;
+    let us_endpoint = format!("localhost:{}", world.port(Node::UsEast1)?);
+    put_everywhere(
+        world,
+        &format!("/migration/db/{suffix}/writer-endpoint"),
+        &us_endpoint,
+    )
+    .await?;
+    put_everywhere(
+        world,
+        &format!("/migration/app/{suffix}/active-region"),
+        "us-east-1",
+    )
+    .await?;
+    clear_failover_records(world).await?;
+
+    let mut planes = Vec::new();
+    for r in REGIONS {
+        planes.push(plane(world, r).await?);
+    }
+    progress(format!(
+        "control planes: lag-probe, writer-unreachable alarm (10 s periods, >= {ALARM_THRESHOLD} failures) and failover function in each of {}, each against its own region's AWS; failover defaults: grace {} ms, quorum {}, probes every {} ms",
+        REGIONS.join(", "),
+        planes[0].failover.config.writer_grace.as_millis(),
+        planes[0].failover.config.quorum,
+        planes[0].failover.config.probe_every.as_millis(),
+    ));
+    let mut lag_tasks: BTreeMap<&str, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut alarm_tasks = BTreeMap::new();
+    let mut fired: BTreeMap<&str, Arc<Mutex<Fired>>> = BTreeMap::new();
+    for p in &planes {
+        lag_tasks.insert(p.region, run_lag_probe(p));
+    }
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let eu = &planes[1];
+    let writer = run_writer(eu.aws.clone(), world.clone(), acks.clone(), stop.clone());
+    progress("the application in eu-west-1 commits numbered rows to the writer its region's SSM names (us-east-1); the lag-probes warm up (one flush, 12 s)".into());
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for p in &planes {
+        let f = Arc::new(Mutex::new(Fired::default()));
+        alarm_tasks.insert(p.region, run_alarm(p, world, f.clone())?);
+        fired.insert(p.region, f);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The prediction, before the kill: what the writer's own lag-probe last sampled.
+    let us_store = planes[0].failover.store.clone();
+    let mut lag_before = BTreeMap::new();
+    for r in ["eu-west-1", "ap-southeast-1"] {
+        let sample = us_store
+            .get::<LagSample>(&keys::lag_from(r, "us-east-1"))
+            .await?
+            .map(|v| v.value);
+        lag_before.insert(r, sample);
+    }
+    let acked_before = acks.lock().map(|a| a.len()).unwrap_or(0);
+    if acked_before == 0 {
+        return Err(fail("the application wrote nothing before the kill"));
+    }
+
+    // The loss of us-east-1: its AWS, its database, the network its WAL travels on.
+    progress("us-east-1 is lost: its AWS (router), its database (SIGKILL) and the WAL links from it, at once".into());
+    router.region_down("us-east-1").await?;
+    world.kill(Node::UsEast1)?;
+    world.cut_network(Node::EuWest1)?;
+    world.cut_network(Node::ApSoutheast1)?;
+    let killed = Instant::now();
+    let killed_ms = now_ms();
+    // Its control plane dies with it.
+    for t in [
+        lag_tasks.remove("us-east-1"),
+        alarm_tasks.remove("us-east-1"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        t.abort();
+    }
+    let before_kill: Vec<Ack> = acks
+        .lock()
+        .map(|a| {
+            a.iter()
+                .filter(|a| a.region == "us-east-1")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let predicted: BTreeMap<&str, (Option<f64>, Option<usize>)> = lag_before
+        .iter()
+        .map(|(r, s)| {
+            let lag = s.as_ref().and_then(|s| s.heartbeat_ms);
+            let n = lag.map(|l| {
+                before_kill
+                    .iter()
+                    .filter(|a| (killed.duration_since(a.at).as_secs_f64() * 1000.0) <= l)
+                    .count()
+            });
+            (*r, (lag, n))
+        })
+        .collect();
+
+    // Wait for the first write the new writer acknowledges.
+    let mut first_new = None;
+    let mut last_report = Instant::now();
+    while killed.elapsed() < Duration::from_secs(120) {
+        first_new = acks.lock().ok().and_then(|a| {
+            a.iter()
+                .find(|a| a.region != "us-east-1" && a.at > killed)
+                .cloned()
+        });
+        if first_new.is_some() {
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let alarms: Vec<String> = fired
+                .iter()
+                .filter_map(|(r, f)| {
+                    f.lock()
+                        .ok()?
+                        .at
+                        .map(|at| format!("{r} at +{} ms", ms(killed, at)))
+                })
+                .collect();
+            progress(format!(
+                "  +{} s: no write acknowledged by a new writer yet; alarms fired: {}",
+                killed.elapsed().as_secs(),
+                if alarms.is_empty() {
+                    "none".into()
+                } else {
+                    alarms.join(", ")
+                }
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.await;
+    // The alarms' invocations end by themselves (each answers or fails); bounded.
+    for (_, t) in alarm_tasks {
+        if tokio::time::timeout(Duration::from_secs(90), t)
+            .await
+            .is_err()
+        {
+            progress("  an alarm's invocations did not end within 90 s".into());
+        }
+    }
+    for (_, t) in lag_tasks {
+        t.abort();
+    }
+
+    // What happened.
+    let mut outcomes = Vec::new();
+    let mut alarm_at = BTreeMap::new();
+    for (r, f) in &fired {
+        let Ok(f) = f.lock() else { continue };
+        if let Some(at) = f.at {
+            alarm_at.insert(
+                *r,
+                json!({"ms": ms(killed, at), "failures_in_period": f.failures_in_period}),
+            );
+        }
+        for o in &f.outcomes {
+            outcomes.push((*r, o.clone()));
+        }
+    }
+    let actions: BTreeMap<String, usize> =
+        outcomes.iter().fold(BTreeMap::new(), |mut m, (r, o)| {
+            let a = match o {
+                Ok(v) => v["action"].as_str().unwrap_or("?").to_string(),
+                Err(e) => format!("error: {}", e.chars().take(80).collect::<String>()),
+            };
+            *m.entry(format!("{r}: {a}")).or_insert(0) += 1;
+            m
+        });
+    // One summary of each kind, for the report.
+    let examples: BTreeMap<String, String> =
+        outcomes.iter().fold(BTreeMap::new(), |mut m, (r, o)| {
+            let (a, text) = match o {
+                Ok(v) => (
+                    v["action"].as_str().unwrap_or("?").to_string(),
+                    v["summary"].as_str().unwrap_or("").to_string(),
+                ),
+                Err(e) => ("error".to_string(), e.clone()),
+            };
+            m.entry(format!("{r}: {a}")).or_insert(text);
+            m
+        });
+    let movers: Vec<(&str, &Value)> = outcomes
+        .iter()
+        .filter_map(|(r, o)| {
+            o.as_ref()
+                .ok()
+                .filter(|v| v["action"] == "failover")
+                .map(|v| (*r, v))
+        })
+        .collect();
+    let steps = |v: &Value| -> Vec<String> {
+        v["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let promotions: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().ok())
+        .flat_map(&steps)
+        .filter(|s| s.contains(": promoted in "))
+        .collect();
+    let winner = movers
+        .iter()
+        .find(|(_, v)| steps(v).iter().any(|s| s.contains(": promoted in ")))
+        .or(movers.first());
+    let to = winner
+        .and_then(|(_, v)| {
+            v["decision"]["target"].as_str().or_else(|| {
+                v["summary"]
+                    .as_str()
+                    .and_then(|s| s.split(" -> ").nth(1))
+                    .and_then(|s| s.split_whitespace().next())
+            })
+        })
+        .map(String::from);
+    let acked = acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let (lost, two_writers) = match &to {
+        Some(to) => {
+            let new = world.admin_db(node_of(to), "app").await?;
+            let seqs: Vec<i64> = before_kill.iter().map(|a| a.seq).collect();
+            let present: std::collections::BTreeSet<i64> = new
+                .query(
+                    "SELECT seq FROM drill.region_loss WHERE seq = ANY($1)",
+                    &[&seqs],
+                )
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let lost: Vec<i64> = seqs.into_iter().filter(|s| !present.contains(s)).collect();
+            let others: Vec<&str> = acked
+                .iter()
+                .filter(|a| a.at > killed && a.region != *to)
+                .map(|a| a.region.as_str())
+                .collect();
+            (Some(lost), others.len())
+        }
+        None => (None, 0),
+    };
+    let mut first_failure = BTreeMap::new();
+    for p in &planes[1..] {
+        let v = p.region;
+        let record = p
+            .failover
+            .store
+            .get::<ReachRecord>(&keys::reach("us-east-1", v))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.value);
+        if let Some(r) = record {
+            if let Some(at) = r.first_failure_at_ms {
+                first_failure.insert(v, at as i64 - killed_ms as i64);
+            }
+        }
+    }
+    let timings = winner
+        .map(|(_, v)| v["timings"].clone())
+        .unwrap_or(Value::Null);
+    let at = |field: &str| timings[field].as_u64().map(|t| t as i64 - killed_ms as i64);
+    let decided = match (
+        timings["started_at_ms"].as_u64(),
+        timings["observe_ms"].as_u64(),
+    ) {
+        (Some(s), Some(o)) => Some((s + o) as i64 - killed_ms as i64),
+        _ => None,
+    };
+    let rto_ms = first_new.as_ref().map(|a| ms(killed, a.at));
+    let mut ssm_copies = BTreeMap::new();
+    for p in &planes[1..] {
+        let v = cutover_core::db::parameter(
+            &p.aws.ssm(),
+            &format!("/migration/db/{suffix}/writer-endpoint"),
+        )
+        .await
+        .ok();
+        ssm_copies.insert(p.region, v);
+    }
+    router.region_up("us-east-1").await?;
+    let (predicted_ms, predicted_writes) = to
+        .as_deref()
+        .and_then(|t| predicted.get(t).copied())
+        .unwrap_or((None, None));
+    let lost_n = lost.as_ref().map(Vec::len);
+    let ok = promotions.len() == 1
+        && rto_ms.is_some_and(|r| r < 30_000)
+        && two_writers == 0
+        && to.as_deref() != Some("us-east-1");
+    let timeline = json!([
+        {"event": "us-east-1 lost (AWS, database, WAL links)", "ms": 0},
+        {"event": "first failure recorded by eu-west-1's lag-probe", "ms": first_failure.get("eu-west-1")},
+        {"event": "first failure recorded by ap-southeast-1's lag-probe", "ms": first_failure.get("ap-southeast-1")},
+        {"event": "writer-unreachable alarm in eu-west-1", "ms": alarm_at.get("eu-west-1").map(|a| a["ms"].clone())},
+        {"event": "writer-unreachable alarm in ap-southeast-1", "ms": alarm_at.get("ap-southeast-1").map(|a| a["ms"].clone())},
+        {"event": format!("decision ({})", winner.map(|(r, _)| *r).unwrap_or("-")), "ms": decided},
+        {"event": format!("promotion of {}", to.as_deref().unwrap_or("-")), "ms": at("promoted_at_ms")},
+        {"event": "endpoints written (SSM)", "ms": at("endpoints_at_ms")},
+        {"event": "first write acknowledged by the new writer", "ms": rto_ms},
+    ]);
+    for t in timeline.as_array().into_iter().flatten() {
+        progress(format!(
+            "  {:>8}  {}",
+            t["ms"].as_i64().map_or("-".into(), |m| format!("+{m} ms")),
+            t["event"].as_str().unwrap_or("")
+        ));
+    }
+    progress(format!(
+        "  {} invocations: {}",
+        outcomes.len(),
+        actions
+            .iter()
+            .map(|(a, n)| format!("{n}x {a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    progress(format!(
+        "  promotions: {} ({}); writes acknowledged by us-east-1: {}; lost: {} (predicted before the kill from the {} ms lag sample: {}); SSM copies now: {}",
+        promotions.len(),
+        promotions.join("; "),
+        before_kill.len(),
+        lost_n.map_or("-".into(), |n| n.to_string()),
+        predicted_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        predicted_writes.map_or("-".into(), |n| n.to_string()),
+        ssm_copies.iter().map(|(r, v)| format!("{r} {}", v.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ")
+    ));
+    for (a, text) in &examples {
+        progress(format!("  {a}: {text}"));
+    }
+    if let Some((_, v)) = winner {
+        progress(format!("  the move's timings: {}", v["timings"]));
+        for s in v["decision"]["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(v["steps"].as_array().into_iter().flatten())
+        {
+            progress(format!("    {}", s.as_str().unwrap_or("")));
+        }
+    }
+    Ok(json!({
+        "drill": "region loss", "from": "us-east-1", "to": to, "ok": ok,
+        "rto_from_kill_ms": rto_ms, "timeline": timeline,
+        "invocations": outcomes.len(), "actions": actions, "promotions": promotions.len(),
+        "acknowledged_by_old": before_kill.len(), "lost": lost_n, "lost_seqs": lost,
+        "predicted_loss_ms": predicted_ms, "predicted_lost_writes": predicted_writes,
+        "acknowledged_by_another_writer_after_kill": two_writers,
+        "alarms": alarm_at, "ssm_copies": ssm_copies, "examples": examples,
+        "timings": timings,
+        "decision": winner.map(|(_, v)| v["decision"].clone()), "steps": winner.map(|(_, v)| v["steps"].clone()),
+        "topics": planes.iter().map(|p| (p.region, p.topic.clone())).collect::<BTreeMap<_, _>>(),
+        "replication": router.regions().await.ok(),
+    }))
+}

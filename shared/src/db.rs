@@ -535,9 +535,11 @@ fn oracle_options(query: &str) -> std::result::Result<(Option<String>, Option<St
         match key {
             "wallet_location" => wallet = Some(value),
             "ssl_server_cert_dn" => dn = Some(value),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "has the unknown option {other:?} (expected wallet_location or ssl_server_cert_dn)"
-            )),
+            ))
+            }
         }
     }
     Ok((wallet, dn))

@@ -85,7 +85,6 @@ def main():
     parser.add_argument("--ports", required=True, help="us-east-1,eu-west-1,ap-southeast-1,source")
     parser.add_argument("--app-password-file", required=True)
     parser.add_argument("--ca", required=True)
-    parser.add_argument("--admin-password-file", required=True)
     parser.add_argument("--replicator-password-file", required=True)
     parser.add_argument("--role-password-dir", required=True, help="role_<function>_password of each function's role")
     args = parser.parse_args()
@@ -93,7 +92,6 @@ def main():
     ports = args.ports.split(",")
     app_password = open(args.app_password_file).read().strip()
     ca_pem = open(args.ca).read()
-    admin_password = open(args.admin_password_file).read().strip()
     replicator_password = open(args.replicator_password_file).read().strip()
     role_passwords = {
         fn: open(f"{args.role_password_dir}/role_{fn.replace('-', '_')}_password").read().strip() for fn in FUNCTIONS

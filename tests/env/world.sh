@@ -382,7 +382,7 @@ start_moto() {
     --endpoint "http://127.0.0.1:$MOTO_PORT" --suffix "$SUFFIX" \
     --ports "$PORT_US_EAST_1,$PORT_EU_WEST_1,$PORT_AP_SOUTHEAST_1,$PORT_SOURCE" \
     --app-password-file "$R/secrets/app_password" --ca "$R/tls/ca.crt" \
-    --admin-password-file "$R/secrets/admin_password" --role-password-dir "$R/secrets" \
+    --role-password-dir "$R/secrets" \
     --replicator-password-file "$R/secrets/replicator_password" > "$R/aws.env.tmp"
   mv "$R/aws.env.tmp" "$R/aws.env"
 }

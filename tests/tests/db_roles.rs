@@ -95,8 +95,14 @@ async fn a_function_without_its_own_user_is_told_which_parameter_is_missing() {
     // Whichever of the two is asked first is named missing; the sentence names both.
     let prefix = &settings.db.ssm_prefix;
     assert!(err.contains("does not exist"), "{err}");
-    assert!(err.contains(&format!("{prefix}/users/traffic-shifter")), "{err}");
-    assert!(err.contains(&format!("{prefix}/passwords/traffic-shifter")), "{err}");
+    assert!(
+        err.contains(&format!("{prefix}/users/traffic-shifter")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{prefix}/passwords/traffic-shifter")),
+        "{err}"
+    );
     assert!(err.contains("infra/sql/roles.sql"), "{err}");
 }
 

@@ -197,7 +197,8 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
  */
 export function parametersRead(fn: FunctionName, suffix: string, regions: string[]): string[] {
   const db = (p: string) => `db/${suffix}/${p}`;
-  const access = ["database", "user", "password", "writer-endpoint"].map(db);
+  // Its own role's user and password (DbAccess::load), never another function's.
+  const access = ["database", `users/${fn}`, `passwords/${fn}`, "writer-endpoint"].map(db);
   const readers = regions.map((r) => db(`reader-endpoint/${r}`));
   switch (fn) {
     case "data-validator": return [...access, db("source-dsn")];
@@ -205,13 +206,14 @@ export function parametersRead(fn: FunctionName, suffix: string, regions: string
     case "lag-probe": return [...access, ...readers, `app/${suffix}/active-region`];
     case "traffic-shifter": return [];
     case "failover": return [...access, ...readers, `app/${suffix}/active-region`];
-    // The target's administrator, the source's admin DSN and the reverse conninfo (functions/cutover/src/handler.rs).
-    case "cutover": return [...access, ...["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo"].map(db)];
+    // The application's role to freeze (`user`: the name, not its password), the source's
+    // DSN and the reverse conninfo (functions/cutover/src/handler.rs).
+    case "cutover": return [...access, ...["user", "source-admin-dsn", "reverse-conninfo"].map(db)];
   }
 }
 
 /** The SecureStrings among the parameters. */
-export const SECURE = /\/(password|source-dsn|admin-password|source-admin-dsn|reverse-conninfo)$/;
+export const SECURE = /\/(password|passwords\/[a-z-]+|source-dsn|source-admin-dsn|reverse-conninfo)$/;
 
 /**
  * The state items each crate touches, by family (the keys of shared/src/state.rs): the

@@ -32,6 +32,21 @@ export interface CutoverParameters {
   reverseConninfo: pulumi.Input<string>;
 }
 
+/**
+ * The functions that connect to the database, each as its own role (infra/sql/roles.sql):
+ * no function connects as the master user.
+ */
+export const DATABASE_FUNCTIONS = ["data-validator", "lag-probe", "failover", "cutover"] as const;
+export type DatabaseFunction = (typeof DATABASE_FUNCTIONS)[number];
+
+/** The role infra/sql/roles.sql creates for a function: `cutover_<function>`. */
+export function databaseRole(fn: DatabaseFunction): string {
+  return `cutover_${fn.replace(/-/g, "_")}`;
+}
+
+/** Where a function's role password goes: the operator sets the role's password and puts it here. */
+export const ROLE_PASSWORD_PLACEHOLDER = "SET-ME: ALTER ROLE <role> PASSWORD '...' (infra/sql/roles.sql), then put it here";
+
 export interface ParameterSpec {
   path: string;
   value: pulumi.Input<string>;
@@ -54,8 +69,14 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
       path: `${db}/reader-endpoint/${region}`, value: endpoint(host), secure: false, owned: false,
     })),
     { path: `${db}/database`, value: a.databaseName, secure: false, owned: false },
+    // The application's role: what the cutover freezes. No function connects with it.
     { path: `${db}/user`, value: a.username, secure: false, owned: false },
     { path: `${db}/password`, value: a.password, secure: true, owned: false },
+    // Each function's own role; its password is the operator's (seeded with a placeholder).
+    ...DATABASE_FUNCTIONS.flatMap((fn) => [
+      { path: `${db}/users/${fn}`, value: databaseRole(fn), secure: false, owned: false },
+      { path: `${db}/passwords/${fn}`, value: ROLE_PASSWORD_PLACEHOLDER, secure: true, owned: true },
+    ]),
     { path: `${db}/source-dsn`, value: a.sourceDsn, secure: true, owned: true },
     { path: `${app}/active-region`, value: a.primaryRegion, secure: false, owned: true },
     {
@@ -69,18 +90,15 @@ export function parameterSpecs(a: ParametersArgs): ParameterSpec[] {
 }
 
 /**
- * The cutover's parameters (primary only). `admin-user` / `admin-password` are the target's
- * administrator (the master user here: it owns the publication and subscriptions the cutover
- * manages); `source-admin-dsn` and `reverse-conninfo` are the operator's secrets, seeded with
- * placeholders and never overwritten; `writes-to` says where the application writes
- * (`source` until the switch), seeded once and then the cutover function's.
+ * The cutover's parameters (primary only). The target it reaches as its own role
+ * (`users/cutover`); `source-admin-dsn` and `reverse-conninfo` are the operator's secrets,
+ * seeded with placeholders and never overwritten; `writes-to` says where the application
+ * writes (`source` until the switch), seeded once and then the cutover function's.
  */
 export function cutoverSpecs(a: ParametersArgs, c: CutoverParameters): ParameterSpec[] {
   const db = `/migration/db/${a.suffix}`;
   const app = `/migration/app/${a.suffix}`;
   return [
-    { path: `${db}/admin-user`, value: a.username, secure: false, owned: false },
-    { path: `${db}/admin-password`, value: a.password, secure: true, owned: false },
     { path: `${db}/source-admin-dsn`, value: c.sourceAdminDsn, secure: true, owned: true },
     { path: `${db}/reverse-conninfo`, value: c.reverseConninfo, secure: true, owned: true },
     { path: `${db}/source-endpoint`, value: c.sourceEndpoint, secure: false, owned: false },

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { itemGrants, parametersRead, SECURE } from "../components/functions";
+import { DATABASE_FUNCTIONS, databaseRole } from "../components/parameters";
 import { cutoverCalls, isWildcardAction, ITEM_FAMILIES, runbookPolicy } from "../components/iam";
 
 test("cutoverCalls: writes-to is the one parameter written; DescribeAlarms on the named alarms only; no wildcard", () => {
@@ -27,11 +28,24 @@ test("the cutover's items: MIGRATION read and written (no DeleteItem, no Scan), 
   assert.ok(grants.every((g) => g.families.length === 1));
 });
 
-test("the cutover's parameters: the database access and its four own, three of them SecureStrings; not the CA bundle parameter", () => {
+test("the cutover's parameters: its own role's access, the application's role name, the source DSN and the reverse conninfo; not the CA bundle parameter", () => {
   const read = parametersRead("cutover", "s", ["us-east-1"]);
-  assert.deepEqual(read, ["database", "user", "password", "writer-endpoint", "admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/s/${p}`));
-  assert.deepEqual(read.filter((p) => SECURE.test(p)), ["db/s/password", "db/s/admin-password", "db/s/source-admin-dsn", "db/s/reverse-conninfo"]);
+  assert.deepEqual(read, ["database", "users/cutover", "passwords/cutover", "writer-endpoint", "user", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/s/${p}`));
+  assert.deepEqual(read.filter((p) => SECURE.test(p)), ["db/s/passwords/cutover", "db/s/source-admin-dsn", "db/s/reverse-conninfo"]);
+  assert.ok(!read.includes("db/s/password"), "never the application's password");
   assert.ok(!read.some((p) => p.endsWith("/ca-bundle")), "CUTOVER_DB_CA_FILE is set");
+});
+
+test("each database function reads its own role's user and password and no other's; no function reads the application's password", () => {
+  for (const fn of DATABASE_FUNCTIONS) {
+    const read = parametersRead(fn, "s", ["us-east-1"]);
+    const logins = read.filter((p) => /\/(users|passwords)\//.test(p));
+    assert.deepEqual(logins, [`db/s/users/${fn}`, `db/s/passwords/${fn}`], fn);
+    assert.ok(SECURE.test(`db/s/passwords/${fn}`), `${fn}: the password is a SecureString`);
+    assert.ok(!read.includes("db/s/password") && !read.some((p) => /admin-(user|password)$/.test(p)), `${fn}: not the master's or the application's login`);
+    assert.equal(databaseRole(fn), `cutover_${fn.replace(/-/g, "_")}`);
+  }
+  assert.deepEqual(parametersRead("traffic-shifter", "s", ["us-east-1"]), [], "the shifter has no database role");
 });
 
 test("runbookPolicy: invoke the functions named, publish to the topic, nothing of the state table", () => {

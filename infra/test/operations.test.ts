@@ -352,14 +352,15 @@ const ITEMS: Record<string, [string, string][]> = {
   ],
 };
 /** The parameters each crate reads (shared/src/db.rs DbAccess and the functions' own), under /migration/. */
-const ACCESS = ["database", "user", "password", "writer-endpoint"].map((p) => `db/t1/${p}`);
+/** Each function's access is its own role's user and password (infra/sql/roles.sql), never another's. */
+const ACCESS = (fn: string) => ["database", `users/${fn}`, `passwords/${fn}`, "writer-endpoint"].map((p) => `db/t1/${p}`);
 const READERS = REGIONS.map((r) => `db/t1/reader-endpoint/${r}`);
 const READS: Record<string, string[]> = {
-  "data-validator": [...ACCESS, "db/t1/source-dsn"],
-  "lag-probe": [...ACCESS, ...READERS, "app/t1/active-region"],
+  "data-validator": [...ACCESS("data-validator"), "db/t1/source-dsn"],
+  "lag-probe": [...ACCESS("lag-probe"), ...READERS, "app/t1/active-region"],
   "traffic-shifter": [],
-  failover: [...ACCESS, ...READERS, "app/t1/active-region"],
-  cutover: [...ACCESS, ...["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/t1/${p}`)],
+  failover: [...ACCESS("failover"), ...READERS, "app/t1/active-region"],
+  cutover: [...ACCESS("cutover"), ...["user", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/t1/${p}`)],
 };
 
 /** The state table as each region's functions reach it: the table in the primary, its replica elsewhere. */

@@ -289,12 +289,13 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
     "/migration/db/t1/database",
     "/migration/db/t1/user",
     "/migration/db/t1/password",
+    ...["data-validator", "lag-probe", "failover", "cutover"].flatMap((fn) => [`/migration/db/t1/users/${fn}`, `/migration/db/t1/passwords/${fn}`]),
     "/migration/db/t1/source-dsn",
     "/migration/app/t1/active-region",
     "/migration/app/t1/traffic-policy",
   ].sort();
   // The cutover's, in the primary only: one copy of the switch the cutover function flips.
-  const cutover = ["admin-user", "admin-password", "source-admin-dsn", "reverse-conninfo", "source-endpoint"].map((p) => `/migration/db/t1/${p}`)
+  const cutover = ["source-admin-dsn", "reverse-conninfo", "source-endpoint"].map((p) => `/migration/db/t1/${p}`)
     .concat("/migration/app/t1/writes-to");
   for (const region of REGIONS) {
     const mine = params.filter((p) => p.region === region);
@@ -302,12 +303,12 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
     const key = region === "us-east-1" ? "kms-ssm-t1" : `kms-ssm-${region}-t1`;
     assert.equal(one("aws:kms/key:Key", key).region, region);
     for (const p of mine) {
-      const secure = /\/(password|source-dsn|admin-password|source-admin-dsn|reverse-conninfo)$/.test(p.inputs.name);
+      const secure = /\/(password|passwords\/[a-z-]+|source-dsn|source-admin-dsn|reverse-conninfo)$/.test(p.inputs.name);
       assert.equal(p.inputs.type, secure ? "SecureString" : "String", p.inputs.name);
       if (secure) assert.equal(p.inputs.keyId, `arn:aws:mock:${region}:123456789012:aws:kms/key:Key/${key}`, `${p.inputs.name}: ${region}'s own key`);
       assert.ok(isSecret(p.inputs.value), `${p.inputs.name}: the provider keeps every parameter value secret in the state`);
       // Operator-owned secrets and the run-time switches: seeded once, never overwritten.
-      const owned = /\/(writer-endpoint|source-dsn|active-region|source-admin-dsn|reverse-conninfo|writes-to)$/.test(p.inputs.name);
+      const owned = /\/(writer-endpoint|source-dsn|active-region|source-admin-dsn|reverse-conninfo|writes-to|passwords\/[a-z-]+)$/.test(p.inputs.name);
       assert.deepEqual(options.get(p.name)?.ignoreChanges ?? [], owned ? ["value"] : [], p.inputs.name);
     }
     const value = (n: string) => plain(mine.find((p) => p.inputs.name === n)?.inputs.value);
@@ -318,7 +319,9 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
   const primary = (n: string) => plain(params.find((p) => p.region === "us-east-1" && p.inputs.name === n)?.inputs.value);
   assert.equal(primary("/migration/app/t1/writes-to"), "source", "the application writes to the source until the switch");
   assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:1521");
-  assert.equal(primary("/migration/db/t1/admin-user"), "cutover_admin");
+  assert.equal(primary("/migration/db/t1/users/lag-probe"), "cutover_lag_probe", "the role infra/sql/roles.sql creates");
+  assert.match(String(primary("/migration/db/t1/passwords/failover")), /SET-ME/, "a placeholder the operator replaces, never the master password");
+  assert.equal(params.filter((p) => /\/admin-(user|password)$/.test(p.inputs.name)).length, 0, "no function is handed the master user");
   assert.match(String(primary("/migration/db/t1/source-admin-dsn")), /SET-ME/, "a placeholder, never a real secret");
   assert.match(String(primary("/migration/db/t1/reverse-conninfo")), /^host=aurora-us-east-1-t1\.cluster-x\..* sslmode=verify-full$/);
   assert.match(String(primary("/migration/db/t1/reverse-conninfo")), /password=SET-ME/);

@@ -1,5 +1,5 @@
 //! Database connections: PostgreSQL over TLS (rustls, `verify-full` by default)
-//! and Oracle through the `oracle` crate.
+//! and Oracle over TCPS through the `oracle` crate.
 //!
 //! Credentials come only from SSM SecureString parameters and live in a
 //! [`Password`], which never prints itself: not in logs, not in errors, not in
@@ -367,17 +367,55 @@ pub struct DbAccess {
 }
 
 impl DbAccess {
-    pub async fn load(settings: &DbSettings, ssm: &aws_sdk_ssm::Client) -> Result<Self> {
+    /// The access of one function, as its own database role (infra/sql/roles.sql):
+    /// `<prefix>/users/<function>` and the SecureString `<prefix>/passwords/<function>`.
+    /// No fallback to a shared user: a missing parameter is an error naming it.
+    pub async fn load(
+        settings: &DbSettings,
+        ssm: &aws_sdk_ssm::Client,
+        function: &str,
+    ) -> Result<Self> {
+        let (user, password) = function_login(&settings.ssm_prefix, function);
+        Self::load_login(settings, ssm, &user, &password)
+            .await
+            .map_err(|e| match e {
+                Error::InvalidInput(m) if m.contains("does not exist") => Error::invalid(format!(
+                    "{m}: the {function} function connects as its own database role \
+                     (created by infra/sql/roles.sql); put its user in {user} and its \
+                     password in the SecureString {password}"
+                )),
+                other => other,
+            })
+    }
+
+    /// The application's access (`<prefix>/user`, `<prefix>/password`): the role the
+    /// cutover freezes. No function connects with it; the rehearsal's application does.
+    pub async fn load_application(
+        settings: &DbSettings,
+        ssm: &aws_sdk_ssm::Client,
+    ) -> Result<Self> {
         let prefix = &settings.ssm_prefix;
-        let (database_name, user_name, password_name) = (
-            format!("{prefix}/database"),
-            format!("{prefix}/user"),
-            format!("{prefix}/password"),
-        );
+        Self::load_login(
+            settings,
+            ssm,
+            &format!("{prefix}/user"),
+            &format!("{prefix}/password"),
+        )
+        .await
+    }
+
+    async fn load_login(
+        settings: &DbSettings,
+        ssm: &aws_sdk_ssm::Client,
+        user_name: &str,
+        password_name: &str,
+    ) -> Result<Self> {
+        let prefix = &settings.ssm_prefix;
+        let database_name = format!("{prefix}/database");
         let (database, user, password, ca) = tokio::try_join!(
             parameter(ssm, &database_name),
-            parameter(ssm, &user_name),
-            secure_string(ssm, &password_name),
+            parameter(ssm, user_name),
+            secure_string(ssm, password_name),
             load_ca_pem(settings, ssm),
         )?;
         Ok(DbAccess {
@@ -388,6 +426,11 @@ impl DbAccess {
             connect_timeout: settings.connect_timeout,
             ssm_prefix: prefix.clone(),
         })
+    }
+
+    /// The password, for a driver that opens its own connections as this role.
+    pub fn password(&self) -> &Password {
+        &self.password
     }
 
     /// The writer endpoint as the parameter says now (failover rewrites it).
@@ -415,6 +458,14 @@ impl DbAccess {
     }
 }
 
+/// The SSM names of one function's database user and password.
+pub fn function_login(ssm_prefix: &str, function: &str) -> (String, String) {
+    (
+        format!("{ssm_prefix}/users/{function}"),
+        format!("{ssm_prefix}/passwords/{function}"),
+    )
+}
+
 async fn endpoint_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Endpoint> {
     let value = parameter(ssm, name).await?;
     value
@@ -424,7 +475,8 @@ async fn endpoint_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<End
 
 /// The migration source as named by the `source-dsn` SecureString:
 /// `postgresql://user:password@host:port/database` or
-/// `oracle://user:password@host:port/service_name`.
+/// `oracle://user:password@host:port/service_name[?wallet_location=/opt/oracle/wallet]`
+/// (always TCPS; see [`OracleTarget::connect_string`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceDsn {
     Postgres {
@@ -437,18 +489,60 @@ pub enum SourceDsn {
     },
 }
 
+/// An Oracle listener, always reached over TCPS: the server's certificate is checked
+/// against the CA in the wallet and its DN against the host name (or `server_cert_dn`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OracleTarget {
     pub endpoint: Endpoint,
     pub service: String,
     pub user: String,
+    /// The directory of the wallet holding the listener's CA certificate (the DSN's
+    /// `wallet_location`); without it the Instant Client's sqlnet.ora / TNS_ADMIN decides.
+    pub wallet_location: Option<String>,
+    /// The server certificate's exact DN (the DSN's `ssl_server_cert_dn`), for a
+    /// certificate whose CN is not the host name.
+    pub server_cert_dn: Option<String>,
 }
 
 impl OracleTarget {
-    /// EZConnect: `//host:port/service`.
+    /// The full connect descriptor: TCPS, server DN matching on, never plain TCP.
     pub fn connect_string(&self) -> String {
-        format!("//{}/{}", self.endpoint, self.service)
+        let mut security = String::from("(SSL_SERVER_DN_MATCH=YES)");
+        if let Some(dn) = &self.server_cert_dn {
+            security.push_str(&format!("(SSL_SERVER_CERT_DN=\"{dn}\")"));
+        }
+        if let Some(wallet) = &self.wallet_location {
+            security.push_str(&format!("(MY_WALLET_DIRECTORY={wallet})"));
+        }
+        format!(
+            "(DESCRIPTION=(ADDRESS=(PROTOCOL=TCPS)(HOST={})(PORT={}))(CONNECT_DATA=(SERVICE_NAME={}))(SECURITY={security}))",
+            self.endpoint.host, self.endpoint.port, self.service
+        )
     }
+}
+
+/// The DSN's `?key=value&…` options of an Oracle source; anything else is refused, so
+/// that a misspelt option does not quietly leave the connection unverified.
+fn oracle_options(query: &str) -> std::result::Result<(Option<String>, Option<String>), String> {
+    let (mut wallet, mut dn) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("has the option {pair:?} without a value"))?;
+        let value = percent_decode(value)
+            .filter(|v| !v.is_empty() && !v.contains(['(', ')']))
+            .ok_or_else(|| format!("has an invalid value for {key}"))?;
+        match key {
+            "wallet_location" => wallet = Some(value),
+            "ssl_server_cert_dn" => dn = Some(value),
+            other => {
+                return Err(format!(
+                "has the unknown option {other:?} (expected wallet_location or ssl_server_cert_dn)"
+            ))
+            }
+        }
+    }
+    Ok((wallet, dn))
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -485,7 +579,7 @@ impl SourceDsn {
         let user = percent_decode(user).ok_or_else(|| bad("has a badly percent-encoded user"))?;
         let password =
             percent_decode(password).ok_or_else(|| bad("has a badly percent-encoded password"))?;
-        let location = location.split('?').next().unwrap_or(location);
+        let (location, query) = location.split_once('?').unwrap_or((location, ""));
         let (hostport, database) = location
             .split_once('/')
             .ok_or_else(|| bad("names no database or service after the host"))?;
@@ -501,6 +595,8 @@ impl SourceDsn {
                 password: Password(password),
             }),
             "oracle" => {
+                let (wallet_location, server_cert_dn) =
+                    oracle_options(query).map_err(|e| bad(&e))?;
                 let endpoint = if hostport.contains(':') {
                     endpoint
                 } else {
@@ -514,6 +610,8 @@ impl SourceDsn {
                         endpoint,
                         service: database.to_string(),
                         user,
+                        wallet_location,
+                        server_cert_dn,
                     },
                     password: Password(password),
                 })
@@ -586,11 +684,73 @@ mod tests {
         let SourceDsn::Oracle { target, password } = dsn else {
             panic!("expected an Oracle DSN")
         };
+        assert_eq!(target.endpoint.port, 1521);
+        assert_eq!(password.expose(), "t@ger");
+    }
+
+    #[test]
+    fn oracle_connects_over_tcps_with_the_server_dn_checked() {
+        let dsn = SourceDsn::parse(
+            "oracle://scott:tiger@onprem-oracle.example.com:2484/ORCLPDB1",
+            "source",
+        )
+        .unwrap();
+        let SourceDsn::Oracle { target, .. } = dsn else {
+            panic!("expected an Oracle DSN")
+        };
         assert_eq!(
             target.connect_string(),
-            "//onprem-oracle.example.com:1521/ORCLPDB1"
+            "(DESCRIPTION=(ADDRESS=(PROTOCOL=TCPS)(HOST=onprem-oracle.example.com)(PORT=2484))\
+             (CONNECT_DATA=(SERVICE_NAME=ORCLPDB1))(SECURITY=(SSL_SERVER_DN_MATCH=YES)))"
         );
-        assert_eq!(password.expose(), "t@ger");
+        assert!(!target.connect_string().contains("PROTOCOL=TCP)"));
+    }
+
+    #[test]
+    fn oracle_wallet_and_server_dn_come_from_the_dsn() {
+        let dsn = SourceDsn::parse(
+            "oracle://scott:tiger@db.example.com:2484/ORCL?wallet_location=/opt/oracle/wallet\
+             &ssl_server_cert_dn=CN%3Ddb.example.com%2CO%3DExample",
+            "source",
+        )
+        .unwrap();
+        let SourceDsn::Oracle { target, .. } = dsn else {
+            panic!("expected an Oracle DSN")
+        };
+        assert_eq!(
+            target.wallet_location.as_deref(),
+            Some("/opt/oracle/wallet")
+        );
+        assert_eq!(
+            target.connect_string(),
+            "(DESCRIPTION=(ADDRESS=(PROTOCOL=TCPS)(HOST=db.example.com)(PORT=2484))\
+             (CONNECT_DATA=(SERVICE_NAME=ORCL))(SECURITY=(SSL_SERVER_DN_MATCH=YES)\
+             (SSL_SERVER_CERT_DN=\"CN=db.example.com,O=Example\")(MY_WALLET_DIRECTORY=/opt/oracle/wallet)))"
+        );
+    }
+
+    #[test]
+    fn unknown_or_unsafe_oracle_options_are_refused_without_the_secret() {
+        for bad in [
+            "oracle://scott:hunter2@db:2484/ORCL?sslmode=disable",
+            "oracle://scott:hunter2@db:2484/ORCL?wallet_location",
+            "oracle://scott:hunter2@db:2484/ORCL?wallet_location=/x)(PROTOCOL=TCP",
+        ] {
+            let err = SourceDsn::parse(bad, "source").unwrap_err().to_string();
+            assert!(err.contains("source DSN"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn each_function_has_its_own_user_and_password_parameters() {
+        assert_eq!(
+            function_login("/migration/db/dev", "lag-probe"),
+            (
+                "/migration/db/dev/users/lag-probe".to_string(),
+                "/migration/db/dev/passwords/lag-probe".to_string()
+            )
+        );
     }
 
     #[test]
@@ -623,6 +783,8 @@ mod tests {
             endpoint: "127.0.0.1:1".parse().unwrap(),
             service: "ORCL".into(),
             user: "scott".into(),
+            wallet_location: None,
+            server_cert_dn: None,
         };
         let err = connect_oracle(&target, &Password::new("tiger")).unwrap_err();
         // This machine has no Instant Client, which is exactly the case under test.

@@ -30,7 +30,7 @@ fn main() {
     runtime.block_on(async {
         let config = ProbeConfig::from_vars(&world.vars()).unwrap();
         let env = Env::new(config, world.aws().await.unwrap());
-        let access = DbAccess::load(&env.config.core.db, &env.aws.ssm()).await.unwrap();
+        let access = DbAccess::load(&env.config.core.db, &env.aws.ssm(), "lag-probe").await.unwrap();
         let endpoints = env.endpoints(&access).await.unwrap();
         let settings = env.settings(Duration::from_secs(window_s), Duration::from_secs(1));
         let mut rows = Vec::new();

@@ -60,6 +60,8 @@ import sys
 import boto3
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"]
+# The functions with a database role of their own (infra/sql/roles.sql: cutover_<function>).
+FUNCTIONS = ["data-validator", "lag-probe", "failover", "cutover"]
 
 
 def client(service, region, endpoint):
@@ -83,15 +85,17 @@ def main():
     parser.add_argument("--ports", required=True, help="us-east-1,eu-west-1,ap-southeast-1,source")
     parser.add_argument("--app-password-file", required=True)
     parser.add_argument("--ca", required=True)
-    parser.add_argument("--admin-password-file", required=True)
     parser.add_argument("--replicator-password-file", required=True)
+    parser.add_argument("--role-password-dir", required=True, help="role_<function>_password of each function's role")
     args = parser.parse_args()
     suffix, endpoint = args.suffix, args.endpoint
     ports = args.ports.split(",")
     app_password = open(args.app_password_file).read().strip()
     ca_pem = open(args.ca).read()
-    admin_password = open(args.admin_password_file).read().strip()
     replicator_password = open(args.replicator_password_file).read().strip()
+    role_passwords = {
+        fn: open(f"{args.role_password_dir}/role_{fn.replace('-', '_')}_password").read().strip() for fn in FUNCTIONS
+    }
     out = {}
 
     # The state table is a global table: a replica in every region (the router replicates
@@ -149,18 +153,18 @@ def main():
     parameters = [
         (f"{db}/writer-endpoint", f"localhost:{ports[0]}", "String"),
         (f"{db}/database", "app", "String"),
+        # The application's role: what the cutover freezes; no function connects as it.
         (f"{db}/user", "cutover", "String"),
         (f"{db}/password", app_password, "SecureString"),
-        (f"{db}/source-dsn", f"postgresql://cutover:{app_password}@localhost:{ports[3]}/app", "SecureString"),
+        # The validator reads the source as its own read-only role.
+        (f"{db}/source-dsn",
+         f"postgresql://cutover_data_validator:{role_passwords['data-validator']}@localhost:{ports[3]}/app", "SecureString"),
         (f"{db}/ca-bundle", ca_pem, "String"),
-        # The failover function's postgres-streaming driver fences, promotes and re-points:
-        # superuser work in the rehearsal (Aurora's driver needs none of it).
-        (f"{db}/admin-user", "rehearsal_admin", "String"),
-        (f"{db}/admin-password", admin_password, "SecureString"),
-        # The cutover function: the source as admin (freeze, sequences, reverse subscription),
+        # The cutover function: the source as its own role (freeze, sequences, reverse subscription),
         # and how the source reaches the target for reverse replication after the switch.
         (f"{db}/source-endpoint", f"localhost:{ports[3]}", "String"),
-        (f"{db}/source-admin-dsn", f"postgresql://rehearsal_admin:{admin_password}@localhost:{ports[3]}/app", "SecureString"),
+        (f"{db}/source-admin-dsn",
+         f"postgresql://cutover_cutover:{role_passwords['cutover']}@localhost:{ports[3]}/app", "SecureString"),
         (f"{db}/reverse-conninfo",
          f"host=localhost port={ports[0]} dbname=app user=replicator password={replicator_password} "
          f"sslmode=verify-full sslrootcert={args.ca}", "SecureString"),
@@ -171,6 +175,9 @@ def main():
     ]
     for region, port in zip(REGIONS, ports[:3]):
         parameters.append((f"{db}/reader-endpoint/{region}", f"localhost:{port}", "String"))
+    for fn in FUNCTIONS:
+        parameters.append((f"{db}/users/{fn}", f"cutover_{fn.replace('-', '_')}", "String"))
+        parameters.append((f"{db}/passwords/{fn}", role_passwords[fn], "SecureString"))
     for region in REGIONS:
         ssm = client("ssm", region, endpoint)
         for name, value, kind in parameters:

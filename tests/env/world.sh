@@ -35,6 +35,8 @@ DELAY_EU_WEST_1_MS=${CUTOVER_DELAY_EU_WEST_1_MS:-75}
 DELAY_AP_SOUTHEAST_1_MS=${CUTOVER_DELAY_AP_SOUTHEAST_1_MS:-220}
 SEED_CUSTOMERS=${CUTOVER_SEED_CUSTOMERS:-2000}
 NODES=(source us-east-1 eu-west-1 ap-southeast-1)
+# Each function connects as its own role (infra/sql/roles.sql), with its own password.
+FUNCTIONS=(data-validator lag-probe failover cutover)
 
 log() { printf '[world] %3ss %s\n' "$SECONDS" "$*"; }
 die() { printf '[world] error: %s\n' "$*" >&2; exit 1; }
@@ -227,11 +229,44 @@ GRANT USAGE ON SCHEMA app TO replicator;
 GRANT SELECT ON ALL TABLES IN SCHEMA app TO replicator, cutover;
 CREATE PUBLICATION cutover_pub FOR ALL TABLES;
 SQL
+  function_roles source source
+}
+
+# The functions' roles, by the script the runbook runs against Aurora, then what is the
+# rehearsal's own: its passwords, and the tables its drills create (as rehearsal_admin, in
+# schemas of their own) treated as the application's. Idempotent.
+function_roles() {
+  local node=$1 side=$2 fn role
+  log "$node: the functions' database roles (infra/sql/roles.sql, side=$side)"
+  psql_on "$node" app -v side="$side" -v schemas=app -f "$ROOT/infra/sql/roles.sql" >/dev/null
+  for fn in "${FUNCTIONS[@]}"; do
+    role="cutover_${fn//-/_}"
+    psql_on "$node" app -c "ALTER ROLE $role PASSWORD '$(secret "role_${fn//-/_}_password")'" >/dev/null
+  done
+  psql_on "$node" app <<SQL
+ALTER DEFAULT PRIVILEGES FOR ROLE rehearsal_admin GRANT USAGE ON SCHEMAS TO cutover_data_validator, cutover_failover, cutover_cutover;
+ALTER DEFAULT PRIVILEGES FOR ROLE rehearsal_admin GRANT SELECT ON TABLES TO cutover_data_validator, cutover_cutover;
+ALTER DEFAULT PRIVILEGES FOR ROLE rehearsal_admin GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO cutover_failover;
+ALTER DEFAULT PRIVILEGES FOR ROLE rehearsal_admin GRANT SELECT, UPDATE ON SEQUENCES TO cutover_cutover;
+SQL
+}
+
+# A world made before the functions had roles of their own gets them (on the writer only).
+ensure_function_roles() {
+  if [ ! -f "$R/secrets/role_cutover_password" ]; then
+    function_roles source source
+    if [ "$(psql_on us-east-1 postgres -c 'SELECT pg_is_in_recovery()')" = f ]; then
+      function_roles us-east-1 target
+    fi
+  fi
 }
 
 up_primary() {
   if [ -d "$(datadir us-east-1)" ]; then start_node us-east-1; return 0; fi
   init_node us-east-1
+  # Before the schema: the source's dump grants to these roles, and the tables it creates
+  # get the script's default privileges.
+  function_roles us-east-1 target
   log "us-east-1: schema from the source, subscription cutover_sub (logical replication over TLS)"
   as_pg "$PGBIN/pg_dump" -h "$SOCK" -p "$PORT_SOURCE" -d app --schema-only --schema=app --no-publications --no-owner \
     | grep -v '^CREATE SCHEMA app;$' | psql_on us-east-1 app >/dev/null
@@ -241,12 +276,6 @@ up_primary() {
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO cutover;
 -- After the cutover's switch the target publishes back to the source (reverse replication).
 GRANT USAGE ON SCHEMA app TO replicator;
--- lag-probe's heartbeat, with the minimal grants its README documents.
-CREATE SCHEMA cutover AUTHORIZATION rehearsal_admin;
-CREATE TABLE cutover.heartbeat (probe text PRIMARY KEY, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now());
-GRANT USAGE ON SCHEMA cutover TO cutover;
-GRANT SELECT, INSERT, UPDATE ON cutover.heartbeat TO cutover;
-GRANT pg_monitor TO cutover;
 CREATE SUBSCRIPTION cutover_sub
   CONNECTION 'host=localhost port=$PORT_SOURCE dbname=app user=replicator password=$repl sslmode=verify-full sslrootcert=$R/tls/ca.crt'
   PUBLICATION cutover_pub
@@ -355,7 +384,7 @@ start_moto() {
     --endpoint "http://127.0.0.1:$MOTO_PORT" --suffix "$SUFFIX" \
     --ports "$PORT_US_EAST_1,$PORT_EU_WEST_1,$PORT_AP_SOUTHEAST_1,$PORT_SOURCE" \
     --app-password-file "$R/secrets/app_password" --ca "$R/tls/ca.crt" \
-    --admin-password-file "$R/secrets/admin_password" \
+    --role-password-dir "$R/secrets" \
     --replicator-password-file "$R/secrets/replicator_password" > "$R/aws.env.tmp"
   mv "$R/aws.env.tmp" "$R/aws.env"
 }
@@ -495,6 +524,7 @@ cmd_up() {
   up_primary
   up_standby eu-west-1
   up_standby ap-southeast-1
+  ensure_function_roles
   start_moto
   write_env
   start_router

@@ -228,7 +228,7 @@ pub async fn writer(world: World, log: Arc<Mutex<WriterLog>>, stop: Arc<AtomicBo
     let Ok(settings) = world.core_settings() else {
         return;
     };
-    let Ok(access) = DbAccess::load(&settings.db, &ssm).await else {
+    let Ok(access) = DbAccess::load_application(&settings.db, &ssm).await else {
         return;
     };
     let writes_to = writes_to_parameter(&settings.db.app_ssm_prefix);
@@ -730,7 +730,7 @@ pub async fn failed_gate(
     // The application writes to the source, as the application.
     let settings = world.core_settings()?;
     let aws = world.aws().await?;
-    let access = DbAccess::load(&settings.db, &aws.ssm()).await?;
+    let access = DbAccess::load_application(&settings.db, &aws.ssm()).await?;
     let endpoint = format!("localhost:{}", world.port(Node::Source)?)
         .parse()
         .map_err(fail)?;

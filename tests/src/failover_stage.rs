@@ -68,7 +68,7 @@ async fn writer(
     let Ok(settings) = world.core_settings() else {
         return;
     };
-    let Ok(access) = DbAccess::load(&settings.db, &ssm).await else {
+    let Ok(access) = DbAccess::load_application(&settings.db, &ssm).await else {
         return;
     };
     let mut seq: i64 = 0;

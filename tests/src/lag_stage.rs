@@ -25,7 +25,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         .max(14); // the spike runs from 8 s to 11 s and must drain inside the window
     let config = ProbeConfig::from_vars(&world.vars()).map_err(setup)?;
     let env = Env::new(config, world.aws().await?);
-    let access = DbAccess::load(&env.config.core.db, &env.aws.ssm()).await?;
+    let access = DbAccess::load(&env.config.core.db, &env.aws.ssm(), "lag-probe").await?;
     let endpoints = env.endpoints(&access).await.map_err(setup)?;
     let settings = env.settings(Duration::from_secs(window_s), Duration::from_secs(1));
     let eu_delay = world.configured_delay_ms(Node::EuWest1);

@@ -11,7 +11,12 @@ async fn access(world: &World) -> (DbAccess, aws_sdk_ssm::Client) {
     let settings = world.core_settings().unwrap();
     let aws = world.aws().await.unwrap();
     let ssm = aws.ssm();
-    (DbAccess::load(&settings.db, &ssm).await.unwrap(), ssm)
+    (
+        DbAccess::load(&settings.db, &ssm, "lag-probe")
+            .await
+            .unwrap(),
+        ssm,
+    )
 }
 
 #[tokio::test]

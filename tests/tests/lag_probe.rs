@@ -28,7 +28,7 @@ async fn env(world: &World) -> Env {
 }
 
 async fn window(world: &World, env: &Env, settings: &ProbeSettings, sinks: &Sinks) -> ProbeReport {
-    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm(), "lag-probe")
         .await
         .unwrap();
     let endpoints = env.endpoints(&access).await.unwrap();
@@ -178,7 +178,7 @@ async fn a_missing_heartbeat_table_that_cannot_be_created_says_so() {
     let env = env(&world).await;
     let mut settings = env.settings(Duration::from_secs(2), Duration::from_secs(1));
     settings.heartbeat_table = TableName::parse("no_such_schema.heartbeat").unwrap();
-    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm(), "lag-probe")
         .await
         .unwrap();
     let endpoints = env.endpoints(&access).await.unwrap();
@@ -323,7 +323,7 @@ async fn the_writer_is_the_active_region_that_ssm_names_at_each_window() {
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
     let env = env(&world).await;
-    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm())
+    let access = cutover_core::db::DbAccess::load(&env.config.core.db, &env.aws.ssm(), "lag-probe")
         .await
         .unwrap();
     let before = env.endpoints(&access).await.unwrap();

@@ -138,12 +138,14 @@ impl Outcome {
     }
 }
 
-/// How the controller reaches the two databases, as admin (DDL, roles, slots).
+/// How the controller reaches the two databases, as the cutover function's own role
+/// (DDL, roles, slots: infra/sql/roles.sql says what it is granted and why).
 #[derive(Clone, Debug)]
 pub struct Databases {
+    /// The target, as `users/cutover`.
     pub access: DbAccess,
-    pub target_admin_user: String,
-    pub target_admin_password: Password,
+    /// The application's role (the `user` parameter): the freeze makes it read-only.
+    pub app_user: String,
     pub source: PgTarget,
     pub source_password: Password,
     /// How the source reaches the target for reverse replication (a libpq conninfo).
@@ -182,10 +184,7 @@ pub fn writes_to_parameter(app_prefix: &str) -> String {
 
 impl Controller {
     fn app_role(&self) -> &str {
-        self.config
-            .app_role
-            .as_deref()
-            .unwrap_or(&self.db.access.user)
+        self.config.app_role.as_deref().unwrap_or(&self.db.app_user)
     }
 
     async fn read(&self) -> Result<(PhaseRecord, Option<u64>), CutoverError> {
@@ -214,20 +213,10 @@ impl Controller {
             return Ok(guard);
         }
         let target_endpoint = endpoint.to_string();
-        let target = PgTarget::new(
-            "target",
-            endpoint,
-            self.db.access.database.clone(),
-            self.db.target_admin_user.clone(),
-        );
+        let target = self.db.access.target("target", endpoint);
         let timeout = self.db.access.connect_timeout;
         let (t, s) = tokio::join!(
-            db::connect(
-                &target,
-                &self.db.target_admin_password,
-                &self.db.tls,
-                timeout
-            ),
+            self.db.access.connect(&target),
             db::connect(
                 &self.db.source,
                 &self.db.source_password,

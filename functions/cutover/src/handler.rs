@@ -24,18 +24,18 @@ use crate::CutoverError;
 pub async fn build(config: CutoverConfig, aws: &Aws) -> Result<Controller, CutoverError> {
     let ssm = aws.ssm();
     let prefix = config.core.db.ssm_prefix.clone();
-    let access = DbAccess::load(&config.core.db, &ssm).await?;
+    // The target as its own role (infra/sql/roles.sql); `user` names the application's
+    // role, which the freeze makes read-only (its password is not read).
+    let access = DbAccess::load(&config.core.db, &ssm, "cutover").await?;
     let names = [
-        format!("{prefix}/admin-user"),
-        format!("{prefix}/admin-password"),
+        format!("{prefix}/user"),
         format!("{prefix}/source-admin-dsn"),
         format!("{prefix}/reverse-conninfo"),
     ];
-    let (admin_user, admin_password, source_dsn, reverse_conninfo) = tokio::try_join!(
+    let (app_user, source_dsn, reverse_conninfo) = tokio::try_join!(
         db::parameter(&ssm, &names[0]),
         db::secure_string(&ssm, &names[1]),
         db::secure_string(&ssm, &names[2]),
-        db::secure_string(&ssm, &names[3]),
     )?;
     let (source, source_password) = match SourceDsn::parse(source_dsn.expose(), "source")? {
         SourceDsn::Postgres { target, password } => (target, password),
@@ -61,8 +61,7 @@ pub async fn build(config: CutoverConfig, aws: &Aws) -> Result<Controller, Cutov
         db: Databases {
             tls: access.tls.clone(),
             access,
-            target_admin_user: admin_user,
-            target_admin_password: admin_password,
+            app_user,
             source,
             source_password,
             reverse_conninfo,

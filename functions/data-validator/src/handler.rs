@@ -301,7 +301,7 @@ impl Env {
     /// Connects to both sides and builds the validator.
     pub async fn validator(&self) -> Result<Validator, ValidatorError> {
         let ssm = self.aws.ssm();
-        let access = DbAccess::load(&self.config.core.db, &ssm).await?;
+        let access = DbAccess::load(&self.config.core.db, &ssm, "data-validator").await?;
         let dsn_name = format!("{}/source-dsn", self.config.core.db.ssm_prefix);
         let dsn = db::secure_string(&ssm, &dsn_name).await?;
         let source = match SourceDsn::parse(dsn.expose(), &dsn_name)? {

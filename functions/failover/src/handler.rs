@@ -33,7 +33,7 @@ use crate::FailoverError;
 /// Builds everything once per cold start.
 pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, FailoverError> {
     let ssm = aws.ssm();
-    let access = DbAccess::load(&config.core.db, &ssm).await?;
+    let access = DbAccess::load(&config.core.db, &ssm, "failover").await?;
     let driver = match config.driver {
         DriverKind::AuroraGlobal => AnyDriver::Aurora(AuroraGlobal {
             client: aws_sdk_rds::Client::new(aws.sdk_config()),
@@ -67,9 +67,9 @@ pub async fn build(config: FailoverConfig, aws: &Aws) -> Result<Failover, Failov
             AnyDriver::Postgres(PgStreaming {
                 endpoints,
                 database: access.database.clone(),
-                admin_user: db::parameter(&ssm, &format!("{prefix}/admin-user")).await?,
-                admin_password: db::secure_string(&ssm, &format!("{prefix}/admin-password"))
-                    .await?,
+                // Its own role: infra/sql/roles.sql grants it what promotion needs.
+                admin_user: access.user.clone(),
+                admin_password: access.password().clone(),
                 tls: access.tls.clone(),
                 timeout: config.probe_timeout,
                 catch_up: Duration::from_secs(30),

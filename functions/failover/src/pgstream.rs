@@ -11,9 +11,10 @@
 //! promoted by a previous holder, so a resumed switchover neither fences nor
 //! waits again; the lease is checked before the fence, the promotion and the
 //! re-pointing, and kept alive while the target catches up.
-//! Needs a superuser (or a role granted pg_promote, pg_reload_conf and ALTER
-//! SYSTEM on those settings): `/migration/db/<suffix>/admin-user` and the
-//! SecureString `admin-password`.
+//! Connects as the failover function's own role (`users/failover`), which
+//! infra/sql/roles.sql grants exactly what this needs: pg_promote, pg_reload_conf,
+//! ALTER SYSTEM on the two settings, pg_signal_backend, reading every session and
+//! setting, REPLICATION for the slot.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -96,8 +97,11 @@ impl PgStreaming {
             .map_err(|e| sql_err(region, "reload", &e))?;
         let ended: i64 = c
             .query_one(
+                // A superuser's sessions are an operator's: pg_signal_backend may not
+                // end them (and the reloaded read-only default reaches them too).
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                   AND usesysid NOT IN (SELECT oid FROM pg_roles WHERE rolsuper)",
                 &[],
             )
             .await

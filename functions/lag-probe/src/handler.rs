@@ -44,7 +44,7 @@ impl Env {
     async fn access(&self) -> Result<&DbAccess, LagError> {
         self.access
             .get_or_try_init(|| async {
-                DbAccess::load(&self.config.core.db, &self.aws.ssm()).await
+                DbAccess::load(&self.config.core.db, &self.aws.ssm(), "lag-probe").await
             })
             .await
             .map_err(LagError::from)

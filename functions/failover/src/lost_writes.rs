@@ -512,6 +512,60 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn each_saved_step_is_written_to_the_reconciliation_item() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+        let s = |v: &str| AttributeValue::S(v.into());
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(move |r| {
+                let Some(item) = r.item() else { return false };
+                let restore = match item.get("restore") {
+                    Some(AttributeValue::M(m)) => m,
+                    _ => return false,
+                };
+                item.get("pk") == Some(&s(&reconcile_key().pk))
+                    && item.get("sk") == Some(&s(&reconcile_key().sk))
+                    && item.get("finished_at_ms") == Some(&AttributeValue::N("0".into()))
+                    && restore.get("cluster") == Some(&s("cutover-dev-lost-7000"))
+                    && restore.get("region") == Some(&s("us-east-1"))
+                    && item.get("steps") == Some(&AttributeValue::L(vec![s("restored")]))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put]);
+        let mut checkpoint = ItemCheckpoint {
+            store: StateStore::new(client, "migration-state"),
+            record: ReconcileRecord {
+                fork_xid: 7000,
+                ..Default::default()
+            },
+            outcome: None,
+        };
+        let progress = RestoreProgress {
+            cluster: Some("cutover-dev-lost-7000".into()),
+            ..RestoreProgress::new("us-east-1", "aurora-us-east-1-dev", 7000)
+        };
+        checkpoint
+            .save(&progress, &["restored".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[test]
+    fn a_record_stored_before_progress_was_saved_still_reads() {
+        let old = json!({
+            "fork_xid": 7000, "old_primary": "x", "new_primary": "y", "lost": 1,
+            "new_since_failover": 2, "conflicts": 0, "steps": [], "script": null,
+            "script_bytes": 10, "finished_at_ms": 5, "replays": [],
+        });
+        let record: ReconcileRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(record.restore, None);
+        assert!(record.compared());
+    }
+
     #[test]
     fn a_reconciliation_that_has_not_compared_has_no_script_to_replay() {
         let mut record = ReconcileRecord::default();

@@ -19,6 +19,7 @@
 //! in the same item.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use cutover_core::db::Endpoint;
@@ -29,7 +30,7 @@ use serde_json::{json, Value};
 use crate::aurora::AuroraGlobal;
 use crate::driver::AnyDriver;
 use crate::failover::{state_key, Failover, FailoverState, Kind, Phase};
-use crate::old_primary::{Checkpoint, OldPrimaryRestore, RestoreProgress};
+use crate::old_primary::{Checkpoint, OldPrimaryRestore, RestoreProgress, RunEnd};
 use crate::reconcile::{self, ReplayOutcome, ReplayScript};
 use crate::FailoverError;
 
@@ -206,8 +207,13 @@ impl Failover {
                 (record, Some(outcome))
             }
             (None, AnyDriver::Aurora(aurora)) => {
-                self.reconcile_from_snapshot(aurora, state, fork_xid, &new_primary, steps)
+                match self
+                    .reconcile_from_snapshot(aurora, state, fork_xid, &new_primary, steps)
                     .await?
+                {
+                    ControlFlow::Continue(compared) => compared,
+                    ControlFlow::Break(waiting) => return Ok(waiting),
+                }
             }
             (None, AnyDriver::Postgres(_)) => {
                 return Err(FailoverError::InvalidInput(
@@ -240,6 +246,8 @@ impl Failover {
 
     /// `aurora-global`: the old primary restored from Aurora's snapshot of it, in its own
     /// region, continuing the stored run of this failover if one was stopped mid-way.
+    /// `Break`: the answer of a run that ran out of time waiting for AWS (saved; the next
+    /// `reconcile` continues).
     async fn reconcile_from_snapshot(
         &self,
         aurora: &AuroraGlobal,
@@ -247,7 +255,10 @@ impl Failover {
         fork_xid: u64,
         new_primary: &Endpoint,
         mut steps: Vec<String>,
-    ) -> Result<(ReconcileRecord, Option<reconcile::Reconciliation>), FailoverError> {
+    ) -> Result<
+        ControlFlow<Value, (ReconcileRecord, Option<reconcile::Reconciliation>)>,
+        FailoverError,
+    > {
         let settings = &self.config.reconcile;
         // Every call goes to the old primary's region: its snapshot and cluster are there.
         let restore_in = |region: &str, old_cluster_id: &str| {
@@ -262,7 +273,8 @@ impl Failover {
                 prefix: settings.prefix.clone(),
                 keep_days: settings.keep_days,
                 poll_every: Duration::from_secs(15),
-                timeout: Duration::from_secs(12 * 60),
+                // Of the function's 900 s: what is left is for the comparison and the teardown.
+                timeout: Duration::from_secs(10 * 60),
             })
         };
         let arn = self.config.cluster_arns.get(&state.from).ok_or_else(|| {
@@ -310,7 +322,7 @@ impl Failover {
             record,
             outcome: None,
         };
-        restore
+        let end = restore
             .reconcile_with(
                 &mut progress,
                 &mut steps,
@@ -329,10 +341,22 @@ impl Failover {
                 },
             )
             .await?;
+        if let RunEnd::Waiting { after } = end {
+            return Ok(ControlFlow::Break(json!({
+                "action": "reconcile-in-progress",
+                "fork_xid": fork_xid,
+                "after": after,
+                "steps": steps,
+                "stored_at": "state table FAILOVER/RECONCILE",
+                "summary": format!(
+                    "the old primary's restore is still under way (after: {after}); its progress is saved: invoke reconcile again to continue"
+                ),
+            })));
+        }
         let mut record = checkpoint.record;
         record.steps = steps;
         record.restore = Some(progress);
-        Ok((record, checkpoint.outcome))
+        Ok(ControlFlow::Continue((record, checkpoint.outcome)))
     }
 
     async fn compare(

@@ -57,7 +57,20 @@ pub struct OldPrimaryRestore {
     pub prefix: String,
     pub keep_days: u32,
     pub poll_every: Duration,
+    /// How long one run waits, in all, for the copy and the instance to be available: less
+    /// than the function's timeout. When it runs out the run ends `Waiting` (saved, nothing
+    /// torn down) and the next one continues.
     pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// Compared (now or by an earlier run) and torn down.
+    Done,
+    /// This run's wait ran out before the copy or the instance was available: the progress
+    /// (the last step) is saved and nothing is torn down — the next run continues.
+    Waiting { after: &'static str },
 }
 
 /// Where the restored old primary answers, and what was done to get there.
@@ -172,7 +185,8 @@ impl OldPrimaryRestore {
     /// Steps 1-6 from where `progress` says the last run stopped, saving after each.
     /// `run` gets the restored old primary's `host:port` (it is not called again once
     /// `compared`); the teardown happens whatever it returned, and its error, if any, is
-    /// returned after the teardown.
+    /// returned after the teardown — unless this run only ran out of time waiting for
+    /// AWS (`RunEnd::Waiting`): then what exists is kept for the next run.
     pub async fn reconcile_with<C, F, Fut>(
         &self,
         progress: &mut RestoreProgress,
@@ -180,31 +194,44 @@ impl OldPrimaryRestore {
         checkpoint: &mut C,
         failover_started_ms: u64,
         run: F,
-    ) -> Result<(), FailoverError>
+    ) -> Result<RunEnd, FailoverError>
     where
         C: Checkpoint,
         F: FnOnce(Restored) -> Fut,
         Fut: Future<Output = Result<C::Outcome, FailoverError>>,
     {
         let fork_xid = progress.fork_xid;
-        let outcome = if progress.compared {
+        let deadline = Instant::now() + self.timeout;
+        let outcome: Result<Option<&'static str>, FailoverError> = if progress.compared {
             steps.push(format!(
                 "resumed: {} was compared by an earlier run",
                 self.name(fork_xid)
             ));
-            Ok(())
+            Ok(None)
         } else {
             async {
                 let restored = self
-                    .bring_back(progress, steps, checkpoint, failover_started_ms)
+                    .bring_back(progress, steps, checkpoint, failover_started_ms, deadline)
                     .await?;
+                let Some(restored) = restored else {
+                    return Ok(Some(progress.last_step()));
+                };
                 let outcome = run(restored).await?;
                 checkpoint.compared(outcome, steps);
                 progress.compared = true;
-                checkpoint.save(progress, steps).await
+                checkpoint.save(progress, steps).await?;
+                Ok(None)
             }
             .await
         };
+        if let Ok(Some(after)) = outcome {
+            steps.push(format!(
+                "still waiting after: {after} ({} s); progress saved, nothing torn down: invoke reconcile again to continue",
+                self.timeout.as_secs()
+            ));
+            checkpoint.save(progress, steps).await?;
+            return Ok(RunEnd::Waiting { after });
+        }
         let teardown = match self.tear_down(fork_xid, steps).await {
             Ok(()) => {
                 progress.torn_down = true;
@@ -215,17 +242,20 @@ impl OldPrimaryRestore {
         let pruned = self.prune(steps).await;
         outcome?;
         teardown?;
-        pruned
+        pruned?;
+        Ok(RunEnd::Done)
     }
 
-    /// Steps 1-3: the old primary answering at a temporary cluster's writer.
+    /// Steps 1-3: the old primary answering at a temporary cluster's writer, or `None`
+    /// when the wait for the copy or the instance ran past `deadline`.
     async fn bring_back<C: Checkpoint>(
         &self,
         progress: &mut RestoreProgress,
         steps: &mut Vec<String>,
         checkpoint: &mut C,
         failover_started_ms: u64,
-    ) -> Result<Restored, FailoverError> {
+        deadline: Instant,
+    ) -> Result<Option<Restored>, FailoverError> {
         let fork_xid = progress.fork_xid;
         let name = self.name(fork_xid);
         let system = match progress.system_snapshot.clone() {
@@ -249,7 +279,9 @@ impl OldPrimaryRestore {
                 progress.kept_snapshot = Some(name.clone());
                 checkpoint.save(progress, steps).await?;
             }
-            let kept = self.kept_available(&name).await?;
+            let Some(kept) = self.kept_available(&name, deadline).await? else {
+                return Ok(None);
+            };
             self.restore(&kept, &old, fork_xid, steps).await?;
             progress.cluster = Some(name.clone());
             checkpoint.save(progress, steps).await?;
@@ -258,15 +290,17 @@ impl OldPrimaryRestore {
                 "resumed: cluster {name} was restored by an earlier run"
             ));
         }
-        let endpoint = self.instance_available(fork_xid, steps).await?;
+        let Some(endpoint) = self.instance_available(fork_xid, steps, deadline).await? else {
+            return Ok(None);
+        };
         progress.endpoint = Some(endpoint.clone());
         checkpoint.save(progress, steps).await?;
-        Ok(Restored {
+        Ok(Some(Restored {
             system_snapshot: system,
             kept_snapshot: name.clone(),
             cluster: name,
             endpoint,
-        })
+        }))
     }
 
     async fn snapshots(
@@ -394,8 +428,12 @@ impl OldPrimaryRestore {
         Ok(())
     }
 
-    async fn kept_available(&self, name: &str) -> Result<DbClusterSnapshot, FailoverError> {
-        self.poll("kept snapshot", || async {
+    async fn kept_available(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<DbClusterSnapshot>, FailoverError> {
+        self.poll(deadline, || async {
             Ok(self
                 .snapshots(None, Some(name))
                 .await?
@@ -459,12 +497,13 @@ impl OldPrimaryRestore {
         Ok(())
     }
 
-    /// 3. Its one instance, available: the writer's `host:port`.
+    /// 3. Its one instance, available: the writer's `host:port` (`None`: not by `deadline`).
     async fn instance_available(
         &self,
         fork_xid: u64,
         steps: &mut Vec<String>,
-    ) -> Result<String, FailoverError> {
+        deadline: Instant,
+    ) -> Result<Option<String>, FailoverError> {
         let name = self.name(fork_xid);
         let instance = self.instance(fork_xid);
         if self.instance_status(&instance).await?.is_none() {
@@ -486,13 +525,17 @@ impl OldPrimaryRestore {
         } else {
             steps.push(format!("instance {instance} exists; not created again"));
         }
-        self.poll("temporary instance", || async {
-            Ok(self
-                .instance_status(&instance)
-                .await?
-                .filter(|s| s == "available"))
-        })
-        .await?;
+        let available = self
+            .poll(deadline, || async {
+                Ok(self
+                    .instance_status(&instance)
+                    .await?
+                    .filter(|s| s == "available"))
+            })
+            .await?;
+        if available.is_none() {
+            return Ok(None);
+        }
         let cluster = self
             .cluster(&name)
             .await?
@@ -502,7 +545,7 @@ impl OldPrimaryRestore {
         })?;
         let endpoint = format!("{host}:{}", cluster.port().unwrap_or(5432));
         steps.push(format!("{name} is available at {endpoint}"));
-        Ok(endpoint)
+        Ok(Some(endpoint))
     }
 
     /// 5. The temporary instance and cluster of the run of `fork_xid` go, whatever
@@ -624,21 +667,22 @@ impl OldPrimaryRestore {
         }
     }
 
-    async fn poll<T, F, Fut>(&self, what: &str, mut look: F) -> Result<T, FailoverError>
+    /// Looks until `look` finds it (`Some`), or `None` once `deadline` has passed.
+    async fn poll<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut look: F,
+    ) -> Result<Option<T>, FailoverError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, FailoverError>>,
     {
-        let started = Instant::now();
         loop {
             if let Some(v) = look().await? {
-                return Ok(v);
+                return Ok(Some(v));
             }
-            if started.elapsed() > self.timeout {
-                return Err(FailoverError::Internal(format!(
-                    "the {what} is not available after {} s",
-                    self.timeout.as_secs()
-                )));
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
             tokio::time::sleep(self.poll_every).await;
         }
@@ -688,13 +732,17 @@ mod tests {
     const KEY: &str = "arn:aws:kms:us-east-1:1:key/aurora-us-east-1-dev";
 
     fn restore(client: Client) -> OldPrimaryRestore {
+        restore_with_wait(client, Duration::from_secs(5))
+    }
+
+    fn restore_with_wait(client: Client, timeout: Duration) -> OldPrimaryRestore {
         OldPrimaryRestore {
             client,
             old_cluster_id: OLD.into(),
             prefix: "cutover-dev".into(),
             keep_days: 30,
             poll_every: Duration::from_millis(1),
-            timeout: Duration::from_secs(5),
+            timeout,
         }
     }
 
@@ -1026,13 +1074,14 @@ mod tests {
         let mut saved = Saved::default();
         let mut progress = fresh();
         let mut seen = None;
-        restore(client)
+        let end = restore(client)
             .reconcile_with(&mut progress, &mut steps, &mut saved, STARTED_MS, |r| {
                 seen = Some(r);
                 async { Ok("3 lost".to_string()) }
             })
             .await
             .unwrap();
+        assert_eq!(end, RunEnd::Done);
         assert_eq!(
             seen,
             Some(Restored {
@@ -1151,6 +1200,56 @@ mod tests {
             "{steps:#?}"
         );
         assert!(steps.iter().any(|s| s == "DeleteDBCluster: cutover-dev-lost-7000 (no final snapshot: the kept copy is it)"), "{steps:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_run_out_of_time_waiting_for_the_instance_keeps_what_exists_for_the_next_run() {
+        // The instance is still being created when the run's wait ends: saved, not torn
+        // down (in sequence, a teardown call would not match: there is no rule left).
+        let rules = [
+            system_snapshots(),
+            old_cluster(),
+            kept_absent(),
+            copy(),
+            kept("available"),
+            cluster_absent(),
+            restore_call(),
+            instance_absent(),
+            cluster("creating"),
+            create_instance(),
+            instance("creating"),
+        ];
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut saved = Saved::default();
+        let mut progress = fresh();
+        let mut steps = Vec::new();
+        let end = restore_with_wait(client, Duration::ZERO)
+            .reconcile_with(
+                &mut progress,
+                &mut steps,
+                &mut saved,
+                STARTED_MS,
+                |_| async { Ok::<_, FailoverError>("never".to_string()) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            end,
+            RunEnd::Waiting {
+                after: "cluster restored"
+            }
+        );
+        exhausted(&refs);
+        let last = saved.progress.last().unwrap();
+        assert_eq!(last.last_step(), "cluster restored");
+        assert!(!last.torn_down);
+        assert!(
+            steps
+                .last()
+                .is_some_and(|s| s.starts_with("still waiting after: cluster restored")),
+            "{steps:#?}"
+        );
     }
 
     #[tokio::test]

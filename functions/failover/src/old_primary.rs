@@ -20,7 +20,8 @@
 //!    `DescribeDBClusters` on it: the functions reached the old primary there, so they
 //!    reach its copy there), and wait until it is available;
 //! 4. **reconcile** the restored old primary with the new primary (the caller's job);
-//! 5. **tear down** the temporary instance and cluster — always, also when 3 or 4 failed;
+//! 5. **tear down** the temporary instance and cluster — always, also when 3 or 4 failed,
+//!    but not when the run only ran out of time waiting for AWS ([`RunEnd::Waiting`]);
 //! 6. **prune** this stack's manual snapshots whose keep time has passed.
 //!
 //! A run may outlast the function's timeout (a restore alone takes minutes), so each

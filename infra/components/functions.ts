@@ -47,6 +47,8 @@ export interface RegionalTargets {
   blueTargetGroupArn: pulumi.Input<string>;
   greenTargetGroupArn: pulumi.Input<string>;
   clusterArn: pulumi.Input<string>;
+  /** The KMS key of this region's cluster (failover's reconciliation copies and restores snapshots encrypted with it). */
+  auroraKeyArn: pulumi.Input<string>;
   /** The application's ECS cluster in this region; its colours' services are `serviceName(colour)`. */
   ecsClusterName: pulumi.Input<string>;
   /** The roles the colours' task definitions name (the shifter passes them in UpdateService). */
@@ -307,6 +309,8 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
       // The database component's names (components/database.ts).
       clusterIds: regions.map((r) => name("aurora", a.suffix, r)),
       subnetGroups: regions.map((r) => name("db-subnets", a.suffix, r)),
+      parameterGroups: regions.map((r) => name("aurora-params", a.suffix, r)),
+      keyArns: a.regions.map((r) => r.auroraKeyArn),
     })]),
     cutover: functionPolicy(access("cutover", [a.opsTopicArn]), cutoverCalls({
       writesToParameterArn: arn("ssm", `parameter/migration/app/${a.suffix}/writes-to`),

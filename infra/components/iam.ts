@@ -200,11 +200,20 @@ export function lostWritesName(suffix: string): string {
 /** Aurora's name for its snapshot of an old primary after an unplanned failover (a system DB cluster snapshot). */
 export const UNPLANNED_FAILOVER_SNAPSHOT = "rds:unplanned-global-failover-";
 
+/** `us-east-1` → `UsEast1`: a region in a statement id. */
+function sidOf(region: string): string {
+  return region.split("-").map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join("");
+}
+
 /**
  * The reconciliation's RDS calls, in every region (the old primary may be any): find Aurora's
- * snapshot of the old primary, keep a tagged copy, restore it to a temporary cluster with one
- * instance, delete both, delete expired copies. Only this stack's clusters, its copies and
- * temporaries by their name pattern, and Aurora's snapshots of this stack's clusters.
+ * snapshot of the old primary, read where the old primary cluster was (its subnet group,
+ * security groups, parameter group, key), keep a tagged copy encrypted with that key, restore
+ * it to a temporary cluster there with one instance, delete both, delete expired copies. Only
+ * this stack's clusters, subnet and parameter groups, its copies and temporaries by their name
+ * pattern, and Aurora's snapshots of this stack's clusters; and each region's Aurora key only
+ * through RDS in that region (RDS creates a grant on it, with the caller's permissions, to copy
+ * and restore an encrypted snapshot).
  */
 export function reconcileCalls(r: {
   suffix: string;
@@ -214,8 +223,12 @@ export function reconcileCalls(r: {
   clusterArns: pulumi.Input<string>[];
   /** The old primary's cluster identifier in each region (Aurora's snapshot is named after it). */
   clusterIds: string[];
-  /** The DB subnet group the temporary cluster goes in, in each region. */
+  /** The old primary's DB subnet group, in each region: the temporary cluster goes in it. */
   subnetGroups: string[];
+  /** The old primary's DB cluster parameter group, in each region: the temporary cluster takes it. */
+  parameterGroups: string[];
+  /** The KMS key of each region's cluster (and so of Aurora's snapshot of it). */
+  keyArns: pulumi.Input<string>[];
 }): Statement[] {
   const lost = lostWritesName(r.suffix);
   const every = (resource: (i: number) => string) => r.regions.map((region, i) => r.rdsArn(region, resource(i)));
@@ -225,17 +238,28 @@ export function reconcileCalls(r: {
   const instances = every(() => `db:${lost}*`);
   return [
     { Sid: "FindTheOldPrimarySnapshot", Effect: "Allow", Action: ["rds:DescribeDBClusterSnapshots"], Resource: [...r.clusterArns, ...system, ...kept] },
+    // Its subnet group, security groups, parameter group and key: the copy is restored where it was.
+    { Sid: "ReadTheOldPrimary", Effect: "Allow", Action: ["rds:DescribeDBClusters"], Resource: r.clusterArns },
     { Sid: "KeepACopy", Effect: "Allow", Action: ["rds:CopyDBClusterSnapshot"], Resource: [...system, ...kept] },
     // The copy's keep-until tag and the temporary cluster's purpose tag, given at creation.
     { Sid: "TagWhatItCreates", Effect: "Allow", Action: ["rds:AddTagsToResource"], Resource: [...kept, ...temporary] },
     {
       Sid: "RestoreTemporaryCluster", Effect: "Allow", Action: ["rds:RestoreDBClusterFromSnapshot"],
-      Resource: [...temporary, ...kept, ...every((i) => `subgrp:${r.subnetGroups[i]}`)],
+      Resource: [
+        ...temporary, ...kept, ...every((i) => `subgrp:${r.subnetGroups[i]}`), ...every((i) => `cluster-pg:${r.parameterGroups[i]}`),
+      ],
     },
     { Sid: "AddItsInstance", Effect: "Allow", Action: ["rds:CreateDBInstance"], Resource: [...instances, ...temporary] },
     { Sid: "WatchTheTemporary", Effect: "Allow", Action: ["rds:DescribeDBClusters", "rds:DescribeDBInstances"], Resource: [...temporary, ...instances] },
     { Sid: "DeleteTheTemporary", Effect: "Allow", Action: ["rds:DeleteDBInstance", "rds:DeleteDBCluster"], Resource: [...instances, ...temporary] },
     { Sid: "DeleteExpiredCopies", Effect: "Allow", Action: ["rds:DeleteDBClusterSnapshot"], Resource: kept },
+    ...r.regions.map((region, i): Statement => ({
+      Sid: `SnapshotKey${sidOf(region)}`,
+      Effect: "Allow",
+      Action: ["kms:CreateGrant", "kms:DescribeKey"],
+      Resource: [r.keyArns[i]],
+      Condition: { StringEquals: { "kms:ViaService": `rds.${region}.amazonaws.com` } },
+    })),
   ];
 }
 

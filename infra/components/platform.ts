@@ -204,6 +204,7 @@ export class Platform extends pulumi.ComponentResource {
         blueTargetGroupArn: apps[j].blueTargetGroupArn,
         greenTargetGroupArn: apps[j].greenTargetGroupArn,
         clusterArn: database.regions[j].clusterArn,
+        auroraKeyArn: database.regions[j].kmsKeyArn,
         ecsClusterName: apps[j].clusterName,
         taskRoleArns: apps[j].taskRoleArns,
       })),

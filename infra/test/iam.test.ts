@@ -58,7 +58,7 @@ test("runbookPolicy: invoke the functions named, publish to the topic, nothing o
   assert.ok(!JSON.stringify(doc).includes("dynamodb"));
 });
 
-test("reconcileCalls: exactly the reconciliation's RDS calls, on this stack's clusters, Aurora's snapshots of them and its own lost-* names", async () => {
+test("reconcileCalls: exactly the reconciliation's calls, on this stack's clusters, Aurora's snapshots of them, its own lost-* names and each region's Aurora key through RDS there", async () => {
   const { reconcileCalls, RESOURCE_WILDCARD_ALLOWED } = await import("../components/iam");
   const statements = reconcileCalls({
     suffix: "s",
@@ -67,9 +67,13 @@ test("reconcileCalls: exactly the reconciliation's RDS calls, on this stack's cl
     clusterArns: ["arn:aws:rds:us-east-1:1:cluster:aurora-us-east-1-s", "arn:aws:rds:eu-west-1:1:cluster:aurora-eu-west-1-s"],
     clusterIds: ["aurora-us-east-1-s", "aurora-eu-west-1-s"],
     subnetGroups: ["db-subnets-us-east-1-s", "db-subnets-eu-west-1-s"],
+    parameterGroups: ["aurora-params-us-east-1-s", "aurora-params-eu-west-1-s"],
+    keyArns: ["arn:aws:kms:us-east-1:1:key/k1", "arn:aws:kms:eu-west-1:1:key/k2"],
   });
-  const actions = statements.flatMap((st) => st.Action).sort();
+  const actions = [...new Set(statements.flatMap((st) => st.Action))].sort();
+  // functions/failover/src/old_primary.rs, call for call; the key's two through RDS.
   assert.deepEqual(actions, [
+    "kms:CreateGrant", "kms:DescribeKey",
     "rds:AddTagsToResource", "rds:CopyDBClusterSnapshot", "rds:CreateDBInstance", "rds:DeleteDBCluster",
     "rds:DeleteDBClusterSnapshot", "rds:DeleteDBInstance", "rds:DescribeDBClusterSnapshots", "rds:DescribeDBClusters",
     "rds:DescribeDBInstances", "rds:RestoreDBClusterFromSnapshot",
@@ -85,7 +89,23 @@ test("reconcileCalls: exactly the reconciliation's RDS calls, on this stack's cl
   for (const del of ["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot"]) {
     assert.ok(on(del).length > 0 && on(del).every((arn) => /:(cluster|db|cluster-snapshot):cutover-s-lost-\*$/.test(String(arn))), del);
   }
-  assert.ok(on("rds:RestoreDBClusterFromSnapshot").includes("arn:aws:rds:eu-west-1:1:subgrp:db-subnets-eu-west-1-s"));
+  // The old primary's own cluster is read (where it was, its key), never restored into or deleted.
+  assert.deepEqual(on("rds:DescribeDBClusters").filter((arn) => String(arn).includes(":cluster:aurora-")),
+    ["arn:aws:rds:us-east-1:1:cluster:aurora-us-east-1-s", "arn:aws:rds:eu-west-1:1:cluster:aurora-eu-west-1-s"]);
+  // The restore goes in the old primary's subnet group with its parameter group, in each region.
+  const restore = on("rds:RestoreDBClusterFromSnapshot");
+  for (const region of ["us-east-1", "eu-west-1"]) {
+    assert.ok(restore.includes(`arn:aws:rds:${region}:1:subgrp:db-subnets-${region}-s`), region);
+    assert.ok(restore.includes(`arn:aws:rds:${region}:1:cluster-pg:aurora-params-${region}-s`), region);
+  }
+  assert.ok(!restore.some((arn) => String(arn).includes(":cluster:aurora-")), "never restores over a stack cluster");
+  // Each region's key: only CreateGrant and DescribeKey, only through RDS in its own region.
+  const keys = statements.filter((st) => st.Action.some((a) => a.startsWith("kms:")));
+  assert.deepEqual(keys.map((st) => [st.Sid, st.Action, st.Resource, st.Condition]), [
+    ["SnapshotKeyUsEast1", ["kms:CreateGrant", "kms:DescribeKey"], ["arn:aws:kms:us-east-1:1:key/k1"], { StringEquals: { "kms:ViaService": "rds.us-east-1.amazonaws.com" } }],
+    ["SnapshotKeyEuWest1", ["kms:CreateGrant", "kms:DescribeKey"], ["arn:aws:kms:eu-west-1:1:key/k2"], { StringEquals: { "kms:ViaService": "rds.eu-west-1.amazonaws.com" } }],
+  ]);
+  assert.equal(new Set(statements.map((st) => st.Sid)).size, statements.length, "statement ids are unique");
   assert.ok(statements.every((st) => st.Action.every((a) => !isWildcardAction(a))));
   assert.ok(statements.every((st) => !st.Resource.includes("*") || st.Action.every((a) => a in RESOURCE_WILDCARD_ALLOWED)));
 });

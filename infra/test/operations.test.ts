@@ -307,10 +307,12 @@ test("no function outside the primary depends on a primary-region resource, but 
   // The global cluster's real ARN names no region (arn:aws:rds::<account>:global-cluster:<id>); the mock gives it its provider's.
   const globalCluster = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:rds/globalCluster:GlobalCluster/aurora-global-t1`;
   // After a failover away from the primary, the reconciliation works where Aurora keeps its snapshot of the
-  // old primary: in the old primary's region, on its own lost-* names and on Aurora's snapshots of that cluster.
-  const reconciling = new RegExp(`^arn:aws:rds:us-east-1:${ACCOUNT}:(cluster-snapshot:rds:unplanned-global-failover-aurora-us-east-1-t1-\\*|(cluster|db|cluster-snapshot):cutover-t1-lost-\\*|subgrp:db-subnets-us-east-1-t1)$`);
+  // old primary: in the old primary's region, on its own lost-* names and on Aurora's snapshots of that cluster,
+  // restored in that cluster's subnet group with its parameter group, encrypted with its key (through RDS there).
+  const reconciling = new RegExp(`^arn:aws:rds:us-east-1:${ACCOUNT}:(cluster-snapshot:rds:unplanned-global-failover-aurora-us-east-1-t1-\\*|(cluster|db|cluster-snapshot):cutover-t1-lost-\\*|subgrp:db-subnets-us-east-1-t1|cluster-pg:aurora-params-us-east-1-t1)$`);
+  const primaryKey = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-aurora-us-east-1-t1`;
   const primaryArns = (v: unknown) => (String(v).match(/arn:aws:[a-z0-9-]+:us-east-1:[^,\s"]*/g) ?? [])
-    .filter((arn) => arn !== primaryCluster && arn !== globalCluster && !reconciling.test(arn));
+    .filter((arn) => arn !== primaryCluster && arn !== globalCluster && !reconciling.test(arn) && arn !== primaryKey);
   for (const { name, region } of COPIES.filter((c) => c.region !== "us-east-1")) {
     const f = fn(name, region);
     for (const [k, v] of Object.entries(f.inputs.environment.variables as Record<string, string>)) {
@@ -324,7 +326,10 @@ test("no function outside the primary depends on a primary-region resource, but 
       const doc = identityPolicies().find((d) => d.owner === owner)?.doc as PolicyDocument;
       for (const st of doc.Statement) {
         for (const r of st.Resource.map(String)) assert.deepEqual(primaryArns(r), [], `${owner} (${st.Sid}): ${r}`);
-        assert.ok(!JSON.stringify(st.Condition ?? {}).includes("us-east-1"), `${owner} (${st.Sid}): its own region's services`);
+        // The primary's Aurora key is used only through RDS in the primary's region, where its snapshot is.
+        const own = st.Sid === "SnapshotKeyUsEast1" ? { StringEquals: { "kms:ViaService": "rds.us-east-1.amazonaws.com" } } : {};
+        assert.ok(!JSON.stringify(st.Condition ?? {}).includes("us-east-1") || JSON.stringify(st.Condition) === JSON.stringify(own),
+          `${owner} (${st.Sid}): its own region's services`);
       }
     }
   }
@@ -402,6 +407,30 @@ test("least privilege per function, in every region's copy: the state items it o
   const runbook = identityPolicies().find((d) => d.owner === "policy-runbook-t1")?.doc as PolicyDocument;
   for (const action of actions) {
     for (const pk of pks) assert.equal(grants(runbook, `dynamodb:${action}`, table, { "dynamodb:LeadingKeys": [pk] }), false, `runbook: ${action} on ${pk} (the cutover records the phase)`);
+  }
+});
+
+test("failover's reconciliation, in every region's copy: each region's Aurora key, CreateGrant and DescribeKey through RDS in that region only", () => {
+  for (const { name, region } of COPIES.filter((c) => c.name === "failover")) {
+    const doc = identityPolicies().find((d) => d.owner === rn(`policy-${name}`, region))?.doc as PolicyDocument;
+    for (const keyRegion of REGIONS) {
+      const key = `arn:aws:mock:${keyRegion}:${ACCOUNT}:aws:kms/key:Key/kms-aurora-${keyRegion}-t1`;
+      for (const action of ["kms:CreateGrant", "kms:DescribeKey"]) {
+        assert.ok(grants(doc, action, key, { "kms:ViaService": `rds.${keyRegion}.amazonaws.com` }), `${region}: ${action} on ${keyRegion}'s key`);
+        for (const other of REGIONS.filter((r) => r !== keyRegion)) {
+          assert.ok(!grants(doc, action, key, { "kms:ViaService": `rds.${other}.amazonaws.com` }), `${region}: not through RDS in ${other}`);
+        }
+        assert.ok(!grants(doc, action, key, { "kms:ViaService": `s3.${keyRegion}.amazonaws.com` }), `${region}: through RDS only`);
+        assert.ok(!grants(doc, action, key), `${region}: not directly`);
+      }
+      for (const action of ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:RevokeGrant"]) {
+        assert.ok(!grants(doc, action, key, { "kms:ViaService": `rds.${keyRegion}.amazonaws.com` }), `${region}: no ${action} on the Aurora key`);
+      }
+    }
+  }
+  for (const { name, region } of COPIES.filter((c) => c.name !== "failover")) {
+    const doc = identityPolicies().find((d) => d.owner === rn(`policy-${name}`, region))?.doc as PolicyDocument;
+    assert.ok(!JSON.stringify(doc).includes("kms-aurora"), `${name} in ${region}: no Aurora key`);
   }
 });
 

@@ -19,8 +19,6 @@
 //! | `CUTOVER_RECONCILE_OLD_PRIMARY` | (none) | `host:port` of the old primary as it died, for `reconcile` (the rehearsal: the killed server started alone); unset on Aurora, where the old primary is restored from its snapshot |
 //! | `CUTOVER_RECONCILE_SCHEMAS` | `app` | the schemas the reconciliation compares |
 //! | `CUTOVER_RECONCILE_KEEP_DAYS` | 30 | how long the manual copy of Aurora's snapshot of the old primary is kept |
-//! | `CUTOVER_RECONCILE_SUBNET_GROUP` | (none) | the DB subnet group of the temporary restored cluster |
-//! | `CUTOVER_RECONCILE_SECURITY_GROUPS` | (none) | its VPC security groups, comma-separated |
 //!
 //! The function's own vantage point is its own region, `CUTOVER_PRIMARY_REGION`
 //! (the infra gives each region's copy its own region there).
@@ -64,8 +62,6 @@ pub struct ReconcileSettings {
     pub keep_days: u32,
     /// What it creates is named `<prefix>-lost-<fork xid>`: `cutover-<suffix>`.
     pub prefix: String,
-    pub subnet_group: Option<String>,
-    pub security_groups: Vec<String>,
 }
 
 impl FailoverConfig {
@@ -144,13 +140,6 @@ impl FailoverConfig {
                 .unwrap_or_else(|| vec!["app".into()]),
             keep_days: vars.parse_or("CUTOVER_RECONCILE_KEEP_DAYS", 30, "a number of days")?,
             prefix: format!("cutover-{}", core.suffix),
-            subnet_group: vars.optional("CUTOVER_RECONCILE_SUBNET_GROUP"),
-            security_groups: vars
-                .list(
-                    "CUTOVER_RECONCILE_SECURITY_GROUPS",
-                    "comma-separated security group ids",
-                )?
-                .unwrap_or_default(),
         };
         Ok(FailoverConfig {
             reconcile,

@@ -9,22 +9,28 @@
 //! ([`crate::old_primary`]); the new primary is the writer SSM names. The outcome — counts,
 //! steps, and the replay script — is kept in the state table at `FAILOVER/RECONCILE`
 //! (one item, bounded: a script over [`MAX_SCRIPT_BYTES`] is not stored and `replay`
-//! then refuses, naming the reason).
+//! then refuses, naming the reason). On `aurora-global` the same item is written after
+//! every step of the restore ([`RestoreProgress`]): a `reconcile` stopped by the
+//! function's timeout is continued by the next one, and an abandoned run of an earlier
+//! failover has its temporary cluster deleted first.
 //!
 //! `replay` is separate and explicit (`dry_run` required): it applies the stored
 //! script on the writer in one transaction, or rolls it back, and records what it did
 //! in the same item.
 
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use cutover_core::db::Endpoint;
-use cutover_core::state::{now_ms, Key};
+use cutover_core::state::{now_ms, Key, StateStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::aurora::AuroraGlobal;
 use crate::driver::AnyDriver;
 use crate::failover::{state_key, Failover, FailoverState, Kind, Phase};
-use crate::old_primary::OldPrimaryRestore;
+use crate::old_primary::{Checkpoint, OldPrimaryRestore, RestoreProgress, RunEnd};
 use crate::reconcile::{self, ReplayOutcome, ReplayScript};
 use crate::FailoverError;
 
@@ -48,9 +54,67 @@ pub struct ReconcileRecord {
     /// `None` when it was larger than [`MAX_SCRIPT_BYTES`] (then `script_bytes` says how large).
     pub script: Option<ReplayScript>,
     pub script_bytes: usize,
+    /// 0 while an `aurora-global` run is under way (its `restore` says how far it got).
     pub finished_at_ms: u64,
     #[serde(default)]
     pub replays: Vec<ReplayOutcome>,
+    /// The replay script's guarded statements (also when the script was too large to store).
+    #[serde(default)]
+    pub statements: usize,
+    /// `aurora-global`: how far the restore of the old primary got, saved after each step.
+    #[serde(default)]
+    pub restore: Option<RestoreProgress>,
+}
+
+impl ReconcileRecord {
+    fn set_outcome(&mut self, outcome: &reconcile::Reconciliation) {
+        // A script that does not encode is not stored, as one too large.
+        let bytes = serde_json::to_vec(&outcome.script).map_or(usize::MAX, |v| v.len());
+        self.lost = outcome.lost.len();
+        self.new_since_failover = outcome.new_since_failover.len();
+        self.conflicts = outcome.conflicts.len();
+        self.statements = outcome.script.statements.len();
+        self.script = (bytes <= MAX_SCRIPT_BYTES).then(|| outcome.script.clone());
+        self.script_bytes = bytes;
+    }
+
+    /// Whether a replay script is known: an `aurora-global` run that has not compared yet has none.
+    fn compared(&self) -> bool {
+        self.restore.as_ref().is_none_or(|p| p.compared)
+    }
+}
+
+/// The reconciliation's item, written after every step of an `aurora-global` run.
+struct ItemCheckpoint {
+    store: StateStore,
+    record: ReconcileRecord,
+    /// The outcome, when this run compared (an earlier run's is only in `record`).
+    outcome: Option<reconcile::Reconciliation>,
+}
+
+impl Checkpoint for ItemCheckpoint {
+    type Outcome = (reconcile::Reconciliation, Vec<String>);
+
+    fn compared(&mut self, (outcome, mut lines): Self::Outcome, steps: &mut Vec<String>) {
+        steps.append(&mut lines);
+        self.record.set_outcome(&outcome);
+        self.outcome = Some(outcome);
+    }
+
+    fn save(
+        &mut self,
+        progress: &RestoreProgress,
+        steps: &[String],
+    ) -> impl Future<Output = Result<(), FailoverError>> + Send {
+        self.record.restore = Some(progress.clone());
+        self.record.steps = steps.to_vec();
+        let store = self.store.clone();
+        let record = self.record.clone();
+        async move {
+            store.put_latest(&reconcile_key(), &record).await?;
+            Ok(())
+        }
+    }
 }
 
 /// Which failover has lost writes to name, or why none has.
@@ -79,6 +143,30 @@ pub fn reconcilable(state: Option<&FailoverState>) -> Result<(&FailoverState, u6
     }
 }
 
+/// What `reconcile` finds of an earlier `aurora-global` run in the item.
+#[derive(Debug, PartialEq)]
+enum StoredRun {
+    /// None, a finished one, or one whose temporary cluster is gone: start afresh.
+    Fresh,
+    /// This failover's run, stopped mid-way: continue it.
+    Resume(RestoreProgress, Box<ReconcileRecord>),
+    /// An earlier failover's run, stopped mid-way: its temporary cluster goes first.
+    Abandoned(RestoreProgress),
+}
+
+fn stored_run(stored: Option<ReconcileRecord>, region: &str, fork_xid: u64) -> StoredRun {
+    let Some((progress, record)) = stored.and_then(|r| Some((r.restore.clone()?, r))) else {
+        return StoredRun::Fresh;
+    };
+    if record.finished_at_ms > 0 || progress.torn_down {
+        StoredRun::Fresh
+    } else if progress.fork_xid == fork_xid && progress.region == region {
+        StoredRun::Resume(progress, Box::new(record))
+    } else {
+        StoredRun::Abandoned(progress)
+    }
+}
+
 fn cluster_id(arn: &str) -> &str {
     arn.rsplit_once(":cluster:").map_or(arn, |(_, id)| id)
 }
@@ -100,7 +188,7 @@ impl Failover {
             state.from, state.to
         )];
         let settings = &self.config.reconcile;
-        let (old_primary, outcome) = match (&settings.old_primary, &self.driver) {
+        let (mut record, outcome) = match (&settings.old_primary, &self.driver) {
             (Some(old), _) => {
                 let endpoint: Endpoint = old.parse().map_err(|e: String| {
                     FailoverError::InvalidInput(format!("CUTOVER_RECONCILE_OLD_PRIMARY: {e}"))
@@ -108,45 +196,24 @@ impl Failover {
                 let outcome = self
                     .compare(&endpoint, &new_primary, fork_xid, &mut steps)
                     .await?;
-                (old.clone(), outcome)
+                let mut record = ReconcileRecord {
+                    fork_xid,
+                    old_primary: old.clone(),
+                    new_primary: new_primary.to_string(),
+                    steps,
+                    ..Default::default()
+                };
+                record.set_outcome(&outcome);
+                (record, Some(outcome))
             }
             (None, AnyDriver::Aurora(aurora)) => {
-                let arn = self.config.cluster_arns.get(&state.from).ok_or_else(|| {
-                    FailoverError::InvalidInput(format!("no cluster ARN for {}", state.from))
-                })?;
-                let restore = OldPrimaryRestore {
-                    client: aurora
-                        .members
-                        .get(&state.from)
-                        .unwrap_or(&aurora.client)
-                        .clone(),
-                    old_cluster_id: cluster_id(arn).to_string(),
-                    prefix: settings.prefix.clone(),
-                    keep_days: settings.keep_days,
-                    db_subnet_group: settings.subnet_group.clone(),
-                    security_groups: settings.security_groups.clone(),
-                    poll_every: Duration::from_secs(15),
-                    timeout: Duration::from_secs(12 * 60),
-                };
-                let mut inner = Vec::new();
-                let outcome = restore
-                    .reconcile_with(fork_xid, state.started_at_ms, &mut inner, |r| {
-                        let new_primary = new_primary.clone();
-                        async move {
-                            let endpoint: Endpoint = r
-                                .endpoint
-                                .parse()
-                                .map_err(|e: String| FailoverError::Internal(e))?;
-                            let mut s = Vec::new();
-                            let o = self.compare(&endpoint, &new_primary, fork_xid, &mut s).await?;
-                            Ok((r.kept_snapshot, o, s))
-                        }
-                    })
-                    .await;
-                steps.append(&mut inner);
-                let (kept, outcome, mut compared) = outcome?;
-                steps.append(&mut compared);
-                (format!("snapshot {kept} (restored, then deleted)"), outcome)
+                match self
+                    .reconcile_from_snapshot(aurora, state, fork_xid, &new_primary, steps)
+                    .await?
+                {
+                    ControlFlow::Continue(compared) => compared,
+                    ControlFlow::Break(waiting) => return Ok(waiting),
+                }
             }
             (None, AnyDriver::Postgres(_)) => {
                 return Err(FailoverError::InvalidInput(
@@ -154,35 +221,142 @@ impl Failover {
                 ))
             }
         };
-        let bytes = serde_json::to_vec(&outcome.script)
-            .map_err(|e| FailoverError::Internal(e.to_string()))?
-            .len();
-        let record = ReconcileRecord {
-            fork_xid,
-            old_primary,
-            new_primary: new_primary.to_string(),
-            lost: outcome.lost.len(),
-            new_since_failover: outcome.new_since_failover.len(),
-            conflicts: outcome.conflicts.len(),
-            steps,
-            script: (bytes <= MAX_SCRIPT_BYTES).then(|| outcome.script.clone()),
-            script_bytes: bytes,
-            finished_at_ms: now_ms(),
-            replays: Vec::new(),
-        };
+        record.finished_at_ms = now_ms();
         self.store.put_latest(&reconcile_key(), &record).await?;
+        let summary = match &outcome {
+            Some(outcome) => outcome.render(),
+            None => format!(
+                "lost-write reconciliation (fork xid {fork_xid}): {} lost, {} new since the failover, {} conflicts; {} guarded statements (compared by an earlier run)",
+                record.lost, record.new_since_failover, record.conflicts, record.statements
+            ),
+        };
         Ok(json!({
             "action": "reconciled",
             "fork_xid": fork_xid,
             "lost": record.lost,
             "new_since_failover": record.new_since_failover,
             "conflicts": record.conflicts,
-            "statements": outcome.script.statements.len(),
+            "statements": record.statements,
             "script_stored": record.script.is_some(),
             "stored_at": "state table FAILOVER/RECONCILE",
             "steps": record.steps,
-            "summary": outcome.render(),
+            "summary": summary,
         }))
+    }
+
+    /// `aurora-global`: the old primary restored from Aurora's snapshot of it, in its own
+    /// region, continuing the stored run of this failover if one was stopped mid-way.
+    /// `Break`: the answer of a run that ran out of time waiting for AWS (saved; the next
+    /// `reconcile` continues).
+    async fn reconcile_from_snapshot(
+        &self,
+        aurora: &AuroraGlobal,
+        state: &FailoverState,
+        fork_xid: u64,
+        new_primary: &Endpoint,
+        mut steps: Vec<String>,
+    ) -> Result<
+        ControlFlow<Value, (ReconcileRecord, Option<reconcile::Reconciliation>)>,
+        FailoverError,
+    > {
+        let settings = &self.config.reconcile;
+        // Every call goes to the old primary's region: its snapshot and cluster are there.
+        let restore_in = |region: &str, old_cluster_id: &str| {
+            let client = aurora.members.get(region).ok_or_else(|| {
+                FailoverError::InvalidInput(format!(
+                    "no RDS client for {region}: it is not one of CUTOVER_REGIONS"
+                ))
+            })?;
+            Ok::<_, FailoverError>(OldPrimaryRestore {
+                client: client.clone(),
+                old_cluster_id: old_cluster_id.to_string(),
+                prefix: settings.prefix.clone(),
+                keep_days: settings.keep_days,
+                poll_every: Duration::from_secs(15),
+                // Of the function's 900 s: what is left is for the comparison and the teardown.
+                timeout: Duration::from_secs(10 * 60),
+            })
+        };
+        let arn = self.config.cluster_arns.get(&state.from).ok_or_else(|| {
+            FailoverError::InvalidInput(format!("no cluster ARN for {}", state.from))
+        })?;
+        let restore = restore_in(&state.from, cluster_id(arn))?;
+        let mut progress = RestoreProgress::new(&state.from, cluster_id(arn), fork_xid);
+        let mut record = ReconcileRecord {
+            fork_xid,
+            old_primary: format!(
+                "snapshot {} (restored, then deleted)",
+                restore.name(fork_xid)
+            ),
+            new_primary: new_primary.to_string(),
+            ..Default::default()
+        };
+        let stored = self
+            .store
+            .get::<ReconcileRecord>(&reconcile_key())
+            .await?
+            .map(|v| v.value);
+        match stored_run(stored, &state.from, fork_xid) {
+            StoredRun::Fresh => {}
+            StoredRun::Resume(p, r) => {
+                steps = r.steps.clone();
+                steps.push(format!("resumed after: {}", p.last_step()));
+                progress = p;
+                record = *r;
+            }
+            StoredRun::Abandoned(p) => {
+                // An earlier failover's run, abandoned: its temporary cluster goes first.
+                steps.push(format!(
+                    "an abandoned reconciliation (fork xid {}, {}, after: {}): its temporary cluster is deleted first",
+                    p.fork_xid,
+                    p.region,
+                    p.last_step()
+                ));
+                restore_in(&p.region, &p.old_cluster_id)?
+                    .tear_down(p.fork_xid, &mut steps)
+                    .await?;
+            }
+        }
+        let mut checkpoint = ItemCheckpoint {
+            store: self.store.clone(),
+            record,
+            outcome: None,
+        };
+        let end = restore
+            .reconcile_with(
+                &mut progress,
+                &mut steps,
+                &mut checkpoint,
+                state.started_at_ms,
+                |r| async move {
+                    let endpoint: Endpoint = r
+                        .endpoint
+                        .parse()
+                        .map_err(|e: String| FailoverError::Internal(e))?;
+                    let mut lines = Vec::new();
+                    let outcome = self
+                        .compare(&endpoint, new_primary, fork_xid, &mut lines)
+                        .await?;
+                    Ok((outcome, lines))
+                },
+            )
+            .await?;
+        if let RunEnd::Waiting { after } = end {
+            return Ok(ControlFlow::Break(json!({
+                "action": "reconcile-in-progress",
+                "fork_xid": fork_xid,
+                "after": after,
+                "steps": steps,
+                "stored_at": "state table FAILOVER/RECONCILE",
+                "summary": format!(
+                    "the old primary's restore is still under way (after: {after}); its progress is saved: invoke reconcile again to continue"
+                ),
+            })));
+        }
+        let mut record = checkpoint.record;
+        record.steps = steps;
+        record.restore = Some(progress);
+        Ok(ControlFlow::Continue((record, checkpoint.outcome)))
     }
 
     async fn compare(
@@ -239,6 +413,13 @@ impl Failover {
                 "the stored reconciliation is of fork xid {}, not {}",
                 record.fork_xid,
                 fork_xid.unwrap_or_default()
+            )));
+        }
+        if !record.compared() {
+            return Err(FailoverError::InvalidInput(format!(
+                "the reconciliation of fork xid {} is unfinished (last step: {}): run reconcile again first",
+                record.fork_xid,
+                record.restore.as_ref().map_or("nothing yet", |p| p.last_step())
             )));
         }
         let Some(script) = record.script.clone() else {
@@ -307,6 +488,116 @@ mod tests {
         assert!(reconcilable(Some(&s)).unwrap_err().contains("no fork xid"));
         let s = state(Kind::Failover, true, Some(5));
         assert_eq!(reconcilable(Some(&s)).unwrap().1, 5);
+    }
+
+    #[test]
+    fn a_stopped_run_of_this_failover_is_resumed_and_one_of_another_is_abandoned() {
+        let record = |progress: Option<RestoreProgress>, finished_at_ms: u64| ReconcileRecord {
+            fork_xid: 7000,
+            restore: progress,
+            finished_at_ms,
+            ..Default::default()
+        };
+        let restored = RestoreProgress {
+            cluster: Some("cutover-dev-lost-7000".into()),
+            ..RestoreProgress::new("us-east-1", "aurora-us-east-1-dev", 7000)
+        };
+        assert_eq!(stored_run(None, "us-east-1", 7000), StoredRun::Fresh);
+        // the rehearsal's record, and a finished run: nothing to continue
+        assert_eq!(
+            stored_run(Some(record(None, 5)), "us-east-1", 7000),
+            StoredRun::Fresh
+        );
+        assert_eq!(
+            stored_run(Some(record(Some(restored.clone()), 5)), "us-east-1", 7000),
+            StoredRun::Fresh
+        );
+        let torn_down = RestoreProgress {
+            torn_down: true,
+            ..restored.clone()
+        };
+        assert_eq!(
+            stored_run(Some(record(Some(torn_down), 0)), "us-east-1", 7000),
+            StoredRun::Fresh
+        );
+        let stopped = record(Some(restored.clone()), 0);
+        assert_eq!(
+            stored_run(Some(stopped.clone()), "us-east-1", 7000),
+            StoredRun::Resume(restored.clone(), Box::new(stopped.clone()))
+        );
+        // a later failover (another fork xid, or from another region)
+        assert_eq!(
+            stored_run(Some(stopped.clone()), "us-east-1", 9000),
+            StoredRun::Abandoned(restored.clone())
+        );
+        assert_eq!(
+            stored_run(Some(stopped), "eu-west-1", 7000),
+            StoredRun::Abandoned(restored)
+        );
+    }
+
+    #[tokio::test]
+    async fn each_saved_step_is_written_to_the_reconciliation_item() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+        let s = |v: &str| AttributeValue::S(v.into());
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(move |r| {
+                let Some(item) = r.item() else { return false };
+                let restore = match item.get("restore") {
+                    Some(AttributeValue::M(m)) => m,
+                    _ => return false,
+                };
+                item.get("pk") == Some(&s(&reconcile_key().pk))
+                    && item.get("sk") == Some(&s(&reconcile_key().sk))
+                    && item.get("finished_at_ms") == Some(&AttributeValue::N("0".into()))
+                    && restore.get("cluster") == Some(&s("cutover-dev-lost-7000"))
+                    && restore.get("region") == Some(&s("us-east-1"))
+                    && item.get("steps") == Some(&AttributeValue::L(vec![s("restored")]))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put]);
+        let mut checkpoint = ItemCheckpoint {
+            store: StateStore::new(client, "migration-state"),
+            record: ReconcileRecord {
+                fork_xid: 7000,
+                ..Default::default()
+            },
+            outcome: None,
+        };
+        let progress = RestoreProgress {
+            cluster: Some("cutover-dev-lost-7000".into()),
+            ..RestoreProgress::new("us-east-1", "aurora-us-east-1-dev", 7000)
+        };
+        checkpoint
+            .save(&progress, &["restored".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[test]
+    fn a_record_stored_before_progress_was_saved_still_reads() {
+        let old = json!({
+            "fork_xid": 7000, "old_primary": "x", "new_primary": "y", "lost": 1,
+            "new_since_failover": 2, "conflicts": 0, "steps": [], "script": null,
+            "script_bytes": 10, "finished_at_ms": 5, "replays": [],
+        });
+        let record: ReconcileRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(record.restore, None);
+        assert!(record.compared());
+    }
+
+    #[test]
+    fn a_reconciliation_that_has_not_compared_has_no_script_to_replay() {
+        let mut record = ReconcileRecord::default();
+        assert!(record.compared(), "the rehearsal's record");
+        record.restore = Some(RestoreProgress::new("us-east-1", "a", 1));
+        assert!(!record.compared());
+        record.restore.as_mut().unwrap().compared = true;
+        assert!(record.compared());
     }
 
     #[test]

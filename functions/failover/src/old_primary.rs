@@ -7,27 +7,39 @@
 //! `rds:unplanned-global-failover-<old primary cluster>-<timestamp>`, visible through
 //! `DescribeDBClusterSnapshots` in that region. It is a system snapshot under the old
 //! cluster's backup retention period (Aurora User Guide, "Using switchover or failover
-//! in Amazon Aurora Global Database"). So, in the old primary's region:
+//! in Amazon Aurora Global Database"). So, in the old primary's region, with that
+//! region's RDS client for every call:
 //!
 //! 1. **find** the newest such snapshot taken after the failover started;
 //! 2. **keep**: copy it to a manual snapshot `<prefix>-lost-<fork xid>`, tagged with
-//!    the time until which it is kept (`CUTOVER_RECONCILE_KEEP_DAYS`);
+//!    the time until which it is kept (`CUTOVER_RECONCILE_KEEP_DAYS`), encrypted with
+//!    the snapshot's own KMS key;
 //! 3. **restore** it to a temporary cluster of the same name (Serverless v2 at its
-//!    minimum capacity, one `db.serverless` instance) and wait until it is available;
+//!    minimum capacity, one `db.serverless` instance) in the old primary cluster's own
+//!    DB subnet group, VPC security groups and DB cluster parameter group (read with
+//!    `DescribeDBClusters` on it: the functions reached the old primary there, so they
+//!    reach its copy there), and wait until it is available;
 //! 4. **reconcile** the restored old primary with the new primary (the caller's job);
-//! 5. **tear down** the temporary instance and cluster — always, also when 3 or 4 failed;
+//! 5. **tear down** the temporary instance and cluster — always, also when 3 or 4 failed,
+//!    but not when the run only ran out of time waiting for AWS ([`RunEnd::Waiting`]);
 //! 6. **prune** this stack's manual snapshots whose keep time has passed.
 //!
-//! Every step reads before it acts, so a resumed run skips what is done: an existing
-//! copy is not copied again, an existing cluster not restored again, a cluster being
-//! deleted not deleted twice. moto has none of this; the tests use aws-smithy-mocks.
+//! A run may outlast the function's timeout (a restore alone takes minutes), so each
+//! step's result is saved as soon as it is done ([`RestoreProgress`], through a
+//! [`Checkpoint`]: the state table's reconciliation item): a re-invoked run continues
+//! where the last one stopped — it does not search, copy, restore or compare again — and
+//! an abandoned run's temporary cluster is deleted by the next run. Every step also
+//! reads before it acts, for what was done but not yet saved: an existing copy is not
+//! copied again, an existing cluster not restored again, a cluster being deleted not
+//! deleted twice. moto has none of this; the tests use aws-smithy-mocks.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_sdk_rds::types::{DbClusterSnapshot, ServerlessV2ScalingConfiguration, Tag};
+use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, ServerlessV2ScalingConfiguration, Tag};
 use aws_sdk_rds::Client;
 use cutover_core::state::now_ms;
+use serde::{Deserialize, Serialize};
 
 use crate::FailoverError;
 
@@ -37,17 +49,29 @@ pub const SYSTEM_SNAPSHOT_PREFIX: &str = "rds:unplanned-global-failover-";
 pub const KEEP_UNTIL_TAG: &str = "cutover:keep-until";
 
 pub struct OldPrimaryRestore {
-    /// RDS in the old primary's region (the snapshot is there).
+    /// RDS in the old primary's region (the snapshot, the old cluster and the temporary
+    /// cluster are all there).
     pub client: Client,
     /// The old primary's DB cluster identifier (not its ARN).
     pub old_cluster_id: String,
     /// This stack's name for what it creates: `<prefix>-lost-<fork xid>`.
     pub prefix: String,
     pub keep_days: u32,
-    pub db_subnet_group: Option<String>,
-    pub security_groups: Vec<String>,
     pub poll_every: Duration,
+    /// How long one run waits, in all, for the copy and the instance to be available: less
+    /// than the function's timeout. When it runs out the run ends `Waiting` (saved, nothing
+    /// torn down) and the next one continues.
     pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// Compared (now or by an earlier run) and torn down.
+    Done,
+    /// This run's wait ran out before the copy or the instance was available: the progress
+    /// (the last step) is saved and nothing is torn down — the next run continues.
+    Waiting { after: &'static str },
 }
 
 /// Where the restored old primary answers, and what was done to get there.
@@ -58,6 +82,83 @@ pub struct Restored {
     pub cluster: String,
     /// `host:port` of the temporary cluster's writer.
     pub endpoint: String,
+}
+
+/// How far one reconciliation got, saved after each step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreProgress {
+    /// The old primary's region: every call of this run, and the teardown of an
+    /// abandoned one, goes there.
+    pub region: String,
+    pub old_cluster_id: String,
+    pub fork_xid: u64,
+    /// 1. Aurora's snapshot of the old primary, once found.
+    pub system_snapshot: Option<String>,
+    /// 2. The kept copy, once `CopyDBClusterSnapshot` returned (or the copy was found).
+    pub kept_snapshot: Option<String>,
+    /// 3. The temporary cluster, once `RestoreDBClusterFromSnapshot` returned (or it was found)…
+    pub cluster: Option<String>,
+    /// …and its writer (`host:port`), once its instance was available.
+    pub endpoint: Option<String>,
+    /// 4. The reconciliation ran; its outcome is saved with this progress.
+    pub compared: bool,
+    /// 5. The temporary instance and cluster are deleted (or being deleted).
+    pub torn_down: bool,
+}
+
+impl RestoreProgress {
+    pub fn new(region: &str, old_cluster_id: &str, fork_xid: u64) -> Self {
+        RestoreProgress {
+            region: region.into(),
+            old_cluster_id: old_cluster_id.into(),
+            fork_xid,
+            ..Default::default()
+        }
+    }
+
+    /// The last step done, for a person reading the item.
+    pub fn last_step(&self) -> &'static str {
+        if self.torn_down {
+            "torn down"
+        } else if self.compared {
+            "compared"
+        } else if self.endpoint.is_some() {
+            "instance available"
+        } else if self.cluster.is_some() {
+            "cluster restored"
+        } else if self.kept_snapshot.is_some() {
+            "snapshot copied"
+        } else if self.system_snapshot.is_some() {
+            "system snapshot found"
+        } else {
+            "nothing yet"
+        }
+    }
+}
+
+/// Where a run's progress is kept between invocations: the state table's reconciliation
+/// item in the function, a list in the tests.
+pub trait Checkpoint {
+    /// What the reconciliation (step 4) produced; kept with the progress.
+    type Outcome;
+    /// Takes the reconciliation's outcome; the next [`Checkpoint::save`] stores it.
+    fn compared(&mut self, outcome: Self::Outcome, steps: &mut Vec<String>);
+    /// Stores the progress and the steps so far (after every step).
+    fn save(
+        &mut self,
+        progress: &RestoreProgress,
+        steps: &[String],
+    ) -> impl Future<Output = Result<(), FailoverError>> + Send;
+}
+
+/// What a restore takes from the old primary cluster itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct OldCluster {
+    subnet_group: Option<String>,
+    security_groups: Vec<String>,
+    parameter_group: Option<String>,
+    kms_key_id: Option<String>,
+    engine_version: Option<String>,
 }
 
 fn rds_err<E, R>(op: &'static str, e: aws_sdk_rds::error::SdkError<E, R>) -> FailoverError
@@ -82,43 +183,125 @@ impl OldPrimaryRestore {
         format!("{}-1", self.name(fork_xid))
     }
 
-    /// Steps 1-6. `run` gets the restored old primary's `host:port`; its result is
-    /// returned after the teardown, which happens whatever it returned.
-    pub async fn reconcile_with<T, F, Fut>(
+    /// Steps 1-6 from where `progress` says the last run stopped, saving after each.
+    /// `run` gets the restored old primary's `host:port` (it is not called again once
+    /// `compared`); the teardown happens whatever it returned, and its error, if any, is
+    /// returned after the teardown — unless this run only ran out of time waiting for
+    /// AWS (`RunEnd::Waiting`): then what exists is kept for the next run.
+    pub async fn reconcile_with<C, F, Fut>(
         &self,
-        fork_xid: u64,
-        failover_started_ms: u64,
+        progress: &mut RestoreProgress,
         steps: &mut Vec<String>,
+        checkpoint: &mut C,
+        failover_started_ms: u64,
         run: F,
-    ) -> Result<T, FailoverError>
+    ) -> Result<RunEnd, FailoverError>
     where
+        C: Checkpoint,
         F: FnOnce(Restored) -> Fut,
-        Fut: Future<Output = Result<T, FailoverError>>,
+        Fut: Future<Output = Result<C::Outcome, FailoverError>>,
     {
-        let outcome = async {
-            let system = self
-                .find_system_snapshot(failover_started_ms, steps)
-                .await?;
-            let kept = self.keep(&system, fork_xid, steps).await?;
-            let endpoint = self.restore(&kept, fork_xid, steps).await?;
-            run(Restored {
-                system_snapshot: system
-                    .db_cluster_snapshot_identifier()
-                    .unwrap_or_default()
-                    .to_string(),
-                kept_snapshot: self.name(fork_xid),
-                cluster: self.name(fork_xid),
-                endpoint,
-            })
+        let fork_xid = progress.fork_xid;
+        let deadline = Instant::now() + self.timeout;
+        let outcome: Result<Option<&'static str>, FailoverError> = if progress.compared {
+            steps.push(format!(
+                "resumed: {} was compared by an earlier run",
+                self.name(fork_xid)
+            ));
+            Ok(None)
+        } else {
+            async {
+                let restored = self
+                    .bring_back(progress, steps, checkpoint, failover_started_ms, deadline)
+                    .await?;
+                let Some(restored) = restored else {
+                    return Ok(Some(progress.last_step()));
+                };
+                let outcome = run(restored).await?;
+                checkpoint.compared(outcome, steps);
+                progress.compared = true;
+                checkpoint.save(progress, steps).await?;
+                Ok(None)
+            }
             .await
+        };
+        if let Ok(Some(after)) = outcome {
+            steps.push(format!(
+                "still waiting after: {after} ({} s); progress saved, nothing torn down: invoke reconcile again to continue",
+                self.timeout.as_secs()
+            ));
+            checkpoint.save(progress, steps).await?;
+            return Ok(RunEnd::Waiting { after });
         }
-        .await;
-        let teardown = self.tear_down(fork_xid, steps).await;
+        let teardown = match self.tear_down(fork_xid, steps).await {
+            Ok(()) => {
+                progress.torn_down = true;
+                checkpoint.save(progress, steps).await
+            }
+            Err(e) => Err(e),
+        };
         let pruned = self.prune(steps).await;
-        let value = outcome?;
+        outcome?;
         teardown?;
         pruned?;
-        Ok(value)
+        Ok(RunEnd::Done)
+    }
+
+    /// Steps 1-3: the old primary answering at a temporary cluster's writer, or `None`
+    /// when the wait for the copy or the instance ran past `deadline`.
+    async fn bring_back<C: Checkpoint>(
+        &self,
+        progress: &mut RestoreProgress,
+        steps: &mut Vec<String>,
+        checkpoint: &mut C,
+        failover_started_ms: u64,
+        deadline: Instant,
+    ) -> Result<Option<Restored>, FailoverError> {
+        let fork_xid = progress.fork_xid;
+        let name = self.name(fork_xid);
+        let system = match progress.system_snapshot.clone() {
+            Some(found) => found,
+            None => {
+                let found = self
+                    .find_system_snapshot(failover_started_ms, steps)
+                    .await?;
+                progress.system_snapshot = Some(found.clone());
+                checkpoint.save(progress, steps).await?;
+                found
+            }
+        };
+        if progress.cluster.is_none() {
+            // What is still to be created takes the old cluster's key and networking.
+            let old = self.old_cluster(steps).await?;
+            if progress.kept_snapshot.is_some() {
+                steps.push(format!("resumed: {name} was copied by an earlier run"));
+            } else {
+                self.keep(&system, &old, fork_xid, steps).await?;
+                progress.kept_snapshot = Some(name.clone());
+                checkpoint.save(progress, steps).await?;
+            }
+            let Some(kept) = self.kept_available(&name, deadline).await? else {
+                return Ok(None);
+            };
+            self.restore(&kept, &old, fork_xid, steps).await?;
+            progress.cluster = Some(name.clone());
+            checkpoint.save(progress, steps).await?;
+        } else {
+            steps.push(format!(
+                "resumed: cluster {name} was restored by an earlier run"
+            ));
+        }
+        let Some(endpoint) = self.instance_available(fork_xid, steps, deadline).await? else {
+            return Ok(None);
+        };
+        progress.endpoint = Some(endpoint.clone());
+        checkpoint.save(progress, steps).await?;
+        Ok(Some(Restored {
+            system_snapshot: system,
+            kept_snapshot: name.clone(),
+            cluster: name,
+            endpoint,
+        }))
     }
 
     async fn snapshots(
@@ -152,7 +335,7 @@ impl OldPrimaryRestore {
         &self,
         failover_started_ms: u64,
         steps: &mut Vec<String>,
-    ) -> Result<DbClusterSnapshot, FailoverError> {
+    ) -> Result<String, FailoverError> {
         let prefix = format!("{SYSTEM_SNAPSHOT_PREFIX}{}-", self.old_cluster_id);
         let found = self
             .snapshots(Some(&self.old_cluster_id), None)
@@ -165,49 +348,95 @@ impl OldPrimaryRestore {
                     && created_ms(s) >= failover_started_ms
             })
             .max_by_key(created_ms)
+            .and_then(|s| s.db_cluster_snapshot_identifier().map(str::to_string))
             .ok_or_else(|| {
                 FailoverError::Driver(format!(
                     "no available {prefix}… snapshot taken since the failover yet (Aurora takes it when the old primary's region recovers); try again later"
                 ))
             })?;
         steps.push(format!(
-            "DescribeDBClusterSnapshots: {} is the old primary at the point of failure",
-            found.db_cluster_snapshot_identifier().unwrap_or_default()
+            "DescribeDBClusterSnapshots: {found} is the old primary at the point of failure"
         ));
         Ok(found)
+    }
+
+    /// The old primary cluster's subnet group, security groups, parameter group, key and
+    /// version: its copy goes where it was, encrypted as it was.
+    async fn old_cluster(&self, steps: &mut Vec<String>) -> Result<OldCluster, FailoverError> {
+        let cluster = self.cluster(&self.old_cluster_id).await?.ok_or_else(|| {
+            FailoverError::Driver(format!(
+                "the old primary cluster {} is not found: where to restore its snapshot (its subnet group, security groups, key) is unknown",
+                self.old_cluster_id
+            ))
+        })?;
+        let old = OldCluster {
+            subnet_group: cluster.db_subnet_group().map(str::to_string),
+            security_groups: cluster
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                .collect(),
+            parameter_group: cluster.db_cluster_parameter_group().map(str::to_string),
+            kms_key_id: cluster
+                .storage_encrypted()
+                .unwrap_or(false)
+                .then(|| cluster.kms_key_id().map(str::to_string))
+                .flatten(),
+            engine_version: cluster.engine_version().map(str::to_string),
+        };
+        steps.push(format!(
+            "DescribeDBClusters: {} is in subnet group {}, security groups [{}], parameter group {}, {}",
+            self.old_cluster_id,
+            old.subnet_group.as_deref().unwrap_or("(default)"),
+            old.security_groups.join(", "),
+            old.parameter_group.as_deref().unwrap_or("(default)"),
+            old.kms_key_id
+                .as_deref()
+                .map_or("not encrypted".to_string(), |k| format!("encrypted with {k}"))
+        ));
+        Ok(old)
     }
 
     /// 2. A manual copy, so the evidence outlives the old cluster's retention period.
     async fn keep(
         &self,
-        system: &DbClusterSnapshot,
+        system: &str,
+        old: &OldCluster,
         fork_xid: u64,
         steps: &mut Vec<String>,
-    ) -> Result<DbClusterSnapshot, FailoverError> {
+    ) -> Result<(), FailoverError> {
         let name = self.name(fork_xid);
-        if self.snapshots(None, Some(&name)).await?.is_empty() {
-            let keep_until = now_ms() / 1000 + u64::from(self.keep_days) * 86_400;
-            self.client
-                .copy_db_cluster_snapshot()
-                .source_db_cluster_snapshot_identifier(
-                    system.db_cluster_snapshot_identifier().unwrap_or_default(),
-                )
-                .target_db_cluster_snapshot_identifier(&name)
-                .tags(tag(KEEP_UNTIL_TAG, &keep_until.to_string()))
-                .tags(tag("cutover:purpose", "lost-write reconciliation"))
-                .send()
-                .await
-                .map_err(|e| rds_err("CopyDBClusterSnapshot", e))?;
-            steps.push(format!(
-                "CopyDBClusterSnapshot: kept as {name} for {} days",
-                self.keep_days
-            ));
-        } else {
+        if !self.snapshots(None, Some(&name)).await?.is_empty() {
             steps.push(format!("{name} is already kept; not copied again"));
+            return Ok(());
         }
-        self.poll("kept snapshot", || async {
+        let keep_until = now_ms() / 1000 + u64::from(self.keep_days) * 86_400;
+        self.client
+            .copy_db_cluster_snapshot()
+            .source_db_cluster_snapshot_identifier(system)
+            .target_db_cluster_snapshot_identifier(&name)
+            // An encrypted snapshot is copied with a key named, in the same region: its own.
+            .set_kms_key_id(old.kms_key_id.clone())
+            .tags(tag(KEEP_UNTIL_TAG, &keep_until.to_string()))
+            .tags(tag("cutover:purpose", "lost-write reconciliation"))
+            .send()
+            .await
+            .map_err(|e| rds_err("CopyDBClusterSnapshot", e))?;
+        steps.push(format!(
+            "CopyDBClusterSnapshot: kept as {name} for {} days",
+            self.keep_days
+        ));
+        Ok(())
+    }
+
+    async fn kept_available(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<DbClusterSnapshot>, FailoverError> {
+        self.poll(deadline, || async {
             Ok(self
-                .snapshots(None, Some(&name))
+                .snapshots(None, Some(name))
                 .await?
                 .into_iter()
                 .find(|s| s.status() == Some("available")))
@@ -215,52 +444,81 @@ impl OldPrimaryRestore {
         .await
     }
 
-    /// 3. A temporary cluster from the kept snapshot, one small instance, available.
+    /// 3. A temporary cluster from the kept snapshot, where the old primary was.
     async fn restore(
         &self,
         kept: &DbClusterSnapshot,
+        old: &OldCluster,
         fork_xid: u64,
         steps: &mut Vec<String>,
-    ) -> Result<String, FailoverError> {
+    ) -> Result<(), FailoverError> {
         let name = self.name(fork_xid);
-        let engine = kept.engine().unwrap_or("aurora-postgresql").to_string();
-        if self.cluster(&name).await?.is_none() {
-            self.client
-                .restore_db_cluster_from_snapshot()
-                .db_cluster_identifier(&name)
-                .snapshot_identifier(&name)
-                .engine(&engine)
-                .set_engine_version(kept.engine_version().map(str::to_string))
-                .serverless_v2_scaling_configuration(
-                    ServerlessV2ScalingConfiguration::builder()
-                        .min_capacity(MIN_ACU)
-                        .max_capacity(MAX_ACU)
-                        .build(),
-                )
-                .set_db_subnet_group_name(self.db_subnet_group.clone())
-                .set_vpc_security_group_ids(
-                    (!self.security_groups.is_empty()).then(|| self.security_groups.clone()),
-                )
-                .deletion_protection(false)
-                .tags(tag(
-                    "cutover:purpose",
-                    "lost-write reconciliation (temporary)",
-                ))
-                .send()
-                .await
-                .map_err(|e| rds_err("RestoreDBClusterFromSnapshot", e))?;
-            steps.push(format!("RestoreDBClusterFromSnapshot: {name}"));
-        } else {
+        if self.cluster(&name).await?.is_some() {
             steps.push(format!("cluster {name} exists; not restored again"));
+            return Ok(());
         }
+        self.client
+            .restore_db_cluster_from_snapshot()
+            .db_cluster_identifier(&name)
+            .snapshot_identifier(&name)
+            .engine(kept.engine().unwrap_or("aurora-postgresql"))
+            .set_engine_version(
+                kept.engine_version()
+                    .map(str::to_string)
+                    .or_else(|| old.engine_version.clone()),
+            )
+            .serverless_v2_scaling_configuration(
+                ServerlessV2ScalingConfiguration::builder()
+                    .min_capacity(MIN_ACU)
+                    .max_capacity(MAX_ACU)
+                    .build(),
+            )
+            .set_db_subnet_group_name(old.subnet_group.clone())
+            .set_vpc_security_group_ids(
+                (!old.security_groups.is_empty()).then(|| old.security_groups.clone()),
+            )
+            .set_db_cluster_parameter_group_name(old.parameter_group.clone())
+            .set_kms_key_id(
+                kept.kms_key_id()
+                    .map(str::to_string)
+                    .or_else(|| old.kms_key_id.clone()),
+            )
+            .deletion_protection(false)
+            .tags(tag(
+                "cutover:purpose",
+                "lost-write reconciliation (temporary)",
+            ))
+            .send()
+            .await
+            .map_err(|e| rds_err("RestoreDBClusterFromSnapshot", e))?;
+        steps.push(format!(
+            "RestoreDBClusterFromSnapshot: {name} in subnet group {}",
+            old.subnet_group.as_deref().unwrap_or("(default)")
+        ));
+        Ok(())
+    }
+
+    /// 3. Its one instance, available: the writer's `host:port` (`None`: not by `deadline`).
+    async fn instance_available(
+        &self,
+        fork_xid: u64,
+        steps: &mut Vec<String>,
+        deadline: Instant,
+    ) -> Result<Option<String>, FailoverError> {
+        let name = self.name(fork_xid);
         let instance = self.instance(fork_xid);
         if self.instance_status(&instance).await?.is_none() {
+            let engine = self
+                .cluster(&name)
+                .await?
+                .and_then(|c| c.engine().map(str::to_string))
+                .unwrap_or_else(|| "aurora-postgresql".into());
             self.client
                 .create_db_instance()
                 .db_instance_identifier(&instance)
                 .db_cluster_identifier(&name)
                 .db_instance_class("db.serverless")
-                .engine(&engine)
+                .engine(engine)
                 .send()
                 .await
                 .map_err(|e| rds_err("CreateDBInstance", e))?;
@@ -268,13 +526,17 @@ impl OldPrimaryRestore {
         } else {
             steps.push(format!("instance {instance} exists; not created again"));
         }
-        self.poll("temporary instance", || async {
-            Ok(self
-                .instance_status(&instance)
-                .await?
-                .filter(|s| s == "available"))
-        })
-        .await?;
+        let available = self
+            .poll(deadline, || async {
+                Ok(self
+                    .instance_status(&instance)
+                    .await?
+                    .filter(|s| s == "available"))
+            })
+            .await?;
+        if available.is_none() {
+            return Ok(None);
+        }
         let cluster = self
             .cluster(&name)
             .await?
@@ -284,11 +546,16 @@ impl OldPrimaryRestore {
         })?;
         let endpoint = format!("{host}:{}", cluster.port().unwrap_or(5432));
         steps.push(format!("{name} is available at {endpoint}"));
-        Ok(endpoint)
+        Ok(Some(endpoint))
     }
 
-    /// 5. The temporary instance and cluster go, whatever happened before.
-    async fn tear_down(&self, fork_xid: u64, steps: &mut Vec<String>) -> Result<(), FailoverError> {
+    /// 5. The temporary instance and cluster of the run of `fork_xid` go, whatever
+    ///    happened before (also an abandoned run's, by the next run).
+    pub async fn tear_down(
+        &self,
+        fork_xid: u64,
+        steps: &mut Vec<String>,
+    ) -> Result<(), FailoverError> {
         let name = self.name(fork_xid);
         let instance = self.instance(fork_xid);
         match self.instance_status(&instance).await?.as_deref() {
@@ -360,10 +627,7 @@ impl OldPrimaryRestore {
         Ok(())
     }
 
-    async fn cluster(
-        &self,
-        id: &str,
-    ) -> Result<Option<aws_sdk_rds::types::DbCluster>, FailoverError> {
+    async fn cluster(&self, id: &str) -> Result<Option<DbCluster>, FailoverError> {
         match self
             .client
             .describe_db_clusters()
@@ -404,21 +668,22 @@ impl OldPrimaryRestore {
         }
     }
 
-    async fn poll<T, F, Fut>(&self, what: &str, mut look: F) -> Result<T, FailoverError>
+    /// Looks until `look` finds it (`Some`), or `None` once `deadline` has passed.
+    async fn poll<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut look: F,
+    ) -> Result<Option<T>, FailoverError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, FailoverError>>,
     {
-        let started = Instant::now();
         loop {
             if let Some(v) = look().await? {
-                return Ok(v);
+                return Ok(Some(v));
             }
-            if started.elapsed() > self.timeout {
-                return Err(FailoverError::Internal(format!(
-                    "the {what} is not available after {} s",
-                    self.timeout.as_secs()
-                )));
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
             tokio::time::sleep(self.poll_every).await;
         }
@@ -438,6 +703,7 @@ fn created_ms(s: &DbClusterSnapshot) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_rds::error::ErrorMetadata;
     use aws_sdk_rds::operation::copy_db_cluster_snapshot::CopyDbClusterSnapshotOutput;
     use aws_sdk_rds::operation::create_db_instance::CreateDbInstanceOutput;
     use aws_sdk_rds::operation::delete_db_cluster::DeleteDbClusterOutput;
@@ -457,24 +723,65 @@ mod tests {
     use aws_sdk_rds::types::error::{
         DbClusterNotFoundFault, DbClusterSnapshotNotFoundFault, DbInstanceNotFoundFault,
     };
-    use aws_sdk_rds::types::{DbCluster, DbInstance};
+    use aws_sdk_rds::types::{DbInstance, VpcSecurityGroupMembership};
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     const OLD: &str = "aurora-us-east-1-dev";
     const SYSTEM: &str = "rds:unplanned-global-failover-aurora-us-east-1-dev-2026-12-02-15-00";
     const KEPT: &str = "cutover-dev-lost-7000";
     const STARTED_MS: u64 = 1_764_687_600_000;
+    const KEY: &str = "arn:aws:kms:us-east-1:1:key/aurora-us-east-1-dev";
 
     fn restore(client: Client) -> OldPrimaryRestore {
+        restore_with_wait(client, Duration::from_secs(5))
+    }
+
+    fn restore_with_wait(client: Client, timeout: Duration) -> OldPrimaryRestore {
         OldPrimaryRestore {
             client,
             old_cluster_id: OLD.into(),
             prefix: "cutover-dev".into(),
             keep_days: 30,
-            db_subnet_group: Some("aurora-dev".into()),
-            security_groups: vec!["sg-1".into()],
             poll_every: Duration::from_millis(1),
-            timeout: Duration::from_secs(5),
+            timeout,
+        }
+    }
+
+    fn fresh() -> RestoreProgress {
+        RestoreProgress::new("us-east-1", OLD, 7000)
+    }
+
+    /// The state table's stand-in: every saved progress, in order.
+    #[derive(Default)]
+    struct Saved {
+        progress: Vec<RestoreProgress>,
+        outcome: Option<String>,
+    }
+
+    impl Checkpoint for Saved {
+        type Outcome = String;
+
+        fn compared(&mut self, outcome: String, steps: &mut Vec<String>) {
+            steps.push(format!("compared: {outcome}"));
+            self.outcome = Some(outcome);
+        }
+
+        fn save(
+            &mut self,
+            progress: &RestoreProgress,
+            _steps: &[String],
+        ) -> impl Future<Output = Result<(), FailoverError>> + Send {
+            self.progress.push(progress.clone());
+            async { Ok(()) }
+        }
+    }
+
+    impl Saved {
+        fn last_steps(&self) -> Vec<&'static str> {
+            self.progress
+                .iter()
+                .map(RestoreProgress::last_step)
+                .collect()
         }
     }
 
@@ -484,6 +791,8 @@ mod tests {
             .status(status)
             .engine("aurora-postgresql")
             .engine_version("16.4")
+            .storage_encrypted(true)
+            .kms_key_id(KEY)
             .snapshot_create_time(DateTime::from_millis(created_ms as i64))
             .build()
     }
@@ -536,6 +845,7 @@ mod tests {
             .match_requests(|r| {
                 r.source_db_cluster_snapshot_identifier() == Some(SYSTEM)
                     && r.target_db_cluster_snapshot_identifier() == Some(KEPT)
+                    && r.kms_key_id() == Some(KEY)
                     && r.tags().iter().any(|t| {
                         t.key() == Some(KEEP_UNTIL_TAG)
                             && t.value()
@@ -547,6 +857,33 @@ mod tests {
                     })
             })
             .then_output(|| CopyDbClusterSnapshotOutput::builder().build())
+    }
+
+    /// The old primary cluster: where its copy goes, and its key.
+    fn old_cluster() -> Rule {
+        mock!(Client::describe_db_clusters)
+            .match_requests(|r| r.db_cluster_identifier() == Some(OLD))
+            .then_output(|| {
+                DescribeDbClustersOutput::builder()
+                    .db_clusters(
+                        DbCluster::builder()
+                            .db_cluster_identifier(OLD)
+                            .engine("aurora-postgresql")
+                            .engine_version("16.4")
+                            .db_subnet_group("db-subnets-us-east-1-dev")
+                            .vpc_security_groups(
+                                VpcSecurityGroupMembership::builder()
+                                    .vpc_security_group_id("sg-aurora")
+                                    .status("active")
+                                    .build(),
+                            )
+                            .db_cluster_parameter_group("aurora-params-us-east-1-dev")
+                            .storage_encrypted(true)
+                            .kms_key_id(KEY)
+                            .build(),
+                    )
+                    .build()
+            })
     }
 
     fn cluster_absent() -> Rule {
@@ -567,6 +904,7 @@ mod tests {
                     .db_clusters(
                         DbCluster::builder()
                             .db_cluster_identifier(KEPT)
+                            .engine("aurora-postgresql")
                             .status(status)
                             .endpoint("cutover-dev-lost-7000.cluster-x.us-east-1.rds.amazonaws.com")
                             .port(5432)
@@ -583,7 +921,10 @@ mod tests {
                     && r.snapshot_identifier() == Some(KEPT)
                     && r.engine() == Some("aurora-postgresql")
                     && r.engine_version() == Some("16.4")
-                    && r.db_subnet_group_name() == Some("aurora-dev")
+                    && r.db_subnet_group_name() == Some("db-subnets-us-east-1-dev")
+                    && r.vpc_security_group_ids() == ["sg-aurora"]
+                    && r.db_cluster_parameter_group_name() == Some("aurora-params-us-east-1-dev")
+                    && r.kms_key_id() == Some(KEY)
                     && r.serverless_v2_scaling_configuration()
                         .is_some_and(|s| s.min_capacity() == Some(0.5))
             })
@@ -616,6 +957,7 @@ mod tests {
                 r.db_instance_identifier() == Some("cutover-dev-lost-7000-1")
                     && r.db_cluster_identifier() == Some(KEPT)
                     && r.db_instance_class() == Some("db.serverless")
+                    && r.engine() == Some("aurora-postgresql")
             })
             .then_output(|| CreateDbInstanceOutput::builder().build())
     }
@@ -671,69 +1013,32 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_happy_path_keeps_restores_reconciles_tears_down_and_prunes_in_order() {
-        let rules = [
-            system_snapshots(),
-            kept_absent(),
-            copy(),
-            kept("creating"),
-            kept("available"),
-            cluster_absent(),
-            restore_call(),
-            instance_absent(),
-            create_instance(),
-            instance("creating"),
-            instance("available"),
-            cluster("available"),
-            // the reconciliation runs here
-            instance("available"),
-            delete_instance(),
-            cluster("available"),
-            delete_cluster(),
-            manual_snapshots(),
-            delete_expired(),
-        ];
-        let refs: Vec<&Rule> = rules.iter().collect();
-        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
-        let mut steps = Vec::new();
-        let seen = restore(client)
-            .reconcile_with(7000, STARTED_MS, &mut steps, |r| async move { Ok(r) })
-            .await
-            .unwrap();
-        assert_eq!(
-            seen,
-            Restored {
-                system_snapshot: SYSTEM.into(),
-                kept_snapshot: KEPT.into(),
-                cluster: KEPT.into(),
-                endpoint: "cutover-dev-lost-7000.cluster-x.us-east-1.rds.amazonaws.com:5432".into(),
-            }
-        );
-        exhausted(&refs);
-        assert!(
-            steps.iter().any(|s| s
-                .starts_with("CopyDBClusterSnapshot: kept as cutover-dev-lost-7000 for 30 days")),
-            "{steps:#?}"
-        );
-        assert!(
-            steps
-                .iter()
-                .any(|s| s.contains("DeleteDBClusterSnapshot: cutover-dev-lost-12")),
-            "{steps:#?}"
-        );
+    /// RDS failing in the old primary's region (e.g. the run is cut off).
+    fn instances_fail() -> Rule {
+        mock!(Client::describe_db_instances).then_error(|| {
+            DescribeDBInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("InternalFailure")
+                    .message("cut off")
+                    .build(),
+            )
+        })
     }
 
-    /// The calls of a run whose copy, cluster and instance already exist: reads, then the teardown.
-    fn resumed() -> Vec<Rule> {
+    fn snapshots_fail() -> Rule {
+        mock!(Client::describe_db_cluster_snapshots).then_error(|| {
+            DescribeDBClusterSnapshotsError::generic(
+                ErrorMetadata::builder()
+                    .code("InternalFailure")
+                    .message("cut off")
+                    .build(),
+            )
+        })
+    }
+
+    /// The calls that tear down and prune, at the end of every run.
+    fn teardown() -> Vec<Rule> {
         vec![
-            system_snapshots(),
-            kept("available"),
-            kept("available"),
-            cluster("available"),
-            instance("available"),
-            instance("available"),
-            cluster("available"),
             instance("available"),
             delete_instance(),
             cluster("available"),
@@ -744,19 +1049,270 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_resumed_run_does_not_copy_or_restore_again() {
-        // In sequence: a copy, restore or create call would not match the next rule.
-        let rules = resumed();
+    async fn the_happy_path_keeps_restores_where_the_old_primary_was_reconciles_tears_down_and_prunes_in_order(
+    ) {
+        let mut rules = vec![
+            system_snapshots(),
+            old_cluster(),
+            kept_absent(),
+            copy(),
+            kept("creating"),
+            kept("available"),
+            cluster_absent(),
+            restore_call(),
+            instance_absent(),
+            cluster("creating"),
+            create_instance(),
+            instance("creating"),
+            instance("available"),
+            cluster("available"),
+            // the reconciliation runs here
+        ];
+        rules.extend(teardown());
         let refs: Vec<&Rule> = rules.iter().collect();
         let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
         let mut steps = Vec::new();
-        let endpoint = restore(client)
+        let mut saved = Saved::default();
+        let mut progress = fresh();
+        let mut seen = None;
+        let end = restore(client)
+            .reconcile_with(&mut progress, &mut steps, &mut saved, STARTED_MS, |r| {
+                seen = Some(r);
+                async { Ok("3 lost".to_string()) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(end, RunEnd::Done);
+        assert_eq!(
+            seen,
+            Some(Restored {
+                system_snapshot: SYSTEM.into(),
+                kept_snapshot: KEPT.into(),
+                cluster: KEPT.into(),
+                endpoint: "cutover-dev-lost-7000.cluster-x.us-east-1.rds.amazonaws.com:5432".into(),
+            })
+        );
+        exhausted(&refs);
+        // Each step saved as soon as it was done.
+        assert_eq!(
+            saved.last_steps(),
+            [
+                "system snapshot found",
+                "snapshot copied",
+                "cluster restored",
+                "instance available",
+                "compared",
+                "torn down"
+            ]
+        );
+        assert_eq!(saved.outcome.as_deref(), Some("3 lost"));
+        assert!(progress.compared && progress.torn_down);
+        assert!(
+            steps.iter().any(|s| s
+                .starts_with("CopyDBClusterSnapshot: kept as cutover-dev-lost-7000 for 30 days")),
+            "{steps:#?}"
+        );
+        assert!(
+            steps.iter().any(|s| s.starts_with(
+                "DescribeDBClusters: aurora-us-east-1-dev is in subnet group db-subnets-us-east-1-dev, security groups [sg-aurora]"
+            )),
+            "{steps:#?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("DeleteDBClusterSnapshot: cutover-dev-lost-12")),
+            "{steps:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_after_the_restore_is_continued_without_copying_or_restoring_again() {
+        // Run 1: copied and restored, then RDS stops answering (as when the function's
+        // timeout cuts it off): no instance, no teardown.
+        let first = [
+            system_snapshots(),
+            old_cluster(),
+            kept_absent(),
+            copy(),
+            kept("available"),
+            cluster_absent(),
+            restore_call(),
+            instances_fail(),
+            instances_fail(),
+            snapshots_fail(),
+        ];
+        let refs: Vec<&Rule> = first.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut saved = Saved::default();
+        let mut progress = fresh();
+        let err = restore(client)
             .reconcile_with(
-                7000,
+                &mut progress,
+                &mut Vec::new(),
+                &mut saved,
                 STARTED_MS,
-                &mut steps,
-                |r| async move { Ok(r.endpoint) },
+                |_| async { Ok::<_, FailoverError>("never".to_string()) },
             )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cut off"), "{err}");
+        exhausted(&refs);
+        let stored = saved.progress.last().cloned().unwrap();
+        assert_eq!(stored.last_step(), "cluster restored");
+        assert!(!stored.torn_down);
+
+        // Run 2, from what run 1 saved: no search, no copy, no restore (in sequence, any
+        // of those calls would not match the next rule); the instance, the comparison,
+        // and the teardown of the temporary cluster run 1 left.
+        let mut second = vec![
+            instance_absent(),
+            cluster("available"),
+            create_instance(),
+            instance("available"),
+            cluster("available"),
+        ];
+        second.extend(teardown());
+        let refs: Vec<&Rule> = second.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut saved = Saved::default();
+        let mut progress = stored;
+        let mut steps = Vec::new();
+        restore(client)
+            .reconcile_with(
+                &mut progress,
+                &mut steps,
+                &mut saved,
+                STARTED_MS,
+                |_| async { Ok("0 lost".to_string()) },
+            )
+            .await
+            .unwrap();
+        exhausted(&refs);
+        assert_eq!(
+            saved.last_steps(),
+            ["instance available", "compared", "torn down"]
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s
+                    == "resumed: cluster cutover-dev-lost-7000 was restored by an earlier run"),
+            "{steps:#?}"
+        );
+        assert!(steps.iter().any(|s| s == "DeleteDBCluster: cutover-dev-lost-7000 (no final snapshot: the kept copy is it)"), "{steps:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_run_out_of_time_waiting_for_the_instance_keeps_what_exists_for_the_next_run() {
+        // The instance is still being created when the run's wait ends: saved, not torn
+        // down (in sequence, a teardown call would not match: there is no rule left).
+        let rules = [
+            system_snapshots(),
+            old_cluster(),
+            kept_absent(),
+            copy(),
+            kept("available"),
+            cluster_absent(),
+            restore_call(),
+            instance_absent(),
+            cluster("creating"),
+            create_instance(),
+            instance("creating"),
+        ];
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut saved = Saved::default();
+        let mut progress = fresh();
+        let mut steps = Vec::new();
+        let end = restore_with_wait(client, Duration::ZERO)
+            .reconcile_with(
+                &mut progress,
+                &mut steps,
+                &mut saved,
+                STARTED_MS,
+                |_| async { Ok::<_, FailoverError>("never".to_string()) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            end,
+            RunEnd::Waiting {
+                after: "cluster restored"
+            }
+        );
+        exhausted(&refs);
+        let last = saved.progress.last().unwrap();
+        assert_eq!(last.last_step(), "cluster restored");
+        assert!(!last.torn_down);
+        assert!(
+            steps
+                .last()
+                .is_some_and(|s| s.starts_with("still waiting after: cluster restored")),
+            "{steps:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_after_comparing_only_tears_down() {
+        let rules = teardown();
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut progress = RestoreProgress {
+            system_snapshot: Some(SYSTEM.into()),
+            kept_snapshot: Some(KEPT.into()),
+            cluster: Some(KEPT.into()),
+            endpoint: Some("host:5432".into()),
+            compared: true,
+            ..fresh()
+        };
+        let mut saved = Saved::default();
+        restore(client)
+            .reconcile_with(
+                &mut progress,
+                &mut Vec::new(),
+                &mut saved,
+                STARTED_MS,
+                |_| async { panic!("compared again") },
+            )
+            .await
+            .unwrap();
+        exhausted(&refs);
+        assert_eq!(saved.last_steps(), ["torn down"]);
+        assert_eq!(saved.outcome, None);
+    }
+
+    /// The calls of a run whose copy, cluster and instance exist but whose progress was
+    /// not saved (cut off between the call and the save): reads, then the teardown.
+    fn unsaved() -> Vec<Rule> {
+        let mut rules = vec![
+            system_snapshots(),
+            old_cluster(),
+            kept("available"),
+            kept("available"),
+            cluster("available"),
+            instance("available"),
+            instance("available"),
+            cluster("available"),
+        ];
+        rules.extend(teardown());
+        rules
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_progress_was_not_saved_reads_first_and_does_not_copy_or_restore_again() {
+        // In sequence: a copy, restore or create call would not match the next rule.
+        let rules = unsaved();
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
+        let mut steps = Vec::new();
+        let mut saved = Saved::default();
+        let mut endpoint = String::new();
+        restore(client)
+            .reconcile_with(&mut fresh(), &mut steps, &mut saved, STARTED_MS, |r| {
+                endpoint = r.endpoint;
+                async { Ok(String::new()) }
+            })
             .await
             .unwrap();
         assert!(endpoint.ends_with(":5432"));
@@ -777,20 +1333,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_reconciliation_still_deletes_the_temporary_cluster() {
-        let rules = resumed();
+        let rules = unsaved();
         let refs: Vec<&Rule> = rules.iter().collect();
         let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
         let mut steps = Vec::new();
+        let mut saved = Saved::default();
+        let mut progress = fresh();
         let err = restore(client)
-            .reconcile_with(7000, STARTED_MS, &mut steps, |_| async {
-                Err::<(), _>(FailoverError::Driver(
-                    "old primary: connection refused".into(),
-                ))
-            })
+            .reconcile_with(
+                &mut progress,
+                &mut steps,
+                &mut saved,
+                STARTED_MS,
+                |_| async {
+                    Err::<String, _>(FailoverError::Driver(
+                        "old primary: connection refused".into(),
+                    ))
+                },
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("connection refused"), "{err}");
         exhausted(&refs);
+        assert!(!progress.compared && progress.torn_down);
         assert!(steps.iter().any(|s| s == "DeleteDBCluster: cutover-dev-lost-7000 (no final snapshot: the kept copy is it)"), "{steps:#?}");
     }
 
@@ -814,9 +1379,15 @@ mod tests {
         ];
         let refs: Vec<&Rule> = rules.iter().collect();
         let client = mock_client!(aws_sdk_rds, RuleMode::Sequential, &refs);
-        let mut steps = Vec::new();
+        let mut saved = Saved::default();
         let err = restore(client)
-            .reconcile_with(7000, STARTED_MS, &mut steps, |_| async { Ok(()) })
+            .reconcile_with(
+                &mut fresh(),
+                &mut Vec::new(),
+                &mut saved,
+                STARTED_MS,
+                |_| async { Ok(String::new()) },
+            )
             .await
             .unwrap_err();
         assert!(
@@ -825,5 +1396,7 @@ mod tests {
             "{err}"
         );
         exhausted(&refs);
+        // Nothing to resume: the next run starts afresh.
+        assert_eq!(saved.last_steps(), ["torn down"]);
     }
 }

@@ -34,7 +34,7 @@ bash tests/env/world.sh up
 
 status=0
 step "Rust tests (unit, moto, real PostgreSQL)"
-cargo test --workspace --locked -- --test-threads=4 || status=1
+cargo test --workspace --locked --no-fail-fast -- --test-threads=4 || status=1
 
 step "every sample event through cargo lambda (watch + invoke)"
 bash tests/lambda-invoke.sh || status=1

@@ -63,6 +63,27 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# --- the world's ports, kept out of the kernel's ephemeral range ----------------------------
+# The world's fixed ports (54320-54339: servers, delay-proxies, the isolated old primary;
+# moto, router, functions) lie inside Linux's ephemeral range (32768-60999). Every AWS call
+# goes through the router, which opens a connection to moto per request, so client sockets
+# cycle through that range quickly; a client socket that happens to hold, say, 54332 at the
+# moment a delay-proxy starts makes it fail with "Address already in use" (seen in make test).
+# Reserving the ports (net.ipv4.ip_local_reserved_ports) keeps clients off them; best effort:
+# where /proc/sys is read-only, the world starts without it.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports want current
+  want="$PORT_SOURCE-$((PORT_SOURCE + 19)),$MOTO_PORT-$((MOTO_PORT + 9))"
+  [ -r "$f" ] || return 0
+  current=$(cat "$f")
+  case ",$current," in *",$want,"*) return 0 ;; esac
+  if echo "${current:+$current,}$want" > "$f" 2>/dev/null; then
+    log "ports $want reserved (out of the ephemeral range)"
+  else
+    log "could not reserve ports $want (read-only /proc/sys); a client socket may take one of them"
+  fi
+}
+
 # --- what a fresh machine lacks -------------------------------------------------------
 ensure_packages() {
   if [ -z "$(pg_bin)" ] || ! command -v openssl >/dev/null; then
@@ -516,6 +537,7 @@ summary() {
 
 cmd_up() {
   local started=$SECONDS
+  reserve_ports
   ensure_packages
   ensure_venv
   layout

@@ -557,7 +557,9 @@ async fn a_run_killed_after_any_step_is_finished_by_the_next_exactly_once() {
         put_lag(&world, "ap-southeast-1", 220.0).await.unwrap();
         let cluster = Cluster::new(US, 2);
         let mut f =
-            with_aurora_and(&world, cluster.client(), &[("CUTOVER_LEASE_TTL_MS", "400")]).await;
+            // Long enough that the dead run still holds it when "too-early" comes (every
+            // DynamoDB call goes through the world's router, a few hops under load).
+            with_aurora_and(&world, cluster.client(), &[("CUTOVER_LEASE_TTL_MS", "2000")]).await;
         let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
 
         f.drill_stop_before = Some(died_before);
@@ -581,7 +583,7 @@ async fn a_run_killed_after_any_step_is_finished_by_the_next_exactly_once() {
             .await
             .unwrap();
         assert_eq!(o["action"], "fenced", "killed after {after}: {o}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
 
         // An alarm (not what the dead run was doing) resumes the recorded switchover.
         let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "next")

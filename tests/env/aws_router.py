@@ -335,13 +335,40 @@ class Router(BaseHTTPRequestHandler):
         with lock:
             invocations.append(record)
 
+    def finish(self):
+        super().finish()
+        conn = getattr(self, "_moto", None)
+        if conn is not None:
+            conn.close()
+
+    def moto_connection(self, port, fresh=False):
+        """This client connection's own keep-alive connection to moto: a connection per
+        request would cycle through the ephemeral ports (and cost a handshake each)."""
+        conn = getattr(self, "_moto", None)
+        if fresh or conn is None:
+            if conn is not None:
+                conn.close()
+            conn = self._moto = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+        return conn
+
     def forward(self, port, path, data, invoke=False):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+        reuse = not invoke
+        conn = self.moto_connection(port) if reuse else http.client.HTTPConnection("127.0.0.1", port, timeout=900)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            conn.request(self.command, path, body=data or None, headers=headers)
-            resp = conn.getresponse()
+            try:
+                conn.request(self.command, path, body=data or None, headers=headers)
+                resp = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if not reuse:
+                    raise
+                # moto closed the kept-alive connection: once more on a new one.
+                conn = self.moto_connection(port, fresh=True)
+                conn.request(self.command, path, body=data or None, headers=headers)
+                resp = conn.getresponse()
             body = resp.read()
+            if resp.will_close and reuse:
+                self.moto_connection(port, fresh=True)
             headers = [(k, v) for k, v in resp.getheaders()
                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"]
             if invoke and resp.status == 200 and not any(k.lower() == "x-amz-function-error" for k, _ in headers):
@@ -355,13 +382,16 @@ class Router(BaseHTTPRequestHandler):
             self.reply(resp.status, body, headers)
             return resp.status
         except OSError as e:
+            if reuse:
+                self._moto = None
             what = "cargo lambda watch" if invoke else "moto"
             self.reply_json(502 if not invoke else 500,
                             {"Type": "Service", "message": f"the router could not reach {what} on port {port}: {e}"},
                             [("x-amzn-ErrorType", "ServiceException")])
             return 500
         finally:
-            conn.close()
+            if not reuse:
+                conn.close()
 
 
 def main():

@@ -45,6 +45,7 @@ import argparse
 import http.client
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -65,6 +66,15 @@ lock = threading.RLock()
 faults = []        # {"function", "match", "times", "status", "error", "message"}
 invocations = []   # what was routed, in order
 down = set()       # regions lost: nothing signed for them is answered
+
+
+def connect(port, timeout=900):
+    """A connection to a local server, TCP_NODELAY: a request's headers and body go out in
+    two writes, and Nagle's algorithm with the server's delayed ACK would hold the second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
 
 
 def scope_of(headers, query=""):
@@ -129,7 +139,7 @@ class Replicator:
     def call(self, region, akid, op, body):
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": DDB + op,
                    "Authorization": f"AWS4-HMAC-SHA256 Credential={akid or 'replicator'}/20260101/{region}/dynamodb/aws4_request, SignedHeaders=host, Signature=0"}
-        conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
+        conn = connect(self.moto_port, timeout=30)
         try:
             conn.request("POST", "/", body=json.dumps(body), headers=headers)
             resp = conn.getresponse()
@@ -335,6 +345,13 @@ class Router(BaseHTTPRequestHandler):
         with lock:
             invocations.append(record)
 
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every call (measured: 50 ms a call, 3.5 ms
+        # straight to moto).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def finish(self):
         super().finish()
         conn = getattr(self, "_moto", None)
@@ -348,13 +365,15 @@ class Router(BaseHTTPRequestHandler):
         if fresh or conn is None:
             if conn is not None:
                 conn.close()
-            conn = self._moto = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+            self._moto = None
+            conn = self._moto = connect(port)
         return conn
 
     def forward(self, port, path, data, invoke=False):
         reuse = not invoke
-        conn = self.moto_connection(port) if reuse else http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+        conn = None
         try:
+            conn = self.moto_connection(port) if reuse else connect(port)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             try:
                 conn.request(self.command, path, body=data or None, headers=headers)
@@ -390,7 +409,7 @@ class Router(BaseHTTPRequestHandler):
                             [("x-amzn-ErrorType", "ServiceException")])
             return 500
         finally:
-            if not reuse:
+            if not reuse and conn is not None:
                 conn.close()
 
 

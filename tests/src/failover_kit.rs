@@ -23,7 +23,8 @@ pub fn config(world: &World, overrides: &[(&str, &str)]) -> Result<FailoverConfi
     .map_err(|e| WorldError::Setup(format!("failover settings: {e}")))
 }
 
-async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) -> Result<(), WorldError> {
+/// Writes a String parameter (overwriting it).
+pub async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) -> Result<(), WorldError> {
     ssm.put_parameter()
         .name(name)
         .value(value)

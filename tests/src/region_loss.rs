@@ -36,7 +36,7 @@ use failover::failover::Failover;
 use failover::handler::{build, parse_event, Request};
 use serde_json::{json, Value};
 
-use crate::failover_kit::config;
+use crate::failover_kit::{config, put};
 use crate::runbooks::Router;
 use crate::world::{Node, World, WorldError};
 
@@ -91,7 +91,7 @@ async fn plane(world: &World, region: &'static str) -> Result<Plane, WorldError>
         region.to_uppercase().replace('-', "_")
     );
     let topic = world.get(&key).ok().map(str::to_string);
-    let alarm = alarm_name(world, region)?;
+    let alarm = alarm_name(world)?;
     let mut settings = vec![
         ("CUTOVER_PRIMARY_REGION", region),
         ("CUTOVER_FAILOVER_ALARMS", alarm.as_str()),
@@ -126,7 +126,7 @@ async fn plane(world: &World, region: &'static str) -> Result<Plane, WorldError>
 
 /// The infra's name of a region's fast alarm (`components/monitoring.ts`): the
 /// same name in every region, each region's alarm its own.
-fn alarm_name(world: &World, _region: &str) -> Result<String, WorldError> {
+fn alarm_name(world: &World) -> Result<String, WorldError> {
     Ok(format!(
         "writer-unreachable-{}",
         world.get("CUTOVER_SUFFIX")?
@@ -180,7 +180,7 @@ fn run_alarm(
     let namespace = p.failover.config.core.metrics_namespace.clone();
     let region = p.region;
     let f = p.failover.clone();
-    let name = alarm_name(world, region)?;
+    let name = alarm_name(world)?;
     Ok(tokio::spawn(async move {
         loop {
             let now = now_ms();
@@ -299,19 +299,7 @@ async fn put_everywhere(world: &World, name: &str, value: &str) -> Result<(), Wo
     let aws = world.aws().await?;
     for r in REGIONS {
         let ssm = aws_sdk_ssm::Client::new(&aws.regional(&r.parse().map_err(fail)?));
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .overwrite(true)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(format!(
-                    "SSM {name} in {r}: {}",
-                    cutover_core::error::describe_chain(&e)
-                ))
-            })?;
+        put(&ssm, name, value).await?;
     }
     Ok(())
 }

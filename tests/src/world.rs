@@ -354,6 +354,26 @@ impl World {
         self.signal(node, "CONT")
     }
 
+    /// Rebuilds the world afresh (`world.sh down --purge`, then `up`): after a drill
+    /// that killed servers, for the test binaries that run after it.
+    pub fn rebuild(&self) -> Result<(), WorldError> {
+        let script = self.root().join("tests/env/world.sh");
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "bash {0} down --purge >/dev/null && bash {0} up >/dev/null",
+                script.display()
+            ))
+            .status()
+            .map_err(|e| WorldError::Setup(format!("world.sh: {e}")))?
+            .success();
+        if ok {
+            Ok(())
+        } else {
+            Err(WorldError::Setup("the world could not be rebuilt".into()))
+        }
+    }
+
     /// Kills a server outright (SIGKILL to every process): a lost region.
     pub fn kill(&self, node: Node) -> Result<(), WorldError> {
         self.signal(node, "KILL")

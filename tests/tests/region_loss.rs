@@ -11,16 +11,11 @@ use cutover_rehearsal::world::World;
 async fn us_east_1_lost_whole_fails_over_once_from_the_survivors_within_30_s_of_the_kill() {
     let world = World::load().unwrap();
     let out = cutover_rehearsal::region_loss::run(&world, &mut |l| println!("{l}")).await;
-    let script = world.root().join("tests/env/world.sh");
-    let rebuilt = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "bash {0} down --purge >/dev/null && bash {0} up >/dev/null",
-            script.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(rebuilt.success(), "the world was rebuilt after the drill");
+    let rebuilt = world.rebuild();
+    assert!(
+        rebuilt.is_ok(),
+        "the world was rebuilt after the drill: {rebuilt:?}"
+    );
     let out = out.unwrap();
     let mut shown = out.clone();
     shown["lost_seqs"] = serde_json::Value::Null;

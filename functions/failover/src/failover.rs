@@ -686,13 +686,7 @@ impl Failover {
             return Ok(());
         }
         fence.check(step).await?;
-        self.ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .overwrite(true)
-            .send()
+        put_string(&self.ssm, name, value)
             .await
             .map_err(|e| FailoverError::Core(cutover_core::Error::aws("SSM", "PutParameter", e)))?;
         steps.push(format!("SSM {name} <- {value}"));
@@ -722,25 +716,7 @@ impl Failover {
         let copies = self.regional_ssm.iter().map(|(region, ssm)| {
             let writes = &writes;
             async move {
-                let copy = async {
-                    let mut written = 0;
-                    for (name, value) in writes {
-                        let current = cutover_core::db::parameter(ssm, name).await.ok();
-                        if current.as_deref() == Some(value.as_str()) {
-                            continue;
-                        }
-                        ssm.put_parameter()
-                            .name(name)
-                            .value(value)
-                            .r#type(aws_sdk_ssm::types::ParameterType::String)
-                            .overwrite(true)
-                            .send()
-                            .await
-                            .map_err(|e| cutover_core::error::describe_chain(&e))?;
-                        written += 1;
-                    }
-                    Ok::<_, String>(written)
-                };
+                let copy = write_missing(ssm, writes);
                 let result = match tokio::time::timeout(self.config.probe_timeout, copy).await {
                     Ok(r) => r,
                     Err(_) => Err(format!(
@@ -770,35 +746,17 @@ impl Failover {
         let writer =
             cutover_core::db::parameter(&self.ssm, &self.db_param("writer-endpoint")).await?;
         let active = self.active_region().await?;
+        let writes = [
+            (self.db_param("writer-endpoint"), writer.clone()),
+            (self.app_param("active-region"), active.clone()),
+        ];
         let mut out = BTreeMap::new();
         for (region, ssm) in &self.regional_ssm {
-            let mut written = Vec::new();
-            let mut error = None;
-            for (name, value) in [
-                (self.db_param("writer-endpoint"), &writer),
-                (self.app_param("active-region"), &active),
-            ] {
-                let current = cutover_core::db::parameter(ssm, &name).await.ok();
-                if current.as_deref() == Some(value.as_str()) {
-                    continue;
-                }
-                match ssm
-                    .put_parameter()
-                    .name(&name)
-                    .value(value)
-                    .r#type(aws_sdk_ssm::types::ParameterType::String)
-                    .overwrite(true)
-                    .send()
-                    .await
-                {
-                    Ok(_) => written.push(name),
-                    Err(e) => {
-                        error = Some(cutover_core::error::describe_chain(&e));
-                        break;
-                    }
-                }
-            }
-            out.insert(region.clone(), json!({"written": written, "error": error}));
+            let result = match write_missing(ssm, &writes).await {
+                Ok(n) => json!({"written": n}),
+                Err(e) => json!({"error": e}),
+            };
+            out.insert(region.clone(), result);
         }
         Ok(json!({"writer_endpoint": writer, "active_region": active, "regions": out}))
     }
@@ -1133,6 +1091,43 @@ impl Failover {
         o.timings = Some(timings);
         Ok(o)
     }
+}
+
+/// Writes a String parameter, overwriting it.
+async fn put_string(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    value: &str,
+) -> Result<
+    (),
+    aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::put_parameter::PutParameterError>,
+> {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .map(|_| ())
+}
+
+/// Writes each `(name, value)` that `ssm` does not already hold; how many were written.
+async fn write_missing(
+    ssm: &aws_sdk_ssm::Client,
+    writes: &[(String, String)],
+) -> Result<usize, String> {
+    let mut written = 0;
+    for (name, value) in writes {
+        if cutover_core::db::parameter(ssm, name).await.ok().as_deref() == Some(value.as_str()) {
+            continue;
+        }
+        put_string(ssm, name, value)
+            .await
+            .map_err(|e| cutover_core::error::describe_chain(&e))?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 fn summary_of(d: &Decision) -> String {

@@ -6,6 +6,8 @@ use cutover_core::state::{keys, now_ms, LagSample, StateStore};
 use failover::config::FailoverConfig;
 use failover::failover::state_key;
 
+use cutover_core::db::DbAccess;
+
 use crate::world::{Node, World, WorldError};
 
 pub fn config(world: &World, overrides: &[(&str, &str)]) -> Result<FailoverConfig, WorldError> {
@@ -230,4 +232,101 @@ pub async fn copy_db_parameters(world: &World, to: &str) -> Result<(), WorldErro
             _ => return Ok(()),
         }
     }
+}
+
+/// One write the application saw acknowledged: its number, when, and by which region.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub seq: i64,
+    pub at: std::time::Instant,
+    pub region: String,
+}
+
+/// What the application saw: its acknowledged writes and its failed attempts.
+#[derive(Debug, Default)]
+pub struct WriterLog {
+    pub acks: Vec<Ack>,
+    pub errors: usize,
+}
+
+impl WriterLog {
+    /// The acknowledged writes so far.
+    pub fn acks(log: &std::sync::Mutex<WriterLog>) -> Vec<Ack> {
+        log.lock().map(|l| l.acks.clone()).unwrap_or_default()
+    }
+}
+
+/// The application of the failover drills: numbered rows `(seq, region)`, one at a
+/// time, into `table` on the writer that SSM (read through `ssm`, the application's
+/// region) names, `pause` after each acknowledged one; on any error it reconnects,
+/// re-reading SSM. Runs until `stop`.
+pub fn spawn_writer(
+    world: World,
+    ssm: aws_sdk_ssm::Client,
+    table: &'static str,
+    pause: std::time::Duration,
+    log: std::sync::Arc<std::sync::Mutex<WriterLog>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    use std::time::{Duration, Instant};
+    tokio::spawn(async move {
+        let regions: std::collections::BTreeMap<u16, String> = Node::TARGETS
+            .iter()
+            .filter_map(|n| world.port(*n).ok().map(|p| (p, n.name().to_string())))
+            .collect();
+        let Ok(settings) = world.core_settings() else {
+            return;
+        };
+        let Ok(access) = DbAccess::load_application(&settings.db, &ssm).await else {
+            return;
+        };
+        let insert_sql = format!("INSERT INTO {table} (seq, region) VALUES ($1, $2)");
+        let mut seq: i64 = 0;
+        let mut conn: Option<(tokio_postgres::Client, String)> = None;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if conn.is_none() {
+                let attempt = async {
+                    let endpoint = access.writer_endpoint(&ssm).await.ok()?;
+                    let region = regions.get(&endpoint.port).cloned().unwrap_or_default();
+                    let target = access.target("writer", endpoint);
+                    let c = tokio::time::timeout(Duration::from_secs(1), access.connect(&target))
+                        .await
+                        .ok()?
+                        .ok()?;
+                    Some((c, region))
+                };
+                conn = attempt.await;
+                if conn.is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            let Some((c, region)) = conn.as_ref() else {
+                continue;
+            };
+            seq += 1;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
+            let insert = c.execute(insert_sql.as_str(), &params);
+            let acked = matches!(
+                tokio::time::timeout(Duration::from_secs(1), insert).await,
+                Ok(Ok(_))
+            );
+            if let Ok(mut l) = log.lock() {
+                if acked {
+                    l.acks.push(Ack {
+                        seq,
+                        at: Instant::now(),
+                        region: region.clone(),
+                    });
+                } else {
+                    l.errors += 1;
+                }
+            }
+            if acked {
+                tokio::time::sleep(pause).await;
+            } else {
+                conn = None;
+            }
+        }
+    })
 }

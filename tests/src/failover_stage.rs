@@ -30,96 +30,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cutover_core::db::DbAccess;
 use failover::handler::{build, handle};
 use serde_json::{json, Value};
 
-use crate::failover_kit::{config, lag_probe_in};
+use crate::failover_kit::{config, lag_probe_in, spawn_writer, Ack, WriterLog};
 use crate::failover_reconcile;
 use crate::world::{Node, World, WorldError};
 
 fn fail(e: impl std::fmt::Display) -> WorldError {
     WorldError::Setup(e.to_string())
-}
-
-#[derive(Debug, Clone)]
-struct Ack {
-    seq: i64,
-    at: Instant,
-    region: String,
-}
-
-#[derive(Default)]
-struct Log {
-    acks: Vec<Ack>,
-    errors: usize,
-}
-
-/// Commits numbered rows, one at a time, to the writer SSM names; reconnects
-/// (re-reading SSM) on any error.
-async fn writer(
-    world: World,
-    log: Arc<Mutex<Log>>,
-    stop: Arc<AtomicBool>,
-    regions: BTreeMap<u16, String>,
-) {
-    let Ok(aws) = world.aws().await else { return };
-    let ssm = aws.ssm();
-    let Ok(settings) = world.core_settings() else {
-        return;
-    };
-    let Ok(access) = DbAccess::load_application(&settings.db, &ssm).await else {
-        return;
-    };
-    let mut seq: i64 = 0;
-    let mut conn: Option<(tokio_postgres::Client, String)> = None;
-    while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            let attempt = async {
-                let endpoint = access.writer_endpoint(&ssm).await.ok()?;
-                let region = regions.get(&endpoint.port).cloned().unwrap_or_default();
-                let target = access.target("writer", endpoint);
-                let c = tokio::time::timeout(Duration::from_secs(1), access.connect(&target))
-                    .await
-                    .ok()?
-                    .ok()?;
-                Some((c, region))
-            };
-            conn = attempt.await;
-            if conn.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        }
-        let Some((c, region)) = conn.as_ref() else {
-            continue;
-        };
-        seq += 1;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
-        let insert = c.execute(
-            "INSERT INTO drill.writes (seq, region) VALUES ($1, $2)",
-            &params,
-        );
-        match tokio::time::timeout(Duration::from_secs(1), insert).await {
-            Ok(Ok(_)) => {
-                let ack = Ack {
-                    seq,
-                    at: Instant::now(),
-                    region: region.clone(),
-                };
-                if let Ok(mut l) = log.lock() {
-                    l.acks.push(ack);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            _ => {
-                if let Ok(mut l) = log.lock() {
-                    l.errors += 1;
-                }
-                conn = None;
-            }
-        }
-    }
 }
 
 async fn end_cdc(world: &World, progress: &mut dyn FnMut(String)) -> Result<(), WorldError> {
@@ -201,19 +120,29 @@ fn rebuild_standby(world: &World, node: Node, primary: Node) -> Result<(), World
     Ok(())
 }
 
-/// Waits (up to 10 s) until `standby` streams from the server `primary` is connected to;
-/// its `pg_stat_replication` state, or "not streaming".
+/// Waits (up to 15 s) until `standby` streams from the server `primary` is connected to
+/// and has flushed the primary's WAL position as of the call: its `pg_stat_replication`
+/// state, or "not streaming". A standby that cannot follow a new timeline shows
+/// "streaming" for a moment at each reconnect; only WAL received past the call's
+/// position proves it follows.
 async fn wait_streaming(primary: &tokio_postgres::Client, standby: &str) -> String {
-    for _ in 0..100 {
+    let target: Option<String> = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .ok()
+        .map(|row| row.get(0));
+    for _ in 0..150 {
         if let Ok(Some(row)) = primary
             .query_opt(
-                "SELECT state FROM pg_stat_replication WHERE application_name = $1",
-                &[&standby],
+                "SELECT state, coalesce(flush_lsn >= $2::text::pg_lsn, false)
+                   FROM pg_stat_replication WHERE application_name = $1",
+                &[&standby, &target],
             )
             .await
         {
             let state: String = row.get(0);
-            if state == "streaming" {
+            let caught_up: bool = row.get(1);
+            if state == "streaming" && caught_up {
                 return state;
             }
         }
@@ -264,7 +193,7 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
 async fn reconcile_drill(
     world: &World,
     failover: &Value,
-    log: &Arc<Mutex<Log>>,
+    log: &Arc<Mutex<WriterLog>>,
     before_kill: &[Ack],
     writer_lost: &[i64],
     progress: &mut dyn FnMut(String),
@@ -395,10 +324,6 @@ async fn reconcile_drill(
 
 pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
     end_cdc(world, progress).await?;
-    let regions: BTreeMap<u16, String> = Node::TARGETS
-        .iter()
-        .filter_map(|n| world.port(*n).ok().map(|p| (p, n.name().to_string())))
-        .collect();
     let aws = world.aws().await?;
     let cfg = config(
         world,
@@ -413,10 +338,17 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         ],
     )?;
     let f = build(cfg, &aws).await.map_err(fail)?;
-    let log = Arc::new(Mutex::new(Log::default()));
+    let log = Arc::new(Mutex::new(WriterLog::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let w = tokio::spawn(writer(world.clone(), log.clone(), stop.clone(), regions));
-    let acks = |log: &Arc<Mutex<Log>>| log.lock().map(|l| l.acks.clone()).unwrap_or_default();
+    let w = spawn_writer(
+        world.clone(),
+        aws.ssm(),
+        "drill.writes",
+        Duration::from_millis(2),
+        log.clone(),
+        stop.clone(),
+    );
+    let acks = |log: &Arc<Mutex<WriterLog>>| WriterLog::acks(log);
     let mut drills = Vec::new();
 
     // Drill 1: planned switchover.
@@ -548,8 +480,11 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         )
         .await
         .map_err(fail)?;
-    world.kill(Node::EuWest1)?;
+    // The region goes whole: its network first (the WAL in flight to ap-southeast-1,
+    // ~220 ms of it, dies there), then its servers. Killing the server first let the
+    // proxy deliver what it held when the kill was slow (a loaded machine): no loss.
     world.cut_network(Node::ApSoutheast1)?;
+    world.kill(Node::EuWest1)?;
     let killed = Instant::now();
     let watching = Arc::new(AtomicBool::new(false));
     let ap_probe = survivor(world, "ap-southeast-1", watching.clone());

@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use cutover_core::aws::Aws;
-use cutover_core::db::DbAccess;
 use cutover_core::reach::ReachRecord;
 use cutover_core::state::{keys, now_ms, LagSample, StateStore};
 use failover::failover::Failover;
 use failover::handler::{build, parse_event, Request};
 use serde_json::{json, Value};
 
-use crate::failover_kit::{config, put};
+use crate::failover_kit::{config, put, spawn_writer, Ack, WriterLog};
 use crate::runbooks::Router;
 use crate::world::{Node, World, WorldError};
 
@@ -58,13 +57,6 @@ fn node_of(region: &str) -> Node {
         "eu-west-1" => Node::EuWest1,
         _ => Node::ApSoutheast1,
     }
-}
-
-#[derive(Debug, Clone)]
-struct Ack {
-    seq: i64,
-    at: Instant,
-    region: String,
 }
 
 /// One region's control plane.
@@ -229,72 +221,6 @@ async fn invoke(f: &Failover, event: &Value, holder: &str) -> Result<Value, Stri
     }
 }
 
-/// The application in eu-west-1: numbered rows, one at a time, to the writer its
-/// region's SSM names; on any error it reconnects, re-reading SSM.
-fn run_writer(
-    aws: Aws,
-    world: World,
-    acks: Arc<Mutex<Vec<Ack>>>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let regions: BTreeMap<u16, String> = REGIONS
-            .iter()
-            .filter_map(|r| world.port(node_of(r)).ok().map(|p| (p, r.to_string())))
-            .collect();
-        let ssm = aws.ssm();
-        let Ok(settings) = world.core_settings() else {
-            return;
-        };
-        let Ok(access) = DbAccess::load_application(&settings.db, &ssm).await else {
-            return;
-        };
-        let mut seq: i64 = 0;
-        let mut conn: Option<(tokio_postgres::Client, String)> = None;
-        while !stop.load(Ordering::Relaxed) {
-            if conn.is_none() {
-                let attempt = async {
-                    let endpoint = access.writer_endpoint(&ssm).await.ok()?;
-                    let region = regions.get(&endpoint.port).cloned().unwrap_or_default();
-                    let target = access.target("writer", endpoint);
-                    let c = tokio::time::timeout(Duration::from_secs(1), access.connect(&target))
-                        .await
-                        .ok()?
-                        .ok()?;
-                    Some((c, region))
-                };
-                conn = attempt.await;
-                if conn.is_none() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            }
-            let Some((c, region)) = conn.as_ref() else {
-                continue;
-            };
-            seq += 1;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
-            let insert = c.execute(
-                "INSERT INTO drill.region_loss (seq, region) VALUES ($1, $2)",
-                &params,
-            );
-            match tokio::time::timeout(Duration::from_secs(1), insert).await {
-                Ok(Ok(_)) => {
-                    if let Ok(mut a) = acks.lock() {
-                        a.push(Ack {
-                            seq,
-                            at: Instant::now(),
-                            region: region.clone(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                _ => conn = None,
-            }
-        }
-    })
-}
-
 async fn put_everywhere(world: &World, name: &str, value: &str) -> Result<(), WorldError> {
     let aws = world.aws().await?;
     for r in REGIONS {
@@ -397,10 +323,18 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     for p in &planes {
         lag_tasks.insert(p.region, run_lag_probe(p));
     }
-    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let log = Arc::new(Mutex::new(WriterLog::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    // The application in eu-west-1, reading its own region's SSM copy.
     let eu = &planes[1];
-    let writer = run_writer(eu.aws.clone(), world.clone(), acks.clone(), stop.clone());
+    let writer = spawn_writer(
+        world.clone(),
+        eu.aws.ssm(),
+        "drill.region_loss",
+        Duration::from_millis(5),
+        log.clone(),
+        stop.clone(),
+    );
     progress("the application in eu-west-1 commits numbered rows to the writer its region's SSM names (us-east-1); the lag-probes warm up (one flush, 12 s)".into());
     tokio::time::sleep(Duration::from_secs(12)).await;
     for p in &planes {
@@ -420,7 +354,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
             .map(|v| v.value);
         lag_before.insert(r, sample);
     }
-    let acked_before = acks.lock().map(|a| a.len()).unwrap_or(0);
+    let acked_before = WriterLog::acks(&log).len();
     if acked_before == 0 {
         return Err(fail("the application wrote nothing before the kill"));
     }
@@ -443,15 +377,10 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     {
         t.abort();
     }
-    let before_kill: Vec<Ack> = acks
-        .lock()
-        .map(|a| {
-            a.iter()
-                .filter(|a| a.region == "us-east-1")
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let before_kill: Vec<Ack> = WriterLog::acks(&log)
+        .into_iter()
+        .filter(|a| a.region == "us-east-1")
+        .collect();
     let predicted: BTreeMap<&str, (Option<f64>, Option<usize>)> = lag_before
         .iter()
         .map(|(r, s)| {
@@ -470,11 +399,9 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let mut first_new = None;
     let mut last_report = Instant::now();
     while killed.elapsed() < Duration::from_secs(120) {
-        first_new = acks.lock().ok().and_then(|a| {
-            a.iter()
-                .find(|a| a.region != "us-east-1" && a.at > killed)
-                .cloned()
-        });
+        first_new = WriterLog::acks(&log)
+            .into_iter()
+            .find(|a| a.region != "us-east-1" && a.at > killed);
         if first_new.is_some() {
             break;
         }
@@ -591,7 +518,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
             })
         })
         .map(String::from);
-    let acked = acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let acked = WriterLog::acks(&log);
     let (lost, two_writers) = match &to {
         Some(to) => {
             let new = world.admin_db(node_of(to), "app").await?;

@@ -509,6 +509,7 @@ async fn every_bucket_hashes_the_same_streamed_and_in_sql(
             .copy_buckets(
                 &sql.bucket_copy(&range, &boundaries),
                 &sql,
+                &boundaries,
                 data_validator::stream::RowHash::Md5,
             )
             .await
@@ -679,6 +680,79 @@ const PEOPLE: &str = "CREATE TABLE $S.people (email text COLLATE $C PRIMARY KEY,
       || (ARRAY['x','X','-','ß',' '])[1 + (g / 12) % 5] || md5(g::text), 'person ' || g, date '1950-01-01' + g
       FROM generate_series(1, 3000) g;
     ANALYZE $S.people;";
+
+#[tokio::test]
+async fn text_lead_buckets_found_in_rust_equal_width_bucket_in_the_c_collation() {
+    let world = World::load().expect("the local world is up");
+    let sides = Sides::new(&world).await;
+    // An ICU table: the server's own order is not the byte order the buckets use.
+    sides.source(&PEOPLE.replace("$C", "\"en-US-x-icu\"")).await;
+    let table = sides.table("people");
+    let described = describe(&sides.source, &table).await.unwrap().unwrap();
+    let (plan, _) = compare(&table, &described, &described);
+    let sql = SideSql::new(Dialect::Postgres, &plan, Role::Source, EmptyText::IsValue);
+    assert!(sql.buckets_text_lead_here());
+    let side = &sides.source;
+    // Boundaries that are keys themselves (a key equal to a boundary opens the next
+    // bucket), keys with accents and punctuation, and values between keys.
+    let mut keys: Vec<String> = side
+        .query(&data_validator::sql::Query {
+            sql: format!(
+                "SELECT email FROM {} ORDER BY email COLLATE \"C\"",
+                table.quoted()
+            ),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    keys.dedup();
+    let every_97th: Vec<String> = keys.iter().step_by(97).cloned().collect();
+    let between = vec!["-".to_string(), "B".into(), "_zzz".into(), "é".into()];
+    for (range, boundaries) in [
+        (KeyRange::default(), every_97th),
+        (KeyRange::default(), between),
+        (
+            KeyRange {
+                lo: Some("A".into()),
+                hi: Some("b".into()),
+            },
+            vec!["B".into(), "Z".into(), "a".into()],
+        ),
+    ] {
+        let copy = sql.bucket_copy(&range, &boundaries);
+        assert!(!copy.contains("width_bucket"), "{copy}");
+        let streamed: std::collections::BTreeMap<i64, (u64, u128)> = side
+            .copy_buckets(
+                &copy,
+                &sql,
+                &boundaries,
+                data_validator::stream::RowHash::Md5,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, b)| (k, (b.count, b.sum)))
+            .collect();
+        let in_database: std::collections::BTreeMap<i64, (u64, u128)> = side
+            .query(&sql.bucket_hashes(&range, &boundaries))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let v = |i: usize| r[i].clone().unwrap();
+                (
+                    v(0).parse().unwrap(),
+                    (v(1).parse().unwrap(), v(2).parse().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(streamed, in_database, "{boundaries:?}");
+        assert!(streamed.len() > 1, "{boundaries:?}: several buckets");
+    }
+}
 
 #[tokio::test]
 async fn text_keys_compare_exactly_across_collations_and_session_settings() {

@@ -419,7 +419,7 @@ impl<'a> Pair<'a> {
         match (side, hashing) {
             (Side::Postgres { .. }, Hashing::Stream) => {
                 let hash = stream_hash(self.source, self.target, hashing);
-                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql, hash)
+                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql, boundaries, hash)
                     .await
             }
             _ => buckets(&side.query(&sql.bucket_hashes(range, boundaries)).await?),

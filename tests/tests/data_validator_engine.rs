@@ -972,17 +972,6 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         ))
         .await
         .unwrap();
-    target
-        .batch_execute("ALTER SUBSCRIPTION cutover_sub DISABLE")
-        .await
-        .unwrap();
-    source
-        .batch_execute(&format!(
-            "UPDATE validator_live.{name} SET v = v + 1 WHERE id % 12 = 5"
-        ))
-        .await
-        .unwrap();
-
     let (source, target) = (
         Side::Postgres {
             label: "source".into(),
@@ -998,21 +987,51 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     let t = describe(&target, &table).await.unwrap().unwrap();
     let (plan, _) = compare(&table, &s, &t);
     let pair = Pair::new(&source, &target, &plan);
+    let client = Sides::client;
+    // Both ways to a first read: one sorted merge of the key-ordered streams (the
+    // default), and buckets with bisection.
+    for merge in [true, false] {
+        client(&target)
+            .batch_execute("ALTER SUBSCRIPTION cutover_sub DISABLE")
+            .await
+            .unwrap();
+        client(&source)
+            .batch_execute(&format!(
+                "UPDATE validator_live.{name} SET v = v + 1 WHERE id % 12 = 5"
+            ))
+            .await
+            .unwrap();
+        live_run_finds_exactly_the_stable_differences(&pair, &target, merge).await;
+    }
+    // Dropped on the source first, then on the target once the subscription has applied
+    // everything: a change arriving for a table the target no longer has would stop the
+    // apply worker (and every later test's replication) in an error loop.
+    source_then_target_drop(client(&source), client(&target), &name).await;
+}
+
+async fn live_run_finds_exactly_the_stable_differences(
+    pair: &Pair<'_>,
+    target: &Side,
+    merge: bool,
+) {
     let whole = KeyRange::default();
-    let raw = pair.compare_segment(&whole, 5000, &small()).await;
+    let raw = pair
+        .compare_segment(&whole, 5000, &Options { merge, ..small() })
+        .await;
     let live = Options {
         live: data_validator::engine::Live::Slot {
             slot: "cutover_sub".into(),
             rechecks: 3,
             wait_ms: 30_000,
         },
+        merge,
         ..small()
     };
     // The replication resumes 1.5 s into the live run; both finish before any assertion,
     // so the subscription is enabled again whatever the comparison found.
     let (checked, enabled) = tokio::join!(pair.compare_segment(&whole, 5000, &live), async {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let Side::Postgres { client, .. } = &target else {
+        let Side::Postgres { client, .. } = target else {
             unreachable!()
         };
         client
@@ -1021,7 +1040,15 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     });
     enabled.unwrap();
     let (raw, checked) = (raw.unwrap(), checked.unwrap());
-    assert_eq!(raw.different, 424, "417 in flight + 7 real, read raw");
+    assert_eq!(
+        raw.different, 424,
+        "merge {merge}: 417 in flight + 7 real, read raw"
+    );
+    assert_eq!(
+        checked.merged_rows > 0,
+        merge,
+        "merge {merge}: the first read was a sorted merge"
+    );
     assert_eq!(
         (checked.different, checked.in_flight),
         (7, 0),
@@ -1041,14 +1068,13 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         .diffs
         .iter()
         .all(|d| d.kind == DiffKind::Different && d.columns[0].column == "note"));
-    // Dropped on the source first, then on the target once the subscription has applied
-    // everything: a change arriving for a table the target no longer has would stop the
-    // apply worker (and every later test's replication) in an error loop.
-    let (Side::Postgres { client: source, .. }, Side::Postgres { client: target, .. }) =
-        (&source, &target)
-    else {
-        unreachable!()
-    };
+}
+
+async fn source_then_target_drop(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    name: &str,
+) {
     source
         .batch_execute(&format!("DROP TABLE validator_live.{name}"))
         .await

@@ -316,6 +316,11 @@ enum Reread {
     Leads(Vec<String>),
 }
 
+/// A live re-check with at most this many rows still moving reads them again
+/// while it waits for the replication, every `POLL_MS` milliseconds.
+const POLLED_ROWS: usize = 64;
+const POLL_MS: u64 = 100;
+
 /// Lead values read again per query by a live re-check after a sorted merge.
 const LEADS_PER_REREAD: usize = 5_000;
 
@@ -1126,7 +1131,20 @@ impl<'a> Pair<'a> {
                 break;
             }
             // Taken after the previous read: at or past every commit it could see.
-            let caught_up = self.wait_for_replication(&options.live, None).await?;
+            let position = match options.live {
+                Live::Slot { .. } => Some(self.source_position().await?),
+                _ => None,
+            };
+            let rows: usize = pending.iter().map(|(_, f)| f.len()).sum();
+            if rows <= POLLED_ROWS {
+                pending = self
+                    .resolve_while_waiting(options, result, pending, position.as_deref())
+                    .await?;
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            let caught_up = self.wait_for_replication(&options.live, position).await?;
             let mut reread =
                 futures::stream::iter(pending.into_iter().map(|(range, before)| async move {
                     let mut counted = SegmentResult::default();
@@ -1166,6 +1184,63 @@ impl<'a> Pair<'a> {
         Ok(())
     }
 
+    /// While the slot has not passed `position`, reads the few `pending` rows again
+    /// every [`POLL_MS`]: a row equal now is resolved at once (its change has
+    /// arrived), and when every row is, the re-check needs no more waiting. A row
+    /// still different keeps its versions from before `position`, for the verdict
+    /// once the replication has passed it.
+    async fn resolve_while_waiting(
+        &self,
+        options: &Options,
+        result: &mut SegmentResult,
+        mut pending: Vec<(Reread, Vec<Found>)>,
+        position: Option<&str>,
+    ) -> Result<Vec<(Reread, Vec<Found>)>, ValidatorError> {
+        let (Live::Slot { slot, wait_ms, .. }, Some(position)) = (&options.live, position) else {
+            return Ok(pending);
+        };
+        let deadline = Instant::now() + std::time::Duration::from_millis(*wait_ms);
+        while !pending.is_empty()
+            && Instant::now() < deadline
+            && !self.slot_applied(slot, position).await?
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(POLL_MS)).await;
+            let mut still = Vec::new();
+            for (what, before) in pending {
+                let again = self.read_differences(&what, options, result).await?;
+                let differing: HashSet<&str> = again.iter().map(|f| f.diff.key.as_str()).collect();
+                let (kept, resolved): (Vec<Found>, Vec<Found>) = before
+                    .into_iter()
+                    .partition(|b| differing.contains(b.diff.key.as_str()));
+                result.resolved += resolved.len() as u64;
+                if !kept.is_empty() {
+                    still.push((what, kept));
+                }
+            }
+            pending = still;
+        }
+        Ok(pending)
+    }
+
+    /// Whether the logical slot `slot` has confirmed `position` as applied.
+    async fn slot_applied(&self, slot: &str, position: &str) -> Result<bool, ValidatorError> {
+        let rows = self
+            .source
+            .query(&crate::sql::Query {
+                sql: "SELECT (confirmed_flush_lsn >= ($1::text)::pg_lsn)::text \
+                      FROM pg_replication_slots WHERE slot_name = $2"
+                    .into(),
+                params: vec![position.to_string(), slot.to_string()],
+            })
+            .await?;
+        match rows.first().and_then(|r| r[0].as_deref()) {
+            Some(v) => Ok(v == "true"),
+            None => Err(ValidatorError::InvalidInput(format!(
+                "live validation: there is no replication slot {slot:?} on the source"
+            ))),
+        }
+    }
+
     /// The source's WAL insert position: at or past the commit record of every
     /// transaction a snapshot taken before it can see (also with asynchronous
     /// commit, whose records may not be written yet).
@@ -1200,24 +1275,11 @@ impl<'a> Pair<'a> {
                     Some(p) => p,
                     None => self.source_position().await?,
                 };
-                let applied = crate::sql::Query {
-                    sql: "SELECT (confirmed_flush_lsn >= ($1::text)::pg_lsn)::text \
-                          FROM pg_replication_slots WHERE slot_name = $2"
-                        .into(),
-                    params: vec![position, slot.clone()],
-                };
                 let deadline =
                     std::time::Instant::now() + std::time::Duration::from_millis(*wait_ms);
                 loop {
-                    let rows = self.source.query(&applied).await?;
-                    match rows.first().and_then(|r| r[0].as_deref()) {
-                        Some("true") => return Ok(true),
-                        Some(_) => {}
-                        None => {
-                            return Err(ValidatorError::InvalidInput(format!(
-                            "live validation: there is no replication slot {slot:?} on the source"
-                        )))
-                        }
+                    if self.slot_applied(slot, &position).await? {
+                        return Ok(true);
                     }
                     if std::time::Instant::now() >= deadline {
                         return Ok(false);

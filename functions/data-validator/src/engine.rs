@@ -1065,13 +1065,16 @@ impl<'a> Pair<'a> {
             .map(|l| self.lead_text(l))
             .collect::<Result<Vec<_>, _>>()?;
         let caught_up = self.wait_for_replication(&options.live, position).await?;
-        let mut reads = futures::stream::iter(leads.chunks(LEADS_PER_REREAD).map(|chunk| {
-            let what = Reread::Leads(chunk.to_vec());
-            async move {
-                let mut counted = SegmentResult::default();
-                let found = self.read_differences(&what, options, &mut counted).await?;
-                Ok::<_, ValidatorError>((what, found, counted.queries))
-            }
+        // Owned chunks: a closure over borrowed ones makes the future not `Send` for
+        // every lifetime, and the run spawns it.
+        let chunks: Vec<Reread> = leads
+            .chunks(LEADS_PER_REREAD)
+            .map(|chunk| Reread::Leads(chunk.to_vec()))
+            .collect();
+        let mut reads = futures::stream::iter(chunks.into_iter().map(|what| async move {
+            let mut counted = SegmentResult::default();
+            let found = self.read_differences(&what, options, &mut counted).await?;
+            Ok::<_, ValidatorError>((what, found, counted.queries))
         }))
         .buffer_unordered(4);
         let (mut settled, mut next, mut differing) = (Vec::new(), Vec::new(), 0usize);

@@ -520,7 +520,8 @@ async fn live_case(world: &World, rows: i64) -> Vec<Line> {
 
     // The CDC stream through a delay-proxy: 2 s, as DMS CDC latency often is.
     let source_port = world.port(Node::Source).unwrap();
-    let proxy_port = source_port + 20;
+    // Inside the world's reserved port range (world.sh), so no client socket holds it.
+    let proxy_port = source_port + 19;
     let delay_file = world.root().join(".rehearsal/net/cdc-bench.delay");
     std::fs::create_dir_all(delay_file.parent().unwrap()).unwrap();
     std::fs::write(&delay_file, "2000").unwrap();

@@ -509,6 +509,7 @@ async fn every_bucket_hashes_the_same_streamed_and_in_sql(
             .copy_buckets(
                 &sql.bucket_copy(&range, &boundaries),
                 &sql,
+                &boundaries,
                 data_validator::stream::RowHash::Md5,
             )
             .await
@@ -679,6 +680,79 @@ const PEOPLE: &str = "CREATE TABLE $S.people (email text COLLATE $C PRIMARY KEY,
       || (ARRAY['x','X','-','ß',' '])[1 + (g / 12) % 5] || md5(g::text), 'person ' || g, date '1950-01-01' + g
       FROM generate_series(1, 3000) g;
     ANALYZE $S.people;";
+
+#[tokio::test]
+async fn text_lead_buckets_found_in_rust_equal_width_bucket_in_the_c_collation() {
+    let world = World::load().expect("the local world is up");
+    let sides = Sides::new(&world).await;
+    // An ICU table: the server's own order is not the byte order the buckets use.
+    sides.source(&PEOPLE.replace("$C", "\"en-US-x-icu\"")).await;
+    let table = sides.table("people");
+    let described = describe(&sides.source, &table).await.unwrap().unwrap();
+    let (plan, _) = compare(&table, &described, &described);
+    let sql = SideSql::new(Dialect::Postgres, &plan, Role::Source, EmptyText::IsValue);
+    assert!(sql.buckets_text_lead_here());
+    let side = &sides.source;
+    // Boundaries that are keys themselves (a key equal to a boundary opens the next
+    // bucket), keys with accents and punctuation, and values between keys.
+    let mut keys: Vec<String> = side
+        .query(&data_validator::sql::Query {
+            sql: format!(
+                "SELECT email FROM {} ORDER BY email COLLATE \"C\"",
+                table.quoted()
+            ),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    keys.dedup();
+    let every_97th: Vec<String> = keys.iter().step_by(97).cloned().collect();
+    let between = vec!["-".to_string(), "B".into(), "_zzz".into(), "é".into()];
+    for (range, boundaries) in [
+        (KeyRange::default(), every_97th),
+        (KeyRange::default(), between),
+        (
+            KeyRange {
+                lo: Some("A".into()),
+                hi: Some("b".into()),
+            },
+            vec!["B".into(), "Z".into(), "a".into()],
+        ),
+    ] {
+        let copy = sql.bucket_copy(&range, &boundaries);
+        assert!(!copy.contains("width_bucket"), "{copy}");
+        let streamed: std::collections::BTreeMap<i64, (u64, u128)> = side
+            .copy_buckets(
+                &copy,
+                &sql,
+                &boundaries,
+                data_validator::stream::RowHash::Md5,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, b)| (k, (b.count, b.sum)))
+            .collect();
+        let in_database: std::collections::BTreeMap<i64, (u64, u128)> = side
+            .query(&sql.bucket_hashes(&range, &boundaries))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let v = |i: usize| r[i].clone().unwrap();
+                (
+                    v(0).parse().unwrap(),
+                    (v(1).parse().unwrap(), v(2).parse().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(streamed, in_database, "{boundaries:?}");
+        assert!(streamed.len() > 1, "{boundaries:?}: several buckets");
+    }
+}
 
 #[tokio::test]
 async fn text_keys_compare_exactly_across_collations_and_session_settings() {
@@ -898,17 +972,6 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         ))
         .await
         .unwrap();
-    target
-        .batch_execute("ALTER SUBSCRIPTION cutover_sub DISABLE")
-        .await
-        .unwrap();
-    source
-        .batch_execute(&format!(
-            "UPDATE validator_live.{name} SET v = v + 1 WHERE id % 12 = 5"
-        ))
-        .await
-        .unwrap();
-
     let (source, target) = (
         Side::Postgres {
             label: "source".into(),
@@ -924,21 +987,51 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     let t = describe(&target, &table).await.unwrap().unwrap();
     let (plan, _) = compare(&table, &s, &t);
     let pair = Pair::new(&source, &target, &plan);
+    let client = Sides::client;
+    // Both ways to a first read: one sorted merge of the key-ordered streams (the
+    // default), and buckets with bisection.
+    for merge in [true, false] {
+        client(&target)
+            .batch_execute("ALTER SUBSCRIPTION cutover_sub DISABLE")
+            .await
+            .unwrap();
+        client(&source)
+            .batch_execute(&format!(
+                "UPDATE validator_live.{name} SET v = v + 1 WHERE id % 12 = 5"
+            ))
+            .await
+            .unwrap();
+        live_run_finds_exactly_the_stable_differences(&pair, &target, merge).await;
+    }
+    // Dropped on the source first, then on the target once the subscription has applied
+    // everything: a change arriving for a table the target no longer has would stop the
+    // apply worker (and every later test's replication) in an error loop.
+    source_then_target_drop(client(&source), client(&target), &name).await;
+}
+
+async fn live_run_finds_exactly_the_stable_differences(
+    pair: &Pair<'_>,
+    target: &Side,
+    merge: bool,
+) {
     let whole = KeyRange::default();
-    let raw = pair.compare_segment(&whole, 5000, &small()).await;
+    let raw = pair
+        .compare_segment(&whole, 5000, &Options { merge, ..small() })
+        .await;
     let live = Options {
         live: data_validator::engine::Live::Slot {
             slot: "cutover_sub".into(),
             rechecks: 3,
             wait_ms: 30_000,
         },
+        merge,
         ..small()
     };
     // The replication resumes 1.5 s into the live run; both finish before any assertion,
     // so the subscription is enabled again whatever the comparison found.
     let (checked, enabled) = tokio::join!(pair.compare_segment(&whole, 5000, &live), async {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let Side::Postgres { client, .. } = &target else {
+        let Side::Postgres { client, .. } = target else {
             unreachable!()
         };
         client
@@ -947,7 +1040,15 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
     });
     enabled.unwrap();
     let (raw, checked) = (raw.unwrap(), checked.unwrap());
-    assert_eq!(raw.different, 424, "417 in flight + 7 real, read raw");
+    assert_eq!(
+        raw.different, 424,
+        "merge {merge}: 417 in flight + 7 real, read raw"
+    );
+    assert_eq!(
+        checked.merged_rows > 0,
+        merge,
+        "merge {merge}: the first read was a sorted merge"
+    );
     assert_eq!(
         (checked.different, checked.in_flight),
         (7, 0),
@@ -967,14 +1068,13 @@ async fn live_differences_are_rechecked_once_replication_has_caught_up() {
         .diffs
         .iter()
         .all(|d| d.kind == DiffKind::Different && d.columns[0].column == "note"));
-    // Dropped on the source first, then on the target once the subscription has applied
-    // everything: a change arriving for a table the target no longer has would stop the
-    // apply worker (and every later test's replication) in an error loop.
-    let (Side::Postgres { client: source, .. }, Side::Postgres { client: target, .. }) =
-        (&source, &target)
-    else {
-        unreachable!()
-    };
+}
+
+async fn source_then_target_drop(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    name: &str,
+) {
     source
         .batch_execute(&format!("DROP TABLE validator_live.{name}"))
         .await

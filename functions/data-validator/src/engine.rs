@@ -8,7 +8,7 @@
 //! Tables without a primary key are bucketed by row hash and compared as
 //! multisets: a row present twice on one side and once on the other is found.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -299,8 +299,34 @@ pub struct SegmentResult {
     pub in_flight: u64,
     /// Live validation: differing rows of the leaf ranges, waiting for their re-check.
     #[serde(skip)]
-    pending: Vec<(KeyRange, Vec<Found>)>,
+    pending: Vec<(Reread, Vec<Found>)>,
+    /// Live validation after a sorted merge: each differing row's lead value and
+    /// the row hashes the merge saw (source, target), waiting for their re-check.
+    #[serde(skip)]
+    merged_pending: Vec<(Vec<u8>, Versions)>,
 }
+
+/// The row hashes of a row's two versions (source, target; `None` where absent).
+type Versions = (Option<u64>, Option<u64>);
+
+/// What a live re-check reads again: a key range, or the rows of some lead values.
+#[derive(Debug, Clone, PartialEq)]
+enum Reread {
+    Range(KeyRange),
+    Leads(Vec<String>),
+}
+
+/// A live re-check with at most this many rows still moving reads them again
+/// while it waits for the replication, every `POLL_MS` milliseconds.
+const POLLED_ROWS: usize = 64;
+const POLL_MS: u64 = 100;
+
+/// Lead values read again per query by a live re-check after a sorted merge.
+const LEADS_PER_REREAD: usize = 5_000;
+
+/// Differing rows a live sorted merge holds for their re-check; beyond it the
+/// segment compares by buckets (whose re-check reads ranges), so memory stays bounded.
+const LIVE_MAX_PENDING: usize = 200_000;
 
 impl SegmentResult {
     pub fn mismatched(&self) -> u64 {
@@ -326,6 +352,7 @@ impl SegmentResult {
         self.resolved += other.resolved;
         self.in_flight += other.in_flight;
         self.pending.extend(other.pending);
+        self.merged_pending.extend(other.merged_pending);
         self.queries += other.queries;
         self.buckets_split += other.buckets_split;
         self.merged_rows += other.merged_rows;
@@ -419,7 +446,7 @@ impl<'a> Pair<'a> {
         match (side, hashing) {
             (Side::Postgres { .. }, Hashing::Stream) => {
                 let hash = stream_hash(self.source, self.target, hashing);
-                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql, hash)
+                side.copy_buckets(&sql.bucket_copy(range, boundaries), sql, boundaries, hash)
                     .await
             }
             _ => buckets(&side.query(&sql.bucket_hashes(range, boundaries)).await?),
@@ -547,10 +574,13 @@ impl<'a> Pair<'a> {
     ) -> Result<Progress, ValidatorError> {
         let mut result = SegmentResult::default();
         if self.merges(options) && self.ordered_without_sort(range).await? {
-            match self
-                .merge_range(range, options, &mut result, deadline)
-                .await?
-            {
+            let (merged, position) = self
+                .merge_range_live(range, options, &mut result, deadline)
+                .await?;
+            if !matches!(merged, Merged::OutOfOrder(_)) && !result.merged_pending.is_empty() {
+                self.recheck_merged(options, &mut result, position).await?;
+            }
+            match merged {
                 Merged::Done => {
                     self.finish_diffs(&mut result, options);
                     return Ok(Progress {
@@ -599,15 +629,13 @@ impl<'a> Pair<'a> {
         result.diffs.truncate(options.max_diffs);
     }
 
-    /// Whether both sides stream their rows and can send them in key order (the
-    /// raw comparison: live re-checks keep their buckets and ranges).
+    /// Whether both sides stream their rows and can send them in key order.
     fn merges(&self, options: &Options) -> bool {
         let streams = |side: &Side| matches!(side, Side::Postgres { .. });
         options.merge
             && streams(self.source)
             && streams(self.target)
             && options.hashing == Hashing::Stream
-            && options.live == Live::Off
             && !self.plan.is_multiset()
             && self.source_sql.keyed.is_some()
             && self.target_sql.keyed.is_some()
@@ -629,6 +657,47 @@ impl<'a> Pair<'a> {
                 .any(|r| r[0].as_deref().is_some_and(|l| l.contains("Sort  (cost")))
         };
         Ok(!sorts(s?) && !sorts(t?))
+    }
+
+    /// [`Self::merge_range`], live: with a slot to wait on, the source's stream is
+    /// read in a repeatable-read transaction whose first statement takes the WAL
+    /// position, so the position is at or past every commit the stream can see
+    /// and the re-check's wait for the replication overlaps the scan (a position
+    /// taken after the scan would wait a whole replication latency more).
+    /// Returns how the merge ended and that position.
+    async fn merge_range_live(
+        &self,
+        range: &KeyRange,
+        options: &Options,
+        result: &mut SegmentResult,
+        deadline: Option<Instant>,
+    ) -> Result<(Merged, Option<String>), ValidatorError> {
+        let query = |sql: &str| crate::sql::Query {
+            sql: sql.into(),
+            params: Vec::new(),
+        };
+        let position = if matches!(options.live, Live::Slot { .. }) {
+            self.source
+                .query(&query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+                .await?;
+            match self.source_position().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = self.source.query(&query("ROLLBACK")).await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let merged = self.merge_range(range, options, result, deadline).await;
+        if position.is_some() {
+            let ended = self.source.query(&query("COMMIT")).await;
+            let merged = merged?;
+            ended?;
+            return Ok((merged, position));
+        }
+        Ok((merged?, None))
     }
 
     /// One sorted merge of both sides' key-ordered streams over `range`: every
@@ -671,6 +740,7 @@ impl<'a> Pair<'a> {
         let mut s = Cursor::new(srx, "source");
         let mut t = Cursor::new(trx, "target");
         let keep = options.max_diffs;
+        let live = options.live.rechecks() > 0;
         let mut kept = 0usize;
         let mut kept_leads: Vec<Vec<u8>> = Vec::new();
         let mut compared = 0u64;
@@ -702,7 +772,27 @@ impl<'a> Pair<'a> {
                 // Stop where the leading key changes: everything before it is compared.
                 cut_lead = Some(lead.to_vec());
             }
+            if live {
+                // Counted only once the re-check has judged them.
+                let versions = match next {
+                    std::cmp::Ordering::Less => Some((Some(s.hash()), None)),
+                    std::cmp::Ordering::Greater => Some((None, Some(t.hash()))),
+                    std::cmp::Ordering::Equal if s.hash() != t.hash() => {
+                        Some((Some(s.hash()), Some(t.hash())))
+                    }
+                    std::cmp::Ordering::Equal => None,
+                };
+                if let Some(versions) = versions {
+                    if result.merged_pending.len() >= LIVE_MAX_PENDING {
+                        break Merged::OutOfOrder(format!(
+                            "more than {LIVE_MAX_PENDING} differences to re-check live"
+                        ));
+                    }
+                    result.merged_pending.push((lead.to_vec(), versions));
+                }
+            }
             let kind = match next {
+                _ if live => None,
                 std::cmp::Ordering::Less => {
                     result.missing_in_target += 1;
                     Some(DiffKind::MissingInTarget)
@@ -757,7 +847,7 @@ impl<'a> Pair<'a> {
                 )
                 .await;
             result.queries += 2;
-            let found = differences(self.plan, sr?, tr?, |shown| self.key_label(shown));
+            let found = differences(self.plan, sr?, tr?, hash, |shown| self.key_label(shown));
             result.diffs.extend(found.into_iter().map(|f| f.diff));
         }
         Ok(outcome)
@@ -835,7 +925,7 @@ impl<'a> Pair<'a> {
         } else {
             options.leaf_rows
         };
-        if dense && self.merges(options) {
+        if dense && self.merges(options) && options.live == Live::Off {
             // Many buckets differ: one sorted merge over the span that holds them costs
             // one more scan, where fetching bucket by bucket costs a round trip each.
             let differs = |i: &&i64| {
@@ -908,31 +998,102 @@ impl<'a> Pair<'a> {
         options: &Options,
         result: &mut SegmentResult,
     ) -> Result<(), ValidatorError> {
-        let found = self.read_differences(range, result).await?;
+        let range = Reread::Range(range.clone());
+        let found = self.read_differences(&range, options, result).await?;
         if options.live.rechecks() > 0 && !found.is_empty() {
             // Judged after the whole segment's first pass, with one wait for the
             // replication instead of one per range.
-            result.pending.push((range.clone(), found));
+            result.pending.push((range, found));
         } else {
             record(result, found, options.max_diffs * 4);
         }
         Ok(())
     }
 
-    /// Reads a range on both sides and returns its differing rows, each with
-    /// the fingerprints of its two versions.
+    /// Reads a range (or the rows of some lead values) on both sides and returns
+    /// its differing rows, each with the row hashes of its two versions.
     async fn read_differences(
         &self,
-        range: &KeyRange,
+        what: &Reread,
+        options: &Options,
         result: &mut SegmentResult,
     ) -> Result<Vec<Found>, ValidatorError> {
-        let (s, t) = self
-            .both(self.source_sql.rows(range), self.target_sql.rows(range))
-            .await;
+        let (s, t) = match what {
+            Reread::Range(range) => {
+                self.both(self.source_sql.rows(range), self.target_sql.rows(range))
+                    .await
+            }
+            Reread::Leads(leads) => {
+                self.both(
+                    self.source_sql.rows_with_leads(leads),
+                    self.target_sql.rows_with_leads(leads),
+                )
+                .await
+            }
+        };
         result.queries += 2;
-        Ok(differences(self.plan, s?, t?, |shown| {
+        let hash = stream_hash(self.source, self.target, options.hashing);
+        Ok(differences(self.plan, s?, t?, hash, |shown| {
             self.key_label(shown)
         }))
+    }
+
+    /// Live validation after a sorted merge: once the replication has passed
+    /// `position` (taken when the merge's source stream began), reads the rows of
+    /// every differing lead again. A row equal now is resolved; a row whose two
+    /// versions are those the merge saw, with the replication caught up in
+    /// between, is a stable difference (the merge's row hashes and these are the
+    /// same function of the same canonical text); any other goes on to the
+    /// re-checks by [`Self::recheck_rounds`].
+    async fn recheck_merged(
+        &self,
+        options: &Options,
+        result: &mut SegmentResult,
+        position: Option<String>,
+    ) -> Result<(), ValidatorError> {
+        let merged = std::mem::take(&mut result.merged_pending);
+        result.rechecked += merged.len() as u64;
+        let seen: HashSet<Versions> = merged.iter().map(|(_, v)| *v).collect();
+        let mut leads = Vec::new();
+        for (lead, _) in &merged {
+            if leads.last() != Some(lead) {
+                leads.push(lead.clone());
+            }
+        }
+        let leads = leads
+            .iter()
+            .map(|l| self.lead_text(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let caught_up = self.wait_for_replication(&options.live, position).await?;
+        // Owned chunks: a closure over borrowed ones makes the future not `Send` for
+        // every lifetime, and the run spawns it.
+        let chunks: Vec<Reread> = leads
+            .chunks(LEADS_PER_REREAD)
+            .map(|chunk| Reread::Leads(chunk.to_vec()))
+            .collect();
+        let mut reads = futures::stream::iter(chunks.into_iter().map(|what| async move {
+            let mut counted = SegmentResult::default();
+            let found = self.read_differences(&what, options, &mut counted).await?;
+            Ok::<_, ValidatorError>((what, found, counted.queries))
+        }))
+        .buffer_unordered(4);
+        let (mut settled, mut next, mut differing) = (Vec::new(), Vec::new(), 0usize);
+        while let Some(read) = reads.next().await {
+            let (what, found, queries) = read?;
+            result.queries += queries;
+            differing += found.len();
+            let (stable, moving): (Vec<Found>, Vec<Found>) = found
+                .into_iter()
+                .partition(|f| caught_up && seen.contains(&f.versions));
+            settled.extend(stable);
+            if !moving.is_empty() {
+                next.push((what, moving));
+            }
+        }
+        result.resolved += (merged.len() as u64).saturating_sub(differing as u64);
+        let rounds = options.live.rechecks().saturating_sub(1);
+        self.recheck_rounds(options, result, next, settled, rounds)
+            .await
     }
 
     /// Live validation: once the replication has passed the end of the previous
@@ -945,16 +1106,52 @@ impl<'a> Pair<'a> {
         options: &Options,
         result: &mut SegmentResult,
     ) -> Result<(), ValidatorError> {
-        let mut pending = std::mem::take(&mut result.pending);
+        let pending = std::mem::take(&mut result.pending);
         result.rechecked += pending.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
-        let mut settled = Vec::new();
-        for _ in 0..options.live.rechecks() {
-            // Taken after the pass: at or past every commit that pass could see.
-            let caught_up = self.wait_for_replication(&options.live).await?;
+        self.recheck_rounds(
+            options,
+            result,
+            pending,
+            Vec::new(),
+            options.live.rechecks(),
+        )
+        .await
+    }
+
+    /// Up to `rounds` re-reads of the `pending` rows, each once the replication
+    /// has passed the end of the previous read; then records `settled` and what
+    /// is still moving (in flight).
+    async fn recheck_rounds(
+        &self,
+        options: &Options,
+        result: &mut SegmentResult,
+        mut pending: Vec<(Reread, Vec<Found>)>,
+        mut settled: Vec<Found>,
+        rounds: u32,
+    ) -> Result<(), ValidatorError> {
+        for _ in 0..rounds {
+            if pending.is_empty() {
+                break;
+            }
+            // Taken after the previous read: at or past every commit it could see.
+            let position = match options.live {
+                Live::Slot { .. } => Some(self.source_position().await?),
+                _ => None,
+            };
+            let rows: usize = pending.iter().map(|(_, f)| f.len()).sum();
+            if rows <= POLLED_ROWS {
+                pending = self
+                    .resolve_while_waiting(options, result, pending, position.as_deref())
+                    .await?;
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            let caught_up = self.wait_for_replication(&options.live, position).await?;
             let mut reread =
                 futures::stream::iter(pending.into_iter().map(|(range, before)| async move {
                     let mut counted = SegmentResult::default();
-                    let again = self.read_differences(&range, &mut counted).await?;
+                    let again = self.read_differences(&range, options, &mut counted).await?;
                     Ok::<_, ValidatorError>((range, before, again, counted.queries))
                 }))
                 .buffer_unordered(CONCURRENT_BUCKETS);
@@ -979,9 +1176,6 @@ impl<'a> Pair<'a> {
                 }
             }
             pending = next;
-            if pending.is_empty() {
-                break;
-            }
         }
         for (_, moving) in pending {
             settled.extend(moving.into_iter().map(|mut f| {
@@ -993,9 +1187,86 @@ impl<'a> Pair<'a> {
         Ok(())
     }
 
-    /// Waits until the target has applied what the source had committed when
-    /// this is called; `false` when it did not within the configured wait.
-    async fn wait_for_replication(&self, live: &Live) -> Result<bool, ValidatorError> {
+    /// While the slot has not passed `position`, reads the few `pending` rows again
+    /// every [`POLL_MS`]: a row equal now is resolved at once (its change has
+    /// arrived), and when every row is, the re-check needs no more waiting. A row
+    /// still different keeps its versions from before `position`, for the verdict
+    /// once the replication has passed it.
+    async fn resolve_while_waiting(
+        &self,
+        options: &Options,
+        result: &mut SegmentResult,
+        mut pending: Vec<(Reread, Vec<Found>)>,
+        position: Option<&str>,
+    ) -> Result<Vec<(Reread, Vec<Found>)>, ValidatorError> {
+        let (Live::Slot { slot, wait_ms, .. }, Some(position)) = (&options.live, position) else {
+            return Ok(pending);
+        };
+        let deadline = Instant::now() + std::time::Duration::from_millis(*wait_ms);
+        while !pending.is_empty()
+            && Instant::now() < deadline
+            && !self.slot_applied(slot, position).await?
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(POLL_MS)).await;
+            let mut still = Vec::new();
+            for (what, before) in pending {
+                let again = self.read_differences(&what, options, result).await?;
+                let differing: HashSet<&str> = again.iter().map(|f| f.diff.key.as_str()).collect();
+                let (kept, resolved): (Vec<Found>, Vec<Found>) = before
+                    .into_iter()
+                    .partition(|b| differing.contains(b.diff.key.as_str()));
+                result.resolved += resolved.len() as u64;
+                if !kept.is_empty() {
+                    still.push((what, kept));
+                }
+            }
+            pending = still;
+        }
+        Ok(pending)
+    }
+
+    /// Whether the logical slot `slot` has confirmed `position` as applied.
+    async fn slot_applied(&self, slot: &str, position: &str) -> Result<bool, ValidatorError> {
+        let rows = self
+            .source
+            .query(&crate::sql::Query {
+                sql: "SELECT (confirmed_flush_lsn >= ($1::text)::pg_lsn)::text \
+                      FROM pg_replication_slots WHERE slot_name = $2"
+                    .into(),
+                params: vec![position.to_string(), slot.to_string()],
+            })
+            .await?;
+        match rows.first().and_then(|r| r[0].as_deref()) {
+            Some(v) => Ok(v == "true"),
+            None => Err(ValidatorError::InvalidInput(format!(
+                "live validation: there is no replication slot {slot:?} on the source"
+            ))),
+        }
+    }
+
+    /// The source's WAL insert position: at or past the commit record of every
+    /// transaction a snapshot taken before it can see (also with asynchronous
+    /// commit, whose records may not be written yet).
+    async fn source_position(&self) -> Result<String, ValidatorError> {
+        self.source
+            .query(&crate::sql::Query {
+                sql: "SELECT pg_current_wal_insert_lsn()::text".into(),
+                params: Vec::new(),
+            })
+            .await?
+            .first()
+            .and_then(|r| r[0].clone())
+            .ok_or_else(|| ValidatorError::Internal("no WAL position on the source".into()))
+    }
+
+    /// Waits until the target has applied what the source had committed at
+    /// `position` (when this is called, without one); `false` when it did not
+    /// within the configured wait.
+    async fn wait_for_replication(
+        &self,
+        live: &Live,
+        position: Option<String>,
+    ) -> Result<bool, ValidatorError> {
         match live {
             Live::Off => Ok(true),
             Live::Delay { ms, .. } => {
@@ -1003,36 +1274,15 @@ impl<'a> Pair<'a> {
                 Ok(true)
             }
             Live::Slot { slot, wait_ms, .. } => {
-                let position = self
-                    .source
-                    .query(&crate::sql::Query {
-                        sql: "SELECT pg_current_wal_lsn()::text".into(),
-                        params: Vec::new(),
-                    })
-                    .await?
-                    .first()
-                    .and_then(|r| r[0].clone())
-                    .ok_or_else(|| {
-                        ValidatorError::Internal("no WAL position on the source".into())
-                    })?;
-                let applied = crate::sql::Query {
-                    sql: "SELECT (confirmed_flush_lsn >= ($1::text)::pg_lsn)::text \
-                          FROM pg_replication_slots WHERE slot_name = $2"
-                        .into(),
-                    params: vec![position, slot.clone()],
+                let position = match position {
+                    Some(p) => p,
+                    None => self.source_position().await?,
                 };
                 let deadline =
                     std::time::Instant::now() + std::time::Duration::from_millis(*wait_ms);
                 loop {
-                    let rows = self.source.query(&applied).await?;
-                    match rows.first().and_then(|r| r[0].as_deref()) {
-                        Some("true") => return Ok(true),
-                        Some(_) => {}
-                        None => {
-                            return Err(ValidatorError::InvalidInput(format!(
-                            "live validation: there is no replication slot {slot:?} on the source"
-                        )))
-                        }
+                    if self.slot_applied(slot, &position).await? {
+                        return Ok(true);
                     }
                     if std::time::Instant::now() >= deadline {
                         return Ok(false);
@@ -1217,7 +1467,7 @@ fn record(result: &mut SegmentResult, found: Vec<Found>, keep: usize) {
 #[derive(Debug, Clone, PartialEq)]
 struct Found {
     diff: RowDiff,
-    versions: (Option<u64>, Option<u64>),
+    versions: Versions,
 }
 
 /// The differing rows of two reads of the same range, keyed by canonical key.
@@ -1226,6 +1476,7 @@ fn differences(
     plan: &TablePlan,
     source: Vec<TextRow>,
     target: Vec<TextRow>,
+    hash: crate::stream::RowHash,
     label: impl Fn(&str) -> String,
 ) -> Vec<Found> {
     let n = plan.columns.len();
@@ -1234,13 +1485,17 @@ fn differences(
             .map(|r| (r[0].clone().unwrap_or_default(), r))
             .collect()
     };
+    // The row hash of the canonical row text, as a stream of the same side hashes
+    // it: a live re-check compares it with the hashes a sorted merge saw.
     let fingerprint = |row: &TextRow| {
         let mut text = Vec::new();
-        for value in &row[2..2 + n] {
+        for (i, value) in row[2..2 + n].iter().enumerate() {
+            if i > 0 {
+                text.push(b'|');
+            }
             text.extend_from_slice(value.as_deref().unwrap_or("").as_bytes());
-            text.push(b'|');
         }
-        crate::stream::RowHash::Sip.of(&text)
+        hash.of(&text)
     };
     let (s, t) = (index(source), index(target));
     let shown = |row: &TextRow| label(&row[1].clone().unwrap_or_default());

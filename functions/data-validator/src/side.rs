@@ -108,6 +108,7 @@ impl Side {
         &self,
         copy: &str,
         sql: &crate::sql::SideSql,
+        boundaries: &[String],
         hash: RowHash,
     ) -> Result<BTreeMap<i64, Bucket>, ValidatorError> {
         let Side::Postgres { label, client } = self else {
@@ -121,6 +122,9 @@ impl Side {
         };
         let stream = client.copy_out(copy).await.map_err(failed)?;
         let mut hasher = BucketHasher::new(sql.wires.iter().map(|(w, _)| *w).collect(), hash);
+        if sql.buckets_text_lead_here() && !boundaries.is_empty() {
+            hasher = hasher.by_text_lead(boundaries);
+        }
         // A task of its own, so the two sides of a comparison hash on two cores.
         let label = label.clone();
         tokio::spawn(async move {

@@ -381,6 +381,7 @@ impl SideSql {
     pub fn bucket_copy(&self, range: &KeyRange, boundaries: &[String]) -> String {
         let predicate = self.range_predicate_literal(range);
         let bucket = match (&self.lead, boundaries.is_empty()) {
+            (Some((lead, _)), false) if self.buckets_text_lead_here() => lead.clone(),
             (Some((lead, ty)), false) => format!(
                 "width_bucket({lead}, {}::{ty}[])",
                 string_literal(&array_literal(boundaries))
@@ -388,11 +389,28 @@ impl SideSql {
             _ => "0".into(),
         };
         let columns: Vec<&str> = self.wires.iter().map(|(_, e)| e.as_str()).collect();
+        let bucket = if bucket.starts_with("width_bucket") || bucket == "0" {
+            format!("({bucket})::int4")
+        } else {
+            bucket
+        };
         format!(
-            "COPY (SELECT ({bucket})::int4, {} FROM {} WHERE {predicate}) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {bucket}, {} FROM {} WHERE {predicate}) TO STDOUT (FORMAT binary)",
             columns.join(", "),
             self.from
         )
+    }
+
+    /// Whether [`Self::bucket_copy`] sends a text lead key itself (in the "C"
+    /// collation's byte order) for [`crate::stream::BucketHasher::by_text_lead`] to
+    /// bucket, instead of a `width_bucket` number.
+    pub fn buckets_text_lead_here(&self) -> bool {
+        self.dialect == Dialect::Postgres
+            && self.lead.is_some()
+            && matches!(
+                self.lead_category,
+                Some(Category::Text | Category::FixedChar)
+            )
     }
 
     /// Count and hash sum per hash bucket, for tables without a key.

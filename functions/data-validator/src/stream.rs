@@ -430,9 +430,13 @@ fn row_text(
 
 /// Parses a binary COPY of `(bucket int4, column…)` rows and sums each
 /// bucket's row hashes. Feed it the stream's chunks in order, then `finish`.
+/// With [`BucketHasher::by_text_lead`] the first field is instead the leading
+/// key's text, and the bucket is found here, in byte order (the "C" collation).
 pub struct BucketHasher {
     wires: Vec<Wire>,
     hash: RowHash,
+    /// Boundaries (byte order) when the first field is the lead text.
+    text_boundaries: Option<Vec<Vec<u8>>>,
     frames: Frames,
     buckets: BTreeMap<i64, Bucket>,
     row: Vec<u8>,
@@ -445,17 +449,34 @@ impl BucketHasher {
             hash,
             frames: Frames::new(wires.len() + 1),
             wires,
+            text_boundaries: None,
             buckets: BTreeMap::new(),
             row: Vec::with_capacity(256),
             rows: 0,
         }
     }
 
+    /// The first field is the lead key's text; bucket `j` holds the values from
+    /// boundary `j-1` up to boundary `j` in byte order, as `width_bucket` numbers
+    /// them in the "C" collation. Why: PostgreSQL's `width_bucket` over a text
+    /// array walks the array from its start for every probe (measured: 5.6 s for
+    /// 1M rows and 1,000 boundaries, where the COPY of the same rows takes 1.0 s).
+    pub fn by_text_lead(mut self, boundaries: &[String]) -> Self {
+        let mut sorted: Vec<Vec<u8>> = boundaries.iter().map(|b| b.as_bytes().to_vec()).collect();
+        // Already ascending when read from the source; sorting keeps the search valid anyway.
+        sorted.sort();
+        self.text_boundaries = Some(sorted);
+        self
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidatorError> {
         self.frames.push(chunk)?;
         while let Some((tuple, fields)) = self.frames.next()? {
-            let bucket = match field(tuple, fields[0]) {
-                Some(b) if b.len() == 4 => i64::from(be_i32(b)),
+            let bucket = match (&self.text_boundaries, field(tuple, fields[0])) {
+                (Some(bounds), Some(lead)) => {
+                    bounds.partition_point(|b| b.as_slice() <= lead) as i64
+                }
+                (None, Some(b)) if b.len() == 4 => i64::from(be_i32(b)),
                 _ => return Err(malformed("a bucket number that is not an int4")),
             };
             row_text(&self.wires, tuple, fields, 1, &mut self.row)?;
@@ -955,6 +976,34 @@ mod tests {
             assert_eq!(batch.lead(2), 30i64.to_be_bytes());
             assert_eq!(batch.hash(0), row_hash(b"1:x"));
         }
+    }
+
+    #[test]
+    fn a_text_lead_is_bucketed_in_byte_order_like_width_bucket() {
+        let mut stream = SIGNATURE.to_vec();
+        stream.extend_from_slice(&0i32.to_be_bytes());
+        stream.extend_from_slice(&0i32.to_be_bytes());
+        // ICU en-US would put "b" before "B" and "é" between "e" and "f"; bytes do not.
+        let keys: [&[u8]; 6] = [b"A", b"B", b"Z", b"a", b"b", "\u{e9}".as_bytes()];
+        for (id, key) in keys.iter().enumerate() {
+            stream.extend_from_slice(&2i16.to_be_bytes());
+            stream.extend_from_slice(&(key.len() as i32).to_be_bytes());
+            stream.extend_from_slice(key);
+            stream.extend_from_slice(&8i32.to_be_bytes());
+            stream.extend_from_slice(&(id as i64).to_be_bytes());
+        }
+        stream.extend_from_slice(&(-1i16).to_be_bytes());
+        let mut h = BucketHasher::new(vec![Wire::Int], RowHash::Md5)
+            .by_text_lead(&["B".into(), "b".into()]);
+        h.feed(&stream).unwrap();
+        let counts: Vec<(i64, u64)> = h
+            .finish()
+            .unwrap()
+            .into_iter()
+            .map(|(k, b)| (k, b.count))
+            .collect();
+        // Below "B": A; from "B" (a boundary opens its bucket) below "b": B, Z, a; from "b": b, é.
+        assert_eq!(counts, vec![(0, 1), (1, 3), (2, 2)]);
     }
 
     #[test]

@@ -146,8 +146,10 @@ export interface ColourServices {
   taskRoleArns: pulumi.Input<string>[];
 }
 
-export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[], ecs: ColourServices): Statement[] {
+export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[], ecs: ColourServices, hookArns: string[] = []): Statement[] {
   return [
+    // The configured lifecycle hooks, and no other function.
+    ...(hookArns.length > 0 ? [{ Sid: "InvokeReleaseHooks", Effect: "Allow" as const, Action: ["lambda:InvokeFunction"], Resource: hookArns }] : []),
     // start: read the live colour's count and the idle one's task definition; scale and move it to its family's latest revision.
     { Sid: "ReadTheColours", Effect: "Allow", Action: ["ecs:DescribeServices"], Resource: ecs.serviceArns },
     { Sid: "ScaleTheColours", Effect: "Allow", Action: ["ecs:UpdateService"], Resource: ecs.serviceArns },

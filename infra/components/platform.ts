@@ -225,6 +225,8 @@ export class Platform extends pulumi.ComponentResource {
       validationSchemas: s.validationSchemas,
       oracleLayerArn: s.oracleInstantClientLayerArn,
       failoverReservedConcurrency: s.failoverReservedConcurrency,
+      releaseHooks: s.releaseHooks,
+      releaseHookDetails: s.releaseHookDetails,
       alarms,
       metricsNamespace: METRICS_NAMESPACE,
     }, child));

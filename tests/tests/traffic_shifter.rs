@@ -918,3 +918,290 @@ async fn the_demo_stage_rolls_back_a_green_only_failure_and_scales_the_release()
         .any(|l| l.contains("= 4.0 %") && l.contains("= 40.0 %")));
     reset(&world, &s).await.unwrap();
 }
+
+// --- lifecycle hooks: the real release-hook Lambda, served by the world's `cargo lambda watch`
+// and invoked through its router, smoke-checking an HTTP endpoint this test serves.
+
+/// A loopback HTTP endpoint standing in for the new colour's test listener:
+/// answers `status` to every request (or accepts and never answers, `None`).
+async fn endpoint_on(listener: tokio::net::TcpListener, status: Option<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            match status {
+                Some(code) => {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(
+                                format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n")
+                                    .as_bytes(),
+                            )
+                            .await;
+                    });
+                }
+                None => held.push(s),
+            }
+        }
+    });
+}
+
+async fn endpoint(status: Option<u16>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    endpoint_on(listener, status).await;
+    format!("http://127.0.0.1:{port}/health?region={{region}}")
+}
+
+/// A shifter whose hooks are the release-hook Lambda; `phases` = (setting, function).
+async fn hooked(
+    world: &World,
+    phases: &[(&str, &str)],
+    details: Value,
+    extra: &[(&str, &str)],
+) -> Shifter {
+    let details = details.to_string();
+    let mut pairs: Vec<(&str, &str)> = phases.to_vec();
+    pairs.push(("CUTOVER_HOOK_DETAILS", details.as_str()));
+    // The first invocation builds the function under cargo lambda watch.
+    pairs.push(("CUTOVER_HOOK_TIMEOUT", "10m"));
+    pairs.extend_from_slice(extra);
+    let s = cutover_rehearsal::traffic::shifter_with(world, &pairs)
+        .await
+        .unwrap();
+    reset(world, &s).await.unwrap();
+    s
+}
+
+async fn warm_release_hook(world: &World) -> cutover_rehearsal::runbooks::Router {
+    let router = cutover_rehearsal::runbooks::Router::of(world).unwrap();
+    // Built on first use; an empty context is refused once it runs.
+    let e = router.invoke("release-hook", json!({})).await.unwrap_err();
+    assert!(e.to_string().contains("InvalidInput"), "{e}");
+    router.reset().await.unwrap();
+    router
+}
+
+async fn history_actions(s: &Shifter, o: &Outcome) -> Vec<String> {
+    s.history(&o.deployment.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}: {}", e.action, e.detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn hooks_that_succeed_let_the_release_through_at_each_phase() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let router = warm_release_hook(&world).await;
+    let url = endpoint(Some(200)).await;
+    let s = hooked(
+        &world,
+        &[
+            ("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook"),
+            ("CUTOVER_PRE_PROMOTE_HOOK", "release-hook"),
+            ("CUTOVER_POST_TRAFFIC_HOOK", "release-hook"),
+        ],
+        json!({"url": url, "requests": 3, "maxLatencyMs": 1000}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-1h"})).await;
+    assert_eq!(o.action, "started; stepped", "{}", o.summary);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    let p = run(&s, json!({"command": "promote"})).await;
+    assert_eq!(p.action, "promote-requested; succeeded", "{}", p.summary);
+    assert_eq!(status(&p), Status::Succeeded);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    let h = history_actions(&s, &o).await;
+    let hooks: Vec<&String> = h.iter().filter(|e| e.starts_with("hook-")).collect();
+    assert_eq!(hooks.len(), 3, "{h:#?}");
+    for (event, phase) in hooks
+        .iter()
+        .zip(["pre-traffic", "pre-promote", "post-traffic"])
+    {
+        assert!(
+            event.starts_with(&format!(
+                "hook-succeeded: the {phase} hook release-hook answered SUCCEEDED"
+            )),
+            "{event}"
+        );
+        assert!(event.contains("3 requests per region, all 2xx"), "{event}");
+    }
+    let stages: Vec<String> = router
+        .invocations()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|i| i["function"] == "release-hook")
+        .map(|i| i["payload"]["lifecycleStage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["PRE_TRAFFIC", "PRE_PROMOTE", "POST_TRAFFIC"]);
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_in_progress_hook_is_asked_again_after_its_delay_then_the_release_proceeds() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let router = warm_release_hook(&world).await;
+    // Nothing listens yet: the new colour is not answering, so the hook says IN_PROGRESS.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 2, "callBackDelay": 2, "attempts": 5}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; hook-in-progress", "{}", o.summary);
+    assert!(o.summary.contains("asked again in 2 s"), "{}", o.summary);
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(
+        t.action, "hook-waiting",
+        "not asked again before the delay: {}",
+        t.summary
+    );
+    assert_eq!(
+        green_weights(&world, &s).await.unwrap(),
+        all(0),
+        "no traffic before the hook passes"
+    );
+    endpoint_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+        Some(200),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "stepped", "{}", t.summary);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    let calls: Vec<Value> = router
+        .invocations()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i["function"] == "release-hook")
+        .collect();
+    assert_eq!(calls.len(), 2, "invoked twice, not once per tick");
+    assert_eq!(calls[1]["payload"]["invocation"], 2);
+    assert_eq!(
+        calls[1]["payload"]["hookDetails"]["attempt"], 1,
+        "its hookDetails came back"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_hook_rolls_back_from_100_and_says_why() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    warm_release_hook(&world).await;
+    let url = endpoint(Some(503)).await;
+    let s = hooked(
+        &world,
+        &[("CUTOVER_POST_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 2}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    assert_eq!(status(&o), Status::RolledBack);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.starts_with("the post-traffic hook release-hook answered FAILED: POST_TRAFFIC:")
+            && reason.contains("answered HTTP 503"),
+        "{reason}"
+    );
+    assert_eq!(
+        green_weights(&world, &s).await.unwrap(),
+        all(0),
+        "back to blue everywhere"
+    );
+    let h = history_actions(&s, &o).await;
+    assert!(
+        h.iter().any(|e| e.starts_with("stepped:")),
+        "it did reach 100 %: {h:#?}"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hook_that_errors_times_out_or_waits_too_long_counts_as_failed() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    warm_release_hook(&world).await;
+    // A function error: the hook's context without settings is refused by release-hook.
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("the pre-traffic hook release-hook failed (")
+            && reason.contains("hookDetails has no url"),
+        "{reason}"
+    );
+    // No answer within the bound: an endpoint that accepts and never answers.
+    let url = endpoint(None).await;
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 1, "maxLatencyMs": 1000}),
+        &[("CUTOVER_HOOK_TIMEOUT", "1s")],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("gave no answer within 1 s (CUTOVER_HOOK_TIMEOUT)"),
+        "{reason}"
+    );
+    // IN_PROGRESS for longer than CUTOVER_HOOK_MAX_WAIT.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": format!("http://127.0.0.1:{port}/"), "requests": 1, "callBackDelay": 1, "attempts": 100}),
+        &[("CUTOVER_HOOK_MAX_WAIT", "1s")],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; hook-in-progress", "{}", o.summary);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "rolled-back", "{}", t.summary);
+    let reason = t.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("still answered IN_PROGRESS after 2 s"),
+        "{reason}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}

@@ -53,6 +53,8 @@ export interface RegionalTargets {
   ecsClusterName: pulumi.Input<string>;
   /** The roles the colours' task definitions name (the shifter passes them in UpdateService). */
   taskRoleArns: pulumi.Input<string>[];
+  /** Both colours' Application Auto Scaling targets (the shifter moves their floors). */
+  scalingTargetArns: pulumi.Input<string>[];
 }
 
 /**
@@ -312,6 +314,7 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
         serviceArns: a.regions.flatMap((r) => (["blue", "green"] as Color[]).map((c) =>
           ecsServiceArn(r.region, a.accountId, r.ecsClusterName, serviceName(c, a.suffix, r.region)))),
         taskRoleArns: a.regions.flatMap((r) => r.taskRoleArns),
+        scalingTargetArns: a.regions.flatMap((r) => r.scalingTargetArns),
       }, hookArns(a.releaseHooks))),
     failover: functionPolicy(access("failover", [a.opsTopicArn]), [...failoverCalls({
       globalClusterArn: a.globalClusterArn,

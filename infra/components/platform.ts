@@ -207,6 +207,7 @@ export class Platform extends pulumi.ComponentResource {
         auroraKeyArn: database.regions[j].kmsKeyArn,
         ecsClusterName: apps[j].clusterName,
         taskRoleArns: apps[j].taskRoleArns,
+        scalingTargetArns: apps[j].scalingTargetArns,
       })),
       subnetIds: networks[i].functionSubnetIds,
       securityGroupId: networks[i].functionSecurityGroupId,

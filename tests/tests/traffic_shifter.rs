@@ -1121,7 +1121,7 @@ async fn a_failed_hook_rolls_back_from_100_and_says_why() {
     )
     .await;
     let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
-    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
     assert_eq!(status(&o), Status::RolledBack);
     let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
     assert!(
@@ -1156,10 +1156,13 @@ async fn a_hook_that_errors_times_out_or_waits_too_long_counts_as_failed() {
     )
     .await;
     let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
-    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
     let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    // Lambda answers a function error with 200 + X-Amz-Function-Error ("failed (Unhandled): …");
+    // cargo lambda watch with HTTP 500, which the SDK sees as an Invoke failure ("could not be
+    // invoked: …"). Either way the function's own message is the reason, and it rolls back.
     assert!(
-        reason.contains("the pre-traffic hook release-hook failed (")
+        reason.starts_with("the pre-traffic hook release-hook ")
             && reason.contains("hookDetails has no url"),
         "{reason}"
     );
@@ -1173,7 +1176,7 @@ async fn a_hook_that_errors_times_out_or_waits_too_long_counts_as_failed() {
     )
     .await;
     let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
-    assert_eq!(o.action, "rolled-back", "{}", o.summary);
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
     let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
     assert!(
         reason.contains("gave no answer within 1 s (CUTOVER_HOOK_TIMEOUT)"),
@@ -1203,5 +1206,169 @@ async fn a_hook_that_errors_times_out_or_waits_too_long_counts_as_failed() {
         "{reason}"
     );
     assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_release_names_the_image_for_the_idle_colour_only() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let aws = world.aws().await.unwrap();
+    let image = "public.ecr.aws/nginx/nginx:release-3";
+    let running = |region: &str| {
+        let client = aws_sdk_ecs::Client::new(&aws.regional(&region.parse().unwrap()));
+        let e = s.config.alb(region).unwrap().ecs.clone().unwrap();
+        async move {
+            let mut out = Vec::new();
+            for service in [&e.blue_service, &e.green_service] {
+                let (_, td) = traffic_shifter::ecs::describe(&client, &e.cluster, service)
+                    .await
+                    .unwrap();
+                let d = client
+                    .describe_task_definition()
+                    .task_definition(&td)
+                    .send()
+                    .await
+                    .unwrap();
+                let image = d.task_definition().unwrap().container_definitions()[0]
+                    .image()
+                    .unwrap()
+                    .to_string();
+                out.push((td, image));
+            }
+            out
+        }
+    };
+    let before = running("eu-west-1").await;
+    // A container the task definitions do not have: refused before anything is recorded or scaled.
+    let other =
+        cutover_rehearsal::traffic::shifter_with(&world, &[("CUTOVER_APP_CONTAINER", "web")])
+            .await
+            .unwrap();
+    let e = handle(
+        &other,
+        json!({"command": "start", "plan": "all-at-once", "image": image}),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ShiftError::InvalidInput(_)), "{e}");
+    assert!(e.to_string().contains("no container \"web\""), "{e}");
+    assert!(s.load().await.unwrap().is_none(), "nothing recorded");
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(BLUE_TASKS, 0));
+
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "all-at-once", "image": image}),
+    )
+    .await;
+    assert_eq!(status(&o), Status::Succeeded, "{}", o.summary);
+    let d = o.deployment.unwrap();
+    assert_eq!(d.image.as_deref(), Some(image));
+    assert_eq!(d.release.len(), 3, "a revision per region: {:?}", d.release);
+    let after = running("eu-west-1").await;
+    assert_eq!(after[0], before[0], "the live colour runs what it ran");
+    assert_eq!(
+        after[1].0, d.release["eu-west-1"],
+        "green runs the release's revision"
+    );
+    assert_eq!(after[1].1, image);
+    assert_eq!(
+        traffic_shifter::ecs::family(&after[1].0),
+        traffic_shifter::ecs::family(&before[1].0),
+        "in green's own family"
+    );
+    assert_ne!(after[1].0, before[1].0);
+    reset(&world, &s).await.unwrap();
+}
+
+/// Each colour's autoscaling floor (min capacity) per region: (blue, green).
+async fn floors(world: &World, s: &Shifter) -> BTreeMap<String, (i32, i32)> {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let aws = world.aws().await.unwrap();
+    let mut out = BTreeMap::new();
+    for a in &s.config.albs {
+        let e = a.ecs.clone().unwrap();
+        let client =
+            aws_sdk_applicationautoscaling::Client::new(&aws.regional(&a.region.parse().unwrap()));
+        let mut min = Vec::new();
+        for service in [&e.blue_service, &e.green_service] {
+            let t = client
+                .describe_scalable_targets()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_ids(traffic_shifter::ecs::scaling_resource_id(
+                    &e.cluster, service,
+                ))
+                .send()
+                .await
+                .unwrap();
+            min.push(
+                t.scalable_targets()
+                    .first()
+                    .map_or(-1, |t| t.min_capacity()),
+            );
+        }
+        out.insert(a.region.clone(), (min[0], min[1]));
+    }
+    out
+}
+
+/// The colours' scalable targets as infra/ creates them (blue's floor its count, green's 0), or gone.
+async fn scalable_targets(world: &World, s: &Shifter, present: bool) {
+    use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+    let aws = world.aws().await.unwrap();
+    for a in &s.config.albs {
+        let e = a.ecs.clone().unwrap();
+        let client =
+            aws_sdk_applicationautoscaling::Client::new(&aws.regional(&a.region.parse().unwrap()));
+        for (service, min) in [(&e.blue_service, BLUE_TASKS), (&e.green_service, 0)] {
+            let id = traffic_shifter::ecs::scaling_resource_id(&e.cluster, service);
+            if present {
+                client
+                    .register_scalable_target()
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .resource_id(id)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .min_capacity(min)
+                    .max_capacity(6)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                let _ = client
+                    .deregister_scalable_target()
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .resource_id(id)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_autoscaling_floor_moves_with_the_colours_count() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    scalable_targets(&world, &s, true).await;
+    let per_region = |b: i32, g: i32| -> BTreeMap<String, (i32, i32)> { colours(b, g) };
+    assert_eq!(floors(&world, &s).await, per_region(BLUE_TASKS, 0));
+    let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(status(&o), Status::Succeeded, "{}", o.summary);
+    assert_eq!(
+        floors(&world, &s).await,
+        per_region(BLUE_TASKS, BLUE_TASKS),
+        "green's floor rises with its count: autoscaling must not scale the release back in"
+    );
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "retired", "{}", t.summary);
+    assert_eq!(
+        floors(&world, &s).await,
+        per_region(0, BLUE_TASKS),
+        "the retired colour's floor is 0: autoscaling must not scale it back up"
+    );
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(0, BLUE_TASKS));
+    scalable_targets(&world, &s, false).await;
     reset(&world, &s).await.unwrap();
 }

@@ -10,6 +10,7 @@
 //! | `CUTOVER_LATENCY_GATE_MS` | the new group's p99 TargetResponseTime limit (default 200, the application's target; `off` = no gate) |
 //! | `CUTOVER_ERROR_RATE_GATE_PCT` | the new group's 5XX share of its requests (default 5; `off` = no gate) |
 //! | `CUTOVER_ECS_CLUSTERS` | `region=cluster,…`; with `CUTOVER_BLUE_SERVICES` / `CUTOVER_GREEN_SERVICES` (`region=service,…`) the shifter scales the colours; unset = weights only |
+//! | `CUTOVER_APP_CONTAINER` | the container whose image a `start` with `image` replaces (default `app`) |
 //! | `CUTOVER_SCALE_DOWN_BAKE` | how long the side without traffic keeps its tasks after a deployment ends (default `10m`) |
 //! | `CUTOVER_PRE_TRAFFIC_HOOK` / `CUTOVER_POST_TRAFFIC_HOOK` / `CUTOVER_PRE_PROMOTE_HOOK` | a Lambda (name or ARN) that approves the release at that point (ECS hook contract, [`crate::lifecycle`]); unset = no hook |
 //! | `CUTOVER_HOOK_DETAILS` | a JSON object passed to every hook as `hookDetails` (e.g. the smoke check's URL) |
@@ -46,6 +47,8 @@ pub struct ShifterConfig {
     /// How long the side without traffic keeps its tasks after a deployment ends.
     pub scale_down_bake_secs: u64,
     pub hooks: HookSettings,
+    /// The container whose image a release replaces.
+    pub app_container: String,
 }
 
 fn duration(vars: &Vars, var: &str, default: u64) -> Result<u64, ConfigError> {
@@ -263,6 +266,9 @@ impl ShifterConfig {
             },
             scale_down_bake_secs,
             hooks,
+            app_container: vars
+                .optional("CUTOVER_APP_CONTAINER")
+                .unwrap_or_else(|| "app".into()),
         })
     }
 

@@ -96,6 +96,12 @@ pub struct Deployment {
     /// An operator asked to promote; the pre-promote hook decides.
     #[serde(default)]
     pub promote_requested: bool,
+    /// The image the release named for the new side (`start` with `image`), if any.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The task definition revision registered for the new side, per region.
+    #[serde(default)]
+    pub release: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -312,6 +318,7 @@ impl Deployment {
             .join(", ");
         let hook = self
             .pending_hook()
+            .filter(|_| self.status.is_active())
             .map(|p| format!("; waiting on the {} hook", p.name()))
             .unwrap_or_default();
         format!(
@@ -362,6 +369,8 @@ mod tests {
             hooks: vec![],
             hook_wait: None,
             promote_requested: false,
+            image: None,
+            release: BTreeMap::new(),
         }
     }
 

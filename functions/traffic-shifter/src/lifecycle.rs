@@ -120,10 +120,12 @@ pub fn parse_answer(answer: &Value) -> Result<HookAnswer, String> {
         None | Some(Value::Null) => DEFAULT_CALLBACK_DELAY_SECS,
         Some(v) => match v.as_u64() {
             Some(n) if n <= MAX_CALLBACK_DELAY_SECS => n,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "callBackDelay must be whole seconds from 0 to {MAX_CALLBACK_DELAY_SECS}, not {}",
                 short(v)
-            )),
+            ))
+            }
         },
     };
     let details = match map.get("hookDetails") {

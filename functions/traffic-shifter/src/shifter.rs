@@ -43,6 +43,7 @@ pub struct Shifter {
     elb: BTreeMap<String, aws_sdk_elasticloadbalancingv2::Client>,
     cw: BTreeMap<String, aws_sdk_cloudwatch::Client>,
     ecs: BTreeMap<String, aws_sdk_ecs::Client>,
+    scaling: BTreeMap<String, aws_sdk_applicationautoscaling::Client>,
     notifier: Option<Notifier>,
     /// The Lambda client of each configured lifecycle hook (its ARN's region, or the primary's).
     hook_clients: BTreeMap<HookPhase, aws_sdk_lambda::Client>,
@@ -65,6 +66,8 @@ pub struct StartSpec {
     pub scope: Scope,
     pub region_bake_secs: u64,
     pub on_gate_failure: OnGateFailure,
+    /// The image for the new side (a new revision of its own family); `None` = its family's latest.
+    pub image: Option<String>,
 }
 
 /// What a command did.
@@ -120,7 +123,12 @@ impl Shifter {
         let mut elb = BTreeMap::new();
         let mut cw = BTreeMap::new();
         let mut ecs = BTreeMap::new();
+        let mut scaling = BTreeMap::new();
         for region in &config.core.regions {
+            scaling.insert(
+                region.as_str().to_string(),
+                aws_sdk_applicationautoscaling::Client::new(&aws.regional(region)),
+            );
             elb.insert(region.as_str().to_string(), aws.elbv2(region));
             cw.insert(region.as_str().to_string(), aws.cloudwatch(region));
             ecs.insert(
@@ -153,6 +161,7 @@ impl Shifter {
             elb,
             cw,
             ecs,
+            scaling,
             notifier,
             #[cfg(any(test, feature = "test-hooks"))]
             hooks: Default::default(),
@@ -167,6 +176,21 @@ impl Shifter {
     ) -> Result<Option<(aws_sdk_ecs::Client, ecs::RegionEcs)>, ShiftError> {
         let alb = self.alb(region, swapped)?;
         Ok(alb.ecs.map(|e| (self.ecs[region].clone(), e)))
+    }
+
+    /// Moves a colour's autoscaling floor with its count (a service without a
+    /// scalable target has none to move).
+    async fn floor(
+        &self,
+        region: &str,
+        e: &ecs::RegionEcs,
+        service: &str,
+        min: i32,
+    ) -> Result<(), ShiftError> {
+        if let Some(client) = self.scaling.get(region) {
+            ecs::set_floor(client, &e.cluster, service, min).await?;
+        }
+        Ok(())
     }
 
     fn scales(&self) -> bool {
@@ -424,6 +448,11 @@ impl Shifter {
                 }));
             }
         }
+        if spec.image.is_some() && !self.scales() {
+            return Err(ShiftError::InvalidInput(
+                "start with an image needs the colours' ECS services (CUTOVER_ECS_CLUSTERS, CUTOVER_BLUE_SERVICES, CUTOVER_GREEN_SERVICES)".into(),
+            ));
+        }
         let waves = spec.scope.waves(&self.config.region_names());
         // Every listener of the scope must be a clean forward with one group live
         // (100/0 or 0/100), the same group everywhere: the new version goes to the other.
@@ -472,6 +501,25 @@ impl Shifter {
                 scale.insert(region.clone(), live.desired.max(1));
             }
         }
+        // The release: a new revision of the new side's own family with the image, in every
+        // region, before the claim (a bad container name changes nothing). Of two concurrent
+        // starts, the loser's revision stays unused: the winner deploys its exact ARNs.
+        let mut release = BTreeMap::new();
+        if let Some(image) = &spec.image {
+            for region in scale.keys() {
+                if let Some((client, e)) = self.ecs(region, swapped)? {
+                    let arn = ecs::register_release(
+                        &client,
+                        &e.cluster,
+                        &e.green_service,
+                        &self.config.app_container,
+                        image,
+                    )
+                    .await?;
+                    release.insert(region.clone(), arn);
+                }
+            }
+        }
         let now = now_ms();
         let mut d = Deployment {
             id: format!(
@@ -503,16 +551,25 @@ impl Shifter {
             hooks: self.config.hooks.functions.keys().copied().collect(),
             hook_wait: None,
             promote_requested: false,
+            image: spec.image,
+            release,
         };
         d.remember(request_id);
         // Claim first: of two concurrent starts, the loser stops here, before any listener changes.
         let version = self
             .record(&d, current.map(|c| c.version), "started", d.describe())
             .await?;
-        // The release: the new side moves to its family's latest revision and scales up.
+        // The new side moves to the release's revision (or its family's latest) and scales up;
+        // its autoscaling floor moves with it, or autoscaling would scale it back in.
         for (region, count) in &d.scale {
             if let Some((client, e)) = self.ecs(region, swapped)? {
-                ecs::scale(&client, &e.cluster, &e.green_service, *count, true).await?;
+                self.floor(region, &e, &e.green_service, *count).await?;
+                match d.release.get(region) {
+                    Some(arn) => {
+                        ecs::deploy(&client, &e.cluster, &e.green_service, *count, arn).await?
+                    }
+                    None => ecs::scale(&client, &e.cluster, &e.green_service, *count, true).await?,
+                }
             }
         }
         let mut out = self
@@ -638,6 +695,8 @@ impl Shifter {
                 } else {
                     &e.blue_service
                 };
+                // The floor first: autoscaling would put a floor of N tasks back.
+                self.floor(&region, &e, service, 0).await?;
                 ecs::scale(&client, &e.cluster, service, 0, false).await?;
             }
         }

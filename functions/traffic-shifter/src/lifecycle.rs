@@ -138,11 +138,10 @@ pub fn parse_answer(answer: &Value) -> Result<HookAnswer, String> {
             ))
         }
     };
-    let reason = map.get("reason").and_then(Value::as_str).map(|r| {
-        let mut r = r.to_string();
-        r.truncate(r.floor_char_boundary(500));
-        r
-    });
+    let reason = map
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(|r| clip(r, 500));
     Ok(HookAnswer {
         status,
         callback_delay_secs,
@@ -152,11 +151,14 @@ pub fn parse_answer(answer: &Value) -> Result<HookAnswer, String> {
 }
 
 fn short(v: &Value) -> String {
-    let text = v.to_string();
-    if text.len() > 200 {
-        format!("{}…", &text[..text.floor_char_boundary(200)])
-    } else {
-        text
+    clip(&v.to_string(), 200)
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -236,14 +238,13 @@ pub async fn invoke(
         .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
         .unwrap_or_default();
     if let Some(kind) = out.function_error() {
-        let mut body = body;
-        body.truncate(body.floor_char_boundary(300));
-        return Err(format!("failed ({kind}): {body}"));
+        return Err(format!("failed ({kind}): {}", clip(&body, 300)));
     }
     serde_json::from_str(&body).map_err(|e| {
-        let mut body = body.clone();
-        body.truncate(body.floor_char_boundary(200));
-        format!("answered something that is not JSON ({e}): {body:?}")
+        format!(
+            "answered something that is not JSON ({e}): {:?}",
+            clip(&body, 200)
+        )
     })
 }
 

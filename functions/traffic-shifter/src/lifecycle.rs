@@ -332,6 +332,12 @@ mod tests {
     }
 
     #[test]
+    fn long_text_is_clipped_on_characters() {
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("héllo", 5), "héllo");
+    }
+
+    #[test]
     fn function_names_and_arns() {
         assert_eq!(check_function("release-hook"), Ok(None));
         assert_eq!(

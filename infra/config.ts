@@ -51,7 +51,23 @@ export interface Settings {
   validationSchemas: string;
   oracleInstantClientLayerArn?: string;
   lambdaZipDir: string;
+  /**
+   * traffic-shifter's lifecycle hooks (the ECS hook contract): a Lambda function ARN per
+   * phase; none by default. The shifter may invoke exactly these.
+   */
+  releaseHooks: ReleaseHooks;
+  /** Passed to every hook as `hookDetails` (e.g. release-hook's `{"url": …}`); none by default. */
+  releaseHookDetails?: Record<string, unknown>;
 }
+
+/** A release's approval points: before the first traffic step, after 100 %, before an operator's promote. */
+export interface ReleaseHooks {
+  preTraffic?: string;
+  postTraffic?: string;
+  prePromote?: string;
+}
+
+export const RELEASE_HOOK_PHASES = ["preTraffic", "postTraffic", "prePromote"] as const;
 
 /** What index.ts hands in: pulumi.Config's getters, so this file stays pure and testable. */
 export interface ConfigSource {
@@ -138,7 +154,21 @@ export function readSettings(c: ConfigSource): Settings {
       fail("desiredCount/greenDesiredCount/maxCount", [desiredCount, greenDesiredCount, maxCount], "1 <= desiredCount, greenDesiredCount <= maxCount, whole numbers");
     }
   }
+  const releaseHooks = c.getObject<Record<string, string>>("releaseHooks") ?? {};
+  for (const [phase, arn] of Object.entries(releaseHooks)) {
+    if (!(RELEASE_HOOK_PHASES as readonly string[]).includes(phase)) fail("releaseHooks", releaseHooks, `phases among ${RELEASE_HOOK_PHASES.join(", ")}`);
+    const m = /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$/.exec(String(arn));
+    if (m === null || !allowedRegions.includes(m[1])) {
+      fail("releaseHooks", releaseHooks, `a Lambda function ARN per phase, in a region of allowedRegions (${allowedRegions.join(", ")})`);
+    }
+  }
+  const releaseHookDetails = c.getObject<Record<string, unknown>>("releaseHookDetails");
+  if (releaseHookDetails !== undefined && (typeof releaseHookDetails !== "object" || releaseHookDetails === null || Array.isArray(releaseHookDetails))) {
+    fail("releaseHookDetails", releaseHookDetails, "a JSON object, passed to every hook as hookDetails");
+  }
   return {
+    releaseHooks: releaseHooks as ReleaseHooks,
+    releaseHookDetails,
     suffix,
     primaryRegion,
     secondaryRegions,

@@ -36,7 +36,7 @@ order_for() {
     # Every start needs 100 % blue; "reset" puts the listeners back between the ones that end green.
     traffic-shifter) echo "reset status start-canary tick scheduled-tick pause resume alarm-ok-eventbridge \
       alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote reconcile \
-      reset start-all-at-once reset" ;;
+      reset start-with-image reset start-all-at-once reset" ;;
     # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
     # meet the cooldown. reconcile / replay-dry-run after it answer that a switchover lost
     # nothing (no script to replay). The world is rebuilt afterwards, since its primary has moved.

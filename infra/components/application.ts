@@ -67,6 +67,26 @@ export function serviceOptions(base: pulumi.CustomResourceOptions): pulumi.Custo
   return { ...base, ignoreChanges: ["desiredCount", "taskDefinition"] };
 }
 
+/**
+ * A colour's task definition options. A release names its image in the shifter's `start`
+ * (a new revision of the idle colour's family, registered by the shifter), so `containerImage`
+ * is only each family's first image: a changed image in config must not register revisions
+ * that a later release would pick up, and a replaced definition must not deregister the
+ * revision the live colour runs (`skipDestroy` on the resource).
+ */
+export function taskDefinitionOptions(base: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
+  return { ...base, ignoreChanges: ["containerDefinitions"] };
+}
+
+/**
+ * A colour's scalable target options. The traffic-shifter owns the floor (min capacity): the
+ * idle colour's rises with its count for a release and returns to 0 when it retires; `pulumi up`
+ * must not put it back, or autoscaling scales a retired colour up again (or a live one in).
+ */
+export function scalingTargetOptions(base: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
+  return { ...base, ignoreChanges: ["minCapacity"] };
+}
+
 /** The initial split: everything to blue. */
 export function initialForward(blueArn: pulumi.Input<string>, greenArn: pulumi.Input<string>) {
   return [{
@@ -96,6 +116,8 @@ export class Application extends pulumi.ComponentResource {
   readonly clusterName: pulumi.Output<string>;
   /** The roles a colour's task definition names (execution, application): UpdateService passes them. */
   readonly taskRoleArns: pulumi.Output<string>[];
+  /** Both colours' Application Auto Scaling targets: the shifter moves their floors. */
+  readonly scalingTargetArns: pulumi.Output<string>[] = [];
 
   constructor(id: string, args: ApplicationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("cutover:application:Application", id, {}, opts);
@@ -123,8 +145,8 @@ export class Application extends pulumi.ComponentResource {
     // The application's own role (not the agent's): it reads where its writes go.
     const taskRole = new aws.iam.Role(n("role-task-app"), { assumeRolePolicy: assumedBy("ecs-tasks.amazonaws.com") }, o);
     new aws.iam.RolePolicy(n("policy-task-app"), { role: taskRole.id, policy: policyJson(applicationTaskPolicy(args.readsParameterArns)) }, o);
-    // A colour is a task definition: one family per colour. A release registers a revision of
-    // the idle colour's family; the traffic-shifter's `start` moves that colour's service to it.
+    // A colour is a task definition: one family per colour. A release (`start` with `image`)
+    // registers a revision of the idle colour's family and moves that colour's service to it.
     const taskDefinition = (color: Color) => new aws.ecs.TaskDefinition(n(`task-app-${color}`), {
       family: taskFamily(color, args.suffix, args.region),
       cpu: "256",
@@ -144,7 +166,8 @@ export class Application extends pulumi.ComponentResource {
           options: { "awslogs-group": group, "awslogs-region": args.region, "awslogs-stream-prefix": `app-${color}` },
         },
       }])),
-    }, o);
+      skipDestroy: true,
+    }, taskDefinitionOptions(o));
 
     const alb = new aws.lb.LoadBalancer(n("alb"), {
       name: name("alb", args.suffix, shortRegion(args.region)),
@@ -210,7 +233,8 @@ export class Application extends pulumi.ComponentResource {
         resourceId: pulumi.interpolate`service/${cluster.name}/${service.name}`,
         minCapacity: desired[color],
         maxCapacity: args.maxCount,
-      }, o);
+      }, scalingTargetOptions(o));
+      this.scalingTargetArns.push(target.arn);
       const scaling: [string, string, number][] = [
         ["cpu", "ECSServiceAverageCPUUtilization", 60],
         ["memory", "ECSServiceAverageMemoryUtilization", 70],

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-import { name } from "../config";
+import { name, ReleaseHooks } from "../config";
 import { Color, serviceName } from "./application";
 import {
   alarmArn, assumedBy, cutoverCalls, failoverCalls, FunctionAccess, functionPolicy, ITEM_FAMILIES, ItemGrant, logsPolicy,
@@ -53,6 +53,8 @@ export interface RegionalTargets {
   ecsClusterName: pulumi.Input<string>;
   /** The roles the colours' task definitions name (the shifter passes them in UpdateService). */
   taskRoleArns: pulumi.Input<string>[];
+  /** Both colours' Application Auto Scaling targets (the shifter moves their floors). */
+  scalingTargetArns: pulumi.Input<string>[];
 }
 
 /**
@@ -112,6 +114,25 @@ export interface FunctionsArgs {
   failoverReservedConcurrency?: number;
   alarms: WatchedAlarms;
   metricsNamespace: string;
+  /** traffic-shifter's lifecycle hooks (function ARNs per phase); the only functions it may invoke. */
+  releaseHooks?: ReleaseHooks;
+  /** `hookDetails` for every hook (CUTOVER_HOOK_DETAILS). */
+  releaseHookDetails?: Record<string, unknown>;
+}
+
+/** The shifter's settings for the configured hooks: one variable per phase, and the details. */
+export function hookEnvironment(hooks: ReleaseHooks = {}, details?: Record<string, unknown>): Record<string, string> {
+  const vars: Record<string, string> = {};
+  if (hooks.preTraffic !== undefined) vars.CUTOVER_PRE_TRAFFIC_HOOK = hooks.preTraffic;
+  if (hooks.postTraffic !== undefined) vars.CUTOVER_POST_TRAFFIC_HOOK = hooks.postTraffic;
+  if (hooks.prePromote !== undefined) vars.CUTOVER_PRE_PROMOTE_HOOK = hooks.prePromote;
+  if (details !== undefined) vars.CUTOVER_HOOK_DETAILS = JSON.stringify(details);
+  return vars;
+}
+
+/** The hooks' function ARNs, each once. */
+export function hookArns(hooks: ReleaseHooks = {}): string[] {
+  return [...new Set([hooks.preTraffic, hooks.postTraffic, hooks.prePromote].filter((a): a is string => a !== undefined))];
 }
 
 /** `region=value,region=value`, in the regions' order: how the crates read per-region ARNs. */
@@ -165,6 +186,7 @@ export function environment(fn: FunctionName, a: FunctionsArgs): Record<string, 
         CUTOVER_BLUE_SERVICES: byRegion(a.regions, region, (r) => serviceName("blue", a.suffix, r.region)),
         CUTOVER_GREEN_SERVICES: byRegion(a.regions, region, (r) => serviceName("green", a.suffix, r.region)),
         CUTOVER_SCALE_DOWN_BAKE: SCALE_DOWN_BAKE,
+        ...hookEnvironment(a.releaseHooks, a.releaseHookDetails),
       };
     case "failover":
       return {
@@ -292,7 +314,8 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
         serviceArns: a.regions.flatMap((r) => (["blue", "green"] as Color[]).map((c) =>
           ecsServiceArn(r.region, a.accountId, r.ecsClusterName, serviceName(c, a.suffix, r.region)))),
         taskRoleArns: a.regions.flatMap((r) => r.taskRoleArns),
-      })),
+        scalingTargetArns: a.regions.flatMap((r) => r.scalingTargetArns),
+      }, hookArns(a.releaseHooks))),
     failover: functionPolicy(access("failover", [a.opsTopicArn]), [...failoverCalls({
       globalClusterArn: a.globalClusterArn,
       clusterArns: a.regions.map((r) => r.clusterArn),

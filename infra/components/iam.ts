@@ -32,6 +32,9 @@ export const RESOURCE_WILDCARD_ALLOWED: Readonly<Record<string, string>> = {
   "cloudwatch:PutMetricData": "no resource-level permissions; limited by the cloudwatch:namespace condition",
   "cloudwatch:GetMetricStatistics": "read-only; no resource-level permissions",
   "elasticloadbalancing:DescribeListeners": "ELB Describe* calls take no resource-level permissions",
+  "application-autoscaling:DescribeScalableTargets": "read-only; no resource-level permissions (RegisterScalableTarget is scoped to the colours' targets)",
+  "ecs:DescribeTaskDefinition": "read-only; no resource-level permissions (the shifter reads the idle colour's family to copy it for a release)",
+  "ecs:RegisterTaskDefinition": "no resource-level permissions; what a registered revision may run is bounded by iam:PassRole on the colours' task roles",
   "elasticloadbalancing:DescribeTargetHealth": "ELB Describe* calls take no resource-level permissions",
   "rds:DescribeGlobalClusters": "read-only; resource scoping is not reliably honoured for DescribeGlobalClusters",
   ...Object.fromEntries(ENI_ACTIONS.map((a) => [a, "a VPC function's network interfaces, created by Lambda with the function's role; AWS's own policy grants them on \"*\""])),
@@ -144,13 +147,19 @@ export function functionPolicy(a: FunctionAccess, extra: Statement[] = []): Poli
 export interface ColourServices {
   serviceArns: pulumi.Input<string>[];
   taskRoleArns: pulumi.Input<string>[];
+  /** Both colours' scalable targets in every region. */
+  scalingTargetArns: pulumi.Input<string>[];
 }
 
-export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[], ecs: ColourServices): Statement[] {
+export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watchedAlarmArns: pulumi.Input<string>[], ecs: ColourServices, hookArns: string[] = []): Statement[] {
   return [
+    // The configured lifecycle hooks, and no other function.
+    ...(hookArns.length > 0 ? [{ Sid: "InvokeReleaseHooks", Effect: "Allow" as const, Action: ["lambda:InvokeFunction"], Resource: hookArns }] : []),
     // start: read the live colour's count and the idle one's task definition; scale and move it to its family's latest revision.
     { Sid: "ReadTheColours", Effect: "Allow", Action: ["ecs:DescribeServices"], Resource: ecs.serviceArns },
     { Sid: "ScaleTheColours", Effect: "Allow", Action: ["ecs:UpdateService"], Resource: ecs.serviceArns },
+    // `start` with an image: a new revision of the idle colour's family, copied from its latest.
+    { Sid: "RegisterTheRelease", Effect: "Allow", Action: ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], Resource: ["*"] },
     // UpdateService with a new task definition revision passes the roles it names, to ECS tasks only.
     {
       Sid: "PassTheTaskRoles",
@@ -159,6 +168,9 @@ export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watche
       Resource: ecs.taskRoleArns,
       Condition: { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } },
     },
+    // The autoscaling floor moves with a colour's count (up for a release, to 0 when it retires).
+    { Sid: "ReadTheFloors", Effect: "Allow", Action: ["application-autoscaling:DescribeScalableTargets"], Resource: ["*"] },
+    { Sid: "MoveTheFloors", Effect: "Allow", Action: ["application-autoscaling:RegisterScalableTarget"], Resource: ecs.scalingTargetArns },
     { Sid: "ShiftWeights", Effect: "Allow", Action: ["elasticloadbalancing:ModifyListener"], Resource: listenerArns },
     {
       Sid: "ReadListenersAndHealth",

@@ -207,6 +207,7 @@ export class Platform extends pulumi.ComponentResource {
         auroraKeyArn: database.regions[j].kmsKeyArn,
         ecsClusterName: apps[j].clusterName,
         taskRoleArns: apps[j].taskRoleArns,
+        scalingTargetArns: apps[j].scalingTargetArns,
       })),
       subnetIds: networks[i].functionSubnetIds,
       securityGroupId: networks[i].functionSecurityGroupId,
@@ -225,6 +226,8 @@ export class Platform extends pulumi.ComponentResource {
       validationSchemas: s.validationSchemas,
       oracleLayerArn: s.oracleInstantClientLayerArn,
       failoverReservedConcurrency: s.failoverReservedConcurrency,
+      releaseHooks: s.releaseHooks,
+      releaseHookDetails: s.releaseHookDetails,
       alarms,
       metricsNamespace: METRICS_NAMESPACE,
     }, child));

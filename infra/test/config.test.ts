@@ -37,6 +37,7 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.auroraMaxAcu, 4);
   assert.equal(s.desiredCount, 2);
   assert.equal(s.greenDesiredCount, 2, "green as large as blue unless told");
+  assert.deepEqual([s.releaseHooks, s.releaseHookDetails], [{}, undefined], "no lifecycle hooks unless configured");
   assert.equal(s.maxCount, 6);
   assert.equal(s.vpcCidrs["eu-west-1"], "10.20.0.0/16");
   assert.equal(s.validationTables, "", "blank: every table of the schemas");
@@ -99,6 +100,10 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", taskArchitecture: "arm" }, /taskArchitecture.*ARM64 or X86_64/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 0 }, /failoverReservedConcurrency.*whole number/],
     [{ environmentSuffix: "dev", failoverReservedConcurrency: 1.5 }, /failoverReservedConcurrency/],
+    [{ environmentSuffix: "dev", releaseHooks: { beforeTraffic: "arn:aws:lambda:us-east-1:123456789012:function:h" } }, /releaseHooks.*preTraffic, postTraffic, prePromote/],
+    [{ environmentSuffix: "dev", releaseHooks: { preTraffic: "release-hook" } }, /releaseHooks.*Lambda function ARN/],
+    [{ environmentSuffix: "dev", releaseHooks: { preTraffic: "arn:aws:lambda:us-west-2:123456789012:function:h" } }, /releaseHooks.*allowedRegions/],
+    [{ environmentSuffix: "dev", releaseHookDetails: ["url"] }, /releaseHookDetails.*JSON object/],
   ];
   for (const [values, expected] of cases) {
     assert.throws(() => readSettings(source(values)), expected, JSON.stringify(values));

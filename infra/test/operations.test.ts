@@ -210,13 +210,21 @@ test("function policies name this stack's table, topics, keys, parameters, liste
     `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-5xx-rate-t1`, `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-p99-latency-t1`,
     ...["blue", "green"].flatMap((c) => [`arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-5xx-rate-${c}-t1`, `arn:aws:cloudwatch:${r}:${ACCOUNT}:alarm:app-p99-latency-${c}-t1`]),
   ]));
-  // ECS: exactly the two calls crates/traffic-shifter/src/ecs.rs makes, on both colours' services of this stack.
+  // ECS: exactly the calls functions/traffic-shifter/src/ecs.rs makes: on both colours' services of this stack, and a
+  // release's revision of the idle colour's family (no resource-level permissions there; bounded by iam:PassRole below).
   const clusterOf = (r: string) => ofType("aws:ecs/cluster:Cluster", r)[0].inputs.name;
   const colours = REGIONS.flatMap((r) => ["blue", "green"].map((c) =>
     `arn:aws:ecs:${r}:${ACCOUNT}:service/${clusterOf(r)}/${ofType("aws:ecs/service:Service", r).find((x) => x.name.includes(`svc-${c}`))?.inputs.name}`));
   assert.match(colours[3], new RegExp(`^arn:aws:ecs:eu-west-1:${ACCOUNT}:service/ecs-.*/app-green-`));
   const ecsGrants = doc(shifter).filter((st) => st.Action.some((a) => a.startsWith("ecs:")));
-  assert.deepEqual(ecsGrants.map((st) => [st.Action, st.Resource]), [[["ecs:DescribeServices"], colours], [["ecs:UpdateService"], colours]]);
+  assert.deepEqual(ecsGrants.map((st) => [st.Action, st.Resource]), [[["ecs:DescribeServices"], colours], [["ecs:UpdateService"], colours],
+    [["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], ["*"]]]);
+  // The floors: read anywhere (no resource-level permissions), moved on exactly both colours' targets of this stack.
+  assert.deepEqual(grant(shifter, "application-autoscaling:DescribeScalableTargets").map((st) => st.Resource), [["*"]]);
+  const targetArns = REGIONS.flatMap((r) => ofType("aws:appautoscaling/target:Target", r).map((t) => t.name));
+  assert.equal(targetArns.length, 6);
+  assert.deepEqual(grant(shifter, "application-autoscaling:RegisterScalableTarget").map((st) => st.Resource.map((x) => String(x).replace(/.*\//, ""))),
+    [targetArns]);
   const pass = grant(shifter, "iam:PassRole");
   assert.deepEqual(pass.map((st) => [st.Resource.map((r) => String(r).replace(/.*\//, "")), st.Condition]), [[
     REGIONS.flatMap((r) => [`role-task-exec-${r}-t1`, `role-task-app-${r}-t1`]),

@@ -14,6 +14,8 @@ import { checkAlarmDelivery, checkEventDelivery } from "./delivery";
 import type { Platform } from "../components/platform";
 
 const LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:oracle-instant-client:3";
+const HOOK = "arn:aws:lambda:us-east-1:123456789012:function:release-hook";
+const APPROVAL = "arn:aws:lambda:eu-west-1:123456789012:function:approval:live";
 let platform: Platform;
 
 before(async () => {
@@ -27,6 +29,8 @@ before(async () => {
     alertEmail: "oncall@example.com",
     validationTables: "app.orders,app.order_items",
     failoverReservedConcurrency: 1,
+    releaseHooks: { preTraffic: HOOK, postTraffic: HOOK, prePromote: APPROVAL },
+    releaseHookDetails: { url: "http://{colour}.{region}.app.internal/health", requests: 20 },
     caBundleFile: "test/fixtures/rds-ca.pem",
     oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
     certificateArns: Object.fromEntries(["us-east-1", "eu-west-1", "ap-southeast-1"].map((r) => [r, `arn:aws:acm:${r}:123456789012:certificate/cert-${r}`])),
@@ -73,6 +77,26 @@ test("createDms creates the account-wide dms-vpc-role (by default) before the su
   assert.deepEqual([attached.inputs.role, attached.inputs.policyArn], ["dms-vpc-role", "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole"]);
   const deps = (options.get(one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup", "dms-subnets").name)?.dependsOn as pulumi.Resource[]).map(resourceName);
   assert.deepEqual(deps, ["dms-vpc-role-policy-t2"]);
+});
+
+test("releaseHooks: the shifter is told each phase's function and the details, and may invoke exactly those functions", () => {
+  const shifters = ofType("aws:lambda/function:Function").filter((f) => /^traffic-shifter-/.test(f.inputs.name));
+  assert.ok(shifters.length >= 1);
+  for (const f of shifters) {
+    const vars = f.inputs.environment.variables;
+    assert.deepEqual([vars.CUTOVER_PRE_TRAFFIC_HOOK, vars.CUTOVER_POST_TRAFFIC_HOOK, vars.CUTOVER_PRE_PROMOTE_HOOK], [HOOK, HOOK, APPROVAL], f.inputs.name);
+    assert.deepEqual(JSON.parse(vars.CUTOVER_HOOK_DETAILS), { url: "http://{colour}.{region}.app.internal/health", requests: 20 });
+  }
+  const policies = ofType("aws:iam/rolePolicy:RolePolicy").map((p) => ({ owner: p.name, doc: JSON.parse(String(plain(p.inputs.policy))) }));
+  const invoking = policies.flatMap(({ owner, doc }) => (doc.Statement as { Sid: string; Action: string[]; Resource: string[] }[])
+    .filter((st) => st.Action.includes("lambda:InvokeFunction")).map((st) => ({ owner, st })));
+  assert.ok(invoking.length >= 1);
+  for (const { owner, st } of invoking.filter(({ st }) => st.Sid === "InvokeReleaseHooks")) {
+    assert.match(owner, /traffic-shifter/);
+    assert.deepEqual(st.Action, ["lambda:InvokeFunction"]);
+    assert.deepEqual(st.Resource, [HOOK, APPROVAL], "each hook once, nothing else");
+  }
+  assert.equal(invoking.filter(({ st }) => st.Sid === "InvokeReleaseHooks").length, shifters.length, "one grant per shifter copy");
 });
 
 test("failoverReservedConcurrency: set on every region's failover only", () => {

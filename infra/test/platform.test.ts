@@ -208,6 +208,11 @@ test("application per region: Fargate 256/512 with logs; a blue and a green serv
     // A colour is a task definition: one family per colour.
     assert.deepEqual(ofType("aws:ecs/taskDefinition:TaskDefinition", region).map((t) => t.inputs.family),
       [`app-blue-${region}-t1`, `app-green-${region}-t1`]);
+    for (const t of ofType("aws:ecs/taskDefinition:TaskDefinition", region)) {
+      assert.deepEqual(options.get(t.name)?.ignoreChanges, ["containerDefinitions"],
+        "a release names its image in the shifter's start: a new containerImage in config registers no revision");
+      assert.equal(t.inputs.skipDestroy, true, "a replaced definition never deregisters the revision the live colour runs");
+    }
     const group = ofType("aws:cloudwatch/logGroup:LogGroup", region).find((g) => g.inputs.name === `/ecs/app-${region}-t1`);
     assert.ok(group && group.inputs.retentionInDays > 0);
     const services = ofType("aws:ecs/service:Service", region);
@@ -223,6 +228,11 @@ test("application per region: Fargate 256/512 with logs; a blue and a green serv
       assert.equal(s.inputs.forceDelete, true);
       assert.deepEqual(options.get(s.name)?.ignoreChanges, ["desiredCount", "taskDefinition"],
         "the shifter owns each colour's count and task definition: pulumi up never changes the live colour");
+    }
+    const targets = ofType("aws:appautoscaling/target:Target", region);
+    assert.deepEqual(targets.map((t) => t.inputs.minCapacity), [2, 0], "blue's floor its count, idle green's 0");
+    for (const t of targets) {
+      assert.deepEqual(options.get(t.name)?.ignoreChanges, ["minCapacity"], "the shifter moves the floors with the counts");
     }
   }
 });

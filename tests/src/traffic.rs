@@ -13,7 +13,17 @@ use traffic_shifter::{alb, ecs};
 use crate::world::{World, WorldError};
 
 pub async fn shifter(world: &World) -> Result<Shifter, WorldError> {
-    let config = ShifterConfig::from_vars(&world.vars())
+    shifter_with(world, &[]).await
+}
+
+/// The shifter with settings of its own on top of the world's (e.g. lifecycle hooks).
+pub async fn shifter_with(world: &World, extra: &[(&str, &str)]) -> Result<Shifter, WorldError> {
+    let mut pairs: Vec<(&str, &str)> = world
+        .env_pairs()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.extend_from_slice(extra);
+    let config = ShifterConfig::from_vars(&cutover_core::config::Vars::from_pairs(pairs))
         .map_err(|e| WorldError::Setup(format!("traffic-shifter settings: {e}")))?;
     Ok(Shifter::new(config, &world.aws().await?))
 }

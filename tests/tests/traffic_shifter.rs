@@ -918,3 +918,457 @@ async fn the_demo_stage_rolls_back_a_green_only_failure_and_scales_the_release()
         .any(|l| l.contains("= 4.0 %") && l.contains("= 40.0 %")));
     reset(&world, &s).await.unwrap();
 }
+
+// --- lifecycle hooks: the real release-hook Lambda, served by the world's `cargo lambda watch`
+// and invoked through its router, smoke-checking an HTTP endpoint this test serves.
+
+/// A loopback HTTP endpoint standing in for the new colour's test listener:
+/// answers `status` to every request (or accepts and never answers, `None`).
+async fn endpoint_on(listener: tokio::net::TcpListener, status: Option<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            match status {
+                Some(code) => {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(
+                                format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n")
+                                    .as_bytes(),
+                            )
+                            .await;
+                    });
+                }
+                None => held.push(s),
+            }
+        }
+    });
+}
+
+async fn endpoint(status: Option<u16>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    endpoint_on(listener, status).await;
+    format!("http://127.0.0.1:{port}/health?region={{region}}")
+}
+
+/// A shifter whose hooks are the release-hook Lambda; `phases` = (setting, function).
+async fn hooked(
+    world: &World,
+    phases: &[(&str, &str)],
+    details: Value,
+    extra: &[(&str, &str)],
+) -> Shifter {
+    let details = details.to_string();
+    let mut pairs: Vec<(&str, &str)> = phases.to_vec();
+    pairs.push(("CUTOVER_HOOK_DETAILS", details.as_str()));
+    // The first invocation builds the function under cargo lambda watch.
+    pairs.push(("CUTOVER_HOOK_TIMEOUT", "10m"));
+    pairs.extend_from_slice(extra);
+    let s = cutover_rehearsal::traffic::shifter_with(world, &pairs)
+        .await
+        .unwrap();
+    reset(world, &s).await.unwrap();
+    s
+}
+
+async fn warm_release_hook(world: &World) -> cutover_rehearsal::runbooks::Router {
+    let router = cutover_rehearsal::runbooks::Router::of(world).unwrap();
+    // Built on first use; an empty context is refused once it runs.
+    let e = router.invoke("release-hook", json!({})).await.unwrap_err();
+    assert!(e.to_string().contains("InvalidInput"), "{e}");
+    router.reset().await.unwrap();
+    router
+}
+
+async fn history_actions(s: &Shifter, o: &Outcome) -> Vec<String> {
+    s.history(&o.deployment.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}: {}", e.action, e.detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn hooks_that_succeed_let_the_release_through_at_each_phase() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let router = warm_release_hook(&world).await;
+    let url = endpoint(Some(200)).await;
+    let s = hooked(
+        &world,
+        &[
+            ("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook"),
+            ("CUTOVER_PRE_PROMOTE_HOOK", "release-hook"),
+            ("CUTOVER_POST_TRAFFIC_HOOK", "release-hook"),
+        ],
+        json!({"url": url, "requests": 3, "maxLatencyMs": 1000}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-1h"})).await;
+    assert_eq!(o.action, "started; stepped", "{}", o.summary);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    let p = run(&s, json!({"command": "promote"})).await;
+    assert_eq!(p.action, "promote-requested; succeeded", "{}", p.summary);
+    assert_eq!(status(&p), Status::Succeeded);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(100));
+    let h = history_actions(&s, &o).await;
+    let hooks: Vec<&String> = h.iter().filter(|e| e.starts_with("hook-")).collect();
+    assert_eq!(hooks.len(), 3, "{h:#?}");
+    for (event, phase) in hooks
+        .iter()
+        .zip(["pre-traffic", "pre-promote", "post-traffic"])
+    {
+        assert!(
+            event.starts_with(&format!(
+                "hook-succeeded: the {phase} hook release-hook answered SUCCEEDED"
+            )),
+            "{event}"
+        );
+        assert!(event.contains("3 requests per region, all 2xx"), "{event}");
+    }
+    let stages: Vec<String> = router
+        .invocations()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|i| i["function"] == "release-hook")
+        .map(|i| i["payload"]["lifecycleStage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["PRE_TRAFFIC", "PRE_PROMOTE", "POST_TRAFFIC"]);
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_in_progress_hook_is_asked_again_after_its_delay_then_the_release_proceeds() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    let router = warm_release_hook(&world).await;
+    // Nothing listens yet: the new colour is not answering, so the hook says IN_PROGRESS.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 2, "callBackDelay": 2, "attempts": 5}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; hook-in-progress", "{}", o.summary);
+    assert!(o.summary.contains("asked again in 2 s"), "{}", o.summary);
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(
+        t.action, "hook-waiting",
+        "not asked again before the delay: {}",
+        t.summary
+    );
+    assert_eq!(
+        green_weights(&world, &s).await.unwrap(),
+        all(0),
+        "no traffic before the hook passes"
+    );
+    endpoint_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+        Some(200),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "stepped", "{}", t.summary);
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(10));
+    let calls: Vec<Value> = router
+        .invocations()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i["function"] == "release-hook")
+        .collect();
+    assert_eq!(calls.len(), 2, "invoked twice, not once per tick");
+    assert_eq!(calls[1]["payload"]["invocation"], 2);
+    assert_eq!(
+        calls[1]["payload"]["hookDetails"]["attempt"], 1,
+        "its hookDetails came back"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_hook_rolls_back_from_100_and_says_why() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    warm_release_hook(&world).await;
+    let url = endpoint(Some(503)).await;
+    let s = hooked(
+        &world,
+        &[("CUTOVER_POST_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 2}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
+    assert_eq!(status(&o), Status::RolledBack);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.starts_with("the post-traffic hook release-hook answered FAILED: POST_TRAFFIC:")
+            && reason.contains("answered HTTP 503"),
+        "{reason}"
+    );
+    assert_eq!(
+        green_weights(&world, &s).await.unwrap(),
+        all(0),
+        "back to blue everywhere"
+    );
+    let h = history_actions(&s, &o).await;
+    assert!(
+        h.iter().any(|e| e.starts_with("stepped:")),
+        "it did reach 100 %: {h:#?}"
+    );
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hook_that_errors_times_out_or_waits_too_long_counts_as_failed() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    warm_release_hook(&world).await;
+    // A function error: the hook's context without settings is refused by release-hook.
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({}),
+        &[],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    // Lambda answers a function error with 200 + X-Amz-Function-Error ("failed (Unhandled): …");
+    // cargo lambda watch with HTTP 500, which the SDK sees as an Invoke failure ("could not be
+    // invoked: …"). Either way the function's own message is the reason, and it rolls back.
+    assert!(
+        reason.starts_with("the pre-traffic hook release-hook ")
+            && reason.contains("hookDetails has no url"),
+        "{reason}"
+    );
+    // No answer within the bound: an endpoint that accepts and never answers.
+    let url = endpoint(None).await;
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": url, "requests": 1, "maxLatencyMs": 1000}),
+        &[("CUTOVER_HOOK_TIMEOUT", "1s")],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; rolled-back", "{}", o.summary);
+    let reason = o.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("gave no answer within 1 s (CUTOVER_HOOK_TIMEOUT)"),
+        "{reason}"
+    );
+    // IN_PROGRESS for longer than CUTOVER_HOOK_MAX_WAIT.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = hooked(
+        &world,
+        &[("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook")],
+        json!({"url": format!("http://127.0.0.1:{port}/"), "requests": 1, "callBackDelay": 1, "attempts": 100}),
+        &[("CUTOVER_HOOK_MAX_WAIT", "1s")],
+    )
+    .await;
+    let o = run(&s, json!({"command": "start", "plan": "canary-10-5m"})).await;
+    assert_eq!(o.action, "started; hook-in-progress", "{}", o.summary);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "rolled-back", "{}", t.summary);
+    let reason = t.deployment.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("still answered IN_PROGRESS after 2 s"),
+        "{reason}"
+    );
+    assert_eq!(green_weights(&world, &s).await.unwrap(), all(0));
+    reset(&world, &s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_release_names_the_image_for_the_idle_colour_only() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    let aws = world.aws().await.unwrap();
+    let image = "public.ecr.aws/nginx/nginx:release-3";
+    let running = |region: &str| {
+        let client = aws_sdk_ecs::Client::new(&aws.regional(&region.parse().unwrap()));
+        let e = s.config.alb(region).unwrap().ecs.clone().unwrap();
+        async move {
+            let mut out = Vec::new();
+            for service in [&e.blue_service, &e.green_service] {
+                let (_, td) = traffic_shifter::ecs::describe(&client, &e.cluster, service)
+                    .await
+                    .unwrap();
+                let d = client
+                    .describe_task_definition()
+                    .task_definition(&td)
+                    .send()
+                    .await
+                    .unwrap();
+                let image = d.task_definition().unwrap().container_definitions()[0]
+                    .image()
+                    .unwrap()
+                    .to_string();
+                out.push((td, image));
+            }
+            out
+        }
+    };
+    let before = running("eu-west-1").await;
+    // A container the task definitions do not have: refused before anything is recorded or scaled.
+    let other =
+        cutover_rehearsal::traffic::shifter_with(&world, &[("CUTOVER_APP_CONTAINER", "web")])
+            .await
+            .unwrap();
+    let e = handle(
+        &other,
+        json!({"command": "start", "plan": "all-at-once", "image": image}),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ShiftError::InvalidInput(_)), "{e}");
+    assert!(e.to_string().contains("no container \"web\""), "{e}");
+    assert!(s.load().await.unwrap().is_none(), "nothing recorded");
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(BLUE_TASKS, 0));
+
+    let o = run(
+        &s,
+        json!({"command": "start", "plan": "all-at-once", "image": image}),
+    )
+    .await;
+    assert_eq!(status(&o), Status::Succeeded, "{}", o.summary);
+    let d = o.deployment.unwrap();
+    assert_eq!(d.image.as_deref(), Some(image));
+    assert_eq!(d.release.len(), 3, "a revision per region: {:?}", d.release);
+    let after = running("eu-west-1").await;
+    assert_eq!(after[0], before[0], "the live colour runs what it ran");
+    assert_eq!(
+        after[1].0, d.release["eu-west-1"],
+        "green runs the release's revision"
+    );
+    assert_eq!(after[1].1, image);
+    assert_eq!(
+        traffic_shifter::ecs::family(&after[1].0),
+        traffic_shifter::ecs::family(&before[1].0),
+        "in green's own family"
+    );
+    assert_ne!(after[1].0, before[1].0);
+    reset(&world, &s).await.unwrap();
+}
+
+/// Each colour's autoscaling floor (min capacity) per region: (blue, green).
+async fn floors(world: &World, s: &Shifter) -> BTreeMap<String, (i32, i32)> {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let aws = world.aws().await.unwrap();
+    let mut out = BTreeMap::new();
+    for a in &s.config.albs {
+        let e = a.ecs.clone().unwrap();
+        let client =
+            aws_sdk_applicationautoscaling::Client::new(&aws.regional(&a.region.parse().unwrap()));
+        let mut min = Vec::new();
+        for service in [&e.blue_service, &e.green_service] {
+            let t = client
+                .describe_scalable_targets()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_ids(traffic_shifter::ecs::scaling_resource_id(
+                    &e.cluster, service,
+                ))
+                .send()
+                .await
+                .unwrap();
+            min.push(
+                t.scalable_targets()
+                    .first()
+                    .map_or(-1, |t| t.min_capacity()),
+            );
+        }
+        out.insert(a.region.clone(), (min[0], min[1]));
+    }
+    out
+}
+
+/// The colours' scalable targets as infra/ creates them (blue's floor its count, green's 0), or gone.
+async fn scalable_targets(world: &World, s: &Shifter, present: bool) {
+    use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+    let aws = world.aws().await.unwrap();
+    for a in &s.config.albs {
+        let e = a.ecs.clone().unwrap();
+        let client =
+            aws_sdk_applicationautoscaling::Client::new(&aws.regional(&a.region.parse().unwrap()));
+        for (service, min) in [(&e.blue_service, BLUE_TASKS), (&e.green_service, 0)] {
+            let id = traffic_shifter::ecs::scaling_resource_id(&e.cluster, service);
+            if present {
+                client
+                    .register_scalable_target()
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .resource_id(id)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .min_capacity(min)
+                    .max_capacity(6)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                let _ = client
+                    .deregister_scalable_target()
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .resource_id(id)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_autoscaling_floor_moves_with_the_colours_count() {
+    let _t = TURN.lock().await;
+    let (world, s) = setup().await;
+    scalable_targets(&world, &s, true).await;
+    let per_region = |b: i32, g: i32| -> BTreeMap<String, (i32, i32)> { colours(b, g) };
+    assert_eq!(floors(&world, &s).await, per_region(BLUE_TASKS, 0));
+    let o = run(&s, json!({"command": "start", "plan": "all-at-once"})).await;
+    assert_eq!(status(&o), Status::Succeeded, "{}", o.summary);
+    assert_eq!(
+        floors(&world, &s).await,
+        per_region(BLUE_TASKS, BLUE_TASKS),
+        "green's floor rises with its count: autoscaling must not scale the release back in"
+    );
+    let t = run(&s, json!({"command": "tick"})).await;
+    assert_eq!(t.action, "retired", "{}", t.summary);
+    assert_eq!(
+        floors(&world, &s).await,
+        per_region(0, BLUE_TASKS),
+        "the retired colour's floor is 0: autoscaling must not scale it back up"
+    );
+    assert_eq!(tasks(&world, &s).await.unwrap(), colours(0, BLUE_TASKS));
+    scalable_targets(&world, &s, false).await;
+    reset(&world, &s).await.unwrap();
+}

@@ -10,7 +10,12 @@
 //! | `CUTOVER_LATENCY_GATE_MS` | the new group's p99 TargetResponseTime limit (default 200, the application's target; `off` = no gate) |
 //! | `CUTOVER_ERROR_RATE_GATE_PCT` | the new group's 5XX share of its requests (default 5; `off` = no gate) |
 //! | `CUTOVER_ECS_CLUSTERS` | `region=cluster,…`; with `CUTOVER_BLUE_SERVICES` / `CUTOVER_GREEN_SERVICES` (`region=service,…`) the shifter scales the colours; unset = weights only |
+//! | `CUTOVER_APP_CONTAINER` | the container whose image a `start` with `image` replaces (default `app`) |
 //! | `CUTOVER_SCALE_DOWN_BAKE` | how long the side without traffic keeps its tasks after a deployment ends (default `10m`) |
+//! | `CUTOVER_PRE_TRAFFIC_HOOK` / `CUTOVER_POST_TRAFFIC_HOOK` / `CUTOVER_PRE_PROMOTE_HOOK` | a Lambda (name or ARN) that approves the release at that point (ECS hook contract, [`crate::lifecycle`]); unset = no hook |
+//! | `CUTOVER_HOOK_DETAILS` | a JSON object passed to every hook as `hookDetails` (e.g. the smoke check's URL) |
+//! | `CUTOVER_HOOK_TIMEOUT` | one invocation's bound; no answer within it = FAILED (default `30s`) |
+//! | `CUTOVER_HOOK_MAX_WAIT` | how long a hook may answer IN_PROGRESS before it counts as FAILED (default `1h`) |
 
 use std::collections::BTreeMap;
 
@@ -19,6 +24,18 @@ use cutover_core::config::{ConfigError, CoreSettings, Vars};
 use crate::alb::RegionAlb;
 use crate::ecs::RegionEcs;
 use crate::gates::GateSettings;
+use crate::lifecycle::{self, HookPhase};
+
+/// The lifecycle hooks of a release.
+#[derive(Debug, Clone, Default)]
+pub struct HookSettings {
+    /// The function (name or ARN) of each configured phase.
+    pub functions: BTreeMap<HookPhase, String>,
+    /// Passed to every hook as `hookDetails` (until an IN_PROGRESS answer returns its own).
+    pub details: Option<serde_json::Value>,
+    pub timeout_secs: u64,
+    pub max_wait_secs: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct ShifterConfig {
@@ -29,6 +46,70 @@ pub struct ShifterConfig {
     pub gates: GateSettings,
     /// How long the side without traffic keeps its tasks after a deployment ends.
     pub scale_down_bake_secs: u64,
+    pub hooks: HookSettings,
+    /// The container whose image a release replaces.
+    pub app_container: String,
+}
+
+fn duration(vars: &Vars, var: &str, default: u64) -> Result<u64, ConfigError> {
+    match vars.optional(var) {
+        None => Ok(default),
+        Some(b) => crate::plan::parse_bake(&b).map_err(|e| ConfigError::Malformed {
+            var: var.into(),
+            value: b.clone(),
+            form: e.0,
+        }),
+    }
+}
+
+fn hook_settings(vars: &Vars) -> Result<HookSettings, ConfigError> {
+    let mut functions = BTreeMap::new();
+    for phase in HookPhase::ALL {
+        if let Some(f) = vars.optional(phase.var()) {
+            let f = f.trim().to_string();
+            let region = lifecycle::check_function(&f).map_err(|e| ConfigError::Malformed {
+                var: phase.var().into(),
+                value: f.clone(),
+                form: e,
+            })?;
+            if let Some(r) = region {
+                r.parse::<cutover_core::config::Region>()
+                    .map_err(|e| ConfigError::Malformed {
+                        var: phase.var().into(),
+                        value: f.clone(),
+                        form: format!("an ARN with a valid region: {e}"),
+                    })?;
+            }
+            functions.insert(phase, f);
+        }
+    }
+    let details = match vars.optional("CUTOVER_HOOK_DETAILS") {
+        None => None,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            _ => {
+                return Err(ConfigError::Malformed {
+                    var: "CUTOVER_HOOK_DETAILS".into(),
+                    value: text,
+                    form: "a JSON object, e.g. {\"url\": \"http://green.internal/health\"}".into(),
+                })
+            }
+        },
+    };
+    let timeout_secs = duration(vars, "CUTOVER_HOOK_TIMEOUT", 30)?;
+    if timeout_secs == 0 {
+        return Err(ConfigError::Malformed {
+            var: "CUTOVER_HOOK_TIMEOUT".into(),
+            value: "0s".into(),
+            form: "a duration of at least 1s".into(),
+        });
+    }
+    Ok(HookSettings {
+        functions,
+        details,
+        timeout_secs,
+        max_wait_secs: duration(vars, "CUTOVER_HOOK_MAX_WAIT", 3600)?,
+    })
 }
 
 /// `region=value,…` (names or ARNs), optional.
@@ -171,14 +252,8 @@ impl ShifterConfig {
             5.0,
             "a percentage, e.g. 5, or off",
         )?;
-        let scale_down_bake_secs = match vars.optional("CUTOVER_SCALE_DOWN_BAKE") {
-            None => 600,
-            Some(b) => crate::plan::parse_bake(&b).map_err(|e| ConfigError::Malformed {
-                var: "CUTOVER_SCALE_DOWN_BAKE".into(),
-                value: b.clone(),
-                form: e.0,
-            })?,
-        };
+        let scale_down_bake_secs = duration(vars, "CUTOVER_SCALE_DOWN_BAKE", 600)?;
+        let hooks = hook_settings(vars)?;
         Ok(ShifterConfig {
             core,
             service,
@@ -190,6 +265,10 @@ impl ShifterConfig {
                 error_rate_pct,
             },
             scale_down_bake_secs,
+            hooks,
+            app_container: vars
+                .optional("CUTOVER_APP_CONTAINER")
+                .unwrap_or_else(|| "app".into()),
         })
     }
 
@@ -244,6 +323,50 @@ mod tests {
             c.albs.iter().all(|a| a.ecs.is_none()),
             "weights only without ECS settings"
         );
+        assert!(c.hooks.functions.is_empty(), "no hooks unless configured");
+        assert_eq!((c.hooks.timeout_secs, c.hooks.max_wait_secs), (30, 3600));
+    }
+
+    #[test]
+    fn hooks_are_read_and_bad_ones_name_the_variable() {
+        let (l, b, g) = (
+            arns("listener/app"),
+            arns("targetgroup/blue"),
+            arns("targetgroup/green"),
+        );
+        let base = vec![
+            ("CUTOVER_SUFFIX", "dev"),
+            ("CUTOVER_LISTENER_ARNS", l.as_str()),
+            ("CUTOVER_BLUE_TG_ARNS", b.as_str()),
+            ("CUTOVER_GREEN_TG_ARNS", g.as_str()),
+        ];
+        let mut ok = base.clone();
+        ok.extend([
+            ("CUTOVER_PRE_TRAFFIC_HOOK", "release-hook"),
+            (
+                "CUTOVER_POST_TRAFFIC_HOOK",
+                "arn:aws:lambda:us-east-1:123456789012:function:release-hook",
+            ),
+            ("CUTOVER_HOOK_DETAILS", r#"{"url": "http://x/health"}"#),
+            ("CUTOVER_HOOK_TIMEOUT", "10s"),
+            ("CUTOVER_HOOK_MAX_WAIT", "15m"),
+        ]);
+        let c = ShifterConfig::from_vars(&Vars::from_pairs(ok)).unwrap();
+        assert_eq!(c.hooks.functions.len(), 2);
+        assert_eq!(c.hooks.functions[&HookPhase::PreTraffic], "release-hook");
+        assert_eq!((c.hooks.timeout_secs, c.hooks.max_wait_secs), (10, 900));
+        for (var, value) in [
+            ("CUTOVER_PRE_PROMOTE_HOOK", "arn:aws:s3:::bucket"),
+            ("CUTOVER_PRE_TRAFFIC_HOOK", "a hook"),
+            ("CUTOVER_HOOK_DETAILS", "[1, 2]"),
+            ("CUTOVER_HOOK_TIMEOUT", "0s"),
+            ("CUTOVER_HOOK_MAX_WAIT", "forever"),
+        ] {
+            let mut bad = base.clone();
+            bad.push((var, value));
+            let e = ShifterConfig::from_vars(&Vars::from_pairs(bad)).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::{HookPhase, HookWait};
 use crate::plan::{Scope, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,21 @@ pub struct Deployment {
     /// That side was scaled to zero.
     #[serde(default)]
     pub retired: bool,
+    /// The phases whose hook has not passed yet (those configured at the start).
+    #[serde(default)]
+    pub hooks: Vec<HookPhase>,
+    /// A hook that answered IN_PROGRESS, and when to ask it again.
+    #[serde(default)]
+    pub hook_wait: Option<HookWait>,
+    /// An operator asked to promote; the pre-promote hook decides.
+    #[serde(default)]
+    pub promote_requested: bool,
+    /// The image the release named for the new side (`start` with `image`), if any.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The task definition revision registered for the new side, per region.
+    #[serde(default)]
+    pub release: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -124,7 +140,11 @@ impl Deployment {
 
     /// The step to apply now, if the deployment is running and it is due.
     pub fn due(&self, now_ms: u64) -> Option<NextStep> {
-        if self.status != Status::Running || !self.ready || now_ms < self.next_at_ms {
+        if self.status != Status::Running
+            || !self.ready
+            || now_ms < self.next_at_ms
+            || self.pending_hook().is_some()
+        {
             return None;
         }
         let regions = self.waves.get(self.wave)?.clone();
@@ -151,9 +171,83 @@ impl Deployment {
             self.step = 0;
             self.next_at_ms = now_ms + self.region_bake_secs * 1000;
         } else {
-            self.status = Status::Succeeded;
+            // With a post-traffic hook the deployment stays running at 100 %: the hook decides.
+            if !self.hooks.contains(&HookPhase::PostTraffic) {
+                self.status = Status::Succeeded;
+            }
             self.next_at_ms = now_ms;
         }
+    }
+
+    /// Every step of every wave is applied.
+    pub fn traffic_complete(&self) -> bool {
+        self.wave + 1 >= self.waves.len() && self.step >= self.steps.len()
+    }
+
+    /// The hook the deployment waits on now, if any (invoked or not).
+    pub fn pending_hook(&self) -> Option<HookPhase> {
+        let has = |p| self.hooks.contains(&p);
+        if self.promote_requested && has(HookPhase::PrePromote) {
+            Some(HookPhase::PrePromote)
+        } else if has(HookPhase::PreTraffic) && self.wave == 0 && self.step == 0 {
+            Some(HookPhase::PreTraffic)
+        } else if has(HookPhase::PostTraffic) && self.traffic_complete() {
+            Some(HookPhase::PostTraffic)
+        } else {
+            None
+        }
+    }
+
+    /// The hook to invoke now: pending, the deployment running and ready, and
+    /// the callback delay of its last IN_PROGRESS over.
+    pub fn hook_due(&self, now_ms: u64) -> Option<HookPhase> {
+        if self.status != Status::Running || !self.ready {
+            return None;
+        }
+        let phase = self.pending_hook()?;
+        match &self.hook_wait {
+            Some(w) if w.phase == phase && now_ms < w.next_at_ms => None,
+            _ => Some(phase),
+        }
+    }
+
+    /// The hook answered SUCCEEDED: the deployment goes on (post-traffic: it
+    /// succeeds; pre-promote: every region to 100 % on the new side).
+    pub fn hook_passed(&mut self, phase: HookPhase, now_ms: u64) {
+        self.hooks.retain(|p| *p != phase);
+        self.hook_wait = None;
+        self.held = None;
+        self.changed_at_ms = now_ms;
+        match phase {
+            HookPhase::PreTraffic => self.next_at_ms = self.next_at_ms.max(now_ms),
+            HookPhase::PostTraffic => self.status = Status::Succeeded,
+            HookPhase::PrePromote => {
+                self.promote_requested = false;
+                self.promote(now_ms);
+            }
+        }
+    }
+
+    /// The hook answered IN_PROGRESS: ask again after `delay_secs`.
+    pub fn hook_in_progress(
+        &mut self,
+        phase: HookPhase,
+        delay_secs: u64,
+        details: Option<serde_json::Value>,
+        now_ms: u64,
+    ) {
+        let (since_ms, invocations) = match &self.hook_wait {
+            Some(w) if w.phase == phase => (w.since_ms, w.invocations),
+            _ => (now_ms, 0),
+        };
+        self.hook_wait = Some(HookWait {
+            phase,
+            since_ms,
+            next_at_ms: now_ms + delay_secs * 1000,
+            invocations: invocations + 1,
+            details,
+        });
+        self.changed_at_ms = now_ms;
     }
 
     /// Schedules the scale-down of the side that no longer carries traffic.
@@ -181,6 +275,8 @@ impl Deployment {
         self.status = status;
         self.reason = Some(reason);
         self.held = None;
+        self.hook_wait = None;
+        self.promote_requested = false;
         self.changed_at_ms = now_ms;
     }
 
@@ -191,7 +287,12 @@ impl Deployment {
         }
         self.wave = self.waves.len().saturating_sub(1);
         self.step = self.steps.len();
-        self.status = Status::Succeeded;
+        // With a post-traffic hook it stays running at 100 %: the hook decides.
+        self.status = if self.hooks.contains(&HookPhase::PostTraffic) {
+            Status::Running
+        } else {
+            Status::Succeeded
+        };
         self.reason = Some("promoted by an operator".into());
         self.held = None;
         self.changed_at_ms = now_ms;
@@ -215,8 +316,13 @@ impl Deployment {
             .map(|(r, w)| format!("{r} {}/{w}", 100 - w))
             .collect::<Vec<_>>()
             .join(", ");
+        let hook = self
+            .pending_hook()
+            .filter(|_| self.status.is_active())
+            .map(|p| format!("; waiting on the {} hook", p.name()))
+            .unwrap_or_default();
         format!(
-            "{} {} ({}): {:?}, wave {}/{}, step {}/{}; {live}/{new} {weights}",
+            "{} {} ({}): {:?}, wave {}/{}, step {}/{}; {live}/{new} {weights}{hook}",
             self.service,
             self.id,
             self.plan,
@@ -260,6 +366,11 @@ mod tests {
             scale: BTreeMap::new(),
             retire_at_ms: None,
             retired: false,
+            hooks: vec![],
+            hook_wait: None,
+            promote_requested: false,
+            image: None,
+            release: BTreeMap::new(),
         }
     }
 
@@ -339,6 +450,58 @@ mod tests {
         );
         r.retired = true;
         assert_eq!(r.retire_due(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_pre_traffic_hook_holds_the_first_step_until_it_passes() {
+        let mut d = deployment("canary-10-5m", Scope::All, &["a"]);
+        d.hooks = vec![HookPhase::PreTraffic];
+        assert_eq!(d.due(0), None, "no traffic before the hook passes");
+        assert_eq!(d.hook_due(0), Some(HookPhase::PreTraffic));
+        d.hook_in_progress(HookPhase::PreTraffic, 30, None, 1_000);
+        assert_eq!(d.hook_due(30_999), None, "asked again after the delay only");
+        assert_eq!(d.hook_due(31_000), Some(HookPhase::PreTraffic));
+        d.hook_in_progress(HookPhase::PreTraffic, 5, None, 31_000);
+        let w = d.hook_wait.clone().unwrap();
+        assert_eq!((w.since_ms, w.invocations), (1_000, 2));
+        d.hook_passed(HookPhase::PreTraffic, 36_000);
+        assert_eq!(d.hook_wait, None);
+        assert_eq!(d.due(36_000).unwrap().weight, 10);
+    }
+
+    #[test]
+    fn a_post_traffic_hook_decides_success_at_100() {
+        let mut d = deployment("all-at-once", Scope::All, &["a"]);
+        d.hooks = vec![HookPhase::PostTraffic];
+        assert_eq!(d.hook_due(0), None, "not before the traffic is through");
+        d.advance(&d.due(0).unwrap(), 10);
+        assert_eq!(d.status, Status::Running, "100 %, not yet succeeded");
+        assert_eq!(d.weights["a"], 100);
+        assert_eq!(d.due(u64::MAX), None);
+        assert_eq!(d.hook_due(10), Some(HookPhase::PostTraffic));
+        d.hook_passed(HookPhase::PostTraffic, 20);
+        assert_eq!(d.status, Status::Succeeded);
+        assert_eq!(d.hook_due(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_pre_promote_hook_promotes_when_it_passes_and_a_rollback_clears_the_wait() {
+        let mut d = deployment("canary-10-1h", Scope::All, &["a", "b"]);
+        d.hooks = vec![HookPhase::PrePromote];
+        d.advance(&d.due(0).unwrap(), 10);
+        assert_eq!(d.hook_due(20), None, "no promote asked");
+        d.promote_requested = true;
+        assert_eq!(d.hook_due(20), Some(HookPhase::PrePromote));
+        assert_eq!(d.due(u64::MAX), None, "no step while the hook decides");
+        d.hook_passed(HookPhase::PrePromote, 30);
+        assert!(d.weights.values().all(|w| *w == 100));
+        assert_eq!(d.status, Status::Succeeded);
+        let mut r = deployment("canary-10-1h", Scope::All, &["a"]);
+        r.hooks = vec![HookPhase::PreTraffic];
+        r.hook_in_progress(HookPhase::PreTraffic, 30, None, 0);
+        r.roll_back(Status::RolledBack, "hook failed".into(), 5);
+        assert_eq!(r.hook_wait, None);
+        assert_eq!(r.hook_due(u64::MAX), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! - direct invoke: `{"command": "start", "plan": "canary-10-5m", "scope": "all"}` (or
 //!   `"steps": [{"weight": 10, "bake": "5m"}, {"weight": 100}]`, `"scope": "eu-west-1"` or
-//!   `"region-by-region"`, `"region_bake": "10m"`, `"on_gate_failure": "hold" | "rollback"`),
+//!   `"region-by-region"`, `"region_bake": "10m"`, `"on_gate_failure": "hold" | "rollback"`,
+//!   `"image": "<registry>/app:1.4.2"`: a new revision of the idle colour's family with that image),
 //!   `tick`, `pause`, `resume`, `promote`, `abort` (`"reason"`), `status`, `reconcile`; each may carry
 //!   `"service"` (must be the configured one) and `"request_id"` (a redelivery is a no-op).
 //! - EventBridge Scheduled Event → `tick` (the event id is the request id).
@@ -58,6 +59,7 @@ enum Raw {
         scope: Option<String>,
         region_bake: Option<String>,
         on_gate_failure: Option<OnGateFailure>,
+        image: Option<String>,
         service: Option<String>,
         request_id: Option<String>,
     },
@@ -166,9 +168,13 @@ pub fn parse_event(event: &Value, regions: &[String]) -> Result<Request, ShiftEr
             scope,
             region_bake,
             on_gate_failure,
+            image,
             service,
             request_id,
         } => {
+            if let Some(image) = &image {
+                crate::ecs::check_image(image).map_err(invalid)?;
+            }
             let (plan, steps) = match (plan, steps) {
                 (Some(p), None) => {
                     let steps = parse_named(&p).map_err(|e| invalid(e.0))?;
@@ -195,6 +201,7 @@ pub fn parse_event(event: &Value, regions: &[String]) -> Result<Request, ShiftEr
                     scope,
                     region_bake_secs,
                     on_gate_failure: on_gate_failure.unwrap_or_default(),
+                    image,
                 }),
                 service,
                 request_id,
@@ -324,6 +331,17 @@ mod tests {
             panic!()
         };
         assert_eq!(spec.plan, "explicit");
+        assert_eq!(spec.image, None);
+        let Command::Start(with_image) = parse_event(&sample("start-with-image.json"), &regions())
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            with_image.image.as_deref(),
+            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1.4.2")
+        );
         assert_eq!(spec.scope, Scope::RegionByRegion);
         assert_eq!(spec.region_bake_secs, 300);
     }

@@ -5,6 +5,7 @@
 //! - [`alb`]: read, check, write and verify a region's listener.
 //! - [`ecs`]: the colours' services: task counts, scaling.
 //! - [`gates`]: alarms, the new group's health, 5XX rate and p99 latency.
+//! - [`lifecycle`]: pre-/post-traffic and pre-promote hooks (the ECS hook contract).
 //! - [`shifter`]: the commands against AWS and the state table.
 //! - [`config`], [`handler`]: settings and events.
 
@@ -16,6 +17,7 @@ pub mod gates;
 pub mod handler;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod hooks;
+pub mod lifecycle;
 pub mod plan;
 pub mod shifter;
 

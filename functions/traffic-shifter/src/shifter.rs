@@ -26,6 +26,7 @@ use crate::config::ShifterConfig;
 use crate::deployment::{Deployment, NextStep, OnGateFailure, Status};
 use crate::ecs;
 use crate::gates::{self, GateResult};
+use crate::lifecycle::{self, HookPhase, HookStatus};
 use crate::plan::{Scope, Step};
 use crate::ShiftError;
 
@@ -42,9 +43,19 @@ pub struct Shifter {
     elb: BTreeMap<String, aws_sdk_elasticloadbalancingv2::Client>,
     cw: BTreeMap<String, aws_sdk_cloudwatch::Client>,
     ecs: BTreeMap<String, aws_sdk_ecs::Client>,
+    scaling: BTreeMap<String, aws_sdk_applicationautoscaling::Client>,
     notifier: Option<Notifier>,
+    /// The Lambda client of each configured lifecycle hook (its ARN's region, or the primary's).
+    hook_clients: BTreeMap<HookPhase, aws_sdk_lambda::Client>,
     #[cfg(any(test, feature = "test-hooks"))]
     pub hooks: std::sync::Arc<crate::hooks::Hooks>,
+}
+
+/// What a lifecycle hook's turn leaves: go on with the recorded state (and
+/// the weights it wrote, for a promote), or stop with this outcome.
+enum HookTurn {
+    Continue(Versioned<Deployment>, Option<AppliedStep>),
+    Stop(Outcome),
 }
 
 /// A request to start a deployment, checked.
@@ -55,6 +66,8 @@ pub struct StartSpec {
     pub scope: Scope,
     pub region_bake_secs: u64,
     pub on_gate_failure: OnGateFailure,
+    /// The image for the new side (a new revision of its own family); `None` = its family's latest.
+    pub image: Option<String>,
 }
 
 /// What a command did.
@@ -110,7 +123,12 @@ impl Shifter {
         let mut elb = BTreeMap::new();
         let mut cw = BTreeMap::new();
         let mut ecs = BTreeMap::new();
+        let mut scaling = BTreeMap::new();
         for region in &config.core.regions {
+            scaling.insert(
+                region.as_str().to_string(),
+                aws_sdk_applicationautoscaling::Client::new(&aws.regional(region)),
+            );
             elb.insert(region.as_str().to_string(), aws.elbv2(region));
             cw.insert(region.as_str().to_string(), aws.cloudwatch(region));
             ecs.insert(
@@ -123,12 +141,27 @@ impl Shifter {
             .ops_topic_arn
             .as_ref()
             .map(|arn| Notifier::new(aws.sns(), arn.clone()));
+        let hook_clients = config
+            .hooks
+            .functions
+            .iter()
+            .map(|(phase, function)| {
+                let region = lifecycle::check_function(function)
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or_else(|| config.core.primary_region.clone());
+                (*phase, aws_sdk_lambda::Client::new(&aws.regional(&region)))
+            })
+            .collect();
         Shifter {
+            hook_clients,
             store: StateStore::new(aws.dynamodb(), config.core.state_table.clone()),
             config,
             elb,
             cw,
             ecs,
+            scaling,
             notifier,
             #[cfg(any(test, feature = "test-hooks"))]
             hooks: Default::default(),
@@ -143,6 +176,21 @@ impl Shifter {
     ) -> Result<Option<(aws_sdk_ecs::Client, ecs::RegionEcs)>, ShiftError> {
         let alb = self.alb(region, swapped)?;
         Ok(alb.ecs.map(|e| (self.ecs[region].clone(), e)))
+    }
+
+    /// Moves a colour's autoscaling floor with its count (a service without a
+    /// scalable target has none to move).
+    async fn floor(
+        &self,
+        region: &str,
+        e: &ecs::RegionEcs,
+        service: &str,
+        min: i32,
+    ) -> Result<(), ShiftError> {
+        if let Some(client) = self.scaling.get(region) {
+            ecs::set_floor(client, &e.cluster, service, min).await?;
+        }
+        Ok(())
     }
 
     fn scales(&self) -> bool {
@@ -400,6 +448,11 @@ impl Shifter {
                 }));
             }
         }
+        if spec.image.is_some() && !self.scales() {
+            return Err(ShiftError::InvalidInput(
+                "start with an image needs the colours' ECS services (CUTOVER_ECS_CLUSTERS, CUTOVER_BLUE_SERVICES, CUTOVER_GREEN_SERVICES)".into(),
+            ));
+        }
         let waves = spec.scope.waves(&self.config.region_names());
         // Every listener of the scope must be a clean forward with one group live
         // (100/0 or 0/100), the same group everywhere: the new version goes to the other.
@@ -448,6 +501,25 @@ impl Shifter {
                 scale.insert(region.clone(), live.desired.max(1));
             }
         }
+        // The release: a new revision of the new side's own family with the image, in every
+        // region, before the claim (a bad container name changes nothing). Of two concurrent
+        // starts, the loser's revision stays unused: the winner deploys its exact ARNs.
+        let mut release = BTreeMap::new();
+        if let Some(image) = &spec.image {
+            for region in scale.keys() {
+                if let Some((client, e)) = self.ecs(region, swapped)? {
+                    let arn = ecs::register_release(
+                        &client,
+                        &e.cluster,
+                        &e.green_service,
+                        &self.config.app_container,
+                        image,
+                    )
+                    .await?;
+                    release.insert(region.clone(), arn);
+                }
+            }
+        }
         let now = now_ms();
         let mut d = Deployment {
             id: format!(
@@ -476,16 +548,28 @@ impl Shifter {
             scale,
             retire_at_ms: None,
             retired: false,
+            hooks: self.config.hooks.functions.keys().copied().collect(),
+            hook_wait: None,
+            promote_requested: false,
+            image: spec.image,
+            release,
         };
         d.remember(request_id);
         // Claim first: of two concurrent starts, the loser stops here, before any listener changes.
         let version = self
             .record(&d, current.map(|c| c.version), "started", d.describe())
             .await?;
-        // The release: the new side moves to its family's latest revision and scales up.
+        // The new side moves to the release's revision (or its family's latest) and scales up;
+        // its autoscaling floor moves with it, or autoscaling would scale it back in.
         for (region, count) in &d.scale {
             if let Some((client, e)) = self.ecs(region, swapped)? {
-                ecs::scale(&client, &e.cluster, &e.green_service, *count, true).await?;
+                self.floor(region, &e, &e.green_service, *count).await?;
+                match d.release.get(region) {
+                    Some(arn) => {
+                        ecs::deploy(&client, &e.cluster, &e.green_service, *count, arn).await?
+                    }
+                    None => ecs::scale(&client, &e.cluster, &e.green_service, *count, true).await?,
+                }
             }
         }
         let mut out = self
@@ -611,6 +695,8 @@ impl Shifter {
                 } else {
                     &e.blue_service
                 };
+                // The floor first: autoscaling would put a floor of N tasks back.
+                self.floor(&region, &e, service, 0).await?;
                 ecs::scale(&client, &e.cluster, service, 0, false).await?;
             }
         }
@@ -679,9 +765,30 @@ impl Shifter {
                 epoch: None,
             };
         }
+        let mut hook_passed = false;
         for _ in 0..MAX_STEPS_PER_TICK {
             if deadline.is_some_and(|d| Instant::now() + Duration::from_secs(5) > d) {
                 break;
+            }
+            if let Some(phase) = current.value.hook_due(now_ms()) {
+                match self.run_hook(&current, phase, request_id).await? {
+                    HookTurn::Continue(next, applied) => {
+                        current = next;
+                        steps.extend(applied);
+                        hook_passed = true;
+                        if current.value.status == Status::Succeeded {
+                            break;
+                        }
+                        continue;
+                    }
+                    HookTurn::Stop(mut o) => {
+                        gate_log.extend(o.gates);
+                        o.gates = gate_log;
+                        steps.extend(o.steps);
+                        o.steps = steps;
+                        return Ok(o);
+                    }
+                }
             }
             let Some(next) = current.value.due(now_ms()) else {
                 break;
@@ -759,9 +866,12 @@ impl Shifter {
                 break;
             }
         }
+        let waiting_on_hook =
+            current.value.status == Status::Running && current.value.pending_hook().is_some();
         let action = match (steps.is_empty(), current.value.status) {
-            (_, Status::Succeeded) if !steps.is_empty() => "succeeded",
+            (_, Status::Succeeded) if !steps.is_empty() || hook_passed => "succeeded",
             (false, _) => "stepped",
+            (true, _) if waiting_on_hook => "hook-waiting",
             (true, _) => "nothing-due",
         };
         if steps.is_empty() && request_id.is_some() && current.value.status.is_active() {
@@ -788,6 +898,197 @@ impl Shifter {
         o.gates = gate_log;
         o.steps = steps;
         Ok(o)
+    }
+
+    /// What a hook is told: the ECS-like context of the deployment.
+    fn hook_payload(&self, d: &Deployment, phase: HookPhase) -> serde_json::Value {
+        let (live, new) = d.sides();
+        let mut weights = serde_json::Map::new();
+        let mut groups = serde_json::Map::new();
+        for region in d.regions() {
+            let w = d.weights.get(&region).copied().unwrap_or(0);
+            weights.insert(region.clone(), json!({ live: 100 - w, new: w }));
+            if let Ok(alb) = self.alb(&region, d.swapped) {
+                groups.insert(
+                    region.clone(),
+                    json!({ live: alb.blue_tg_arn, new: alb.green_tg_arn }),
+                );
+            }
+        }
+        let wait = d.hook_wait.as_ref().filter(|w| w.phase == phase);
+        let details = wait
+            .and_then(|w| w.details.clone())
+            .or_else(|| self.config.hooks.details.clone());
+        json!({
+            "lifecycleStage": phase.stage(),
+            "service": d.service,
+            "deploymentId": d.id,
+            "plan": d.plan,
+            "liveColour": live,
+            "newColour": new,
+            "regions": d.regions(),
+            "productionTrafficWeights": weights,
+            "targetGroups": groups,
+            "hookDetails": details,
+            "invocation": wait.map_or(1, |w| w.invocations + 1),
+        })
+    }
+
+    /// Invokes the phase's hook and acts on its answer: SUCCEEDED is recorded
+    /// and the deployment goes on, IN_PROGRESS is recorded with when to ask
+    /// again, anything else rolls back (recorded first, as every change is).
+    async fn run_hook(
+        &self,
+        current: &Versioned<Deployment>,
+        phase: HookPhase,
+        request_id: Option<&str>,
+    ) -> Result<HookTurn, ShiftError> {
+        let hooks = &self.config.hooks;
+        let (Some(function), Some(client)) =
+            (hooks.functions.get(&phase), self.hook_clients.get(&phase))
+        else {
+            // Configured when the deployment started, removed since: nothing to ask.
+            return self
+                .hook_succeeded(
+                    current,
+                    phase,
+                    format!(
+                        "no {} hook is configured any more ({}); passed",
+                        phase.name(),
+                        phase.var()
+                    ),
+                    request_id,
+                )
+                .await;
+        };
+        let failed = |why: String| format!("the {} hook {function} {why}", phase.name());
+        if let Some(w) = current
+            .value
+            .hook_wait
+            .as_ref()
+            .filter(|w| w.phase == phase)
+        {
+            let waited = now_ms().saturating_sub(w.since_ms) / 1000;
+            if waited > hooks.max_wait_secs {
+                let why = failed(format!(
+                    "still answered IN_PROGRESS after {waited} s ({} invocations; CUTOVER_HOOK_MAX_WAIT is {} s)",
+                    w.invocations, hooks.max_wait_secs
+                ));
+                return self.hook_failed(why, request_id).await;
+            }
+        }
+        let payload = self.hook_payload(&current.value, phase);
+        let started = Instant::now();
+        let answer = lifecycle::invoke(
+            client,
+            function,
+            &payload,
+            Duration::from_secs(hooks.timeout_secs),
+        )
+        .await
+        .and_then(|v| {
+            lifecycle::parse_answer(&v)
+                .map_err(|e| format!("answered outside the hook contract: {e}"))
+        });
+        let ms = started.elapsed().as_millis();
+        let answer = match answer {
+            Ok(a) => a,
+            Err(why) => return self.hook_failed(failed(why), request_id).await,
+        };
+        let said = answer
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        match answer.status {
+            HookStatus::Succeeded => {
+                self.hook_succeeded(
+                    current,
+                    phase,
+                    format!(
+                        "the {} hook {function} answered SUCCEEDED in {ms} ms{said}",
+                        phase.name()
+                    ),
+                    request_id,
+                )
+                .await
+            }
+            HookStatus::Failed => {
+                self.hook_failed(failed(format!("answered FAILED{said}")), request_id)
+                    .await
+            }
+            HookStatus::InProgress => {
+                let mut d = current.value.clone();
+                d.hook_in_progress(phase, answer.callback_delay_secs, answer.details, now_ms());
+                d.remember(request_id);
+                let detail = format!(
+                    "the {} hook {function} answered IN_PROGRESS; asked again in {} s{said}",
+                    phase.name(),
+                    answer.callback_delay_secs
+                );
+                self.record(
+                    &d,
+                    Some(current.version),
+                    "hook-in-progress",
+                    detail.clone(),
+                )
+                .await?;
+                let mut o = outcome("hook-in-progress", Some(&d));
+                o.summary = detail;
+                Ok(HookTurn::Stop(o))
+            }
+        }
+    }
+
+    async fn hook_succeeded(
+        &self,
+        current: &Versioned<Deployment>,
+        phase: HookPhase,
+        detail: String,
+        request_id: Option<&str>,
+    ) -> Result<HookTurn, ShiftError> {
+        let mut d = current.value.clone();
+        d.hook_passed(phase, now_ms());
+        d.schedule_retire(now_ms(), self.config.scale_down_bake_secs);
+        d.remember(request_id);
+        let version = self
+            .record(&d, Some(current.version), "hook-succeeded", detail)
+            .await?;
+        let applied = if phase == HookPhase::PrePromote {
+            Some(
+                self.write_recorded(&d.regions(), 100, d.swapped, version)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        if d.status == Status::Succeeded {
+            self.notify(
+                "succeeded",
+                Severity::Info,
+                &d,
+                format!("100 % {}: {}", d.sides().1, d.describe()),
+            )
+            .await;
+        }
+        Ok(HookTurn::Continue(
+            Versioned {
+                value: d,
+                version,
+                epoch: None,
+            },
+            applied,
+        ))
+    }
+
+    async fn hook_failed(
+        &self,
+        why: String,
+        request_id: Option<&str>,
+    ) -> Result<HookTurn, ShiftError> {
+        tracing::warn!(hook = %why, "lifecycle hook failed; rolling back");
+        let o = self.roll_back(Status::RolledBack, why, request_id).await?;
+        Ok(HookTurn::Stop(o))
     }
 
     /// Every region of the active deployment back to 100 % on the live group, at once.
@@ -912,6 +1213,35 @@ impl Shifter {
                 "deployment {} is {:?}; start a new one instead",
                 current.value.id, current.value.status
             )));
+        }
+        if current.value.hooks.contains(&HookPhase::PrePromote) {
+            // The pre-promote hook decides; it runs now, and on later ticks while IN_PROGRESS.
+            let mut d = current.value.clone();
+            d.promote_requested = true;
+            d.status = Status::Running;
+            d.changed_at_ms = now_ms();
+            d.remember(request_id);
+            let version = self
+                .record(
+                    &d,
+                    Some(current.version),
+                    "promote-requested",
+                    "the pre-promote hook decides".into(),
+                )
+                .await?;
+            let mut o = self
+                .advance(
+                    Versioned {
+                        value: d,
+                        version,
+                        epoch: None,
+                    },
+                    None,
+                    None,
+                )
+                .await?;
+            o.action = format!("promote-requested; {}", o.action);
+            return Ok(o);
         }
         let regions = current.value.regions();
         let mut d = current.value.clone();

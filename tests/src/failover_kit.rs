@@ -27,14 +27,8 @@ pub fn config(world: &World, overrides: &[(&str, &str)]) -> Result<FailoverConfi
 
 /// Writes a String parameter (overwriting it).
 pub async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) -> Result<(), WorldError> {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
+    failover::failover::put_string(ssm, name, value)
         .await
-        .map(|_| ())
         .map_err(|e| {
             WorldError::Setup(format!(
                 "SSM {name}: {}",
@@ -307,25 +301,23 @@ pub fn spawn_writer(
             seq += 1;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, region];
             let insert = c.execute(insert_sql.as_str(), &params);
-            let acked = matches!(
-                tokio::time::timeout(Duration::from_secs(1), insert).await,
-                Ok(Ok(_))
-            );
-            if let Ok(mut l) = log.lock() {
-                if acked {
-                    l.acks.push(Ack {
-                        seq,
-                        at: Instant::now(),
-                        region: region.clone(),
-                    });
-                } else {
-                    l.errors += 1;
+            match tokio::time::timeout(Duration::from_secs(1), insert).await {
+                Ok(Ok(_)) => {
+                    if let Ok(mut l) = log.lock() {
+                        l.acks.push(Ack {
+                            seq,
+                            at: Instant::now(),
+                            region: region.clone(),
+                        });
+                    }
+                    tokio::time::sleep(pause).await;
                 }
-            }
-            if acked {
-                tokio::time::sleep(pause).await;
-            } else {
-                conn = None;
+                _ => {
+                    if let Ok(mut l) = log.lock() {
+                        l.errors += 1;
+                    }
+                    conn = None;
+                }
             }
         }
     })

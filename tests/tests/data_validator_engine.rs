@@ -486,6 +486,42 @@ async fn streamed_hashes_equal_database_hashes_for_every_category() {
     }
 }
 
+/// Every bucket's (row count, hash sum) from the streamed COPY `copy`.
+async fn buckets_streamed(
+    side: &Side,
+    sql: &SideSql,
+    copy: &str,
+    boundaries: &[String],
+) -> std::collections::BTreeMap<i64, (u64, u128)> {
+    side.copy_buckets(copy, sql, boundaries, data_validator::stream::RowHash::Md5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, b)| (k, (b.count, b.sum)))
+        .collect()
+}
+
+/// Every bucket's (row count, hash sum) as the database's bucket query reports it.
+async fn buckets_in_database(
+    side: &Side,
+    sql: &SideSql,
+    range: &KeyRange,
+    boundaries: &[String],
+) -> std::collections::BTreeMap<i64, (u64, u128)> {
+    side.query(&sql.bucket_hashes(range, boundaries))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let v = |i: usize| r[i].clone().unwrap();
+            (
+                v(0).parse().unwrap(),
+                (v(1).parse().unwrap(), v(2).parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
 async fn every_bucket_hashes_the_same_streamed_and_in_sql(
     sides: &Sides,
     plan: &data_validator::schema::TablePlan,
@@ -505,32 +541,14 @@ async fn every_bucket_hashes_the_same_streamed_and_in_sql(
             vec!["4".into(), "5".into(), "100".into()],
         ),
     ] {
-        let streamed = side
-            .copy_buckets(
-                &sql.bucket_copy(&range, &boundaries),
-                &sql,
-                &boundaries,
-                data_validator::stream::RowHash::Md5,
-            )
-            .await
-            .unwrap();
-        let in_database: std::collections::BTreeMap<i64, (u64, u128)> = side
-            .query(&sql.bucket_hashes(&range, &boundaries))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                let v = |i: usize| r[i].clone().unwrap();
-                (
-                    v(0).parse().unwrap(),
-                    (v(1).parse().unwrap(), v(2).parse().unwrap()),
-                )
-            })
-            .collect();
-        let streamed: std::collections::BTreeMap<i64, (u64, u128)> = streamed
-            .into_iter()
-            .map(|(k, b)| (k, (b.count, b.sum)))
-            .collect();
+        let streamed = buckets_streamed(
+            side,
+            &sql,
+            &sql.bucket_copy(&range, &boundaries),
+            &boundaries,
+        )
+        .await;
+        let in_database = buckets_in_database(side, &sql, &range, &boundaries).await;
         let differing: Vec<_> = in_database
             .iter()
             .filter(|(k, v)| streamed.get(k) != Some(v))
@@ -724,31 +742,8 @@ async fn text_lead_buckets_found_in_rust_equal_width_bucket_in_the_c_collation()
     ] {
         let copy = sql.bucket_copy(&range, &boundaries);
         assert!(!copy.contains("width_bucket"), "{copy}");
-        let streamed: std::collections::BTreeMap<i64, (u64, u128)> = side
-            .copy_buckets(
-                &copy,
-                &sql,
-                &boundaries,
-                data_validator::stream::RowHash::Md5,
-            )
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, b)| (k, (b.count, b.sum)))
-            .collect();
-        let in_database: std::collections::BTreeMap<i64, (u64, u128)> = side
-            .query(&sql.bucket_hashes(&range, &boundaries))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                let v = |i: usize| r[i].clone().unwrap();
-                (
-                    v(0).parse().unwrap(),
-                    (v(1).parse().unwrap(), v(2).parse().unwrap()),
-                )
-            })
-            .collect();
+        let streamed = buckets_streamed(side, &sql, &copy, &boundaries).await;
+        let in_database = buckets_in_database(side, &sql, &range, &boundaries).await;
         assert_eq!(streamed, in_database, "{boundaries:?}");
         assert!(streamed.len() > 1, "{boundaries:?}: several buckets");
     }

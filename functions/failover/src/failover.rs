@@ -1094,7 +1094,7 @@ impl Failover {
 }
 
 /// Writes a String parameter, overwriting it.
-async fn put_string(
+pub async fn put_string(
     ssm: &aws_sdk_ssm::Client,
     name: &str,
     value: &str,

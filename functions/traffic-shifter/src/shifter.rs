@@ -572,18 +572,25 @@ impl Shifter {
                 }
             }
         }
-        let mut out = self
-            .advance(
-                Versioned {
-                    value: d,
-                    version,
-                    epoch: None,
-                },
-                None,
-                deadline,
-            )
-            .await?;
-        out.action = format!("started; {}", out.action);
+        self.advance_recorded("started", d, version, deadline).await
+    }
+
+    /// Advances a deployment just recorded at `version`, its action named after what
+    /// recorded it (`"started; …"`).
+    async fn advance_recorded(
+        &self,
+        what: &str,
+        d: Deployment,
+        version: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, ShiftError> {
+        let current = Versioned {
+            value: d,
+            version,
+            epoch: None,
+        };
+        let mut out = self.advance(current, None, deadline).await?;
+        out.action = format!("{what}; {}", out.action);
         Ok(out)
     }
 
@@ -1229,19 +1236,9 @@ impl Shifter {
                     "the pre-promote hook decides".into(),
                 )
                 .await?;
-            let mut o = self
-                .advance(
-                    Versioned {
-                        value: d,
-                        version,
-                        epoch: None,
-                    },
-                    None,
-                    None,
-                )
-                .await?;
-            o.action = format!("promote-requested; {}", o.action);
-            return Ok(o);
+            return self
+                .advance_recorded("promote-requested", d, version, None)
+                .await;
         }
         let regions = current.value.regions();
         let mut d = current.value.clone();

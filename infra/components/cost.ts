@@ -210,7 +210,7 @@ export const CUTOVER_USAGE = { invocations: 100, seconds: 30 };
 
 /**
  * Lambda per region: the control plane (lag-probe 55 s of every minute, failover about ten
- * minutes a month) runs in every region; the shifter's tick every minute and its reconcile
+ * minutes a month plus its sync-endpoints every five minutes, a second each) runs in every region; the shifter's tick every minute and its reconcile
  * every five (a second each), the daily validation and the cutover in the primary.
  */
 export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
@@ -218,7 +218,10 @@ export function lambdaUsage(memoryMb: Record<string, number> = MEMORY_MB): {
 } {
   const gb = (fn: string) => memoryMb[fn] / 1024;
   return {
-    controlPlane: { gbSeconds: MINUTES * 55 * gb("lag-probe") + 10 * 60 * gb("failover"), invocations: MINUTES + 10 },
+    controlPlane: {
+      gbSeconds: MINUTES * 55 * gb("lag-probe") + 10 * 60 * gb("failover") + (MINUTES / 5) * 1 * gb("failover"),
+      invocations: MINUTES + 10 + MINUTES / 5,
+    },
     primary: {
       gbSeconds: (MINUTES + MINUTES / 5) * 1 * gb("traffic-shifter") + 30 * 300 * gb("data-validator") + CUTOVER_USAGE.invocations * CUTOVER_USAGE.seconds * gb("cutover"),
       invocations: MINUTES + MINUTES / 5 + 30 * 50 + CUTOVER_USAGE.invocations,

@@ -18,11 +18,16 @@ export interface Schedule {
  * When each function runs by itself. lag-probe runs in every region, each on its own clock:
  * it writes the heartbeat to the writer (the region SSM `active-region` names) and watches
  * every other region through the peerings, so each region sees the writer from its own
- * vantage point. The validator and the shifter run in the primary.
+ * vantage point. failover syncs every region's endpoint copies in every region (the recorded move
+ * is the truth, so a region that was lost heals by itself). The validator and the shifter run in
+ * the primary.
  */
 export function schedules(validationSchedule: string): Schedule[] {
   return [
     { fn: "lag-probe", expression: "rate(1 minute)" },
+    // Every region's SSM copy of the endpoints made to name the last recorded move's writer: a
+    // region lost during a failover heals its own copy within five minutes of coming back.
+    { fn: "failover", id: "failover-sync-endpoints", expression: "rate(5 minutes)", input: JSON.stringify({ command: "sync-endpoints" }) },
     { fn: "data-validator", expression: validationSchedule },
     { fn: "traffic-shifter", expression: "rate(1 minute)", input: JSON.stringify({ command: "tick" }) },
     // Every region's listener against the recorded state, finished deployments too: re-asserts and alerts on drift.

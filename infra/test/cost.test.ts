@@ -48,7 +48,7 @@ test("the default configuration's cost: every line priced per region, the new li
 
 test("Lambda is priced at the functions' configured memory: the control plane in every region, the rest in the primary", () => {
   const base = lambdaUsage();
-  assert.equal(Math.round(base.controlPlane.gbSeconds), Math.round(43200 * 55 * 0.25 + 600 * 0.25), "lag-probe at 256 MB dominates, in each region");
+  assert.equal(Math.round(base.controlPlane.gbSeconds), Math.round(43200 * 55 * 0.25 + 600 * 0.25 + (43200 / 5) * 0.25), "lag-probe at 256 MB dominates, in each region (failover: ten minutes and its sync every five)");
   assert.equal(Math.round(base.primary.gbSeconds), Math.round((43200 + 43200 / 5) * 0.25 + 30 * 300 * 1 + 100 * 30 * 0.25), "the shifter (tick every minute, reconcile every five), the validator and the cutover");
   const doubled = lambdaUsage(Object.fromEntries(Object.entries(MEMORY_MB).map(([f, mb]) => [f, mb * 2])));
   assert.equal(Math.round(doubled.controlPlane.gbSeconds + doubled.primary.gbSeconds), Math.round((base.controlPlane.gbSeconds + base.primary.gbSeconds) * 2));

@@ -460,12 +460,12 @@ test("KMS key policies: the account root delegates to IAM; services get Decrypt 
   for (const k of ofType("aws:kms/key:Key")) assert.equal(k.inputs.enableKeyRotation, true, k.name);
 });
 
-test("schedules: lag-probe in every region, the shifter's tick every minute and its reconcile every five, validation daily; each target allowed to invoke", () => {
+test("schedules: lag-probe and failover's sync-endpoints in every region, the shifter's tick every minute and its reconcile every five, validation daily; each target allowed to invoke", () => {
   const rules = ofType("aws:cloudwatch/eventRule:EventRule");
   const schedule = (name: string) => rules.find((r) => r.name === `schedule-${name}-t1`)?.inputs.scheduleExpression;
   assert.deepEqual(["lag-probe", "traffic-shifter", "traffic-shifter-reconcile", "data-validator"].map(schedule),
     ["rate(1 minute)", "rate(1 minute)", "rate(5 minutes)", "rate(1 day)"]);
-  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 4 + 2, "a lag-probe per region");
+  assert.equal(rules.filter((r) => r.inputs.scheduleExpression !== undefined).length, 5 + 2 * 2, "a lag-probe and a failover sync per region");
   const target = (name: string, region = "us-east-1") => one("aws:cloudwatch/eventTarget:EventTarget", rn(`schedule-${name}-target`, region));
   assert.deepEqual(JSON.parse(target("traffic-shifter").inputs.input), { command: "tick" });
   assert.deepEqual(JSON.parse(target("traffic-shifter-reconcile").inputs.input), { command: "reconcile" }, "finished deployments too: drift is re-asserted");
@@ -475,9 +475,13 @@ test("schedules: lag-probe in every region, the shifter's tick every minute and 
     assert.deepEqual([probe?.region, probe?.inputs.scheduleExpression], [region, "rate(1 minute)"]);
     assert.equal(target("lag-probe", region).inputs.input, undefined);
     assert.equal(target("lag-probe", region).inputs.arn, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-lag-probe", region)}`, `${region}: its own probe`);
+    const sync = rules.find((r) => r.name === rn("schedule-failover-sync-endpoints", region));
+    assert.deepEqual([sync?.region, sync?.inputs.scheduleExpression], [region, "rate(5 minutes)"], `${region}: heals its own endpoint copy`);
+    assert.deepEqual(JSON.parse(target("failover-sync-endpoints", region).inputs.input), { command: "sync-endpoints" });
+    assert.equal(target("failover-sync-endpoints", region).inputs.arn, `arn:aws:mock:${region}:${ACCOUNT}:aws:lambda/function:Function/${rn("fn-failover", region)}`, `${region}: its own failover`);
   }
   const lambdaTargets = ofType("aws:cloudwatch/eventTarget:EventTarget").filter((t) => /lambda\/function/.test(t.inputs.arn));
-  assert.equal(lambdaTargets.length, 6 + 2 * 2, "the primary's 4 schedules and 2 alarm rules; each other region's probe schedule and failover rule");
+  assert.equal(lambdaTargets.length, 7 + 2 * 3, "the primary's 5 schedules and 2 alarm rules; each other region's probe and sync schedules and failover rule");
   const permissions = ofType("aws:lambda/permission:Permission");
   for (const t of lambdaTargets) {
     const granted = permissions.find((p) => p.inputs.sourceArn.endsWith(`EventRule/${t.inputs.rule}`));

@@ -27,6 +27,8 @@ adds what moto lacks for a regional outage:
 
   POST   /_router/regions/<region>/down   lose a region (its AWS stops answering)
   POST   /_router/regions/<region>/up     bring it back (its pending replication is applied)
+  POST   /_router/replication/pause|resume   hold the global table's replication back (a drill
+                                         of two regions deciding at once), then let it go
   GET    /_router/regions                 {"down": [...], "replication": {...}}
 
 For drills, the router can make the Lambda service fail an invocation, the way AWS does on a
@@ -100,6 +102,7 @@ class Replicator:
         self.due = {}       # (source region, key json) -> (due time, access key)
         self.pending = {}   # target region -> {key json: item or None}
         self.stats = {"writes_seen": 0, "replicated": 0, "lost_with_source": 0, "errors": 0}
+        self.paused = False  # a drill holds replication back: each region sees only its own writes
         threading.Thread(target=self.run, daemon=True).start()
 
     def note(self, region, akid, op, request):
@@ -160,6 +163,9 @@ class Replicator:
         while True:
             with self.cv:
                 now = time.time()
+                if self.paused:
+                    self.cv.wait(0.05)
+                    continue
                 ready = [(k, v[1]) for k, v in self.due.items() if v[0] <= now]
                 for k, _ in ready:
                     del self.due[k]
@@ -205,7 +211,7 @@ class Replicator:
         with self.cv:
             due = len(self.due)
         with lock:
-            return {"table": self.table, "delay_ms": int(self.delay * 1000), "due": due,
+            return {"table": self.table, "delay_ms": int(self.delay * 1000), "due": due, "paused": self.paused,
                     "pending": {r: len(p) for r, p in self.pending.items()}, **self.stats}
 
 
@@ -299,6 +305,16 @@ class Router(BaseHTTPRequestHandler):
             if path == "/_router/regions" and self.command == "GET":
                 rep = self.server.replicator
                 return self.reply_json(200, {"down": sorted(down), "replication": rep.describe() if rep else None})
+            m = re.match(r"^/_router/replication/(pause|resume)$", path)
+            if m and self.command == "POST":
+                rep = self.server.replicator
+                if rep is None:
+                    return self.reply_json(400, {"message": "no global table is replicated (--global-table)"})
+                with rep.cv:
+                    rep.paused = m.group(1) == "pause"
+                    rep.cv.notify()
+                print(f"replication: {m.group(1)}", flush=True)
+                return self.reply_json(200, {"paused": rep.paused})
             m = re.match(r"^/_router/regions/([a-z0-9-]+)/(down|up)$", path)
             if m and self.command == "POST":
                 region, state = m.groups()

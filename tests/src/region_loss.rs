@@ -251,6 +251,48 @@ async fn clear_failover_records(world: &World) -> Result<(), WorldError> {
     Ok(())
 }
 
+/// The lost region back (its AWS, not its database): waits until its replica of the
+/// state table holds the completed move to `to`, runs its failover's `sync-endpoints`
+/// (what its schedule does), and reads its own SSM copy before and after.
+async fn heal_returned_region(
+    p: &Plane,
+    to: &str,
+    world: &World,
+    suffix: &str,
+) -> Result<Value, WorldError> {
+    let name = format!("/migration/db/{suffix}/writer-endpoint");
+    let before = cutover_core::db::parameter(&p.aws.ssm(), &name).await.ok();
+    let waited = Instant::now();
+    loop {
+        let state = p
+            .failover
+            .store
+            .get::<failover::failover::FailoverState>(&failover::failover::state_key())
+            .await?;
+        if state.is_some_and(|s| {
+            s.value.to == to && s.value.phase == failover::failover::Phase::Completed
+        }) {
+            break;
+        }
+        if waited.elapsed() > Duration::from_secs(15) {
+            return Err(fail(format!(
+                "{}'s replica of the state table did not receive the move to {to} within 15 s",
+                p.region
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replicated_ms = waited.elapsed().as_millis() as u64;
+    let synced = p.failover.sync_endpoints().await.map_err(fail)?;
+    let after = cutover_core::db::parameter(&p.aws.ssm(), &name).await.ok();
+    let expected = format!("localhost:{}", world.port(node_of(to))?);
+    Ok(json!({
+        "region": p.region, "ssm_before": before, "ssm_after": after,
+        "healed": after.as_deref() == Some(expected.as_str()),
+        "state_replicated_after_ms": replicated_ms, "sync": synced,
+    }))
+}
+
 fn ms(a: Instant, b: Instant) -> i64 {
     if b >= a {
         b.duration_since(a).as_millis() as i64
@@ -360,13 +402,17 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     }
 
     // The loss of us-east-1: its AWS, its database, the network its WAL travels on.
-    progress("us-east-1 is lost: its AWS (router), its database (SIGKILL) and the WAL links from it, at once".into());
-    router.region_down("us-east-1").await?;
-    world.kill(Node::UsEast1)?;
-    world.cut_network(Node::EuWest1)?;
-    world.cut_network(Node::ApSoutheast1)?;
+    progress("us-east-1 is lost: the WAL links from it, its database (SIGKILL) and its AWS (router), at once".into());
+    // The clock starts before the first cut. The links go first: what the delay
+    // links hold dies with them, as in a real loss; killing the server first would
+    // let them deliver it (and the loss would fall short of the prediction).
     let killed = Instant::now();
     let killed_ms = now_ms();
+    world.cut_network(Node::EuWest1)?;
+    world.cut_network(Node::ApSoutheast1)?;
+    world.kill(Node::UsEast1)?;
+    router.region_down("us-east-1").await?;
+    let kill_took = killed.elapsed();
     // Its control plane dies with it.
     for t in [
         lag_tasks.remove("us-east-1"),
@@ -583,6 +629,13 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         ssm_copies.insert(p.region, v);
     }
     router.region_up("us-east-1").await?;
+    // us-east-1's AWS is back (its database stays dead): its own SSM copy still names
+    // the old writer. Its failover's scheduled sync-endpoints heals it from the move
+    // the state table recorded, once the table's replica there has caught up.
+    let returned = match &to {
+        Some(to) => Some(heal_returned_region(&planes[0], to, world, &suffix).await?),
+        None => None,
+    };
     let (predicted_ms, predicted_writes) = to
         .as_deref()
         .and_then(|t| predicted.get(t).copied())
@@ -591,7 +644,8 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let ok = promotions.len() == 1
         && rto_ms.is_some_and(|r| r < 30_000)
         && two_writers == 0
-        && to.as_deref() != Some("us-east-1");
+        && to.as_deref() != Some("us-east-1")
+        && returned.as_ref().is_some_and(|r| r["healed"] == true);
     let timeline = json!([
         {"event": "us-east-1 lost (AWS, database, WAL links)", "ms": 0},
         {"event": "first failure recorded by eu-west-1's lag-probe", "ms": first_failure.get("eu-west-1")},
@@ -629,6 +683,15 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         predicted_writes.map_or("-".into(), |n| n.to_string()),
         ssm_copies.iter().map(|(r, v)| format!("{r} {}", v.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ")
     ));
+    if let Some(r) = &returned {
+        progress(format!(
+            "  us-east-1's AWS back: the state table's replica there had the move after {} ms; its SSM copy {} -> {} (sync-endpoints from {})",
+            r["state_replicated_after_ms"],
+            r["ssm_before"].as_str().unwrap_or("?"),
+            r["ssm_after"].as_str().unwrap_or("?"),
+            r["sync"]["from"].as_str().unwrap_or("?"),
+        ));
+    }
     for (a, text) in &examples {
         progress(format!("  {a}: {text}"));
     }
@@ -645,15 +708,130 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     }
     Ok(json!({
         "drill": "region loss", "from": "us-east-1", "to": to, "ok": ok,
-        "rto_from_kill_ms": rto_ms, "timeline": timeline,
+        "rto_from_kill_ms": rto_ms, "kill_took_ms": kill_took.as_millis() as u64, "timeline": timeline,
         "invocations": outcomes.len(), "actions": actions, "promotions": promotions.len(),
         "acknowledged_by_old": before_kill.len(), "lost": lost_n, "lost_seqs": lost,
         "predicted_loss_ms": predicted_ms, "predicted_lost_writes": predicted_writes,
         "acknowledged_by_another_writer_after_kill": two_writers,
+        "returned_region": returned,
         "alarms": alarm_at, "ssm_copies": ssm_copies, "examples": examples,
         "timings": timings,
         "decision": winner.map(|(_, v)| v["decision"].clone()), "steps": winner.map(|(_, v)| v["steps"].clone()),
         "topics": planes.iter().map(|p| (p.region, p.topic.clone())).collect::<BTreeMap<_, _>>(),
         "replication": router.regions().await.ok(),
     }))
+}
+
+/// Two regions move the writer at the same moment, each under its own lease: the
+/// state table's replication is held back, so each region's replica grants its own
+/// lease (epoch 1 in both) and neither sees the other's move. A person in eu-west-1
+/// and a person in ap-southeast-1 each ask for a switchover from us-east-1, to
+/// `targets[0]` and `targets[1]`. Exactly one member may end up writing; the engine
+/// (the promotion lock on the members, taken in region order) is what serializes
+/// them, not the leases. The world must have us-east-1 writing and both other
+/// regions streaming from it; it is left with one of them promoted (the caller
+/// rebuilds the world).
+pub async fn race(
+    world: &World,
+    targets: [&'static str; 2],
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    let router = Router::of(world)?;
+    let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
+    let us_endpoint = format!("localhost:{}", world.port(Node::UsEast1)?);
+    put_everywhere(
+        world,
+        &format!("/migration/db/{suffix}/writer-endpoint"),
+        &us_endpoint,
+    )
+    .await?;
+    put_everywhere(
+        world,
+        &format!("/migration/app/{suffix}/active-region"),
+        "us-east-1",
+    )
+    .await?;
+    clear_failover_records(world).await?;
+    let (eu, ap) = (
+        plane(world, "eu-west-1").await?,
+        plane(world, "ap-southeast-1").await?,
+    );
+    router.hold_replication(true).await?;
+    progress(format!(
+        "the state table's replication held back; at once: a switchover us-east-1 -> {} asked in eu-west-1, and us-east-1 -> {} in ap-southeast-1",
+        targets[0], targets[1]
+    ));
+    let ask = |p: &Plane, target: &str| {
+        let f = p.failover.clone();
+        let event = json!({"command": "switchover", "target": target});
+        let holder = format!("person-in-{}", p.region);
+        async move {
+            handle_one(&f, event, &holder).await
+        }
+    };
+    let (a, b) = tokio::join!(ask(&eu, targets[0]), ask(&ap, targets[1]));
+    router.hold_replication(false).await?;
+    let mut writers = Vec::new();
+    for r in REGIONS {
+        let c = world.admin_db(node_of(r), "app").await?;
+        let writes: bool = c
+            .query_one(
+                "SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool",
+                &[],
+            )
+            .await
+            .map_err(fail)?
+            .get(0);
+        if writes {
+            writers.push(r);
+        }
+    }
+    let sides: Vec<Value> = [(&eu, targets[0], a), (&ap, targets[1], b)]
+        .into_iter()
+        .map(|(p, target, o)| {
+            let steps: Vec<String> = o
+                .as_ref()
+                .ok()
+                .and_then(|v| v["steps"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
+            json!({
+                "region": p.region, "target": target,
+                "action": o.as_ref().map_or("error".into(), |v| v["action"].clone()),
+                "epoch": o.as_ref().ok().map(|v| v["epoch"].clone()),
+                "summary": o.as_ref().map_or_else(|e| Value::String(e.clone()), |v| v["summary"].clone()),
+                "promoted": steps.iter().any(|s| s.contains(": promoted in ")),
+                "found_promoted": steps.iter().any(|s| s.contains("already promoted")),
+                "steps": steps,
+            })
+        })
+        .collect();
+    for s in &sides {
+        progress(format!(
+            "  {} (lease epoch {}): {} — {}",
+            s["region"],
+            s["epoch"],
+            s["action"],
+            s["summary"].as_str().unwrap_or("")
+        ));
+    }
+    let promotions = sides.iter().filter(|s| s["promoted"] == true).count();
+    progress(format!(
+        "  promotions: {promotions}; members writing now: {}",
+        writers.join(", ")
+    ));
+    Ok(json!({
+        "drill": "two regions at once", "targets": targets, "sides": sides,
+        "promotions": promotions, "writers": writers,
+        "ok": promotions == 1 && writers.len() == 1,
+    }))
+}
+
+/// One direct invocation of a failover function, its error as text.
+async fn handle_one(f: &Failover, event: Value, holder: &str) -> Result<Value, String> {
+    failover::handler::handle(f, event, holder)
+        .await
+        .map_err(|e| e.to_string())
 }

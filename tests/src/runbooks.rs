@@ -535,6 +535,15 @@ impl Router {
             .map(|_| ())
     }
 
+    /// Holds the state table's replication back (`true`) or lets it go (`false`):
+    /// while held, each region's replica sees only its own region's writes.
+    pub async fn hold_replication(&self, held: bool) -> Result<(), WorldError> {
+        let what = if held { "pause" } else { "resume" };
+        self.call("POST", &format!("/_router/replication/{what}"), None)
+            .await
+            .map(|_| ())
+    }
+
     /// The regions down, and the state table's replication counters.
     pub async fn regions(&self) -> Result<Value, WorldError> {
         self.call("GET", "/_router/regions", None).await

@@ -52,5 +52,7 @@ async fn us_east_1_lost_whole_fails_over_once_from_the_survivors_within_30_s_of_
         copies.values().all(|v| v == first && v.is_string()),
         "{shown}"
     );
+    // The lost region, back, heals its own copy from the recorded move.
+    assert_eq!(out["returned_region"]["healed"], true, "{shown}");
     assert_eq!(out["ok"], true, "{shown}");
 }

@@ -739,26 +739,53 @@ impl Failover {
         Ok(())
     }
 
-    /// `sync-endpoints`: every region's copy made equal to this region's (after a
-    /// lost region came back). Changes only copies that differ; not fenced (it
-    /// writes what this region's copy, written under the lease, already says).
+    /// `sync-endpoints`: every region's copy, this region's included, made to name
+    /// the writer of the last completed move (`FAILOVER` / `STATE`, a global table
+    /// replicated to every region). A region that was lost and came back still names
+    /// the old writer in its own copy; copying its view outwards would undo the move,
+    /// so the recorded move is the truth, not any region's copy. With no move recorded
+    /// yet, this region's copy is. Nothing is written while a move is in progress (its
+    /// holder writes the endpoints, fenced). Changes only copies that differ. Run by
+    /// a schedule in every region, so a region heals by itself once it is back.
     pub async fn sync_endpoints(&self) -> Result<Value, FailoverError> {
-        let writer =
-            cutover_core::db::parameter(&self.ssm, &self.db_param("writer-endpoint")).await?;
-        let active = self.active_region().await?;
+        let state = self.store.get::<FailoverState>(&state_key()).await?;
+        let (writer, active, from) = match state.as_ref().map(|s| &s.value) {
+            Some(s) if s.phase == Phase::InProgress => {
+                return Ok(json!({
+                    "action": "skipped",
+                    "why": format!(
+                        "a {:?} {} -> {} is in progress (epoch {}); its holder writes the endpoints",
+                        s.kind, s.from, s.to, s.lease_epoch
+                    ),
+                }));
+            }
+            Some(s) => (
+                self.driver.writer_endpoint(&s.to).await?,
+                s.to.clone(),
+                format!("the last completed move ({:?} {} -> {}, epoch {})", s.kind, s.from, s.to, s.lease_epoch),
+            ),
+            None => (
+                cutover_core::db::parameter(&self.ssm, &self.db_param("writer-endpoint")).await?,
+                self.active_region().await?,
+                "this region's copy (no move recorded)".to_string(),
+            ),
+        };
         let writes = [
             (self.db_param("writer-endpoint"), writer.clone()),
             (self.app_param("active-region"), active.clone()),
         ];
         let mut out = BTreeMap::new();
-        for (region, ssm) in &self.regional_ssm {
+        let home = self.config.core.primary_region.as_str().to_string();
+        let every = std::iter::once((&home, &self.ssm))
+            .chain(self.regional_ssm.iter().map(|(r, c)| (r, c)));
+        for (region, ssm) in every {
             let result = match write_missing(ssm, &writes).await {
                 Ok(n) => json!({"written": n}),
                 Err(e) => json!({"error": e}),
             };
             out.insert(region.clone(), result);
         }
-        Ok(json!({"writer_endpoint": writer, "active_region": active, "regions": out}))
+        Ok(json!({"action": "synced", "from": from, "writer_endpoint": writer, "active_region": active, "regions": out}))
     }
 
     /// Runs one trigger. `holder` names this invocation in the lease.
@@ -950,7 +977,7 @@ impl Failover {
             finished_at_ms: None,
             fork_xid: state.as_ref().and_then(|s| s.value.fork_xid),
         };
-        let version = self
+        let mut version = self
             .store
             .put_fenced(
                 &lease,
@@ -1000,6 +1027,14 @@ impl Failover {
         let new_writer = self.driver.writer_endpoint(&to).await?;
         if kind == Kind::Failover && record.fork_xid.is_none() {
             record.fork_xid = self.fork_xid(&new_writer, &mut steps).await;
+            if record.fork_xid.is_some() {
+                // Saved before the endpoint moves: a run that dies after the move
+                // cannot read it again (too late to be a boundary), the next one keeps it.
+                version = self
+                    .store
+                    .put_fenced(&fence.lease(), &state_key(), &record, Some(version))
+                    .await?;
+            }
         }
         self.put_if_changed(
             Step::Endpoint,

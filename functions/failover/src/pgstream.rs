@@ -165,23 +165,55 @@ impl PgStreaming {
         Ok(!in_recovery)
     }
 
-    /// Promotes `region` once, whoever asks: the promotion runs under a session
-    /// advisory lock taken on the target server itself (advisory locks work on a
-    /// hot standby), and the target is asked again under it whether it is still in
-    /// recovery. Two holders in two regions (each region's lease is its own replica
-    /// of a global table, see the README) promoting the same target at once make one
-    /// promotion: the second finds it done. `None` when it was.
+    /// Promotes `region` once, whoever asks, and only while no other member writes.
+    /// The promotion lock (a session advisory lock; they work on a hot standby) is
+    /// taken on every member but the old primary that answers, in region order, and
+    /// held until the promotion is done. Two holders in two regions (each region's
+    /// lease is its own replica of a global table, see the README) therefore
+    /// serialize on the first member both reach, whether they chose the same target
+    /// or not: the second finds the target already promoted (`None`), or another
+    /// member writing, and stops. A member that does not answer is not locked (the
+    /// steps say so): holders that reach no member in common are not serialized.
     async fn promote(
         &self,
+        from: &str,
         region: &str,
+        regions: &[String],
         steps: &mut Vec<String>,
         fence: &impl Fence,
     ) -> Result<Option<u64>, FailoverError> {
         fence.check(Step::Promote).await?;
-        let c = self.connect(region).await?;
-        c.query_one("SELECT pg_advisory_lock($1)", &[&PROMOTION_LOCK])
-            .await
-            .map_err(|e| sql_err(region, "pg_advisory_lock", &e))?;
+        let mut members: Vec<&String> = regions.iter().filter(|r| r.as_str() != from).collect();
+        members.sort();
+        let mut target = None;
+        let mut locked = Vec::new();
+        for m in members {
+            let c = if m == region {
+                self.connect(m).await?
+            } else {
+                match tokio::time::timeout(self.timeout, self.connect(m)).await {
+                    Ok(Ok(c)) => c,
+                    _ => {
+                        steps.push(format!("{m}: no answer; the promotion lock not taken there"));
+                        continue;
+                    }
+                }
+            };
+            c.query_one("SELECT pg_advisory_lock($1)", &[&PROMOTION_LOCK])
+                .await
+                .map_err(|e| sql_err(m, "pg_advisory_lock", &e))?;
+            if m == region {
+                target = Some(c);
+            } else {
+                locked.push(c);
+            }
+        }
+        let Some(c) = target else {
+            return Err(FailoverError::Internal(format!("{region}: not among the members")));
+        };
+        // The locks may have been waited for: a holder that lost its lease meanwhile
+        // (a higher epoch took over) must not promote.
+        fence.check(Step::Promote).await?;
         let in_recovery: bool = c
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
@@ -192,6 +224,11 @@ impl PgStreaming {
                 "{region}: already promoted (by a concurrent holder; found under the promotion lock)"
             ));
             return Ok(None);
+        }
+        if let Some(other) = self.other_writer(from, region, regions).await {
+            return Err(FailoverError::Driver(format!(
+                "{other} already writes (promoted by another holder; found under the promotion lock); not promoting {region} as well"
+            )));
         }
         let started = Instant::now();
         let ok: bool = c
@@ -206,9 +243,11 @@ impl PgStreaming {
         }
         let at = now_ms();
         steps.push(format!(
-            "{region}: promoted in {} ms",
-            started.elapsed().as_millis()
+            "{region}: promoted in {} ms (promotion lock held on {} member(s))",
+            started.elapsed().as_millis(),
+            locked.len() + 1
         ));
+        drop(locked);
         Ok(Some(at))
     }
 
@@ -374,7 +413,7 @@ impl Driver for PgStreaming {
             fence.check(Step::Fence).await?;
             let lsn = self.fence(from, &mut steps).await?;
             self.wait_replayed(to, &lsn, &mut steps, fence).await?;
-            self.promote(to, &mut steps, fence).await?
+            self.promote(from, to, regions, &mut steps, fence).await?
         };
         self.repoint_standbys(from, to, regions, &mut steps, fence)
             .await?;
@@ -414,7 +453,7 @@ impl Driver for PgStreaming {
                     "{other} already writes (promoted by another holder); not promoting {to} as well"
                 )));
             }
-            self.promote(to, &mut steps, fence).await?
+            self.promote(from, to, regions, &mut steps, fence).await?
         };
         self.repoint_standbys(from, to, regions, &mut steps, fence)
             .await?;

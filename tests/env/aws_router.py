@@ -173,9 +173,10 @@ class Replicator:
                     nxt = min((v[0] for v in self.due.values()), default=now + 1)
                     self.cv.wait(max(0.01, nxt - now))
                     continue
-                lost = set(down)
             for (source, key), akid in ready:
-                if source in lost:
+                with lock:
+                    source_lost = source in down
+                if source_lost:
                     with lock:
                         self.stats["lost_with_source"] += 1
                     continue
@@ -186,11 +187,15 @@ class Replicator:
                     for target in REGIONS:
                         if target == source:
                             continue
-                        if target in lost:
-                            with lock:
-                                self.pending.setdefault(target, {})[key] = (item, akid)
-                            continue
-                        self.apply(target, akid, key, item)
+                        # Decided under the lock that `up` takes before it starts the
+                        # region's catch-up: an item is either applied now or pending
+                        # when the catch-up takes the pending items, never left behind.
+                        with lock:
+                            held = target in down
+                            if held:
+                                self.pending.setdefault(target, {})[key] = (item, akid, source)
+                        if not held:
+                            self.apply(target, akid, key, item)
                     with lock:
                         self.stats["replicated"] += 1
                 except (OSError, ValueError) as e:
@@ -201,8 +206,16 @@ class Replicator:
     def catch_up(self, region):
         with lock:
             items = self.pending.pop(region, {})
-        for key, (item, akid) in items.items():
+        for key, (item, akid, source) in items.items():
             try:
+                # The item as its source holds it now (a newer version may have been
+                # applied here directly since it was held back); as held if the source is down.
+                with lock:
+                    source_up = source not in down
+                if source_up:
+                    got = self.call(source, akid, "GetItem",
+                                    {"TableName": self.table, "Key": json.loads(key), "ConsistentRead": True})
+                    item = got.get("Item")
                 self.apply(region, akid, key, item)
             except (OSError, ValueError) as e:
                 print(f"catching {region} up on {key} failed: {e}", flush=True)

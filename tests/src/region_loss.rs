@@ -580,9 +580,10 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
                 .map(|r| r.get(0))
                 .collect();
             let lost: Vec<i64> = seqs.into_iter().filter(|s| !present.contains(s)).collect();
+            // Two writers: another region acknowledging once the new writer has.
             let others: Vec<&str> = acked
                 .iter()
-                .filter(|a| a.at > killed && a.region != *to)
+                .filter(|a| first_new.as_ref().is_some_and(|f| a.at > f.at) && a.region != *to)
                 .map(|a| a.region.as_str())
                 .collect();
             (Some(lost), others.len())

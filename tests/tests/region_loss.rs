@@ -41,8 +41,10 @@ async fn us_east_1_lost_whole_fails_over_once_from_the_survivors_within_30_s_of_
     );
     let lost = out["lost"].as_u64().unwrap();
     let predicted = out["predicted_lost_writes"].as_u64().unwrap();
+    // The prediction counts the writes acknowledged within the last lag sample before
+    // the links were cut; the writer commits every ~5 ms, the sample is exact to a few ms.
     assert!(
-        lost.abs_diff(predicted) <= 5.max(predicted / 2),
+        lost.abs_diff(predicted) <= 2,
         "lost {lost}, predicted {predicted}: {shown}"
     );
     // Both surviving regions' SSM copies name the new writer.

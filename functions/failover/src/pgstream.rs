@@ -98,9 +98,13 @@ impl PgStreaming {
         let ended: i64 = c
             .query_one(
                 // A superuser's sessions are an operator's: pg_signal_backend may not
-                // end them (and the reloaded read-only default reaches them too).
+                // end them (and the reloaded read-only default reaches them too). A
+                // session of this function's own role is another holder's (in another
+                // region, fencing at the same moment): ending it would fail that
+                // holder's run, which would then find the move done under the lock.
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                   AND usename <> current_user \
                    AND usesysid NOT IN (SELECT oid FROM pg_roles WHERE rolsuper)",
                 &[],
             )

@@ -155,7 +155,7 @@ export class Platform extends pulumi.ComponentResource {
       oraclePort: s.oraclePort,
       oracleServiceName: s.oracleServiceName,
       oracleSslMode: s.oracleSslMode,
-      oracleCaCertificateFile: s.oracleCaCertificateFile,
+      oracleCaWalletFile: s.oracleCaWalletFile,
       targetCaBundleFile: s.caBundleFile,
       targetEndpoint: primaryDb.writerEndpoint,
       targetDatabase: s.databaseName,

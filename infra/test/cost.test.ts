@@ -70,7 +70,7 @@ test("the global table: each region pays its own writes and, as replicated write
 
 test("the price follows the configuration: DMS (single-AZ) and the VPN add their hourly prices; more capacity, x86 and Container Insights cost more", () => {
   const base = total(defaults());
-  const both = monthlyCost(usageFor(settings({ createDms: true, createVpn: true, oracleCaCertificateFile: "ca.pem" })));
+  const both = monthlyCost(usageFor(settings({ createDms: true, createVpn: true, oracleCaWalletFile: "cwallet.sso" })));
   assert.ok(both.some((l) => l.item === "DMS replication instance (dms.t3.medium, single-AZ)"));
   assert.ok(both.some((l) => l.item.startsWith("Site-to-site VPN")));
   const us = PRICES.regions["us-east-1"];

@@ -122,7 +122,7 @@ test("security-group egress: the ALB to the tasks' port; tasks and functions TCP
   for (const region of REGIONS) {
     const primary = region === "us-east-1";
     // The source: the application writes to Oracle until the switch (writes-to = source) in every region; the validator and the cutover read it in the primary.
-    const oracle = ["tcp", 1521, 1521, ["192.168.0.0/16"]];
+    const oracle = ["tcp", 2484, 2484, ["192.168.0.0/16"]];
     assert.deepEqual(egress("sg-alb", region), [["tcp", 80, 80, [`sg-tasks-${region}-t1-id`]]], `${region}: the ALB reaches the tasks' container port only`);
     assert.deepEqual(egress("sg-tasks", region), [internet, ["tcp", 5432, 5432, [vpcs[region]]], oracle], `${region}: tasks`);
     // lag-probe and failover reach every region's database over the peerings.
@@ -367,7 +367,7 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
   }
   const primary = (n: string) => plain(params.find((p) => p.region === "us-east-1" && p.inputs.name === n)?.inputs.value);
   assert.equal(primary("/migration/app/t1/writes-to"), "source", "the application writes to the source until the switch");
-  assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:1521");
+  assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:2484");
   assert.equal(primary("/migration/db/t1/users/lag-probe"), "cutover_lag_probe", "the role infra/sql/roles.sql creates");
   assert.match(String(primary("/migration/db/t1/passwords/failover")), /SET-ME/, "a placeholder the operator replaces, never the master password");
   assert.equal(params.filter((p) => /\/admin-(user|password)$/.test(p.inputs.name)).length, 0, "no function is handed the master user");

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 
 import { costTable, defaultUsage, lambdaUsage, monthlyCost, PRICES, total, usageFor } from "../components/cost";
@@ -89,4 +91,8 @@ test("the README table is generated from the same lines, a column per region, pr
   assert.ok(table.startsWith("| item | us-east-1 | eu-west-1 | ap-southeast-1 | USD / month |"));
   assert.ok(table.includes(`**${total(lines).toFixed(2)}**`));
   assert.match(PRICES.date, /^\d{4}-\d{2}-\d{2}$/);
+  // The table in infra/README.md is what `npm run cost` prints now, not an older run of it.
+  const readme = readFileSync(join(__dirname, "..", "..", "README.md"), "utf8");
+  assert.ok(readme.includes(table), `infra/README.md holds \`npm run cost\`'s table:\n${table}`);
+  assert.ok(readme.includes(`It is **$${total(lines).toFixed(2)}, under the $500 target**`), "and quotes its total");
 });

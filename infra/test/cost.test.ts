@@ -96,3 +96,10 @@ test("the README table is generated from the same lines, a column per region, pr
   assert.ok(readme.includes(table), `infra/README.md holds \`npm run cost\`'s table:\n${table}`);
   assert.ok(readme.includes(`It is **$${total(lines).toFixed(2)}, under the $500 target**`), "and quotes its total");
 });
+
+test("the root README and the infra README's known gaps quote the modelled total npm run cost prints", () => {
+  const sum = `$${total(defaults()).toFixed(2)}`;
+  const read = (path: string) => readFileSync(join(__dirname, "..", "..", ...path.split("/")), "utf8");
+  assert.ok(read("../README.md").includes(`the default is modelled at ${sum} a month`), `README.md: ${sum}`);
+  assert.ok(read("README.md").includes(`the default is modelled at ${sum}, $${(500 - total(defaults())).toFixed(2)} under the $500`), `infra/README.md: ${sum}`);
+});

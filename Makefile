@@ -10,6 +10,8 @@ VENV      := $(ROOT)/.venv
 WORLD     := bash $(ROOT)/tests/env/world.sh
 FUNCTIONS := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
 export CARGO_TERM_COLOR ?= never
+# A Node the infra accepts when the machine's is missing or too old (tests/env/node.sh installs it there).
+export PATH := $(ROOT)/.tools/node/bin:$(PATH)
 
 .PHONY: help demo test build bench lint env-up env-down env-status clean deps-lambda infra-test infra-deps
 
@@ -42,6 +44,7 @@ test:
 
 infra-deps:
 	@if [ -f infra/package.json ]; then \
+	  bash tests/env/node.sh; \
 	  cd infra && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 	    echo "[infra] npm ci"; npm ci --no-audit --no-fund --loglevel=error; fi; fi
 

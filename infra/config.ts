@@ -39,9 +39,13 @@ export interface Settings {
   customerGatewayIp: string;
   /** An ACM certificate per region for the ALBs' HTTPS listeners; none = HTTP only. */
   certificateArns: Record<string, string>;
-  /** DMS to Oracle: `verify-ca` (TCPS, the listener's CA from oracleCaCertificateFile) or `none`. */
+  /** DMS to Oracle: `verify-ca` (TCPS, the listener's CA from oracleCaWalletFile) or `none`. */
   oracleSslMode: "verify-ca" | "none";
-  oracleCaCertificateFile?: string;
+  /**
+   * An auto-login Oracle wallet (`cwallet.sso`) holding the CA that signed the Oracle listener's
+   * TCPS certificate: DMS takes an Oracle endpoint's certificate as a wallet, not a PEM.
+   */
+  oracleCaWalletFile?: string;
   onPremCidr: string;
   /** The PEM bundle the functions verify Aurora with, shipped to them in a layer. */
   caBundleFile: string;
@@ -135,14 +139,17 @@ export function readSettings(c: ConfigSource): Settings {
   }
   const oracleSslMode = c.get("oracleSslMode") ?? "verify-ca";
   if (oracleSslMode !== "verify-ca" && oracleSslMode !== "none") fail("oracleSslMode", oracleSslMode, "verify-ca or none");
-  const oracleCaCertificateFile = c.get("oracleCaCertificateFile");
+  const oracleCaWalletFile = c.get("oracleCaWalletFile");
   const failoverReservedConcurrency = c.getNumber("failoverReservedConcurrency");
   if (failoverReservedConcurrency !== undefined && (!Number.isInteger(failoverReservedConcurrency) || failoverReservedConcurrency < 1)) {
     fail("failoverReservedConcurrency", failoverReservedConcurrency, "a whole number >= 1, or unset");
   }
   const createDms = c.getBoolean("createDms") ?? false;
-  if (createDms && oracleSslMode === "verify-ca" && oracleCaCertificateFile === undefined) {
-    fail("oracleCaCertificateFile", oracleCaCertificateFile, "the PEM of the CA that signed the Oracle listener's TCPS certificate (or oracleSslMode=none)");
+  if (createDms && oracleSslMode === "verify-ca" && oracleCaWalletFile === undefined) {
+    fail("oracleCaWalletFile", oracleCaWalletFile, "an Oracle wallet (cwallet.sso) with the CA that signed the Oracle listener's TCPS certificate (or oracleSslMode=none)");
+  }
+  if (oracleCaWalletFile !== undefined && !oracleCaWalletFile.endsWith(".sso")) {
+    fail("oracleCaWalletFile", oracleCaWalletFile, "an auto-login Oracle wallet, a .sso file (orapki wallet create -auto_login; DMS takes no PEM for Oracle)");
   }
   const reverseDms = c.getBoolean("reverseDms") ?? false;
   if (reverseDms && !createDms) fail("reverseDms", reverseDms, "false unless createDms (the reverse task runs on the DMS replication instance)");
@@ -192,12 +199,13 @@ export function readSettings(c: ConfigSource): Settings {
     reverseDms,
     failoverReservedConcurrency,
     oracleEndpoint: c.get("oracleEndpoint") ?? "onprem-oracle.example.com",
-    oraclePort: c.getNumber("oraclePort") ?? 1521,
+    // TCPS listeners usually serve 2484, plain TCP 1521; the functions always speak TCPS (shared/src/db.rs).
+    oraclePort: c.getNumber("oraclePort") ?? (oracleSslMode === "none" ? 1521 : 2484),
     oracleServiceName: c.get("oracleServiceName") ?? "ORCL",
     customerGatewayIp: c.get("customerGatewayIp") ?? "203.0.113.1",
     certificateArns,
     oracleSslMode,
-    oracleCaCertificateFile,
+    oracleCaWalletFile,
     onPremCidr: c.get("onPremCidr") ?? "192.168.0.0/16",
     caBundleFile: c.get("caBundleFile") ?? "rds-global-bundle.pem",
     alertEmail: c.get("alertEmail"),

@@ -125,7 +125,7 @@ export const FREE_TYPES: Readonly<Record<string, string>> = {
   "aws:ec2/vpc:Vpc": "free", "aws:ec2/subnet:Subnet": "free", "aws:ec2/internetGateway:InternetGateway": "free",
   "aws:ec2/routeTable:RouteTable": "free", "aws:ec2/route:Route": "free", "aws:ec2/routeTableAssociation:RouteTableAssociation": "free",
   "aws:ec2/vpcEndpoint:VpcEndpoint": "gateway endpoints (S3, DynamoDB) are free",
-  "aws:ec2/securityGroup:SecurityGroup": "free",
+  "aws:ec2/securityGroup:SecurityGroup": "free", "aws:ec2/securityGroupRule:SecurityGroupRule": "free",
   "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter": "the peering's transfer is priced on the connection",
   "aws:ec2/customerGateway:CustomerGateway": "free", "aws:ec2/vpnGateway:VpnGateway": "free (the connection is priced)",
   "aws:ec2/vpnConnectionRoute:VpnConnectionRoute": "free", "aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation": "free",

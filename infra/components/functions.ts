@@ -319,10 +319,9 @@ export function functionPolicies(a: FunctionsArgs): Record<FunctionName, PolicyD
     failover: functionPolicy(access("failover", [a.opsTopicArn]), [...failoverCalls({
       globalClusterArn: a.globalClusterArn,
       clusterArns: a.regions.map((r) => r.clusterArn),
-      rewrittenParameterArns: [
-        arn("ssm", `parameter/migration/db/${a.suffix}/writer-endpoint`),
-        arn("ssm", `parameter/migration/app/${a.suffix}/active-region`),
-      ],
+      // Every region's copy: a move writes the new writer into each region's SSM, not only its own.
+      rewrittenParameterArns: regions.flatMap((region) => [`db/${a.suffix}/writer-endpoint`, `app/${a.suffix}/active-region`]
+        .map((p) => pulumi.interpolate`arn:aws:ssm:${region}:${a.accountId}:parameter/migration/${p}`)),
       eventBusArn: arn("events", "event-bus/default"),
     }), ...reconcileCalls({
       suffix: a.suffix,

@@ -186,7 +186,11 @@ export function trafficShifterCalls(listenerArns: pulumi.Input<string>[], watche
 export function failoverCalls(move: {
   globalClusterArn: pulumi.Input<string>;
   clusterArns: pulumi.Input<string>[];
-  /** The only parameters failover writes: the writer endpoint and the active region. */
+  /**
+   * The only parameters failover writes: the writer endpoint and the active region, in every
+   * region of the stack (its own, then each other region's copy: `copy_endpoints` and
+   * `sync-endpoints` read each copy and write it where it differs). String parameters: no key.
+   */
   rewrittenParameterArns: pulumi.Input<string>[];
   eventBusArn: pulumi.Input<string>;
 }): Statement[] {
@@ -195,7 +199,7 @@ export function failoverCalls(move: {
     { Sid: "WatchTheMove", Effect: "Allow", Action: ["rds:DescribeGlobalClusters"], Resource: ["*"] },
     // The new writer's endpoint is its cluster's writer endpoint (DescribeDBClusters).
     { Sid: "FindTheWriterEndpoint", Effect: "Allow", Action: ["rds:DescribeDBClusters"], Resource: move.clusterArns },
-    { Sid: "RewriteEndpoints", Effect: "Allow", Action: ["ssm:PutParameter"], Resource: move.rewrittenParameterArns },
+    { Sid: "RewriteEndpoints", Effect: "Allow", Action: ["ssm:GetParameter", "ssm:PutParameter"], Resource: move.rewrittenParameterArns },
     { Sid: "Announce", Effect: "Allow", Action: ["events:PutEvents"], Resource: [move.eventBusArn] },
   ];
 }

@@ -24,9 +24,10 @@ export interface MigrationArgs {
   oracleEndpoint: string;
   oraclePort: number;
   oracleServiceName: string;
-  /** `verify-ca`: TCPS to Oracle, its listener's CA read from oracleCaCertificateFile. */
+  /** `verify-ca`: TCPS to Oracle, its listener's CA read from the wallet in oracleCaWalletFile. */
   oracleSslMode: "verify-ca" | "none";
-  oracleCaCertificateFile?: string;
+  /** An auto-login Oracle wallet (.sso): DMS takes an Oracle endpoint's certificate as a wallet, not a PEM. */
+  oracleCaWalletFile?: string;
   /** The RDS CA bundle (PEM file) the Aurora target is verified with (verify-full). */
   targetCaBundleFile: string;
   /** The Aurora writer this task loads into, and its credentials. */
@@ -123,9 +124,10 @@ export class Migration extends pulumi.ComponentResource {
           policyArn: "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
         }, o)]
         : [];
-      const certificate = (id: string, file: string) => new aws.dms.Certificate(n(id), {
+      // A PEM for PostgreSQL; for Oracle a wallet, its bytes base64 (ImportCertificate's CertificateWallet).
+      const certificate = (id: string, file: string, form: "pem" | "wallet") => new aws.dms.Certificate(n(id), {
         certificateId: n(id),
-        certificatePem: readFileSync(file, "utf8"),
+        ...(form === "pem" ? { certificatePem: readFileSync(file, "utf8") } : { certificateWallet: readFileSync(file).toString("base64") }),
       }, o);
       const subnets = new aws.dms.ReplicationSubnetGroup(n("dms-subnets"), {
         replicationSubnetGroupId: n("dms-subnets"),
@@ -143,9 +145,9 @@ export class Migration extends pulumi.ComponentResource {
         applyImmediately: true,
       }, o);
       const oracleCertificateArn = args.oracleSslMode === "verify-ca"
-        ? certificate("dms-cert-oracle", args.oracleCaCertificateFile as string).certificateArn
+        ? certificate("dms-cert-oracle", args.oracleCaWalletFile as string, "wallet").certificateArn
         : undefined;
-      const rdsCertificateArn = certificate("dms-cert-rds", args.targetCaBundleFile).certificateArn;
+      const rdsCertificateArn = certificate("dms-cert-rds", args.targetCaBundleFile, "pem").certificateArn;
       // The Oracle side, as the forward source and (reverseDms) the reverse target.
       const oracle = (id: string, endpointType: "source" | "target") => new aws.dms.Endpoint(n(id), {
         endpointId: n(id),

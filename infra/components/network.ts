@@ -14,6 +14,14 @@ export interface NetworkArgs {
    * VPC peering (security groups cannot be referenced across regions).
    */
   peerFunctionCidrs: string[];
+  /** The other regions' VPCs: this region's functions reach their databases over the peerings. */
+  peerCidrs: string[];
+  /**
+   * The Oracle source: the tasks reach it (the application writes there until the switch,
+   * `writes-to` = source), and so do the functions when `functionsReachSource` (the validator
+   * and the cutover, in the primary).
+   */
+  source: { port: number; cidr: string; functionsReachSource: boolean };
   /** DMS runs here (the primary, with createDms): its own security group, reaching Oracle on-premises. */
   dms?: { oraclePort: number; onPremCidr: string };
 }
@@ -23,7 +31,9 @@ export interface NetworkArgs {
  * exactly one NAT gateway, S3 and DynamoDB gateway endpoints on the private route table,
  * and the security groups: ALB <- 80/443 from the internet; tasks <- the container port
  * from the ALB only; database <- 5432 from the tasks and the functions only (and from the
- * primary's function subnets over the peering, in the secondaries).
+ * other regions' function subnets over the peerings). Egress is as narrow: the ALB to the
+ * tasks' port; tasks and functions HTTPS anywhere (AWS APIs and image pulls through the NAT),
+ * 5432 to the databases they use and the Oracle port to `onPremCidr`; the database nothing.
  * Routes are separate resources so that the peering can add its own to the same tables.
  */
 export class Network extends pulumi.ComponentResource {
@@ -98,14 +108,16 @@ export class Network extends pulumi.ComponentResource {
       }, o);
     }
 
-    const egress = [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], description: "outbound" }];
+    // HTTPS anywhere: the AWS APIs (SSM, DynamoDB, SNS, RDS, ...) and, for the tasks, image pulls through the NAT.
+    // The VPC's DNS resolver is not subject to security groups.
+    const https = { protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"], description: "HTTPS: AWS APIs" };
+    const oracle = { protocol: "tcp", fromPort: args.source.port, toPort: args.source.port, cidrBlocks: [args.source.cidr], description: "to Oracle, on-premises" };
     const albSg = new aws.ec2.SecurityGroup(n("sg-alb"), {
       vpcId: vpc.id,
       description: "ALB: HTTP and HTTPS from the internet",
       ingress: [80, 443].map((port) => ({
         protocol: "tcp", fromPort: port, toPort: port, cidrBlocks: ["0.0.0.0/0"], description: `port ${port} from the internet`,
       })),
-      egress,
       tags: { Name: n("sg-alb") },
     }, o);
     const taskSg = new aws.ec2.SecurityGroup(n("sg-tasks"), {
@@ -115,13 +127,27 @@ export class Network extends pulumi.ComponentResource {
         protocol: "tcp", fromPort: args.containerPort, toPort: args.containerPort,
         securityGroups: [albSg.id], description: "from the ALB",
       }],
-      egress,
+      egress: [
+        https,
+        { protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: [args.cidr], description: "to Aurora in this VPC" },
+        oracle,
+      ],
       tags: { Name: n("sg-tasks") },
+    }, o);
+    // A separate rule: the ALB's and the tasks' groups refer to each other.
+    new aws.ec2.SecurityGroupRule(n("sg-alb-to-tasks"), {
+      type: "egress", securityGroupId: albSg.id, sourceSecurityGroupId: taskSg.id,
+      protocol: "tcp", fromPort: args.containerPort, toPort: args.containerPort, description: "to the tasks' container port",
     }, o);
     const fnSg = new aws.ec2.SecurityGroup(n("sg-functions"), {
       vpcId: vpc.id,
       description: "cutover Lambdas: no inbound",
-      egress,
+      egress: [
+        https,
+        // lag-probe and failover reach every region's database over the peerings.
+        { protocol: "tcp", fromPort: 5432, toPort: 5432, cidrBlocks: [args.cidr, ...args.peerCidrs], description: "to Aurora, here and over the peerings" },
+        ...(args.source.functionsReachSource ? [oracle] : []),
+      ],
       tags: { Name: n("sg-functions") },
     }, o);
     // DMS: nothing inbound; out only to Oracle on-premises and to the databases of this VPC.

@@ -112,7 +112,8 @@ export function cutoverSpecs(a: ParametersArgs, c: CutoverParameters): Parameter
  * needs a lost region's API. SecureStrings are encrypted with a key of the region's own, so
  * that a function's kms:Decrypt can name one key. Every copy is seeded with the same values
  * (the writer is the primary's); after a move, failover rewrites `writer-endpoint` and
- * `active-region` in its own region only (see README, Known gaps).
+ * `active-region` in every region it can reach (a lost region's copy when it is back:
+ * `sync-endpoints`). Both are String parameters, so the copies need no key.
  */
 export class Parameters extends pulumi.ComponentResource {
   readonly names: string[];

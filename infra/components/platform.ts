@@ -75,6 +75,9 @@ export class Platform extends pulumi.ComponentResource {
       containerPort: s.containerPort,
       provider: p(region),
       peerFunctionCidrs: peerFunctionCidrs(region),
+      peerCidrs: regions.filter((r) => r !== region).map((r) => s.vpcCidrs[r]),
+      // The validator and the cutover read the source; they run in the primary only.
+      source: { port: s.oraclePort, cidr: s.onPremCidr, functionsReachSource: i === 0 },
       dms: i === 0 && s.createDms ? { oraclePort: s.oraclePort, onPremCidr: s.onPremCidr } : undefined,
     }, child));
     const side = (i: number) => ({
@@ -152,7 +155,7 @@ export class Platform extends pulumi.ComponentResource {
       oraclePort: s.oraclePort,
       oracleServiceName: s.oracleServiceName,
       oracleSslMode: s.oracleSslMode,
-      oracleCaCertificateFile: s.oracleCaCertificateFile,
+      oracleCaWalletFile: s.oracleCaWalletFile,
       targetCaBundleFile: s.caBundleFile,
       targetEndpoint: primaryDb.writerEndpoint,
       targetDatabase: s.databaseName,

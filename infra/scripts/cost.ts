@@ -4,7 +4,7 @@ import { readSettings } from "../config";
 import { costTable, monthlyCost, PRICES, usageFor } from "../components/cost";
 
 // The Oracle CA file is required with createDms but costs nothing; the model never reads it.
-const values: Record<string, string> = { environmentSuffix: "cost", oracleCaCertificateFile: "not-read.pem" };
+const values: Record<string, string> = { environmentSuffix: "cost", oracleCaWalletFile: "not-read.sso" };
 for (const arg of process.argv.slice(2)) {
   const [key, value] = arg.split("=");
   values[key] = value;

@@ -32,6 +32,8 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.createDms, false);
   assert.equal(s.createVpn, false);
   assert.equal(s.oracleEndpoint, "onprem-oracle.example.com");
+  assert.equal(s.oraclePort, 2484, "the TCPS listener's usual port: DMS verify-ca and the functions (shared/src/db.rs) speak TCPS");
+  assert.equal(readSettings(source({ environmentSuffix: "dev", oracleSslMode: "none" })).oraclePort, 1521, "plain TCP: the usual listener");
   assert.equal(s.customerGatewayIp, "203.0.113.1");
   assert.equal(s.auroraMinAcu, 0.5);
   assert.equal(s.auroraMaxAcu, 4);
@@ -48,7 +50,7 @@ test("environmentSuffix is the only required key; everything else has a default"
   assert.equal(s.oracleInstantClientLayerArn, undefined);
   assert.equal(s.failoverReservedConcurrency, undefined, "no reserved concurrency: a new account's quota is 10");
   assert.equal(s.createDmsVpcRole, false, "follows createDms");
-  const dms = { environmentSuffix: "dev", createDms: true, oracleCaCertificateFile: "ca.pem" };
+  const dms = { environmentSuffix: "dev", createDms: true, oracleCaWalletFile: "cwallet.sso" };
   assert.equal(readSettings(source(dms)).createDmsVpcRole, true);
   assert.equal(readSettings(source({ ...dms, createDmsVpcRole: false })).createDmsVpcRole, false);
   assert.deepEqual([s.oracleSslMode, s.certificateArns], ["verify-ca", {}], "TCPS to Oracle; HTTP until certificates are configured");
@@ -65,7 +67,7 @@ test("configured values override the defaults", () => {
     maxCount: 9,
     vpcCidrs: { "eu-west-1": "10.99.0.0/16" },
     oracleEndpoint: "oracle.corp.example",
-    oracleCaCertificateFile: "oracle-ca.pem",
+    oracleCaWalletFile: "oracle-ca.sso",
   }));
   assert.equal(s.createDms, true);
   assert.equal(s.createVpn, true);
@@ -93,7 +95,8 @@ test("bad values name the key and the expected form", () => {
     [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:us-east-1:123456789012:certificate/x" } }, /certificateArns.*eu-west-1/],
     [{ environmentSuffix: "dev", certificateArns: { "us-east-1": "arn:aws:acm:eu-west-1:123456789012:certificate/x" } }, /certificateArns.*us-east-1/],
     [{ environmentSuffix: "dev", oracleSslMode: "require" }, /oracleSslMode.*verify-ca or none/],
-    [{ environmentSuffix: "dev", createDms: true }, /oracleCaCertificateFile.*TCPS/],
+    [{ environmentSuffix: "dev", createDms: true }, /oracleCaWalletFile.*Oracle wallet/],
+    [{ environmentSuffix: "dev", createDms: true, oracleCaWalletFile: "oracle-ca.pem" }, /oracleCaWalletFile.*\.sso/],
     [{ environmentSuffix: "dev", reverseDms: true }, /reverseDms.*unless createDms/],
     [{ environmentSuffix: "dev", secondaryRegions: ["eu-west-1", "us-west-2"] }, /us-west-2.*allowedRegions.*data may not leave/],
     [{ environmentSuffix: "dev", allowedRegions: ["eu-west-1", "eu-central-1"] }, /us-east-1.*allowedRegions/],

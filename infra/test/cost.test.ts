@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 
 import { costTable, defaultUsage, lambdaUsage, monthlyCost, PRICES, total, usageFor } from "../components/cost";
@@ -70,7 +72,7 @@ test("the global table: each region pays its own writes and, as replicated write
 
 test("the price follows the configuration: DMS (single-AZ) and the VPN add their hourly prices; more capacity, x86 and Container Insights cost more", () => {
   const base = total(defaults());
-  const both = monthlyCost(usageFor(settings({ createDms: true, createVpn: true, oracleCaCertificateFile: "ca.pem" })));
+  const both = monthlyCost(usageFor(settings({ createDms: true, createVpn: true, oracleCaWalletFile: "cwallet.sso" })));
   assert.ok(both.some((l) => l.item === "DMS replication instance (dms.t3.medium, single-AZ)"));
   assert.ok(both.some((l) => l.item.startsWith("Site-to-site VPN")));
   const us = PRICES.regions["us-east-1"];
@@ -89,4 +91,15 @@ test("the README table is generated from the same lines, a column per region, pr
   assert.ok(table.startsWith("| item | us-east-1 | eu-west-1 | ap-southeast-1 | USD / month |"));
   assert.ok(table.includes(`**${total(lines).toFixed(2)}**`));
   assert.match(PRICES.date, /^\d{4}-\d{2}-\d{2}$/);
+  // The table in infra/README.md is what `npm run cost` prints now, not an older run of it.
+  const readme = readFileSync(join(__dirname, "..", "..", "README.md"), "utf8");
+  assert.ok(readme.includes(table), `infra/README.md holds \`npm run cost\`'s table:\n${table}`);
+  assert.ok(readme.includes(`It is **$${total(lines).toFixed(2)}, under the $500 target**`), "and quotes its total");
+});
+
+test("the root README and the infra README's known gaps quote the modelled total npm run cost prints", () => {
+  const sum = `$${total(defaults()).toFixed(2)}`;
+  const read = (path: string) => readFileSync(join(__dirname, "..", "..", ...path.split("/")), "utf8");
+  assert.ok(read("../README.md").includes(`the default is modelled at ${sum} a month`), `README.md: ${sum}`);
+  assert.ok(read("README.md").includes(`the default is modelled at ${sum}, $${(500 - total(defaults())).toFixed(2)} under the $500`), `infra/README.md: ${sum}`);
 });

@@ -12,7 +12,7 @@ let platform: Platform;
 
 before(async () => {
   platform = await build({
-    environmentSuffix: "t7", createDms: true, caBundleFile: "test/fixtures/rds-ca.pem", oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+    environmentSuffix: "t7", createDms: true, caBundleFile: "test/fixtures/rds-ca.pem", oracleCaWalletFile: "test/fixtures/cwallet.sso",
   });
 });
 

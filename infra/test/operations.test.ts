@@ -29,6 +29,15 @@ before(async () => {
   await build({ environmentSuffix: "t1" });
 });
 
+/**
+ * The two parameters failover writes in every region of the stack, its own and each other's
+ * (functions/failover/src/failover.rs `copy_endpoints` and `sync_endpoints`, through
+ * `write_missing`: GetParameter, then PutParameter where the copy differs). Both are String
+ * parameters, so no KMS key is involved.
+ */
+const ENDPOINTS = ["db/t1/writer-endpoint", "app/t1/active-region"];
+const ENDPOINT_COPIES = REGIONS.flatMap((r) => ENDPOINTS.map((p) => `arn:aws:ssm:${r}:${ACCOUNT}:parameter/migration/${p}`));
+
 const fn = (name: string, region = "us-east-1"): Recorded => one("aws:lambda/function:Function", rn(`fn-${name}`, region));
 const env = (name: string, region = "us-east-1"): Record<string, string> => fn(name, region).inputs.environment.variables;
 
@@ -237,10 +246,7 @@ test("function policies name this stack's table, topics, keys, parameters, liste
   // The new writer's endpoint comes from its cluster (DescribeDBClusters), on the member clusters only.
   assert.deepEqual(grant(failover, "rds:DescribeDBClusters")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
     REGIONS.map((r) => `aurora-${r}-t1`));
-  assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, [
-    `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
-    `arn:aws:ssm:us-east-1:${ACCOUNT}:parameter/migration/app/t1/active-region`,
-  ], "failover rewrites two parameters and nothing else");
+  assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, ENDPOINT_COPIES, "failover rewrites two parameters, in every region, and nothing else");
   assert.deepEqual(grant(failover, "events:PutEvents")[0].Resource, [`arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`]);
   for (const owner of ["policy-data-validator-t1", "policy-lag-probe-t1", shifter]) {
     assert.equal(grant(owner, "ssm:PutParameter").length, 0, `${owner} writes no parameter`);
@@ -297,10 +303,8 @@ test("every region's failover and lag-probe use their own region's table replica
       assert.deepEqual(doc(rn(`policy-${name}-logs`, region))[0].Resource, [`arn:aws:mock:${region}:${ACCOUNT}:aws:cloudwatch/logGroup:LogGroup/${rn(`log-${name}`, region)}:*`]);
     }
     const failover = rn("policy-failover", region);
-    assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, [
-      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/db/t1/writer-endpoint`,
-      `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/app/t1/active-region`,
-    ], "failover rewrites its own region's two parameters");
+    assert.deepEqual(grant(failover, "ssm:PutParameter")[0].Resource, ENDPOINT_COPIES,
+      "failover rewrites the two parameters in every region (copy_endpoints, sync-endpoints), not only its own");
     assert.deepEqual(grant(failover, "events:PutEvents")[0].Resource, [`arn:aws:events:${region}:${ACCOUNT}:event-bus/default`]);
     assert.deepEqual(grant(failover, "rds:FailoverGlobalCluster")[0].Resource.map((r) => String(r).replace(/.*\//, "")),
       ["aurora-global-t1", ...REGIONS.map((r) => `aurora-${r}-t1`)], "the engine is the arbiter: any region may ask it to move the writer");
@@ -319,8 +323,10 @@ test("no function outside the primary depends on a primary-region resource, but 
   // restored in that cluster's subnet group with its parameter group, encrypted with its key (through RDS there).
   const reconciling = new RegExp(`^arn:aws:rds:us-east-1:${ACCOUNT}:(cluster-snapshot:rds:unplanned-global-failover-aurora-us-east-1-t1-\\*|(cluster|db|cluster-snapshot):cutover-t1-lost-\\*|subgrp:db-subnets-us-east-1-t1|cluster-pg:aurora-params-us-east-1-t1)$`);
   const primaryKey = `arn:aws:mock:us-east-1:${ACCOUNT}:aws:kms/key:Key/kms-aurora-us-east-1-t1`;
+  // failover writes the new writer into every region's copy of the two endpoint parameters, the primary's among them.
+  const primaryEndpoints = ENDPOINT_COPIES.filter((arn) => arn.includes(":us-east-1:"));
   const primaryArns = (v: unknown) => (String(v).match(/arn:aws:[a-z0-9-]+:us-east-1:[^,\s"]*/g) ?? [])
-    .filter((arn) => arn !== primaryCluster && arn !== globalCluster && !reconciling.test(arn) && arn !== primaryKey);
+    .filter((arn) => arn !== primaryCluster && arn !== globalCluster && !reconciling.test(arn) && arn !== primaryKey && !primaryEndpoints.includes(arn));
   for (const { name, region } of COPIES.filter((c) => c.region !== "us-east-1")) {
     const f = fn(name, region);
     for (const [k, v] of Object.entries(f.inputs.environment.variables as Record<string, string>)) {
@@ -376,6 +382,9 @@ const READS: Record<string, string[]> = {
   cutover: [...ACCESS("cutover"), ...["user", "source-admin-dsn", "reverse-conninfo"].map((p) => `db/t1/${p}`)],
 };
 
+/** The parameters each crate writes in its own region: failover the endpoints, the cutover where the application writes. */
+const WRITES: Record<string, string[]> = { failover: ENDPOINTS, cutover: ["app/t1/writes-to"] };
+
 /** The state table as each region's functions reach it: the table in the primary, its replica elsewhere. */
 const tableIn = (region: string) => (region === "us-east-1"
   ? `arn:aws:mock:us-east-1:${ACCOUNT}:aws:dynamodb/table:Table/migration-state-t1`
@@ -401,9 +410,18 @@ test("least privilege per function, in every region's copy: the state items it o
     }
     for (const p of parameters) {
       assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/${p}`), READS[name].includes(p), `${name} in ${region}: reads ${p}`);
+      assert.equal(grants(doc, "ssm:PutParameter", `arn:aws:ssm:${region}:${ACCOUNT}:parameter/migration/${p}`), (WRITES[name] ?? []).includes(p), `${name} in ${region}: writes ${p}`);
       for (const other of REGIONS.filter((r) => r !== region)) {
-        assert.equal(grants(doc, "ssm:GetParameter", `arn:aws:ssm:${other}:${ACCOUNT}:parameter/migration/${p}`), false, `${name} in ${region}: not ${other}'s ${p}`);
+        // Only failover reaches another region's SSM, and there only the two endpoint parameters it copies.
+        const copies = name === "failover" && ENDPOINTS.includes(p);
+        for (const action of ["ssm:GetParameter", "ssm:PutParameter"]) {
+          assert.equal(grants(doc, action, `arn:aws:ssm:${other}:${ACCOUNT}:parameter/migration/${p}`), copies, `${name} in ${region}: ${action} on ${other}'s ${p}`);
+        }
       }
+    }
+    for (const other of REGIONS.filter((r) => r !== region)) {
+      const otherKey = `arn:aws:mock:${other}:${ACCOUNT}:aws:kms/key:Key/${rn("kms-ssm", other)}`;
+      assert.equal(grants(doc, "kms:Decrypt", otherKey, { "kms:ViaService": `ssm.${other}.amazonaws.com` }), false, `${name} in ${region}: not ${other}'s SSM key (the copies are String parameters)`);
     }
     for (const p of READS[name]) assert.ok(mine.includes(p), `${p} exists in ${region}`);
     const secure = READS[name].some((p) => /password|source-dsn|reverse-conninfo/.test(p));

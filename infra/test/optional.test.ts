@@ -1,6 +1,7 @@
 // The platform with everything optional switched on: DMS and its reverse task, the VPN, the Oracle Instant Client
 // layer and e-mail alerts.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { before, test } from "node:test";
 
 import * as pulumi from "@pulumi/pulumi";
@@ -32,7 +33,7 @@ before(async () => {
     releaseHooks: { preTraffic: HOOK, postTraffic: HOOK, prePromote: APPROVAL },
     releaseHookDetails: { url: "http://{colour}.{region}.app.internal/health", requests: 20 },
     caBundleFile: "test/fixtures/rds-ca.pem",
-    oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+    oracleCaWalletFile: "test/fixtures/cwallet.sso",
     certificateArns: Object.fromEntries(["us-east-1", "eu-west-1", "ap-southeast-1"].map((r) => [r, `arn:aws:acm:${r}:123456789012:certificate/cert-${r}`])),
   });
 });
@@ -44,7 +45,7 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   const dmsSg = one("aws:ec2/securityGroup:SecurityGroup", "sg-dms-us-east-1");
   assert.equal(dmsSg.inputs.ingress, undefined, "nothing inbound");
   assert.deepEqual(dmsSg.inputs.egress.map((e: { protocol: string; fromPort: number; cidrBlocks: string[] }) => [e.protocol, e.fromPort, e.cidrBlocks]),
-    [["tcp", 1521, ["192.168.0.0/16"]], ["tcp", 5432, ["10.10.0.0/16"]]], "to Oracle on-premises and Aurora only");
+    [["tcp", 2484, ["192.168.0.0/16"]], ["tcp", 5432, ["10.10.0.0/16"]]], "to Oracle on-premises and Aurora only");
   const db: { fromPort: number; securityGroups?: string[] }[] = one("aws:ec2/securityGroup:SecurityGroup", "sg-db-us-east-1").inputs.ingress;
   assert.ok(db.some((r) => r.fromPort === 5432 && r.securityGroups?.[0] === "sg-dms-us-east-1-t2-id"), "the database admits DMS");
   assert.equal(ofType("aws:ec2/securityGroup:SecurityGroup").filter((g) => g.name.startsWith("sg-dms")).length, 1, "in the primary only");
@@ -52,7 +53,7 @@ test("createDms: replication instance, Oracle source, Aurora target, full load a
   assert.deepEqual(subnets.inputs.subnetIds, ["subnet-private-0-us-east-1-t2-id", "subnet-private-1-us-east-1-t2-id"]);
   const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
   assert.deepEqual([source.inputs.endpointType, source.inputs.engineName, source.inputs.serverName, source.inputs.port],
-    ["source", "oracle", "onprem-oracle.example.com", 1521]);
+    ["source", "oracle", "onprem-oracle.example.com", 2484], "TCPS: the listener's 2484 by default");
   assert.equal(plain(source.inputs.password), "oracle-secret", "from an SSM SecureString, not config");
   assert.ok(isSecret(source.inputs.password));
   assert.ok(calls.includes("aws:ssm/getParameter:getParameter"));
@@ -111,7 +112,10 @@ test("DMS endpoints over TLS: Oracle over TCPS verified against the configured C
   const source = one("aws:dms/endpoint:Endpoint", "dms-source-oracle");
   assert.equal(source.inputs.sslMode, "verify-ca", "DMS offers verify-ca for Oracle");
   assert.equal(source.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-oracle-t2`);
-  assert.match(String(plain(cert("dms-cert-oracle").inputs.certificatePem)), /TEST-FIXTURE-oracle-ca/);
+  // DMS takes an Oracle endpoint's CA as an Oracle wallet (ImportCertificate's CertificateWallet, a .sso file), base64 in the resource.
+  const oracleCert = cert("dms-cert-oracle").inputs;
+  assert.equal(plain(oracleCert.certificateWallet), readFileSync("test/fixtures/cwallet.sso").toString("base64"), "the wallet file's bytes, base64");
+  assert.equal(oracleCert.certificatePem, undefined, "not a PEM: DMS's Oracle endpoints read a wallet");
   const target = one("aws:dms/endpoint:Endpoint", "dms-target-aurora");
   assert.equal(target.inputs.sslMode, "verify-full");
   assert.equal(target.inputs.certificateArn, `arn:aws:mock:us-east-1:123456789012:aws:dms/certificate:Certificate/dms-cert-rds-t2`);

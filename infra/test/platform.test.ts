@@ -7,7 +7,7 @@ import { before, test } from "node:test";
 
 import * as pulumi from "@pulumi/pulumi";
 
-import { build, calls, install, isSecret, ofType, one, options, plain, resourceName, resources } from "./mocks";
+import { build, calls, install, isSecret, ofType, one, options, plain, Recorded, resourceName, resources } from "./mocks";
 
 install("platform");
 
@@ -90,6 +90,45 @@ test("security groups: ALB 80/443 from the internet; tasks from the ALB only; fu
     assert.deepEqual(tasks.map((i) => [i.protocol, i.fromPort, i.toPort, i.cidrBlocks, i.securityGroups]),
       [["tcp", 80, 80, undefined, [`sg-alb-${region}-t1-id`]]]);
     assert.equal(sg("sg-functions").inputs.ingress, undefined, "functions take no inbound traffic");
+  }
+});
+
+test("security-group egress: the ALB to the tasks' port; tasks and functions TCP 443 out, 5432 to the databases, the Oracle port to onPremCidr; no all-protocol rule, nothing else to 0.0.0.0/0", () => {
+  const vpcs: Record<string, string> = { "us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16", "ap-southeast-1": "10.30.0.0/16" };
+  const groups = ofType("aws:ec2/securityGroup:SecurityGroup");
+  assert.ok(groups.length >= 12, "every region's groups are walked");
+  // A group's egress: its inline rules and its separate ones (the ALB's refers to the tasks' group, which refers back).
+  const rulesOf = (g: Recorded): Rule[] => [
+    ...((g.inputs.egress ?? []) as Rule[]),
+    ...ofType("aws:ec2/securityGroupRule:SecurityGroupRule").filter((r) => r.inputs.securityGroupId === `${g.name}-id`)
+      .map((r) => {
+        assert.equal(r.inputs.type, "egress", `${r.name}: separate rules are egress only (a group's ingress stays inline)`);
+        const { protocol, fromPort, toPort, cidrBlocks, sourceSecurityGroupId } = r.inputs;
+        return { protocol, fromPort, toPort, cidrBlocks, securityGroups: sourceSecurityGroupId === undefined ? undefined : [sourceSecurityGroupId] };
+      }),
+  ];
+  for (const g of groups) {
+    for (const rule of rulesOf(g)) {
+      assert.notEqual(rule.protocol, "-1", `${g.name}: no all-protocol egress`);
+      if (rule.cidrBlocks?.includes("0.0.0.0/0")) {
+        assert.deepEqual([rule.protocol, rule.fromPort, rule.toPort], ["tcp", 443, 443], `${g.name}: only HTTPS to the internet`);
+      }
+    }
+    assert.ok(g.inputs.ipv6CidrBlocks === undefined && !JSON.stringify(g.inputs.egress ?? []).includes("::/0"), `${g.name}: no IPv6 egress`);
+  }
+  const egress = (part: string, region: string) => rulesOf(one("aws:ec2/securityGroup:SecurityGroup", `${part}-${region}`))
+    .map((r) => [r.protocol, r.fromPort, r.toPort, r.cidrBlocks ?? r.securityGroups]);
+  const internet = ["tcp", 443, 443, ["0.0.0.0/0"]];
+  for (const region of REGIONS) {
+    const primary = region === "us-east-1";
+    // The source: the application writes to Oracle until the switch (writes-to = source) in every region; the validator and the cutover read it in the primary.
+    const oracle = ["tcp", 2484, 2484, ["192.168.0.0/16"]];
+    assert.deepEqual(egress("sg-alb", region), [["tcp", 80, 80, [`sg-tasks-${region}-t1-id`]]], `${region}: the ALB reaches the tasks' container port only`);
+    assert.deepEqual(egress("sg-tasks", region), [internet, ["tcp", 5432, 5432, [vpcs[region]]], oracle], `${region}: tasks`);
+    // lag-probe and failover reach every region's database over the peerings.
+    assert.deepEqual(egress("sg-functions", region), [internet, ["tcp", 5432, 5432, [vpcs[region], ...REGIONS.filter((r) => r !== region).map((r) => vpcs[r])]],
+      ...(primary ? [oracle] : [])], `${region}: functions`);
+    assert.deepEqual(egress("sg-db", region), [], `${region}: the database has no egress`);
   }
 });
 
@@ -328,7 +367,7 @@ test("parameters: the SSM hierarchy the functions read, in every region; secrets
   }
   const primary = (n: string) => plain(params.find((p) => p.region === "us-east-1" && p.inputs.name === n)?.inputs.value);
   assert.equal(primary("/migration/app/t1/writes-to"), "source", "the application writes to the source until the switch");
-  assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:1521");
+  assert.equal(primary("/migration/db/t1/source-endpoint"), "onprem-oracle.example.com:2484");
   assert.equal(primary("/migration/db/t1/users/lag-probe"), "cutover_lag_probe", "the role infra/sql/roles.sql creates");
   assert.match(String(primary("/migration/db/t1/passwords/failover")), /SET-ME/, "a placeholder the operator replaces, never the master password");
   assert.equal(params.filter((p) => /\/admin-(user|password)$/.test(p.inputs.name)).length, 0, "no function is handed the master user");

@@ -13,7 +13,7 @@ import { configFrom } from "./mocks";
 
 const ALL_ON = {
   environmentSuffix: "t6", createDms: true, reverseDms: true, createVpn: true, alertEmail: "oncall@example.com", containerInsights: true,
-  caBundleFile: "test/fixtures/rds-ca.pem", oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+  caBundleFile: "test/fixtures/rds-ca.pem", oracleCaWalletFile: "test/fixtures/cwallet.sso",
   certificateArns: Object.fromEntries(["us-east-1", "eu-west-1", "ap-southeast-1"].map((r) => [r, `arn:aws:acm:${r}:123456789012:certificate/c`])),
 };
 

@@ -15,7 +15,7 @@ const REGION = /\b(?:us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-(?:north|south|east|w
 before(async () => {
   await build({
     environmentSuffix: "t5", createDms: true, reverseDms: true, createVpn: true, alertEmail: "oncall@example.com",
-    caBundleFile: "test/fixtures/rds-ca.pem", oracleCaCertificateFile: "test/fixtures/oracle-ca.pem",
+    caBundleFile: "test/fixtures/rds-ca.pem", oracleCaWalletFile: "test/fixtures/cwallet.sso",
   });
 });
 

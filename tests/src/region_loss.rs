@@ -766,9 +766,7 @@ pub async fn race(
         let f = p.failover.clone();
         let event = json!({"command": "switchover", "target": target});
         let holder = format!("person-in-{}", p.region);
-        async move {
-            handle_one(&f, event, &holder).await
-        }
+        async move { handle_one(&f, event, &holder).await }
     };
     let (a, b) = tokio::join!(ask(&eu, targets[0]), ask(&ap, targets[1]));
     router.hold_replication(false).await?;

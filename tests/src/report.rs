@@ -617,7 +617,7 @@ fn region_loss_section(r: &Value) -> String {
         .map(|(a, n)| vec![a.clone(), num(n)])
         .collect();
     format!(
-        "<h2>Region loss: {} lost whole</h2><p>Its database, the WAL links from it and its AWS (the router answers nothing signed for it) at once; each surviving region's own lag-probe, <code>writer-unreachable</code> alarm and failover function, against its own region's AWS. RTO from the kill to the first write the new writer acknowledged: <b>{} ms</b>, detection included; {} promotion(s) among {} invocations; {} writes acknowledged by the old writer, <b>{} lost</b> (predicted before the kill: {}, from a {} ms lag sample).</p>{}{}",
+        "<h2>Region loss: {} lost whole</h2><p>Its database, the WAL links from it and its AWS (the router answers nothing signed for it) at once; each surviving region's own lag-probe, <code>writer-unreachable</code> alarm and failover function, against its own region's AWS. RTO from the kill to the first write the new writer acknowledged: <b>{} ms</b>, detection included; {} promotion(s) among {} invocations; {} writes acknowledged by the old writer, <b>{} lost</b> (predicted before the kill: {}, from a {} ms lag sample).{}</p>{}{}",
         esc(r["from"].as_str().unwrap_or("us-east-1")),
         num(&r["rto_from_kill_ms"]),
         num(&r["promotions"]),
@@ -626,8 +626,44 @@ fn region_loss_section(r: &Value) -> String {
         num(&r["lost"]),
         num(&r["predicted_lost_writes"]),
         num(&r["predicted_loss_ms"]),
+        match r["returned_region"]["healed"].as_bool() {
+            Some(healed) => format!(
+                " When {}'s AWS came back, its own SSM copy named {} and, after its scheduled <code>sync-endpoints</code>, {} ({}).",
+                esc(r["returned_region"]["region"].as_str().unwrap_or("")),
+                esc(r["returned_region"]["ssm_before"].as_str().unwrap_or("?")),
+                esc(r["returned_region"]["ssm_after"].as_str().unwrap_or("?")),
+                if healed { "healed" } else { "NOT healed" }
+            ),
+            None => String::new(),
+        },
         table(&["from the kill", "event"], &rows),
         table(&["region: outcome", "invocations"], &actions),
+    )
+}
+
+fn region_race_section(r: &Value) -> String {
+    let rows: Vec<Vec<String>> = r["sides"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            vec![
+                s["region"].as_str().unwrap_or("").to_string(),
+                s["target"].as_str().unwrap_or("").to_string(),
+                num(&s["epoch"]),
+                s["action"].as_str().unwrap_or("").to_string(),
+                s["summary"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Two regions at once</h2><p>The state table's replication held back, so each region's replica granted its own lease; a switchover from us-east-1 asked in two regions together. The promotion lock on the members (taken in region order) serializes them: <b>{} promotion</b>, writing now: {}.</p>{}",
+        num(&r["promotions"]),
+        esc(&r["writers"]
+            .as_array()
+            .map(|w| w.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()),
+        table(&["asked in", "target", "lease epoch", "outcome", "summary"], &rows),
     )
 }
 
@@ -836,6 +872,9 @@ pub fn render_html(report: &Value) -> String {
     }
     if report.get("region_loss").is_some() {
         body.push_str(&region_loss_section(&report["region_loss"]));
+    }
+    if report.get("region_race").is_some() {
+        body.push_str(&region_race_section(&report["region_race"]));
     }
     if let Some(invoke) = report.get("lambda_invoke") {
         let rows: Vec<Vec<String>> = invoke["invocations"]

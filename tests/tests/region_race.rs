@@ -11,7 +11,10 @@ use cutover_rehearsal::world::World;
 async fn round(world: &World, targets: [&'static str; 2]) -> serde_json::Value {
     let out = cutover_rehearsal::region_loss::race(world, targets, &mut |l| println!("{l}")).await;
     let rebuilt = world.rebuild();
-    assert!(rebuilt.is_ok(), "the world was rebuilt after the round: {rebuilt:?}");
+    assert!(
+        rebuilt.is_ok(),
+        "the world was rebuilt after the round: {rebuilt:?}"
+    );
     let out = out.unwrap();
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
     // Both holders ran under a lease of their own region.

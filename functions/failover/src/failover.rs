@@ -762,7 +762,10 @@ impl Failover {
             Some(s) => (
                 self.driver.writer_endpoint(&s.to).await?,
                 s.to.clone(),
-                format!("the last completed move ({:?} {} -> {}, epoch {})", s.kind, s.from, s.to, s.lease_epoch),
+                format!(
+                    "the last completed move ({:?} {} -> {}, epoch {})",
+                    s.kind, s.from, s.to, s.lease_epoch
+                ),
             ),
             None => (
                 cutover_core::db::parameter(&self.ssm, &self.db_param("writer-endpoint")).await?,
@@ -785,7 +788,9 @@ impl Failover {
             };
             out.insert(region.clone(), result);
         }
-        Ok(json!({"action": "synced", "from": from, "writer_endpoint": writer, "active_region": active, "regions": out}))
+        Ok(
+            json!({"action": "synced", "from": from, "writer_endpoint": writer, "active_region": active, "regions": out}),
+        )
     }
 
     /// Runs one trigger. `holder` names this invocation in the lease.

@@ -198,7 +198,9 @@ impl PgStreaming {
                 match tokio::time::timeout(self.timeout, self.connect(m)).await {
                     Ok(Ok(c)) => c,
                     _ => {
-                        steps.push(format!("{m}: no answer; the promotion lock not taken there"));
+                        steps.push(format!(
+                            "{m}: no answer; the promotion lock not taken there"
+                        ));
                         continue;
                     }
                 }
@@ -213,7 +215,9 @@ impl PgStreaming {
             }
         }
         let Some(c) = target else {
-            return Err(FailoverError::Internal(format!("{region}: not among the members")));
+            return Err(FailoverError::Internal(format!(
+                "{region}: not among the members"
+            )));
         };
         // The locks may have been waited for: a holder that lost its lease meanwhile
         // (a higher epoch took over) must not promote.

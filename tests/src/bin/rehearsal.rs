@@ -14,7 +14,7 @@ use cutover_rehearsal::{
 };
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 7;
+const STAGES: usize = 8;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -230,6 +230,38 @@ async fn main() -> ExitCode {
         }
     }
 
+    banner(
+        8,
+        "two regions at once: the state table's replication held back, a switchover asked in eu-west-1 (to eu-west-1) and in ap-southeast-1 (to ap-southeast-1) together",
+    );
+    let raced = match world.rebuild() {
+        Ok(()) => region_race(&world).await,
+        Err(e) => Err(e),
+    };
+    match raced {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let detail = format!(
+                "both leases granted (one per region's replica); {} promotion, writer now {}",
+                v["promotions"],
+                v["writers"]
+                    .as_array()
+                    .map(|w| w
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+            summary.push(("two regions at once".into(), ok, detail));
+            report.insert("region_race".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("two regions at once".into(), false, e.to_string()));
+        }
+    }
+
     // The samples run through `cargo lambda` by run-demo.sh just before this program.
     let invoke_log = world.root().join("rehearsal-report/lambda-invoke.log");
     let fresh = std::fs::metadata(&invoke_log)
@@ -321,4 +353,12 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Stage 8: the world rebuilt after the region loss, then the race with different targets.
+async fn region_race(world: &World) -> Result<Value, cutover_rehearsal::world::WorldError> {
+    region_loss::race(world, ["eu-west-1", "ap-southeast-1"], &mut |line| {
+        println!("   {line}")
+    })
+    .await
 }

@@ -36,6 +36,9 @@ fn main() {
             out["returned_region"]["healed"].as_bool().unwrap_or(false),
         );
         println!("[bench] region loss run {run}/{runs}: {row:?}");
+        if row.5 != 1 {
+            println!("[bench]   outcomes: {}", out["examples"]);
+        }
         rows.push(row);
     }
     let f = |v: Option<i64>| v.map_or("-".to_string(), |m| format!("{:.1}", m as f64 / 1000.0));

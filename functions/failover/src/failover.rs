@@ -38,7 +38,7 @@ use crate::agreement::{self, Agreement, Rules};
 use crate::config::FailoverConfig;
 use crate::decision::{decide, lag_text, Candidate, Decision, Origin, Requested, Situation};
 use crate::detect::{self, RealClock, Verdict};
-use crate::driver::{AnyDriver, Driver, DriverReport, Fence, Step};
+use crate::driver::{AnyDriver, Driver, DriverReport, Fence, Health, Step};
 use crate::lag::{self, Reading};
 use crate::FailoverError;
 
@@ -427,7 +427,29 @@ impl Failover {
         regions: &[String],
         reference_ms: u64,
     ) -> Vec<Candidate> {
-        let health = self.driver.secondaries(active, regions).await;
+        let mut health = self.driver.secondaries(active, regions).await;
+        // A candidate that did not answer in time is asked twice more: one slow
+        // answer (a busy server, a TLS handshake on a loaded host) must not leave the
+        // decision without a target, since an alarm that stays in ALARM does not
+        // invoke again. Seen in the region-loss drill: every candidate "no answer
+        // within 2000 ms" once, and nothing moved.
+        for _ in 0..2 {
+            let slow = |h: &Health| {
+                !h.healthy
+                    && h.note
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("no answer within"))
+            };
+            if !health.iter().any(slow) {
+                break;
+            }
+            let again = self.driver.secondaries(active, regions).await;
+            for (h, a) in health.iter_mut().zip(again) {
+                if h.region == a.region && slow(h) {
+                    *h = a;
+                }
+            }
+        }
         let lags = futures::future::join_all(
             health
                 .iter()

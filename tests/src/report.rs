@@ -453,11 +453,12 @@ fn reconciliation_section(r: &Value) -> String {
             ),
         ],
         vec![
-            "committed but never acknowledged".into(),
-            r["unacknowledged"]
-                .as_array()
-                .map_or(0, Vec::len)
-                .to_string(),
+            "failed attempts in flight at the kill, committed (acknowledgement lost)".into(),
+            format!(
+                "{} of {}",
+                r["unacknowledged"].as_array().map_or(0, Vec::len),
+                r["in_flight_failed"].as_array().map_or(0, Vec::len)
+            ),
         ],
         vec!["key for key".into(), r["key_for_key"].to_string()],
         vec![
@@ -517,7 +518,7 @@ fn reconciliation_section(r: &Value) -> String {
         })
         .collect();
     format!(
-        "<h2>Lost writes after the killed primary</h2><p>The killed primary's data directory started alone on port {} (the stand-in for Aurora's snapshot of the old primary), compared with the new primary by the data-validator's engine; rows classified with the fork xid {} the failover recorded.</p>{}{}<pre>{}</pre>",
+        "<h2>Lost writes after the killed primary</h2><p>The killed primary's data directory started alone on port {} (the stand-in for Aurora's snapshot of the old primary), compared with the new primary by the failover function's <code>reconcile</code> (the data-validator's engine); rows classified with the fork xid {} the failover recorded; the script read with <code>replay-script</code> and applied with <code>replay</code> (dry run first).</p>{}{}<pre>{}</pre>",
         num(&r["old_primary_port"]),
         num(&r["fork_xid"]),
         table(&["", "count"], &counts),

@@ -440,6 +440,24 @@ fn cutover_section(c: &Value) -> String {
     )
 }
 
+/// The killed-primary drill's lost writes in one line, beside the writer's count (the
+/// rehearsal's stage-6 summary), or `None` when the stage has no reconciliation.
+pub fn reconciliation_line(r: &Value) -> Option<String> {
+    if !r.is_object() {
+        return None;
+    }
+    Some(format!(
+        "lost writes named: {} lost ({} in drill.writes = the writer's {} + {} in flight at the kill), {} new, {} conflicts, {} replayed",
+        num(&r["lost_found"]),
+        num(&r["lost_found_writes"]),
+        num(&r["writer_lost"]),
+        r["unacknowledged"].as_array().map_or(0, Vec::len),
+        num(&r["new_since_failover"]),
+        r["conflicts"].as_array().map_or(0, Vec::len),
+        num(&r["replay"]["applied"])
+    ))
+}
+
 /// The killed-primary drill's lost writes: lost, new, conflicts, replayed.
 fn reconciliation_section(r: &Value) -> String {
     let counts = vec![

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cutover_rehearsal::report::render_html;
+use cutover_rehearsal::report::{reconciliation_line, render_html};
 use serde_json::Value;
 
 fn chromium() -> PathBuf {
@@ -86,6 +86,17 @@ fn the_lost_writes_section_shows_lost_new_conflicts_and_replayed() {
         assert!(section.contains(&expected), "{expected} not in: {section}");
     }
     assert!(section.contains("MATCH ("), "{section}");
+    // make demo's stage-6 summary line, from the same object.
+    assert_eq!(
+        reconciliation_line(r).unwrap(),
+        format!(
+            "lost writes named: {lost} lost ({} in drill.writes = the writer's {} + {} in flight at the kill), {new} new, {conflicts} conflicts, {replayed} replayed",
+            count(&r["lost_found_writes"]),
+            count(&r["writer_lost"]),
+            r["unacknowledged"].as_array().unwrap().len()
+        )
+    );
+    assert_eq!(reconciliation_line(&Value::Null), None);
     assert!(
         section.contains("<pre>-- Lost writes after the failover (fork xid"),
         "{section}"

@@ -196,20 +196,10 @@ async fn main() -> ExitCode {
                         .join("; ")
                 })
                 .unwrap_or_default();
-            let r = &v["reconciliation"];
-            let detail = if r.is_object() {
-                format!(
-                    "{detail}; lost writes named: {} lost ({} in drill.writes = the writer's {} + {} in flight at the kill), {} new, {} conflicts, {} replayed",
-                    r["lost_found"],
-                    r["lost_found_writes"],
-                    r["writer_lost"],
-                    r["unacknowledged"].as_array().map_or(0, Vec::len),
-                    r["new_since_failover"],
-                    r["conflicts"].as_array().map_or(0, Vec::len),
-                    r["replay"]["applied"]
-                )
-            } else {
-                detail
+            let detail = match cutover_rehearsal::report::reconciliation_line(&v["reconciliation"])
+            {
+                Some(line) => format!("{detail}; {line}"),
+                None => detail,
             };
             summary.push(("failover drills".into(), ok, detail));
             report.insert("failover".into(), v);

@@ -335,9 +335,10 @@ impl Failover {
                 old_cluster_id: old_cluster_id.to_string(),
                 prefix: settings.prefix.clone(),
                 keep_days: settings.keep_days,
-                poll_every: Duration::from_secs(15),
+                // Never longer than a tenth of the wait: a short wait still looks a few times.
+                poll_every: Duration::from_secs(15).min(settings.restore_wait / 10),
                 // Of the function's 900 s: what is left is for the comparison and the teardown.
-                timeout: Duration::from_secs(10 * 60),
+                timeout: settings.restore_wait,
             })
         };
         let arn = self.config.cluster_arns.get(&state.from).ok_or_else(|| {

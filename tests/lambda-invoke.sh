@@ -38,10 +38,10 @@ order_for() {
       alarm-not-watched alarm-eventbridge start-explicit abort start-one-region alarm-sns start-linear promote reconcile \
       reset start-with-image reset start-all-at-once reset" ;;
     # The switchover is real (postgres-streaming: fence, promote, re-point); the triggers after it
-    # meet the cooldown. reconcile / replay-dry-run after it answer that a switchover lost
+    # meet the cooldown. reconcile / replay-script / replay-dry-run after it answer that a switchover lost
     # nothing (no script to replay). The world is rebuilt afterwards, since its primary has moved.
     failover) echo "status sync-endpoints dry-run dry-run-forced-target alarm-not-watched alarm-ok-eventbridge \
-      switchover follow-new-primary reconcile replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
+      switchover follow-new-primary reconcile replay-script replay-dry-run failover failover-forced-target alarm-eventbridge alarm-sns status rebuild-world" ;;
     *) (cd "events/$1" && ls *.json | sed 's/\.json$//') ;;
   esac
 }

@@ -236,11 +236,23 @@ pub struct Ack {
     pub region: String,
 }
 
+/// A write the application sent and saw fail (an error, or no answer within 1 s): its
+/// number, when, and the region it was sent to. Its row may still have been committed
+/// there — a commit whose acknowledgement died with the server — and each number is sent
+/// once only, so such a row names this attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub seq: i64,
+    pub at: std::time::Instant,
+    pub region: String,
+    pub error: String,
+}
+
 /// What the application saw: its acknowledged writes and its failed attempts.
 #[derive(Debug, Default)]
 pub struct WriterLog {
     pub acks: Vec<Ack>,
-    pub errors: usize,
+    pub failed: Vec<Attempt>,
 }
 
 impl WriterLog {
@@ -248,12 +260,18 @@ impl WriterLog {
     pub fn acks(log: &std::sync::Mutex<WriterLog>) -> Vec<Ack> {
         log.lock().map(|l| l.acks.clone()).unwrap_or_default()
     }
+
+    /// The failed attempts so far.
+    pub fn failed(log: &std::sync::Mutex<WriterLog>) -> Vec<Attempt> {
+        log.lock().map(|l| l.failed.clone()).unwrap_or_default()
+    }
 }
 
 /// The application of the failover drills: numbered rows `(seq, region)`, one at a
 /// time, into `table` on the writer that SSM (read through `ssm`, the application's
-/// region) names, `pause` after each acknowledged one; on any error it reconnects,
-/// re-reading SSM. Runs until `stop`.
+/// region) names, `pause` after each acknowledged one; every failed attempt is logged
+/// with its number and region, and the next write takes the next number (a number is
+/// never sent twice); on any error it reconnects, re-reading SSM. Runs until `stop`.
 pub fn spawn_writer(
     world: World,
     ssm: aws_sdk_ssm::Client,
@@ -312,9 +330,18 @@ pub fn spawn_writer(
                     }
                     tokio::time::sleep(pause).await;
                 }
-                _ => {
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => cutover_core::error::describe_chain(&e),
+                        _ => "no answer within 1 s".to_string(),
+                    };
                     if let Ok(mut l) = log.lock() {
-                        l.errors += 1;
+                        l.failed.push(Attempt {
+                            seq,
+                            at: Instant::now(),
+                            region: region.clone(),
+                            error,
+                        });
                     }
                     conn = None;
                 }

@@ -1,8 +1,9 @@
 //! The lost-write reconciliation of the killed-primary drill: the killed primary's
 //! data directory started on its own on another port (the stand-in for Aurora's
-//! snapshot of the old primary, restored to a temporary cluster), compared with the
-//! new primary by the failover function's `reconcile`, the guarded script replayed
-//! (dry run, then for real), and the old primary stopped again.
+//! snapshot of the old primary, restored to a temporary cluster), and what checks the
+//! failover function's `reconcile` and `replay` commands (run by the drill, in
+//! `failover_stage`) from outside: the reconciliation and the validator between the old
+//! and the new primary as the administrator. The old primary is stopped again after.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,7 +15,7 @@ use data_validator::ident::TableRef;
 use data_validator::run::describe;
 use data_validator::schema::compare;
 use data_validator::sql::KeyRange;
-use failover::reconcile::{self, Reconciliation, ReplayOutcome};
+use failover::reconcile::{self, Reconciliation};
 
 use crate::world::{Node, World, WorldError};
 
@@ -151,22 +152,6 @@ pub async fn reconcile_with(
     reconcile::reconcile(&old, &new, schemas, fork_xid, progress)
         .await
         .map_err(fail)
-}
-
-/// The script replayed on `new`: a dry run first, then for real.
-pub async fn replay_on(
-    world: &World,
-    new: Node,
-    script: &reconcile::ReplayScript,
-) -> Result<(ReplayOutcome, ReplayOutcome), WorldError> {
-    let client = world.admin_db(new, "app").await?;
-    let dry = reconcile::replay(&client, script, true)
-        .await
-        .map_err(fail)?;
-    let done = reconcile::replay(&client, script, false)
-        .await
-        .map_err(fail)?;
-    Ok((dry, done))
 }
 
 /// The data-validator between the isolated old primary and `new` over `table`'s

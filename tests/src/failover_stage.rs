@@ -25,12 +25,13 @@
 //! function answers, whose failures to reach the dead writer are recorded in
 //! `REACH#<writer>` / `FROM#<vantage>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use failover::handler::{build, handle};
+use failover::reconcile::{ReplayOutcome, ReplayScript};
 use serde_json::{json, Value};
 
 use crate::failover_kit::{config, lag_probe_in, spawn_writer, Ack, WriterLog};
@@ -78,9 +79,16 @@ async fn end_cdc(world: &World, progress: &mut dyn FnMut(String)) -> Result<(), 
              CREATE TABLE drill.writes (seq bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
              GRANT USAGE ON SCHEMA drill TO cutover;
              GRANT SELECT, INSERT ON drill.writes TO cutover;
+             -- The failover's own role reconciles (reads both primaries) and replays (guarded
+             -- INSERT / UPDATE / DELETE) the drill's tables. infra/sql/roles.sql grants that on
+             -- the application's schemas only, and drill is not one: granted here, on these two
+             -- tables, so the drill runs the commands with exactly the rights the function has
+             -- on an application table, and nothing beyond the drill is widened.
+             GRANT USAGE ON SCHEMA drill TO cutover_failover;
              DROP TABLE IF EXISTS drill.balances;
              CREATE TABLE drill.balances (id int PRIMARY KEY, amount numeric(12,2) NOT NULL, note text);
-             INSERT INTO drill.balances VALUES (1, 100.00, 'seed'), (2, 200.00, 'seed'), (3, 300.00, 'it''s a seed');",
+             INSERT INTO drill.balances VALUES (1, 100.00, 'seed'), (2, 200.00, 'seed'), (3, 300.00, 'it''s a seed');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON drill.writes, drill.balances TO cutover_failover;",
         )
         .await
         .map_err(fail)?;
@@ -187,9 +195,42 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
     }
 }
 
-/// Drill 2's lost writes named: the killed eu-west-1 started alone on another port,
-/// compared with ap-southeast-1, the guarded script replayed (dry run, then for
-/// real), then validated; the old primary is stopped again before drill 3 rebuilds it.
+/// One command to the failover function, as an operator invokes it: its action and the
+/// first line of its summary printed, an error named with the command.
+async fn command(
+    f: &failover::failover::Failover,
+    event: Value,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    let name = event["command"].as_str().unwrap_or("").to_string();
+    let answer = handle(f, event, "rehearsal-reconcile")
+        .await
+        .map_err(|e| fail(format!("{name}: {e}")))?;
+    progress(format!(
+        "  {name} -> {}: {}",
+        answer["action"].as_str().unwrap_or("?"),
+        answer["summary"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+    ));
+    Ok(answer)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, v: &Value) -> Result<T, WorldError> {
+    serde_json::from_value(v.clone()).map_err(|e| fail(format!("{what}: {e} in {v}")))
+}
+
+/// Drill 2's lost writes named, as an operator would: the killed eu-west-1 started
+/// alone on another port, and the failover function's own commands — `reconcile` (with
+/// `CUTOVER_RECONCILE_OLD_PRIMARY` pointing there), `replay-script` (the SQL read before
+/// anything is applied), `replay` dry run, `replay` — run through its handler as its own
+/// database role; then checked, as the administrator, against the writer's log: the lost
+/// rows found equal the writes it counted as lost plus only those of its failed attempts
+/// that eu-west-1 committed before it died, a second reconciliation finds nothing lost,
+/// and the validator says MATCH. The old primary is stopped again before drill 3 rebuilds it.
 async fn reconcile_drill(
     world: &World,
     failover: &Value,
@@ -217,20 +258,39 @@ async fn reconcile_drill(
         "reconciliation: the killed eu-west-1's data directory started alone on port {port} (the snapshot's stand-in); fork xid {fork_xid}"
     ));
     failover_reconcile::start_isolated(world, Node::EuWest1, port).await?;
+    // The function as deployed after a failover, told where the old primary runs alone and
+    // which schemas are the application's (here the drill's).
+    let old_primary = format!("localhost:{port}");
+    let f = build(
+        config(
+            world,
+            &[
+                ("CUTOVER_RECONCILE_OLD_PRIMARY", old_primary.as_str()),
+                ("CUTOVER_RECONCILE_SCHEMAS", "drill"),
+            ],
+        )?,
+        &world.aws().await?,
+    )
+    .await
+    .map_err(fail)?;
     let started = Instant::now();
     let outcome = async {
         let schemas = vec!["drill".to_string()];
-        let found = failover_reconcile::reconcile_with(world, port, new, &schemas, fork_xid, &mut |l| progress(format!("  {l}"))).await?;
+        let reconciled = command(&f, json!({"command": "reconcile"}), progress).await?;
         let reconcile_ms = started.elapsed().as_millis() as u64;
-        for line in found.render().lines() {
+        if reconciled["action"] != "reconciled" {
+            return Err(fail(format!("reconcile answered {reconciled}")));
+        }
+        for line in reconciled["summary"].as_str().unwrap_or("").lines().skip(1) {
             progress(format!("  {line}"));
         }
-        let script = found.script.render();
-        let (dry, done) = failover_reconcile::replay_on(world, new, &found.script).await?;
-        progress(format!(
-            "  replay dry run: {} of {} statements would apply (rolled back); replay: {} applied, {} skipped; {} conflicts left for a person",
-            dry.applied, dry.statements, done.applied, done.skipped.len(), done.conflicts
-        ));
+        let shown = command(&f, json!({"command": "replay-script"}), progress).await?;
+        let script: ReplayScript = decode("replay-script's script", &shown["script"])?;
+        let sql = shown["sql"].as_str().unwrap_or("").to_string();
+        let dry = command(&f, json!({"command": "replay", "dry_run": true}), progress).await?;
+        let dry: ReplayOutcome = decode("the dry run's outcome", &dry["outcome"])?;
+        let done = command(&f, json!({"command": "replay", "dry_run": false}), progress).await?;
+        let done: ReplayOutcome = decode("the replay's outcome", &done["outcome"])?;
         let after = failover_reconcile::reconcile_with(world, port, new, &schemas, fork_xid, &mut |_| {}).await?;
         let old = failover_reconcile::connect_isolated(world, port, "app").await?;
         let top: i64 = old.query_one("SELECT coalesce(max(seq), 0) FROM drill.writes", &[]).await.map_err(fail)?.get(0);
@@ -239,59 +299,74 @@ async fn reconcile_drill(
             "  validation after the replay, drill.writes seq < {}: old primary {} rows, {} {} rows -> {validation}",
             top + 1, checked.source_rows, new.name(), checked.target_rows
         ));
-        Ok::<_, WorldError>((found, script, dry, done, after, reconcile_ms, validation, checked.source_rows))
+        Ok::<_, WorldError>((reconciled, script, sql, dry, done, after, reconcile_ms, validation, checked.source_rows))
     }
     .await;
     let stopped = failover_reconcile::stop_isolated(world, Node::EuWest1);
-    let (found, script, dry, done, after, reconcile_ms, validation, validated_rows) = outcome?;
+    let (reconciled, script, sql, dry, done, after, reconcile_ms, validation, validated_rows) =
+        outcome?;
     stopped?;
 
-    let acks = log.lock().map(|l| l.acks.clone()).unwrap_or_default();
+    let acks = WriterLog::acks(log);
+    let failed = WriterLog::failed(log);
+    let in_writes = |table: &str| table == "drill.writes";
     let seq_of = |key: &str| key.strip_prefix("seq=").and_then(|v| v.parse::<i64>().ok());
-    let in_writes = |r: &&failover::reconcile::RowChange| r.table == "drill.writes";
-    let found_lost: Vec<i64> = found
-        .lost
+    // Every lost row is one guarded statement of the script the operator read.
+    let lost_found = reconciled["lost"].as_u64().unwrap_or(0) as usize;
+    let found_set: BTreeSet<i64> = script
+        .statements
         .iter()
-        .filter(in_writes)
-        .filter_map(|r| seq_of(&r.key))
+        .filter(|s| in_writes(&s.table))
+        .filter_map(|s| seq_of(&s.key))
         .collect();
-    let writer_set: std::collections::BTreeSet<i64> = writer_lost.iter().copied().collect();
-    let found_set: std::collections::BTreeSet<i64> = found_lost.iter().copied().collect();
-    let acked_old: std::collections::BTreeSet<i64> = before_kill.iter().map(|a| a.seq).collect();
-    let acked_new: std::collections::BTreeSet<i64> = acks
+    let writer_set: BTreeSet<i64> = writer_lost.iter().copied().collect();
+    let last_acked_old = before_kill.iter().map(|a| a.seq).max().unwrap_or(0);
+    // The writes in flight to eu-west-1 when it died: sent there after its last
+    // acknowledgement, and failed. Each may have been committed with its answer lost.
+    let in_flight: BTreeSet<i64> = failed
+        .iter()
+        .filter(|a| a.region == "eu-west-1" && a.seq > last_acked_old)
+        .map(|a| a.seq)
+        .collect();
+    let extra: BTreeSet<i64> = found_set.difference(&writer_set).copied().collect();
+    let unacknowledged: Vec<i64> = extra.intersection(&in_flight).copied().collect();
+    let unexplained: Vec<i64> = extra.difference(&in_flight).copied().collect();
+    let missed: Vec<i64> = writer_set.difference(&found_set).copied().collect();
+    let acked_new: BTreeSet<i64> = acks
         .iter()
         .filter(|a| a.region == new.name())
         .map(|a| a.seq)
         .collect();
-    // Found but never acknowledged: committed by eu-west-1 while the kill cut the answer.
-    let unacknowledged: Vec<i64> = found_set
-        .difference(&writer_set)
-        .copied()
-        .filter(|s| !acked_old.contains(s))
-        .collect();
-    let missed: Vec<i64> = writer_set.difference(&found_set).copied().collect();
     let after_failover_reported_lost = found_set.intersection(&acked_new).count();
-    let new_writes = found.new_since_failover.iter().filter(in_writes).count();
-    let key_for_key =
-        missed.is_empty() && found_set.len() == writer_set.len() + unacknowledged.len();
-    let conflict_keys: Vec<String> = found
+    let new_writes = reconciled["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["table"] == "drill.writes")
+        .and_then(|t| t["new_since_failover"].as_u64())
+        .unwrap_or(0);
+    let key_for_key = missed.is_empty()
+        && unexplained.is_empty()
+        && found_set.len() == writer_set.len() + unacknowledged.len();
+    let conflict_keys: Vec<String> = script
         .conflicts
         .iter()
         .map(|c| format!("{} {}", c.table, c.key))
         .collect();
-    let lost_keys: Vec<String> = found
-        .lost
+    let lost_keys: Vec<String> = script
+        .statements
         .iter()
-        .filter(|r| !in_writes(r))
-        .map(|r| format!("{} {}", r.table, r.key))
+        .filter(|s| !in_writes(&s.table))
+        .map(|s| format!("{} {}", s.table, s.key))
         .collect();
     let still_missing = missing_on(world, new, before_kill).await?;
-    let writes_lost_after = after.lost.iter().filter(in_writes).count();
+    let writes_lost_after = after.lost.iter().filter(|r| in_writes(&r.table)).count();
     progress(format!(
-        "  drill.writes: lost found {} = the writer's {} acknowledged{}; key for key: {}; written after the failover and reported lost: {}; new since the failover: {}",
+        "  drill.writes: lost found {} = the writer's {} acknowledged lost + {} of its {} failed attempt(s) in flight to eu-west-1 at the kill ({unacknowledged:?}: committed, the acknowledgement died with the server — lost writes all the same); unexplained: {unexplained:?}; missed: {missed:?}; key for key: {}; written after the failover and reported lost: {}; new since the failover: {}",
         found_set.len(),
         writer_set.len(),
-        if unacknowledged.is_empty() { String::new() } else { format!(" + {} committed but never acknowledged ({unacknowledged:?})", unacknowledged.len()) },
+        unacknowledged.len(),
+        in_flight.len(),
         if key_for_key { "yes" } else { "NO" },
         after_failover_reported_lost,
         new_writes
@@ -302,23 +377,28 @@ async fn reconcile_drill(
     ));
     let ok = key_for_key
         && !writer_set.is_empty()
+        && lost_found == script.statements.len()
         && after_failover_reported_lost == 0
         && conflict_keys == ["drill.balances id=2"]
         && lost_keys == ["drill.balances id=1"]
-        && done.applied == found.script.statements.len()
+        && dry.applied == script.statements.len()
+        && done.applied == script.statements.len()
         && still_missing.is_empty()
+        && after.lost.is_empty()
         && validation == "MATCH";
     Ok(json!({
         "ok": ok, "fork_xid": fork_xid, "old_primary_port": port, "reconcile_ms": reconcile_ms,
-        "writer_lost": writer_set.len(), "lost_found": found.lost.len(), "lost_found_writes": found_set.len(),
-        "unacknowledged": unacknowledged, "missed": missed, "key_for_key": key_for_key,
-        "new_since_failover": found.new_since_failover.len(), "new_since_failover_writes": new_writes,
+        "commands": ["reconcile", "replay-script", "replay (dry run)", "replay"],
+        "writer_lost": writer_set.len(), "lost_found": lost_found, "lost_found_writes": found_set.len(),
+        "in_flight_failed": in_flight, "unacknowledged": unacknowledged, "unexplained": unexplained,
+        "missed": missed, "key_for_key": key_for_key,
+        "new_since_failover": reconciled["new_since_failover"], "new_since_failover_writes": new_writes,
         "written_after_failover_reported_lost": after_failover_reported_lost,
-        "conflicts": found.conflicts, "lost_other": lost_keys, "tables": found.tables,
-        "replay_dry_run": dry, "replay": done, "script": script,
+        "conflicts": script.conflicts, "lost_other": lost_keys, "tables": reconciled["tables"],
+        "replay_dry_run": dry, "replay": done, "script": sql,
         "missing_after_replay": still_missing.len(), "lost_after_replay": after.lost.len(),
         "validation_after_replay": validation, "validated_rows": validated_rows,
-        "lost_sample": found.lost.iter().take(5).collect::<Vec<_>>(),
+        "lost_sample": script.statements.iter().take(5).collect::<Vec<_>>(),
     }))
 }
 
@@ -488,10 +568,6 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     let killed = Instant::now();
     let watching = Arc::new(AtomicBool::new(false));
     let ap_probe = survivor(world, "ap-southeast-1", watching.clone());
-    let before_kill: Vec<Ack> = acks(&log)
-        .into_iter()
-        .filter(|a| a.region == "eu-west-1")
-        .collect();
     let event = json!({
         "version": "0", "id": "rehearsal-drill-2", "detail-type": "CloudWatch Alarm State Change",
         "source": "aws.cloudwatch", "account": "123456789012", "time": "2026-11-24T11:00:00Z",
@@ -505,6 +581,14 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     watching.store(true, Ordering::Relaxed);
     let windows2 = ap_probe.await.unwrap_or(0);
     let o2 = o2.map_err(fail)?;
+    // What eu-west-1 acknowledged, read once the writer has settled every attempt it sent
+    // there (each ends within its 1 s timeout; the failover took longer): read right after
+    // the kill, an answer that left the server just before it died but was taken in by the
+    // writer's task a moment later was missing — acknowledged, lost, yet not counted.
+    let before_kill: Vec<Ack> = acks(&log)
+        .into_iter()
+        .filter(|a| a.region == "eu-west-1")
+        .collect();
     progress(format!(
         "  ap-southeast-1's lag-probe ran {windows2} windows meanwhile (the second vantage point)"
     ));
@@ -543,7 +627,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         rto2.map_or("-".into(), |r| format!("{r:.0}")),
         rto2_kill.map_or("-".into(), |r| format!("{r:.0}"))
     ));
-    let errors = log.lock().map(|l| l.errors).unwrap_or(0);
+    let errors = log.lock().map(|l| l.failed.len()).unwrap_or(0);
     drills.push(json!({
         "drill": "killed primary", "from": "eu-west-1", "to": "ap-southeast-1", "action": o2["action"],
         "acknowledged": before_kill.len(), "lost": lost.len(), "rpo_writes": lost.len(),

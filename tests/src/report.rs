@@ -440,6 +440,24 @@ fn cutover_section(c: &Value) -> String {
     )
 }
 
+/// The killed-primary drill's lost writes in one line, beside the writer's count (the
+/// rehearsal's stage-6 summary), or `None` when the stage has no reconciliation.
+pub fn reconciliation_line(r: &Value) -> Option<String> {
+    if !r.is_object() {
+        return None;
+    }
+    Some(format!(
+        "lost writes named: {} lost ({} in drill.writes = the writer's {} + {} in flight at the kill), {} new, {} conflicts, {} replayed",
+        num(&r["lost_found"]),
+        num(&r["lost_found_writes"]),
+        num(&r["writer_lost"]),
+        r["unacknowledged"].as_array().map_or(0, Vec::len),
+        num(&r["new_since_failover"]),
+        r["conflicts"].as_array().map_or(0, Vec::len),
+        num(&r["replay"]["applied"])
+    ))
+}
+
 /// The killed-primary drill's lost writes: lost, new, conflicts, replayed.
 fn reconciliation_section(r: &Value) -> String {
     let counts = vec![
@@ -453,11 +471,12 @@ fn reconciliation_section(r: &Value) -> String {
             ),
         ],
         vec![
-            "committed but never acknowledged".into(),
-            r["unacknowledged"]
-                .as_array()
-                .map_or(0, Vec::len)
-                .to_string(),
+            "failed attempts in flight at the kill, committed (acknowledgement lost)".into(),
+            format!(
+                "{} of {}",
+                r["unacknowledged"].as_array().map_or(0, Vec::len),
+                r["in_flight_failed"].as_array().map_or(0, Vec::len)
+            ),
         ],
         vec!["key for key".into(), r["key_for_key"].to_string()],
         vec![
@@ -517,7 +536,7 @@ fn reconciliation_section(r: &Value) -> String {
         })
         .collect();
     format!(
-        "<h2>Lost writes after the killed primary</h2><p>The killed primary's data directory started alone on port {} (the stand-in for Aurora's snapshot of the old primary), compared with the new primary by the data-validator's engine; rows classified with the fork xid {} the failover recorded.</p>{}{}<pre>{}</pre>",
+        "<h2>Lost writes after the killed primary</h2><p>The killed primary's data directory started alone on port {} (the stand-in for Aurora's snapshot of the old primary), compared with the new primary by the failover function's <code>reconcile</code> (the data-validator's engine); rows classified with the fork xid {} the failover recorded; the script read with <code>replay-script</code> and applied with <code>replay</code> (dry run first).</p>{}{}<pre>{}</pre>",
         num(&r["old_primary_port"]),
         num(&r["fork_xid"]),
         table(&["", "count"], &counts),

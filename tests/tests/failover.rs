@@ -1088,3 +1088,282 @@ async fn a_writer_stopped_for_ten_seconds_and_resumed_in_place_moves_nothing() {
     );
     reset(&world).await.unwrap();
 }
+
+/// RDS in the old primary's region as the aurora-global reconciliation meets it: Aurora's
+/// snapshot of the old primary, and what the run creates — still being made until `ready`.
+/// The restored cluster answers at the world's us-east-1 (the old primary "as it died" is
+/// the new primary here: nothing differs, the run is about the steps).
+#[derive(Clone)]
+struct OldRegion(Arc<Mutex<Made>>);
+
+#[derive(Default)]
+struct Made {
+    ready: bool,
+    kept: Option<String>,
+    cluster: Option<String>,
+    instance: Option<String>,
+    calls: Vec<String>,
+}
+
+impl OldRegion {
+    fn made(&self) -> std::sync::MutexGuard<'_, Made> {
+        self.0.lock().unwrap()
+    }
+
+    fn client(&self, old: &'static str, started_ms: u64, port: u16) -> aws_sdk_rds::Client {
+        use aws_sdk_rds::operation::{
+            copy_db_cluster_snapshot::CopyDbClusterSnapshotOutput,
+            create_db_instance::CreateDbInstanceOutput, delete_db_cluster::DeleteDbClusterOutput,
+            delete_db_instance::DeleteDbInstanceOutput,
+            describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput,
+            describe_db_clusters::DescribeDbClustersOutput,
+            describe_db_instances::DescribeDbInstancesOutput,
+            restore_db_cluster_from_snapshot::RestoreDbClusterFromSnapshotOutput,
+        };
+        use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbInstance};
+        let at = |ms: u64| aws_sdk_rds::primitives::DateTime::from_millis(ms as i64);
+        let (s, c, cp, r, i, ci, di, dc) = (
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+        );
+        let rules = [
+            mock!(aws_sdk_rds::Client::describe_db_cluster_snapshots).then_compute_output(
+                move |q| {
+                    let mut m = s.made();
+                    let list = if q.snapshot_type() == Some("manual") {
+                        m.calls.push("prune".into());
+                        vec![]
+                    } else if let Some(id) = q.db_cluster_snapshot_identifier() {
+                        m.kept
+                            .iter()
+                            .filter(|k| *k == id)
+                            .map(|k| {
+                                DbClusterSnapshot::builder()
+                                    .db_cluster_snapshot_identifier(k)
+                                    .status(if m.ready { "available" } else { "creating" })
+                                    .engine("aurora-postgresql")
+                                    .build()
+                            })
+                            .collect()
+                    } else {
+                        m.calls.push("find".into());
+                        vec![DbClusterSnapshot::builder()
+                            .db_cluster_snapshot_identifier(format!(
+                                "rds:unplanned-global-failover-{old}-2026-12-03-06-00"
+                            ))
+                            .status("available")
+                            .snapshot_create_time(at(started_ms + 60_000))
+                            .build()]
+                    };
+                    DescribeDbClusterSnapshotsOutput::builder()
+                        .set_db_cluster_snapshots(Some(list))
+                        .build()
+                },
+            ),
+            mock!(aws_sdk_rds::Client::describe_db_clusters).then_compute_output(move |q| {
+                let m = c.made();
+                let id = q.db_cluster_identifier().unwrap_or_default();
+                let found = if id == old {
+                    Some(
+                        DbCluster::builder()
+                            .db_cluster_identifier(old)
+                            .engine("aurora-postgresql")
+                            .db_subnet_group("db-subnets-us-east-1-local")
+                            .build(),
+                    )
+                } else {
+                    m.cluster.iter().find(|k| *k == id).map(|k| {
+                        DbCluster::builder()
+                            .db_cluster_identifier(k)
+                            .engine("aurora-postgresql")
+                            .status("available")
+                            .endpoint("localhost")
+                            .port(port as i32)
+                            .build()
+                    })
+                };
+                DescribeDbClustersOutput::builder()
+                    .set_db_clusters(Some(found.into_iter().collect()))
+                    .build()
+            }),
+            mock!(aws_sdk_rds::Client::copy_db_cluster_snapshot).then_compute_output(move |q| {
+                let mut m = cp.made();
+                m.kept = q
+                    .target_db_cluster_snapshot_identifier()
+                    .map(str::to_string);
+                m.calls.push("copy".into());
+                CopyDbClusterSnapshotOutput::builder().build()
+            }),
+            mock!(aws_sdk_rds::Client::restore_db_cluster_from_snapshot).then_compute_output(
+                move |q| {
+                    let mut m = r.made();
+                    m.cluster = q.db_cluster_identifier().map(str::to_string);
+                    m.calls.push("restore".into());
+                    RestoreDbClusterFromSnapshotOutput::builder().build()
+                },
+            ),
+            mock!(aws_sdk_rds::Client::describe_db_instances).then_compute_output(move |q| {
+                let m = i.made();
+                let found: Vec<DbInstance> = m
+                    .instance
+                    .iter()
+                    .filter(|k| Some(k.as_str()) == q.db_instance_identifier())
+                    .map(|_| {
+                        DbInstance::builder()
+                            .db_instance_status(if m.ready { "available" } else { "creating" })
+                            .build()
+                    })
+                    .collect();
+                DescribeDbInstancesOutput::builder()
+                    .set_db_instances(Some(found))
+                    .build()
+            }),
+            mock!(aws_sdk_rds::Client::create_db_instance).then_compute_output(move |q| {
+                let mut m = ci.made();
+                m.instance = q.db_instance_identifier().map(str::to_string);
+                m.calls.push("create instance".into());
+                CreateDbInstanceOutput::builder().build()
+            }),
+            mock!(aws_sdk_rds::Client::delete_db_instance).then_compute_output(move |_| {
+                let mut m = di.made();
+                m.instance = None;
+                m.calls.push("delete instance".into());
+                DeleteDbInstanceOutput::builder().build()
+            }),
+            mock!(aws_sdk_rds::Client::delete_db_cluster).then_compute_output(move |_| {
+                let mut m = dc.made();
+                m.cluster = None;
+                m.calls.push("delete cluster".into());
+                DeleteDbClusterOutput::builder().build()
+            }),
+        ];
+        let refs: Vec<&Rule> = rules.iter().collect();
+        mock_client!(aws_sdk_rds, RuleMode::MatchAny, &refs, no_retries)
+    }
+}
+
+/// `reconcile` on aurora-global, end to end through the handler: the first invocation
+/// finds Aurora's snapshot of the old primary and copies it, runs out of its wait while
+/// the copy is still being made and answers `reconcile-in-progress` (saved in the state
+/// table, nothing torn down); the second continues from there — no search or copy again —
+/// restores, compares, tears down, and answers `reconciled`; then the script is shown.
+#[tokio::test]
+async fn an_aurora_reconciliation_stopped_waiting_for_aws_is_finished_by_the_next_invocation() {
+    let _turn = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    let store = cutover_core::state::StateStore::new(
+        world.aws().await.unwrap().dynamodb(),
+        world.get("CUTOVER_STATE_TABLE").unwrap().to_string(),
+    );
+    let reconcile_key = failover::lost_writes::reconcile_key();
+    store.delete(&reconcile_key).await.unwrap();
+    let started_ms = cutover_core::state::now_ms() - 120_000;
+    store
+        .put_latest(
+            &state_key(),
+            &FailoverState {
+                phase: Phase::Completed,
+                kind: Kind::Failover,
+                from: "us-east-1".into(),
+                to: "eu-west-1".into(),
+                lease_epoch: 1,
+                holder: "test".into(),
+                trigger: "alarm".into(),
+                expected_loss_ms: Some(220.0),
+                loss_is_lower_bound: false,
+                started_at_ms: started_ms,
+                finished_at_ms: Some(started_ms + 30_000),
+                fork_xid: Some(7000),
+            },
+        )
+        .await
+        .unwrap();
+    let old_region = OldRegion(Arc::new(Mutex::new(Made::default())));
+    let rds = old_region.client(
+        "aurora-us-east-1-local",
+        started_ms,
+        world.port(Node::UsEast1).unwrap(),
+    );
+    let mut f = with_aurora_and(
+        &world,
+        rds.clone(),
+        &[
+            ("CUTOVER_RECONCILE_RESTORE_WAIT_MS", "0"),
+            ("CUTOVER_RECONCILE_SCHEMAS", "app"),
+        ],
+    )
+    .await;
+    if let AnyDriver::Aurora(a) = &mut f.driver {
+        a.members = [("us-east-1".to_string(), rds)].into_iter().collect();
+    }
+
+    let first = handle(&f, json!({"command": "reconcile"}), "reconcile-1")
+        .await
+        .unwrap();
+    assert_eq!(first["action"], "reconcile-in-progress", "{first}");
+    assert_eq!(first["after"], "snapshot copied", "{first}");
+    assert_eq!(old_region.made().calls, ["find", "copy"]);
+    let refused = handle(
+        &f,
+        json!({"command": "replay", "dry_run": true}),
+        "replay-early",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("unfinished (last step: snapshot copied)"),
+        "{refused}"
+    );
+
+    old_region.made().ready = true;
+    let second = handle(&f, json!({"command": "reconcile"}), "reconcile-2")
+        .await
+        .unwrap();
+    assert_eq!(second["action"], "reconciled", "{second}");
+    assert_eq!(
+        (
+            second["lost"].as_u64(),
+            second["new_since_failover"].as_u64(),
+            second["conflicts"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{second}"
+    );
+    assert_eq!(
+        old_region.made().calls,
+        [
+            "find",
+            "copy",
+            "restore",
+            "create instance",
+            "delete instance",
+            "delete cluster",
+            "prune"
+        ],
+        "the second run neither searched nor copied again"
+    );
+    let steps = second["steps"].to_string();
+    assert!(steps.contains("resumed after: snapshot copied"), "{steps}");
+    let shown = handle(&f, json!({"command": "replay-script"}), "show")
+        .await
+        .unwrap();
+    assert_eq!(shown["action"], "replay-script", "{shown}");
+    assert_eq!(shown["statements"], 0, "{shown}");
+    println!(
+        "aurora reconcile, two invocations: {} then {}; RDS calls {:?}",
+        first["action"],
+        second["action"],
+        old_region.made().calls
+    );
+    store.delete(&reconcile_key).await.unwrap();
+    reset(&world).await.unwrap();
+}

@@ -235,8 +235,86 @@ async fn killed_primary_drill_names_every_lost_write_and_replays_them() {
         })
         .unwrap()
     );
-    assert_eq!(r["key_for_key"], true, "{r}");
-    assert_eq!(r["written_after_failover_reported_lost"], 0, "{r}");
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let seqs = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect()
+    };
+    // Lost, found by the function's reconcile, equals the writer's count key for key: the
+    // writes it saw acknowledged by eu-west-1 and missing on ap-southeast-1, plus only
+    // those of its failed attempts that were in flight to eu-west-1 at the kill (committed
+    // there, their acknowledgement lost with the server: lost writes too).
+    let in_flight = seqs(&r["in_flight_failed"]);
+    let unacknowledged = seqs(&r["unacknowledged"]);
+    assert!(n(&r["writer_lost"]) > 0, "the drill lost nothing: {r}");
+    assert!(
+        unacknowledged.iter().all(|s| in_flight.contains(s)),
+        "a found row that is no failed attempt in flight at the kill: {r}"
+    );
+    assert!(
+        unacknowledged.len() <= in_flight.len(),
+        "more unacknowledged rows than attempts in flight: {r}"
+    );
+    assert_eq!(seqs(&r["unexplained"]), Vec::<u64>::new(), "{r}");
+    assert_eq!(seqs(&r["missed"]), Vec::<u64>::new(), "{r}");
+    assert_eq!(
+        n(&r["lost_found_writes"]),
+        n(&r["writer_lost"]) + unacknowledged.len() as u64,
+        "{r}"
+    );
+    // …and beside drill.writes, only the balance updated on the old primary alone.
+    assert_eq!(
+        r["lost_other"],
+        serde_json::json!(["drill.balances id=1"]),
+        "{r}"
+    );
+    assert_eq!(n(&r["lost_found"]), n(&r["lost_found_writes"]) + 1, "{r}");
+    assert_eq!(n(&r["written_after_failover_reported_lost"]), 0, "{r}");
+    assert!(n(&r["new_since_failover_writes"]) > 0, "{r}");
+    let conflicts: Vec<String> = r["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["table"].as_str().unwrap(),
+                c["key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(conflicts, ["drill.balances id=2"], "{r}");
+    // The script the operator read (replay-script), applied by replay: dry run, then for real.
+    let sql = r["script"].as_str().unwrap();
+    println!(
+        "the script's head:\n{}",
+        sql.lines().take(14).collect::<Vec<_>>().join("\n")
+    );
+    assert!(sql.contains("-- Conflicts: NOT applied"), "{sql}");
+    assert!(sql.contains("-- drill.balances id=2:"), "{sql}");
+    assert_eq!(
+        n(&r["replay_dry_run"]["applied"]),
+        n(&r["lost_found"]),
+        "{r}"
+    );
+    assert_eq!(n(&r["replay"]["applied"]), n(&r["lost_found"]), "{r}");
+    assert_eq!(n(&r["replay"]["conflicts"]), 1, "{r}");
+    assert_eq!(n(&r["missing_after_replay"]), 0, "{r}");
+    assert_eq!(n(&r["lost_after_replay"]), 0, "{r}");
     assert_eq!(r["validation_after_replay"], "MATCH", "{r}");
+    assert_eq!(r["key_for_key"], true, "{r}");
     assert_eq!(r["ok"], true, "{r}");
+    println!(
+        "reconcile counts: writer lost {} (acknowledged) + {} in flight, found lost in drill.writes {}, lost in all {}, new since the failover {}, conflicts {}, replayed {}",
+        n(&r["writer_lost"]),
+        unacknowledged.len(),
+        n(&r["lost_found_writes"]),
+        n(&r["lost_found"]),
+        n(&r["new_since_failover"]),
+        conflicts.len(),
+        n(&r["replay"]["applied"])
+    );
 }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cutover_rehearsal::report::render_html;
+use cutover_rehearsal::report::{reconciliation_line, render_html};
 use serde_json::Value;
 
 fn chromium() -> PathBuf {
@@ -31,6 +31,76 @@ fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// The failover part's `reconciliation` (the killed-primary drill's lost writes, as
+/// `failover_stage::reconcile_drill` writes it) renders as the "lost writes" section with
+/// its lost, new, conflict and replayed counts.
+#[test]
+fn the_lost_writes_section_shows_lost_new_conflicts_and_replayed() {
+    let fixture = root().join("tests/fixtures/report.json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let r = &report["failover"]["reconciliation"];
+    let count = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let (lost, new, replayed) = (
+        count(&r["lost_found"]),
+        count(&r["new_since_failover"]),
+        count(&r["replay"]["applied"]),
+    );
+    let conflicts = r["conflicts"].as_array().unwrap().len();
+    assert!(
+        lost > 0 && new > 0 && replayed == lost && conflicts == 1,
+        "{r}"
+    );
+    let html = render_html(&report);
+    let section = html
+        .split("<h2>Lost writes after the killed primary</h2>")
+        .nth(1)
+        .expect("the lost writes section")
+        .split("<h2>")
+        .next()
+        .unwrap();
+    let row = |label: &str, value: String| format!("<tr><td>{label}</td><td>{value}</td></tr>");
+    for expected in [
+        row("lost rows found", lost.to_string()),
+        row(
+            "of which drill.writes (the writer counted as lost)",
+            format!(
+                "{} ({})",
+                count(&r["lost_found_writes"]),
+                count(&r["writer_lost"])
+            ),
+        ),
+        row("new since the failover", new.to_string()),
+        row("conflicts (never applied)", conflicts.to_string()),
+        row(
+            "replayed",
+            format!(
+                "{replayed} applied, {} skipped",
+                r["replay"]["skipped"].as_array().unwrap().len()
+            ),
+        ),
+        row("acknowledged writes missing after the replay", "0".into()),
+        "<td>drill.balances id=2</td>".to_string(),
+    ] {
+        assert!(section.contains(&expected), "{expected} not in: {section}");
+    }
+    assert!(section.contains("MATCH ("), "{section}");
+    // make demo's stage-6 summary line, from the same object.
+    assert_eq!(
+        reconciliation_line(r).unwrap(),
+        format!(
+            "lost writes named: {lost} lost ({} in drill.writes = the writer's {} + {} in flight at the kill), {new} new, {conflicts} conflicts, {replayed} replayed",
+            count(&r["lost_found_writes"]),
+            count(&r["writer_lost"]),
+            r["unacknowledged"].as_array().unwrap().len()
+        )
+    );
+    assert_eq!(reconciliation_line(&Value::Null), None);
+    assert!(
+        section.contains("<pre>-- Lost writes after the failover (fork xid"),
+        "{section}"
+    );
 }
 
 #[test]

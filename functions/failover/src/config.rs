@@ -19,6 +19,7 @@
 //! | `CUTOVER_RECONCILE_OLD_PRIMARY` | (none) | `host:port` of the old primary as it died, for `reconcile` (the rehearsal: the killed server started alone); unset on Aurora, where the old primary is restored from its snapshot |
 //! | `CUTOVER_RECONCILE_SCHEMAS` | `app` | the schemas the reconciliation compares |
 //! | `CUTOVER_RECONCILE_KEEP_DAYS` | 30 | how long the manual copy of Aurora's snapshot of the old primary is kept |
+//! | `CUTOVER_RECONCILE_RESTORE_WAIT_MS` | 600000 | how long one `reconcile` waits, in all, for the copy and the restored instance before answering `reconcile-in-progress` (its progress saved for the next); under the function's timeout, with time left for the comparison |
 //!
 //! The function's own vantage point is its own region, `CUTOVER_PRIMARY_REGION`
 //! (the infra gives each region's copy its own region there).
@@ -60,6 +61,8 @@ pub struct ReconcileSettings {
     pub old_primary: Option<String>,
     pub schemas: Vec<String>,
     pub keep_days: u32,
+    /// How long one run waits for AWS (the copy, the instance) before it stops, saved.
+    pub restore_wait: Duration,
     /// What it creates is named `<prefix>-lost-<fork xid>`: `cutover-<suffix>`.
     pub prefix: String,
 }
@@ -139,6 +142,10 @@ impl FailoverConfig {
                 .list("CUTOVER_RECONCILE_SCHEMAS", "comma-separated schema names")?
                 .unwrap_or_else(|| vec!["app".into()]),
             keep_days: vars.parse_or("CUTOVER_RECONCILE_KEEP_DAYS", 30, "a number of days")?,
+            restore_wait: vars.millis_or(
+                "CUTOVER_RECONCILE_RESTORE_WAIT_MS",
+                Duration::from_secs(10 * 60),
+            )?,
             prefix: format!("cutover-{}", core.suffix),
         };
         Ok(FailoverConfig {

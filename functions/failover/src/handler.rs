@@ -6,8 +6,10 @@
 //! - Direct invoke: `{"command": "failover" | "switchover" | "dry-run" | "status" | "sync-endpoints",
 //!   "target": "eu-west-1", "force": false}` (`target` and `force` optional).
 //! - After an unplanned failover: `{"command": "reconcile"}` names the lost writes and
-//!   stores a replay script; `{"command": "replay", "dry_run": true, "fork_xid": 7000}`
-//!   applies it (`dry_run` required, `fork_xid` optional: the reconciliation meant).
+//!   stores a replay script (its SQL is in the answer); `{"command": "replay-script"}`
+//!   shows the stored script again, read-only, for a person to review before applying it;
+//!   `{"command": "replay", "dry_run": true, "fork_xid": 7000}` applies it (`dry_run`
+//!   required, `fork_xid` optional on both: the reconciliation meant).
 //!
 //! Every event is checked before anything is read or written.
 
@@ -113,6 +115,10 @@ pub enum Request {
     /// Every region's copy of the endpoint parameters made equal to this region's.
     SyncEndpoints,
     Reconcile,
+    /// The stored replay script, rendered (read-only).
+    ShowScript {
+        fork_xid: Option<u64>,
+    },
     Replay {
         dry_run: bool,
         fork_xid: Option<u64>,
@@ -142,6 +148,9 @@ enum Raw {
     Status {},
     SyncEndpoints {},
     Reconcile {},
+    ReplayScript {
+        fork_xid: Option<u64>,
+    },
     Replay {
         dry_run: bool,
         fork_xid: Option<u64>,
@@ -200,7 +209,7 @@ pub fn parse_event(
     }
     if !map.contains_key("command") {
         return Err(invalid(
-            "the event has no \"command\" (one of failover, switchover, dry-run, status, sync-endpoints, reconcile, replay)",
+            "the event has no \"command\" (one of failover, switchover, dry-run, status, sync-endpoints, reconcile, replay-script, replay)",
         ));
     }
     let raw: Raw = serde_json::from_value(event.clone()).map_err(|e| invalid(e.to_string()))?;
@@ -258,6 +267,7 @@ pub fn parse_event(
         Raw::Status {} => Request::Status,
         Raw::SyncEndpoints {} => Request::SyncEndpoints,
         Raw::Reconcile {} => Request::Reconcile,
+        Raw::ReplayScript { fork_xid } => Request::ShowScript { fork_xid },
         Raw::Replay { dry_run, fork_xid } => Request::Replay { dry_run, fork_xid },
     })
 }
@@ -268,6 +278,7 @@ pub async fn handle(f: &Failover, event: Value, holder: &str) -> Result<Value, F
         Request::Status => f.status().await,
         Request::SyncEndpoints => f.sync_endpoints().await,
         Request::Reconcile => f.reconcile_lost_writes().await,
+        Request::ShowScript { fork_xid } => f.show_replay_script(fork_xid).await,
         Request::Replay { dry_run, fork_xid } => f.replay_lost_writes(dry_run, fork_xid).await,
         Request::Run(trigger) => {
             let o = f.run(trigger, holder).await?;
@@ -328,6 +339,10 @@ mod tests {
             Request::Reconcile
         );
         assert_eq!(
+            parse_event(&sample("replay-script.json"), &regions(), &watched()).unwrap(),
+            Request::ShowScript { fork_xid: None }
+        );
+        assert_eq!(
             parse_event(&sample("replay-dry-run.json"), &regions(), &watched()).unwrap(),
             Request::Replay {
                 dry_run: true,
@@ -351,6 +366,36 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_replay_script_request_is_refused_naming_what_is_wrong() {
+        let ok = json!({"command": "replay-script", "fork_xid": 7000});
+        assert_eq!(
+            parse_event(&ok, &regions(), &watched()).unwrap(),
+            Request::ShowScript {
+                fork_xid: Some(7000)
+            }
+        );
+        for (event, names) in [
+            (
+                json!({"command": "replay-script", "dry_run": false}),
+                "dry_run",
+            ),
+            (
+                json!({"command": "replay-script", "fork_xid": "7000"}),
+                "string",
+            ),
+            (json!({"command": "replay-script", "fork_xid": -1}), "-1"),
+            (json!({"command": "replay_script"}), "replay-script"),
+        ] {
+            let err = parse_event(&event, &regions(), &watched()).unwrap_err();
+            assert!(
+                matches!(err, FailoverError::InvalidInput(_)),
+                "{event}: {err}"
+            );
+            assert!(err.to_string().contains(names), "{event}: {err}");
+        }
+    }
+
+    #[test]
     fn every_invalid_sample_is_refused_with_a_reason() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/failover/invalid");
         let mut n = 0;
@@ -368,6 +413,6 @@ mod tests {
             assert_eq!(d.error_type, "InvalidInput");
             n += 1;
         }
-        assert!(n >= 6);
+        assert!(n >= 14);
     }
 }

@@ -14,9 +14,11 @@
 //! function's timeout is continued by the next one, and an abandoned run of an earlier
 //! failover has its temporary cluster deleted first.
 //!
-//! `replay` is separate and explicit (`dry_run` required): it applies the stored
-//! script on the writer in one transaction, or rolls it back, and records what it did
-//! in the same item.
+//! `replay-script` shows the stored script as SQL (guarded statements, conflicts as
+//! comments) for a person to review, reading nothing else. `replay` is separate and
+//! explicit (`dry_run` required): it applies the stored script on the writer in one
+//! transaction, or rolls it back, and records what it did in the same item. Both check
+//! the stored item ([`replayable`]) before anything is connected to.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -167,6 +169,64 @@ fn stored_run(stored: Option<ReconcileRecord>, region: &str, fork_xid: u64) -> S
     }
 }
 
+/// The stored script, if `fork_xid` (when given) names the stored reconciliation, it
+/// has compared, and its script was small enough to store; otherwise why not, checked
+/// before anything is connected to or written.
+pub fn replayable(
+    record: &ReconcileRecord,
+    fork_xid: Option<u64>,
+) -> Result<&ReplayScript, FailoverError> {
+    if let Some(asked) = fork_xid.filter(|x| *x != record.fork_xid) {
+        return Err(FailoverError::InvalidInput(format!(
+            "fork_xid {asked} does not name the stored reconciliation: it is of fork xid {}",
+            record.fork_xid
+        )));
+    }
+    if !record.compared() {
+        return Err(FailoverError::InvalidInput(format!(
+            "the reconciliation of fork xid {} is unfinished (last step: {}): run reconcile again first",
+            record.fork_xid,
+            record.restore.as_ref().map_or("nothing yet", |p| p.last_step())
+        )));
+    }
+    record.script.as_ref().ok_or_else(|| {
+        FailoverError::InvalidInput(format!(
+            "the replay script ({} bytes) was too large to store (over {MAX_SCRIPT_BYTES}); replay it from the library",
+            record.script_bytes
+        ))
+    })
+}
+
+/// The `replay-script` answer: the rendered SQL an operator reviews (guarded statements,
+/// conflicts as comments), and the script itself.
+pub fn script_answer(
+    record: Option<&ReconcileRecord>,
+    fork_xid: Option<u64>,
+) -> Result<Value, FailoverError> {
+    let Some(record) = record else {
+        return Ok(
+            json!({"action": "nothing-to-show", "summary": "no reconciliation is stored: run reconcile first"}),
+        );
+    };
+    let script = replayable(record, fork_xid)?;
+    Ok(json!({
+        "action": "replay-script",
+        "fork_xid": record.fork_xid,
+        "statements": script.statements.len(),
+        "conflicts": script.conflicts.len(),
+        "replays": record.replays.len(),
+        "script": script,
+        "sql": script.render(),
+        "summary": format!(
+            "the replay script of fork xid {}: {} guarded statements, {} conflicts (never applied); applied {} times so far. Review it, then replay with dry_run true, then false",
+            record.fork_xid,
+            script.statements.len(),
+            script.conflicts.len(),
+            record.replays.iter().filter(|r| !r.dry_run).count()
+        ),
+    }))
+}
+
 fn cluster_id(arn: &str) -> &str {
     arn.rsplit_once(":cluster:").map_or(arn, |(_, id)| id)
 }
@@ -239,6 +299,9 @@ impl Failover {
             "statements": record.statements,
             "script_stored": record.script.is_some(),
             "stored_at": "state table FAILOVER/RECONCILE",
+            "tables": outcome.as_ref().map(|o| &o.tables),
+            // What `replay` would apply, for a person to read first (also `replay-script`).
+            "sql": record.script.as_ref().map(ReplayScript::render),
             "steps": record.steps,
             "summary": summary,
         }))
@@ -272,9 +335,10 @@ impl Failover {
                 old_cluster_id: old_cluster_id.to_string(),
                 prefix: settings.prefix.clone(),
                 keep_days: settings.keep_days,
-                poll_every: Duration::from_secs(15),
+                // Never longer than a tenth of the wait: a short wait still looks a few times.
+                poll_every: Duration::from_secs(15).min(settings.restore_wait / 10),
                 // Of the function's 900 s: what is left is for the comparison and the teardown.
-                timeout: Duration::from_secs(10 * 60),
+                timeout: settings.restore_wait,
             })
         };
         let arn = self.config.cluster_arns.get(&state.from).ok_or_else(|| {
@@ -393,6 +457,17 @@ impl Failover {
         .await
     }
 
+    /// `replay-script`: the stored script as an operator reads it before applying it
+    /// (read-only: nothing is connected to, nothing is written).
+    pub async fn show_replay_script(&self, fork_xid: Option<u64>) -> Result<Value, FailoverError> {
+        let record = self
+            .store
+            .get::<ReconcileRecord>(&reconcile_key())
+            .await?
+            .map(|v| v.value);
+        script_answer(record.as_ref(), fork_xid)
+    }
+
     pub async fn replay_lost_writes(
         &self,
         dry_run: bool,
@@ -408,26 +483,7 @@ impl Failover {
                 json!({"action": "nothing-to-replay", "summary": "no reconciliation is stored: run reconcile first"}),
             );
         };
-        if fork_xid.is_some_and(|x| x != record.fork_xid) {
-            return Err(FailoverError::InvalidInput(format!(
-                "the stored reconciliation is of fork xid {}, not {}",
-                record.fork_xid,
-                fork_xid.unwrap_or_default()
-            )));
-        }
-        if !record.compared() {
-            return Err(FailoverError::InvalidInput(format!(
-                "the reconciliation of fork xid {} is unfinished (last step: {}): run reconcile again first",
-                record.fork_xid,
-                record.restore.as_ref().map_or("nothing yet", |p| p.last_step())
-            )));
-        }
-        let Some(script) = record.script.clone() else {
-            return Err(FailoverError::InvalidInput(format!(
-                "the replay script ({} bytes) was too large to store (over {MAX_SCRIPT_BYTES}); replay it from the library",
-                record.script_bytes
-            )));
-        };
+        let script = replayable(&record, fork_xid)?.clone();
         let writer = self.access.writer_endpoint(&self.ssm).await?;
         let client = self
             .access
@@ -598,6 +654,107 @@ mod tests {
         assert!(!record.compared());
         record.restore.as_mut().unwrap().compared = true;
         assert!(record.compared());
+    }
+
+    fn stored(script: Option<ReplayScript>) -> ReconcileRecord {
+        ReconcileRecord {
+            fork_xid: 7000,
+            lost: 1,
+            statements: 1,
+            conflicts: 1,
+            script,
+            finished_at_ms: 5,
+            ..Default::default()
+        }
+    }
+
+    fn script() -> ReplayScript {
+        ReplayScript {
+            fork_xid: 7000,
+            statements: vec![reconcile::Guarded {
+                table: "app.orders".into(),
+                key: "id=7".into(),
+                change: reconcile::Change::Insert,
+                sql: "INSERT INTO \"app\".\"orders\" (\"id\") OVERRIDING SYSTEM VALUE VALUES ('7'::integer) ON CONFLICT (\"id\") DO NOTHING;".into(),
+            }],
+            conflicts: vec![reconcile::RowChange {
+                table: "app.balances".into(),
+                key: "id=2".into(),
+                change: reconcile::Change::Update,
+                why: "changed on both".into(),
+                old: Some(vec![("amount".into(), Some("220.00".into()))]),
+                new: Some(vec![("amount".into(), Some("195.00".into()))]),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_replay_script_is_shown_as_the_sql_an_operator_reviews() {
+        let record = stored(Some(script()));
+        let answer = script_answer(Some(&record), None).unwrap();
+        assert_eq!(answer["action"], "replay-script");
+        assert_eq!(
+            (answer["statements"].as_u64(), answer["conflicts"].as_u64()),
+            (Some(1), Some(1))
+        );
+        let sql = answer["sql"].as_str().unwrap();
+        assert!(
+            sql.contains("BEGIN;\n-- Insert app.orders id=7\nINSERT INTO"),
+            "{sql}"
+        );
+        // The conflict is a comment only: no line of it is a statement.
+        let conflicts = sql.split("-- Conflicts: NOT applied").nth(1).unwrap();
+        assert!(
+            conflicts.contains("app.balances id=2: changed on both"),
+            "{sql}"
+        );
+        assert!(
+            conflicts
+                .lines()
+                .skip(1)
+                .all(|l| l.is_empty() || l.starts_with("--")),
+            "{sql}"
+        );
+        assert_eq!(
+            script_answer(Some(&record), Some(7000)).unwrap()["sql"],
+            sql
+        );
+        assert_eq!(
+            script_answer(None, None).unwrap()["action"],
+            "nothing-to-show"
+        );
+    }
+
+    #[test]
+    fn a_replay_of_the_wrong_unfinished_or_unstored_script_is_refused_naming_why() {
+        let record = stored(Some(script()));
+        let wrong = replayable(&record, Some(9000)).unwrap_err();
+        assert!(matches!(wrong, FailoverError::InvalidInput(_)));
+        assert!(
+            wrong.to_string().contains("fork_xid 9000") && wrong.to_string().contains("7000"),
+            "{wrong}"
+        );
+        assert_eq!(replayable(&record, Some(7000)).unwrap(), &script());
+        let mut unfinished = record.clone();
+        unfinished.restore = Some(RestoreProgress {
+            cluster: Some("cutover-dev-lost-7000".into()),
+            ..RestoreProgress::new("us-east-1", "a", 7000)
+        });
+        let e = replayable(&unfinished, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unfinished (last step: cluster restored)"),
+            "{e}"
+        );
+        let too_large = ReconcileRecord {
+            script_bytes: MAX_SCRIPT_BYTES + 1,
+            ..stored(None)
+        };
+        let e = replayable(&too_large, None).unwrap_err();
+        assert!(e.to_string().contains("too large to store"), "{e}");
+        // The same checks answer replay-script, before anything is read from a database.
+        assert!(script_answer(Some(&too_large), None).is_err());
+        assert!(script_answer(Some(&record), Some(1)).is_err());
     }
 
     #[test]

@@ -196,6 +196,11 @@ async fn main() -> ExitCode {
                         .join("; ")
                 })
                 .unwrap_or_default();
+            let detail = match cutover_rehearsal::report::reconciliation_line(&v["reconciliation"])
+            {
+                Some(line) => format!("{detail}; {line}"),
+                None => detail,
+            };
             summary.push(("failover drills".into(), ok, detail));
             report.insert("failover".into(), v);
         }

@@ -423,24 +423,6 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     {
         t.abort();
     }
-    let before_kill: Vec<Ack> = WriterLog::acks(&log)
-        .into_iter()
-        .filter(|a| a.region == "us-east-1")
-        .collect();
-    let predicted: BTreeMap<&str, (Option<f64>, Option<usize>)> = lag_before
-        .iter()
-        .map(|(r, s)| {
-            let lag = s.as_ref().and_then(|s| s.heartbeat_ms);
-            let n = lag.map(|l| {
-                before_kill
-                    .iter()
-                    .filter(|a| (killed.duration_since(a.at).as_secs_f64() * 1000.0) <= l)
-                    .count()
-            });
-            (*r, (lag, n))
-        })
-        .collect();
-
     // Wait for the first write the new writer acknowledges.
     let mut first_new = None;
     let mut last_report = Instant::now();
@@ -477,6 +459,26 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await;
+    // The old writer's acknowledged writes, read once the writer has stopped (an
+    // acknowledgement received at the kill may be logged a moment later).
+    let before_kill: Vec<Ack> = WriterLog::acks(&log)
+        .into_iter()
+        .filter(|a| a.region == "us-east-1")
+        .collect();
+    let predicted: BTreeMap<&str, (Option<f64>, Option<usize>)> = lag_before
+        .iter()
+        .map(|(r, s)| {
+            let lag = s.as_ref().and_then(|s| s.heartbeat_ms);
+            let n = lag.map(|l| {
+                before_kill
+                    .iter()
+                    .filter(|a| (killed.duration_since(a.at).as_secs_f64() * 1000.0) <= l)
+                    .count()
+            });
+            (*r, (lag, n))
+        })
+        .collect();
+
     // The alarms' invocations end by themselves (each answers or fails); bounded.
     for (_, t) in alarm_tasks {
         if tokio::time::timeout(Duration::from_secs(90), t)

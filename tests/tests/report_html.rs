@@ -103,6 +103,40 @@ fn the_lost_writes_section_shows_lost_new_conflicts_and_replayed() {
     );
 }
 
+/// The region-loss section says whether the lost region's own SSM copy healed, and the
+/// two-regions section names each side's outcome and the one writer (values from a run
+/// of `tests/tests/region_race.rs` and of the region-loss drill, 2026-12-03).
+#[test]
+fn the_region_sections_show_the_heal_and_the_race() {
+    let report = serde_json::json!({
+        "region_loss": {"from": "us-east-1", "rto_from_kill_ms": 23841, "promotions": 1,
+            "returned_region": {"region": "us-east-1", "ssm_before": "localhost:54621",
+                                "ssm_after": "localhost:54622", "healed": true}},
+        "region_race": {"promotions": 1, "writers": ["eu-west-1"], "sides": [
+            {"region": "eu-west-1", "target": "eu-west-1", "epoch": 1, "action": "switchover",
+             "summary": "Switchover us-east-1 -> eu-west-1 done in 2218 ms (epoch 1)"},
+            {"region": "ap-southeast-1", "target": "ap-southeast-1", "epoch": null, "action": "error",
+             "summary": "driver: eu-west-1 already writes (promoted by another holder; found under the promotion lock); not promoting ap-southeast-1 as well"}]}
+    });
+    let html = render_html(&report);
+    assert!(
+        html.contains("its own SSM copy named localhost:54621 and, after its scheduled <code>sync-endpoints</code>, localhost:54622 (healed)"),
+        "{html}"
+    );
+    let race = html
+        .split("<h2>Two regions at once</h2>")
+        .nth(1)
+        .expect("the two-regions section");
+    assert!(
+        race.contains("<b>1 promotion</b>, writing now: eu-west-1"),
+        "{race}"
+    );
+    assert!(
+        race.contains("<td>ap-southeast-1</td><td>ap-southeast-1</td><td>-</td><td>error</td>"),
+        "{race}"
+    );
+}
+
 #[test]
 fn the_report_renders_every_plot_in_chromium_and_is_screenshotted() {
     let fixture = root().join("tests/fixtures/report.json");

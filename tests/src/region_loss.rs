@@ -230,6 +230,25 @@ async fn put_everywhere(world: &World, name: &str, value: &str) -> Result<(), Wo
     Ok(())
 }
 
+/// Every region's SSM copy names us-east-1 as the writer, and no replica of the state
+/// table holds a failover record, lease or reachability record: the drills' start.
+async fn us_east_1_writes_everywhere(world: &World, suffix: &str) -> Result<(), WorldError> {
+    let us_endpoint = format!("localhost:{}", world.port(Node::UsEast1)?);
+    put_everywhere(
+        world,
+        &format!("/migration/db/{suffix}/writer-endpoint"),
+        &us_endpoint,
+    )
+    .await?;
+    put_everywhere(
+        world,
+        &format!("/migration/app/{suffix}/active-region"),
+        "us-east-1",
+    )
+    .await?;
+    clear_failover_records(world).await
+}
+
 /// Every replica of the state table without a failover record, lease or
 /// reachability record (each deleted in its own region: no waiting on replication).
 async fn clear_failover_records(world: &World) -> Result<(), WorldError> {
@@ -333,20 +352,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     )
     .await
     .map_err(fail)?;
-    let us_endpoint = format!("localhost:{}", world.port(Node::UsEast1)?);
-    put_everywhere(
-        world,
-        &format!("/migration/db/{suffix}/writer-endpoint"),
-        &us_endpoint,
-    )
-    .await?;
-    put_everywhere(
-        world,
-        &format!("/migration/app/{suffix}/active-region"),
-        "us-east-1",
-    )
-    .await?;
-    clear_failover_records(world).await?;
+    us_east_1_writes_everywhere(world, &suffix).await?;
 
     let mut planes = Vec::new();
     for r in REGIONS {
@@ -741,20 +747,7 @@ pub async fn race(
 ) -> Result<Value, WorldError> {
     let router = Router::of(world)?;
     let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
-    let us_endpoint = format!("localhost:{}", world.port(Node::UsEast1)?);
-    put_everywhere(
-        world,
-        &format!("/migration/db/{suffix}/writer-endpoint"),
-        &us_endpoint,
-    )
-    .await?;
-    put_everywhere(
-        world,
-        &format!("/migration/app/{suffix}/active-region"),
-        "us-east-1",
-    )
-    .await?;
-    clear_failover_records(world).await?;
+    us_east_1_writes_everywhere(world, &suffix).await?;
     let (eu, ap) = (
         plane(world, "eu-west-1").await?,
         plane(world, "ap-southeast-1").await?,

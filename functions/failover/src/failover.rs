@@ -1004,7 +1004,7 @@ impl Failover {
             finished_at_ms: None,
             fork_xid: state.as_ref().and_then(|s| s.value.fork_xid),
         };
-        let mut version = self
+        let version = self
             .store
             .put_fenced(
                 &lease,
@@ -1054,14 +1054,6 @@ impl Failover {
         let new_writer = self.driver.writer_endpoint(&to).await?;
         if kind == Kind::Failover && record.fork_xid.is_none() {
             record.fork_xid = self.fork_xid(&new_writer, &mut steps).await;
-            if record.fork_xid.is_some() {
-                // Saved before the endpoint moves: a run that dies after the move
-                // cannot read it again (too late to be a boundary), the next one keeps it.
-                version = self
-                    .store
-                    .put_fenced(&fence.lease(), &state_key(), &record, Some(version))
-                    .await?;
-            }
         }
         self.put_if_changed(
             Step::Endpoint,

@@ -456,11 +456,7 @@ impl Driver for PgStreaming {
             steps.push(format!("{to}: already promoted"));
             None
         } else {
-            if let Some(other) = self.other_writer(from, to, regions).await {
-                return Err(FailoverError::Driver(format!(
-                    "{other} already writes (promoted by another holder); not promoting {to} as well"
-                )));
-            }
+            // promote() asks whether another member writes, under the promotion lock.
             self.promote(from, to, regions, &mut steps, fence).await?
         };
         self.repoint_standbys(from, to, regions, &mut steps, fence)

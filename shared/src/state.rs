@@ -629,6 +629,39 @@ impl StateStore {
         }
     }
 
+    /// Writes an item under a lease over whichever version is stored now, as long
+    /// as no newer epoch wrote it: for a record that other regions may rewrite at
+    /// the same epoch meanwhile (a global table replicates their writes in, each
+    /// with its own version), where the version this holder read is no longer the
+    /// point but the epoch is. A record of a newer epoch is refused
+    /// ([`Error::Conflict`]); a stale holder gets [`Error::Fenced`].
+    pub async fn put_fenced_over<T: Serialize>(
+        &self,
+        lease: &Lease,
+        key: &Key,
+        value: &T,
+        read_version: Option<u64>,
+    ) -> Result<u64> {
+        let mut expected = read_version;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let err = match self.put_fenced(lease, key, value, expected).await {
+                Err(e @ Error::Conflict { .. }) => e,
+                other => return other,
+            };
+            let current = self.get_raw(key).await?;
+            let newer_epoch = current
+                .as_ref()
+                .and_then(|i| read_u64(i, "epoch"))
+                .is_some_and(|e| e > lease.epoch);
+            if newer_epoch || attempts >= 5 {
+                return Err(err);
+            }
+            expected = current.and_then(|i| read_u64(&i, "version"));
+        }
+    }
+
     async fn lease_still_held(&self, lease: &Lease) -> Result<bool> {
         let current = Leases::new(self.clone(), lease.key.clone())
             .current()

@@ -336,3 +336,93 @@ async fn stale_holders_fenced_write_is_rejected() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
+
+/// What a global table does to a record two regions write at the same epoch
+/// (each region's replica granted its own lease): the other region's write is
+/// replicated in with its own version. The holder's final write must go over
+/// it — a version condition alone would fail the holder after its promotion —
+/// while a record of a newer epoch still wins.
+#[tokio::test]
+async fn a_same_epoch_record_replicated_in_is_written_over_and_a_newer_epoch_is_not() {
+    let world = World::load().unwrap();
+    let settings = world.core_settings().unwrap();
+    let dynamodb = world.aws().await.unwrap().dynamodb();
+    let store = StateStore::new(dynamodb.clone(), settings.state_table.clone());
+    let leases = Leases::new(store.clone(), lease_key());
+    let target = Key::new(unique("REPLICATED"), "STATE");
+    let lease = leases
+        .acquire("winner", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let first = Deployment {
+        step: 1,
+        blue: 100,
+        green: 0,
+        status: "started".into(),
+    };
+    assert_eq!(
+        store
+            .put_fenced(&lease, &target, &first, None)
+            .await
+            .unwrap(),
+        1
+    );
+    let replicate_in = |version: u64, epoch: u64, status: &str| {
+        let n = |v: u64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+        let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_string());
+        dynamodb
+            .put_item()
+            .table_name(&settings.state_table)
+            .item("pk", s(&target.pk))
+            .item("sk", s(&target.sk))
+            .item("step", n(1))
+            .item("blue", n(100))
+            .item("green", n(0))
+            .item("status", s(status))
+            .item("version", n(version))
+            .item("epoch", n(epoch))
+            .send()
+    };
+    replicate_in(1, lease.epoch, "the other region's, same epoch")
+        .await
+        .unwrap();
+    replicate_in(2, lease.epoch, "the other region's, same epoch")
+        .await
+        .unwrap();
+    let done = Deployment {
+        step: 2,
+        blue: 0,
+        green: 100,
+        status: "completed".into(),
+    };
+    let by_version = store.put_fenced(&lease, &target, &done, Some(1)).await;
+    assert_eq!(
+        by_version.unwrap_err().kind(),
+        ErrorKind::Conflict,
+        "a version condition alone refuses it"
+    );
+    assert_eq!(
+        store
+            .put_fenced_over(&lease, &target, &done, Some(1))
+            .await
+            .unwrap(),
+        3
+    );
+    let stored = store.get::<Deployment>(&target).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.value, stored.epoch),
+        (done.clone(), Some(lease.epoch))
+    );
+
+    replicate_in(7, lease.epoch + 1, "a newer holder's")
+        .await
+        .unwrap();
+    let err = store
+        .put_fenced_over(&lease, &target, &done, Some(3))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let stored = store.get::<Deployment>(&target).await.unwrap().unwrap();
+    assert_eq!(stored.value.status, "a newer holder's");
+    assert_eq!(stored.version, 7);
+}

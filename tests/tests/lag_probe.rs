@@ -436,3 +436,68 @@ async fn each_vantage_point_records_what_it_saw_of_the_writer() {
         .unwrap();
     assert!(up.reachable && up.first_failure_at_ms.is_none(), "{up:?}");
 }
+
+/// The first failed attempt on the writer publishes the lag samples measured up
+/// to it, without waiting for the next flush: when the writer is gone they are
+/// the last anyone takes, and the failover's loss estimate reads them. Here the
+/// flush is a minute away and the window 9 s long: the sample must arrive
+/// within a few seconds of the writer freezing, and be from just before it.
+#[tokio::test]
+async fn the_first_failure_on_the_writer_publishes_the_samples_taken_before_it() {
+    let _t = TURN.lock().await;
+    let world = World::load().unwrap();
+    reset(&world).await.unwrap();
+    restore_delays(&world).await;
+    let ap = lag_probe_in(
+        &world,
+        "ap-southeast-1",
+        &[
+            ("CUTOVER_LAG_FLUSH_MS", "60000"),
+            ("CUTOVER_LAG_POLL_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let store = StateStore::new(ap.aws.dynamodb(), ap.config.core.state_table.clone());
+    let key = keys::lag_from("eu-west-1", "ap-southeast-1");
+    let started_ms = lag_probe_now_ms();
+    let probing = tokio::spawn(async move {
+        handle(
+            &ap,
+            json!({"command": "probe", "window_ms": 9000, "cadence_ms": 250}),
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frozen_at_ms = lag_probe_now_ms();
+    world.freeze(Node::UsEast1).unwrap();
+    let mut published = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(s) = store.get::<LagSample>(&key).await.unwrap() {
+            if s.value.taken_at_ms >= started_ms {
+                published = Some((s.value, lag_probe_now_ms(), probing.is_finished()));
+                break;
+            }
+        }
+    }
+    world.thaw(Node::UsEast1).unwrap();
+    let _ = probing.await.unwrap();
+    let (sample, seen_at_ms, window_over) =
+        published.expect("no sample of this window within 4 s of the writer freezing");
+    assert!(
+        !window_over,
+        "published only at the end of the window: {sample:?}"
+    );
+    assert!(
+        seen_at_ms <= frozen_at_ms + 3000,
+        "published {} ms after the freeze",
+        seen_at_ms - frozen_at_ms
+    );
+    assert!(
+        sample.taken_at_ms + 1000 >= frozen_at_ms,
+        "the sample is {} ms older than the freeze: {sample:?}",
+        frozen_at_ms.saturating_sub(sample.taken_at_ms)
+    );
+}

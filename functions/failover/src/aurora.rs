@@ -293,6 +293,7 @@ impl Driver for AuroraGlobal {
                     healthy,
                     note,
                     position: None,
+                    timed_out: false,
                 }
             })
             .collect()

@@ -20,6 +20,10 @@ pub struct Health {
     pub note: Option<String>,
     /// WAL received, when the driver can tell.
     pub position: Option<u64>,
+    /// It did not answer within the probe timeout (slow, not known to be down):
+    /// worth asking again before the decision goes without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 /// What the driver did, for the audit trail.

@@ -434,12 +434,7 @@ impl Failover {
         // invoke again. Seen in the region-loss drill: every candidate "no answer
         // within 2000 ms" once, and nothing moved.
         for _ in 0..2 {
-            let slow = |h: &Health| {
-                !h.healthy
-                    && h.note
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("no answer within"))
-            };
+            let slow = |h: &Health| !h.healthy && h.timed_out;
             if !health.iter().any(slow) {
                 break;
             }
@@ -735,21 +730,8 @@ impl Failover {
             (self.db_param("writer-endpoint"), new_writer.to_string()),
             (self.app_param("active-region"), to.to_string()),
         ];
-        let copies = self.regional_ssm.iter().map(|(region, ssm)| {
-            let writes = &writes;
-            async move {
-                let copy = write_missing(ssm, writes);
-                let result = match tokio::time::timeout(self.config.probe_timeout, copy).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "no answer within {} ms",
-                        self.config.probe_timeout.as_millis()
-                    )),
-                };
-                (region.clone(), result)
-            }
-        });
-        for (region, result) in futures::future::join_all(copies).await {
+        let copies = self.write_copies(self.regional_ssm.iter().map(|(r, c)| (r, c)), &writes);
+        for (region, result) in copies.await {
             steps.push(match result {
                 Ok(0) => format!("SSM copy in {region}: already current"),
                 Ok(n) => format!("SSM copy in {region}: {n} parameter(s) written"),
@@ -759,6 +741,28 @@ impl Failover {
             });
         }
         Ok(())
+    }
+
+    /// `writes` into every given region's SSM at once, each region given the probe
+    /// timeout: a region that does not answer (lost, or its API slow) delays the
+    /// others by nothing and the whole by at most the timeout.
+    async fn write_copies<'a>(
+        &self,
+        regions: impl Iterator<Item = (&'a String, &'a aws_sdk_ssm::Client)>,
+        writes: &[(String, String)],
+    ) -> Vec<(String, Result<usize, String>)> {
+        let copies = regions.map(|(region, ssm)| async move {
+            let copy = write_missing(ssm, writes);
+            let result = match tokio::time::timeout(self.config.probe_timeout, copy).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "no answer within {} ms",
+                    self.config.probe_timeout.as_millis()
+                )),
+            };
+            (region.clone(), result)
+        });
+        futures::future::join_all(copies).await
     }
 
     /// `sync-endpoints`: every region's copy, this region's included, made to name
@@ -803,12 +807,12 @@ impl Failover {
         let home = self.config.core.primary_region.as_str().to_string();
         let every = std::iter::once((&home, &self.ssm))
             .chain(self.regional_ssm.iter().map(|(r, c)| (r, c)));
-        for (region, ssm) in every {
-            let result = match write_missing(ssm, &writes).await {
+        for (region, result) in self.write_copies(every, &writes).await {
+            let result = match result {
                 Ok(n) => json!({"written": n}),
                 Err(e) => json!({"error": e}),
             };
-            out.insert(region.clone(), result);
+            out.insert(region, result);
         }
         Ok(
             json!({"action": "synced", "from": from, "writer_endpoint": writer, "active_region": active, "regions": out}),
@@ -1078,8 +1082,11 @@ impl Failover {
         let lease = fence.lease();
         record.phase = Phase::Completed;
         record.finished_at_ms = Some(endpoints_at_ms);
+        // Over whatever version is there now: the other region's replica may have
+        // replicated a same-epoch record in since (a lease race across regions that
+        // this holder won under the promotion lock); only a newer epoch refuses it.
         self.store
-            .put_fenced(&lease, &state_key(), &record, Some(version))
+            .put_fenced_over(&lease, &state_key(), &record, Some(version))
             .await?;
         let total_ms = started.elapsed().as_millis() as u64;
         let timings = json!({

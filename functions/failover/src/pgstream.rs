@@ -377,24 +377,28 @@ impl Driver for PgStreaming {
                     healthy: true,
                     note: None,
                     position: pos.map(|p| p as u64),
+                    timed_out: false,
                 },
                 Ok(Ok((false, _))) => Health {
                     region: region.clone(),
                     healthy: false,
                     note: Some("not a standby (in recovery: no)".into()),
                     position: None,
+                    timed_out: false,
                 },
                 Ok(Err(e)) => Health {
                     region: region.clone(),
                     healthy: false,
                     note: Some(e.to_string()),
                     position: None,
+                    timed_out: false,
                 },
                 Err(_) => Health {
                     region: region.clone(),
                     healthy: false,
                     note: Some(format!("no answer within {} ms", self.timeout.as_millis())),
                     position: None,
+                    timed_out: true,
                 },
             }
         });

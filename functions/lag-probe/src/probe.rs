@@ -13,6 +13,8 @@
 //! write that errs or times out — or a window whose first connection fails — a
 //! failure. The record continues the previous window's streak, is written at
 //! every change and every failure, otherwise with the flush, and at the end.
+//! The first failed attempt on the writer also flushes the lag samples taken
+//! up to it: they are the last before a loss, and the failover reads them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -805,6 +807,8 @@ async fn collect(
         publish_errors: 0,
     };
     let mut pending: Vec<Metric> = Vec::new();
+    // The writer was reachable at its last attempt: its first failure flushes.
+    let mut writer_was_reachable = true;
     let mut flush = tokio::time::interval(flush_every);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
     flush.tick().await;
@@ -828,6 +832,14 @@ async fn collect(
                                 }
                             }
                         }
+                        // The first failure flushes what was measured up to it: if the
+                        // writer is gone, these are the last samples anyone will take,
+                        // and the failover's loss estimate must not wait for the next
+                        // flush (up to `flush_every` older).
+                        if writer_was_reachable && !r.reachable {
+                            publish(&sinks, &mut out, &mut pending).await;
+                        }
+                        writer_was_reachable = r.reachable;
                     }
                     Some(event) => record(&mut out, &mut pending, event, keep_timeline),
                 }

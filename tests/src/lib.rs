@@ -12,6 +12,7 @@ pub mod failover_reconcile;
 pub mod failover_stage;
 pub mod lag_stage;
 pub mod notifications;
+pub mod partition;
 pub mod region_loss;
 pub mod replication;
 pub mod report;

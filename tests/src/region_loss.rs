@@ -186,13 +186,7 @@ fn run_alarm(
                 s.at = Some(Instant::now());
                 s.failures_in_period = failures;
             }
-            let event = json!({
-                "version": "0", "id": format!("region-loss-{region}"),
-                "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
-                "account": "123456789012", "time": "2026-12-02T12:00:00Z", "region": region,
-                "resources": [], "detail": {"alarmName": name, "state": {"value": "ALARM"},
-                                             "previousState": {"value": "OK"}}
-            });
+            let event = alarm_event(region, &name);
             let runs = (0..INVOCATIONS_PER_ALARM).map(|i| {
                 let (f, event) = (f.clone(), event.clone());
                 async move { invoke(&f, &event, &format!("{region}-alarm-{i:02}")).await }
@@ -204,6 +198,17 @@ fn run_alarm(
             return;
         }
     }))
+}
+
+/// The EventBridge event of `name` going to ALARM in `region`.
+fn alarm_event(region: &str, name: &str) -> Value {
+    json!({
+        "version": "0", "id": format!("region-loss-{region}"),
+        "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+        "account": "123456789012", "time": "2026-12-02T12:00:00Z", "region": region,
+        "resources": [], "detail": {"alarmName": name, "state": {"value": "ALARM"},
+                                     "previousState": {"value": "OK"}}
+    })
 }
 
 /// One invocation of the failover function with an alarm event, as its handler
@@ -320,13 +325,10 @@ fn ms(a: Instant, b: Instant) -> i64 {
     }
 }
 
-/// Runs the drill. The world must have us-east-1 writing and both other regions
-/// streaming from it; it leaves us-east-1 dead (the caller rebuilds the world) and
-/// its AWS answering again.
-pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
-    let router = Router::of(world)?;
-    let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
-    // The world as the drill needs it.
+/// The world as the drills need it: us-east-1 writing and streaming to both other
+/// regions, the drill's table empty, every region's SSM naming us-east-1, and no
+/// failover record anywhere.
+async fn prepare(world: &World, suffix: &str) -> Result<(), WorldError> {
     let us = world.admin_db(Node::UsEast1, "app").await?;
     let streaming: Vec<String> = us
         .query(
@@ -352,7 +354,16 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
     )
     .await
     .map_err(fail)?;
-    us_east_1_writes_everywhere(world, &suffix).await?;
+    us_east_1_writes_everywhere(world, suffix).await
+}
+
+/// Runs the drill. The world must have us-east-1 writing and both other regions
+/// streaming from it; it leaves us-east-1 dead (the caller rebuilds the world) and
+/// its AWS answering again.
+pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    let router = Router::of(world)?;
+    let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
+    prepare(world, &suffix).await?;
 
     let mut planes = Vec::new();
     for r in REGIONS {
@@ -637,6 +648,40 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         .ok();
         ssm_copies.insert(p.region, v);
     }
+    // While us-east-1's AWS is still down, the new writer's region runs its scheduled
+    // sync-endpoints: a survivor's job must not wait on the lost region's API. It
+    // answers, with us-east-1's copy named as not written.
+    let sync_while_down = match planes.iter().find(|p| Some(p.region) == to.as_deref()) {
+        Some(p) => {
+            let asked = Instant::now();
+            let synced = p.failover.sync_endpoints().await.map_err(fail)?;
+            Some(
+                json!({"from": p.region, "answered_after_ms": asked.elapsed().as_millis() as u64,
+                        "regions": synced["regions"].clone()}),
+            )
+        }
+        None => None,
+    };
+    if let Some(s) = &sync_while_down {
+        progress(format!(
+            "  sync-endpoints in {} with us-east-1's AWS down: answered after {} ms; {}",
+            s["from"].as_str().unwrap_or("?"),
+            s["answered_after_ms"],
+            s["regions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(r, v)| format!("{r} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let survivors_synced = sync_while_down.as_ref().is_some_and(|s| {
+        s["regions"]["us-east-1"]["error"].is_string()
+            && ["eu-west-1", "ap-southeast-1"]
+                .iter()
+                .all(|r| s["regions"][*r]["written"].is_u64())
+    });
     router.region_up("us-east-1").await?;
     // us-east-1's AWS is back (its database stays dead): its own SSM copy still names
     // the old writer. Its failover's scheduled sync-endpoints heals it from the move
@@ -654,7 +699,8 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         && rto_ms.is_some_and(|r| r < 30_000)
         && two_writers == 0
         && to.as_deref() != Some("us-east-1")
-        && returned.as_ref().is_some_and(|r| r["healed"] == true);
+        && returned.as_ref().is_some_and(|r| r["healed"] == true)
+        && survivors_synced;
     let timeline = json!([
         {"event": "us-east-1 lost (AWS, database, WAL links)", "ms": 0},
         {"event": "first failure recorded by eu-west-1's lag-probe", "ms": first_failure.get("eu-west-1")},
@@ -722,7 +768,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
         "acknowledged_by_old": before_kill.len(), "lost": lost_n, "lost_seqs": lost,
         "predicted_loss_ms": predicted_ms, "predicted_lost_writes": predicted_writes,
         "acknowledged_by_another_writer_after_kill": two_writers,
-        "returned_region": returned,
+        "returned_region": returned, "sync_while_down": sync_while_down,
         "alarms": alarm_at, "ssm_copies": ssm_copies, "examples": examples,
         "timings": timings,
         "decision": winner.map(|(_, v)| v["decision"].clone()), "steps": winner.map(|(_, v)| v["steps"].clone()),
@@ -828,4 +874,378 @@ async fn handle_one(f: &Failover, event: Value, holder: &str) -> Result<Value, S
     failover::handler::handle(f, event, holder)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// What the alarms of one phase set off: (region, outcome) of every invocation,
+/// and when each region's alarm fired (ms from the phase's start).
+type PhaseOutcomes = (
+    Vec<(&'static str, Result<Value, String>)>,
+    BTreeMap<&'static str, i64>,
+);
+
+/// Runs every region's alarm stand-in through one phase: `disrupt` runs, then the
+/// alarms get `settle` more to fire; an alarm that fired is waited for (its ten
+/// invocations end by themselves, bounded), the others are stopped.
+async fn alarms_through<F: std::future::Future<Output = Result<(), WorldError>>>(
+    planes: &[Plane],
+    world: &World,
+    disrupt: F,
+    settle: Duration,
+) -> Result<PhaseOutcomes, WorldError> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in planes {
+        let f = Arc::new(Mutex::new(Fired::default()));
+        tasks.push((p.region, run_alarm(p, world, f.clone())?, f));
+    }
+    disrupt.await?;
+    tokio::time::sleep(settle).await;
+    let mut outcomes = Vec::new();
+    let mut fired_at = BTreeMap::new();
+    for (region, task, fired) in tasks {
+        let at = fired.lock().ok().and_then(|f| f.at);
+        match at {
+            Some(at) => {
+                fired_at.insert(region, ms(started, at));
+                if tokio::time::timeout(Duration::from_secs(90), task)
+                    .await
+                    .is_err()
+                {
+                    return Err(fail(format!(
+                        "{region}'s alarm invocations did not end within 90 s"
+                    )));
+                }
+            }
+            None => task.abort(),
+        }
+        if let Ok(f) = fired.lock() {
+            outcomes.extend(f.outcomes.iter().map(|o| (region, o.clone())));
+        }
+    }
+    Ok((outcomes, fired_at))
+}
+
+/// Whether the writer is still us-east-1 everywhere: its server writable, the
+/// others standbys, every region's SSM copy naming it, and no move recorded.
+async fn still_us_east_1(
+    world: &World,
+    planes: &[Plane],
+    suffix: &str,
+) -> Result<Value, WorldError> {
+    let mut writable = BTreeMap::new();
+    for p in planes {
+        let in_recovery: bool = world
+            .admin(node_of(p.region))
+            .await?
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(fail)?
+            .get(0);
+        writable.insert(p.region, !in_recovery);
+    }
+    let mut active = BTreeMap::new();
+    let mut moves = 0;
+    for p in planes {
+        let a = cutover_core::db::parameter(
+            &p.aws.ssm(),
+            &format!("/migration/app/{suffix}/active-region"),
+        )
+        .await
+        .ok();
+        active.insert(p.region, a);
+        if p.failover
+            .store
+            .get::<failover::failover::FailoverState>(&failover::failover::state_key())
+            .await?
+            .is_some()
+        {
+            moves += 1;
+        }
+    }
+    let ok = writable.iter().all(|(r, w)| *w == (*r == "us-east-1"))
+        && active.values().all(|a| a.as_deref() == Some("us-east-1"))
+        && moves == 0;
+    Ok(json!({"ok": ok, "writable": writable, "active_region": active, "move_records": moves}))
+}
+
+fn phase_report(
+    name: &str,
+    outcomes: &[(&'static str, Result<Value, String>)],
+    fired_at: &BTreeMap<&'static str, i64>,
+    acks_during: usize,
+    acks_after: usize,
+    world_after: Value,
+    progress: &mut dyn FnMut(String),
+) -> Value {
+    let mut actions: BTreeMap<String, usize> = BTreeMap::new();
+    let mut examples: BTreeMap<String, String> = BTreeMap::new();
+    for (r, o) in outcomes {
+        let (a, text) = match o {
+            Ok(v) => (
+                v["action"].as_str().unwrap_or("?").to_string(),
+                v["summary"].as_str().unwrap_or("").to_string(),
+            ),
+            Err(e) => ("error".to_string(), e.clone()),
+        };
+        *actions.entry(format!("{r}: {a}")).or_insert(0) += 1;
+        examples.entry(format!("{r}: {a}")).or_insert(text);
+    }
+    let moves = outcomes
+        .iter()
+        .filter(|(_, o)| {
+            o.as_ref()
+                .is_ok_and(|v| v["action"] == "failover" || v["action"] == "switchover")
+        })
+        .count();
+    let errors = outcomes.iter().filter(|(_, o)| o.is_err()).count();
+    let ok = moves == 0 && errors == 0 && world_after["ok"] == true && acks_after > 0;
+    progress(format!(
+        "  {name}: alarms fired: {}; {} invocations: {}; moves: {moves}",
+        if fired_at.is_empty() {
+            "none".to_string()
+        } else {
+            fired_at
+                .iter()
+                .map(|(r, at)| format!("{r} at +{at} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        outcomes.len(),
+        if actions.is_empty() {
+            "-".to_string()
+        } else {
+            actions
+                .iter()
+                .map(|(a, n)| format!("{n}x {a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    for (a, text) in &examples {
+        progress(format!("    {a}: {text}"));
+    }
+    progress(format!(
+        "  {name}: writes acknowledged by us-east-1 during it {acks_during}, after it {acks_after}; writer still us-east-1 everywhere: {}",
+        world_after["ok"]
+    ));
+    json!({"ok": ok, "alarms_fired_ms": fired_at, "invocations": outcomes.len(), "actions": actions,
+           "examples": examples, "moves": moves, "errors": errors, "acks_during": acks_during,
+           "acks_after": acks_after, "writer": world_after})
+}
+
+/// The two drills where nothing may move, on the same control planes as [`run`]
+/// (each region's lag-probe, alarm stand-in and failover with the defaults, against
+/// its own region's AWS), with an application in ap-southeast-1 writing throughout:
+/// - **blip**: us-east-1's server stopped (SIGSTOP: it neither answers nor refuses)
+///   for 10 s and resumed in place;
+/// - **partial partition**: us-east-1's server unreachable from eu-west-1 only
+///   (eu-west-1 reaches it through a [`Path`](crate::partition::Path) that is cut:
+///   its probes time out) for longer than the grace period and an alarm period
+///   together, while the other regions reach it.
+///
+/// Every alarm that fires invokes its region's failover ten times; every
+/// invocation must refuse, and the writer stays us-east-1 with writes
+/// acknowledged after each phase. The world is left as it was found.
+pub async fn no_move(world: &World, progress: &mut dyn FnMut(String)) -> Result<Value, WorldError> {
+    let suffix = world.get("CUTOVER_SUFFIX")?.to_string();
+    prepare(world, &suffix).await?;
+    let mut planes = Vec::new();
+    for r in REGIONS {
+        planes.push(plane(world, r).await?);
+    }
+    let grace = planes[0].failover.config.writer_grace;
+    // eu-west-1 reaches the writer through a path that can be cut.
+    let path = crate::partition::Path::open(world.port(Node::UsEast1)?)
+        .await
+        .map_err(fail)?;
+    let writer_name = format!("/migration/db/{suffix}/writer-endpoint");
+    put(
+        &planes[1].aws.ssm(),
+        &writer_name,
+        &format!("localhost:{}", path.port()),
+    )
+    .await?;
+    let mut lag_tasks = Vec::new();
+    for p in &planes {
+        lag_tasks.push(run_lag_probe(p));
+    }
+    let log = Arc::new(Mutex::new(WriterLog::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(
+        world.clone(),
+        planes[2].aws.ssm(),
+        "drill.region_loss",
+        Duration::from_millis(5),
+        log.clone(),
+        stop.clone(),
+    );
+    progress(format!(
+        "control planes in {} (failover grace {} ms); eu-west-1 reaches us-east-1's server through a path that can be cut; the application in ap-southeast-1 writes; the lag-probes warm up (12 s)",
+        REGIONS.join(", "),
+        grace.as_millis()
+    ));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let acks_between = |from: Instant, to: Instant| {
+        WriterLog::acks(&log)
+            .iter()
+            .filter(|a| a.region == "us-east-1" && a.at >= from && a.at < to)
+            .count()
+    };
+
+    // The blip.
+    progress("blip: us-east-1's server stopped for 10 s (SIGSTOP), then resumed in place".into());
+    let blip_at = Instant::now();
+    // Whether or not an alarm reaches ALARM in a 10 s blip (3 failures in one
+    // 10-second period), every region's failover is also handed its alarm 1 s into
+    // it, as a late or redelivered alarm would be: the decision itself is drilled.
+    let name = alarm_name(world)?;
+    let handed: Vec<_> = planes
+        .iter()
+        .map(|p| (p.region, p.failover.clone(), alarm_event(p.region, &name)))
+        .collect();
+    let handed_outcomes = Arc::new(Mutex::new(Vec::new()));
+    let frozen = Arc::new(Mutex::new(None));
+    let blip = {
+        let (handed_outcomes, frozen) = (handed_outcomes.clone(), frozen.clone());
+        async move {
+            world.freeze(Node::UsEast1)?;
+            if let Ok(mut f) = frozen.lock() {
+                *f = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let runs = futures::future::join_all(handed.iter().map(|(r, f, e)| async move {
+                (*r, invoke(f, e, &format!("{r}-late-alarm")).await)
+            }));
+            let thaw = async {
+                tokio::time::sleep(Duration::from_secs(9)).await;
+                world.thaw(Node::UsEast1)
+            };
+            let (outcomes, thawed) = tokio::join!(runs, thaw);
+            if let Ok(mut h) = handed_outcomes.lock() {
+                *h = outcomes;
+            }
+            thawed
+        }
+    };
+    let thawed = Arc::new(Mutex::new(None));
+    let (outcomes, fired) = {
+        let thawed = thawed.clone();
+        alarms_through(
+            &planes,
+            world,
+            async move {
+                let r = blip.await;
+                if let Ok(mut t) = thawed.lock() {
+                    *t = Some(Instant::now());
+                }
+                r
+            },
+            Duration::from_secs(20),
+        )
+        .await?
+    };
+    let thawed_at = thawed.lock().ok().and_then(|t| *t).unwrap_or(blip_at);
+    // Counted from the moment every one of its processes was stopped.
+    let frozen_at = frozen.lock().ok().and_then(|f| *f).unwrap_or(blip_at);
+    let mut outcomes = outcomes;
+    if let Ok(h) = handed_outcomes.lock() {
+        outcomes.extend(h.iter().cloned());
+    }
+    let now = Instant::now();
+    let blip_report = phase_report(
+        "blip",
+        &outcomes,
+        &fired,
+        acks_between(frozen_at, thawed_at),
+        acks_between(thawed_at, now),
+        still_us_east_1(world, &planes, &suffix).await?,
+        progress,
+    );
+
+    // The partial partition.
+    let hold = grace + Duration::from_secs(13);
+    progress(format!(
+        "partial partition: us-east-1's server unreachable from eu-west-1 only, for {} s (the grace period and an alarm period more)",
+        hold.as_secs()
+    ));
+    let cut_at = Instant::now();
+    let healed = Arc::new(Mutex::new(None));
+    let eu_saw = Arc::new(Mutex::new(None));
+    let (outcomes, fired) = {
+        let (path, healed, eu_saw) = (&path, healed.clone(), eu_saw.clone());
+        let eu_store = planes[1].failover.store.clone();
+        alarms_through(
+            &planes,
+            world,
+            async move {
+                path.cut();
+                tokio::time::sleep(hold).await;
+                // eu-west-1's own record of the writer, as its lag-probe keeps it in the cut.
+                let record = eu_store
+                    .get::<ReachRecord>(&keys::reach("us-east-1", "eu-west-1"))
+                    .await?
+                    .map(|r| r.value);
+                if let Ok(mut e) = eu_saw.lock() {
+                    *e = record;
+                }
+                path.heal();
+                if let Ok(mut h) = healed.lock() {
+                    *h = Some(Instant::now());
+                }
+                Ok(())
+            },
+            Duration::from_secs(5),
+        )
+        .await?
+    };
+    let healed_at = healed.lock().ok().and_then(|h| *h).unwrap_or(cut_at);
+    let eu_saw = eu_saw.lock().ok().and_then(|e| e.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.await;
+    for t in lag_tasks {
+        t.abort();
+    }
+    let partition_report = phase_report(
+        "partial partition",
+        &outcomes,
+        &fired,
+        acks_between(cut_at, healed_at),
+        acks_between(healed_at, Instant::now()),
+        still_us_east_1(world, &planes, &suffix).await?,
+        progress,
+    );
+    // The partition must have been seen where it was: eu-west-1's alarm fired.
+    let partition_seen = fired.contains_key("eu-west-1")
+        && !fired.contains_key("ap-southeast-1")
+        && eu_saw.as_ref().is_some_and(|r| !r.reachable);
+    if !partition_seen {
+        progress(format!(
+            "  partial partition: eu-west-1's alarm {}, ap-southeast-1's {}",
+            if fired.contains_key("eu-west-1") {
+                "fired"
+            } else {
+                "did NOT fire"
+            },
+            if fired.contains_key("ap-southeast-1") {
+                "fired (it should not have)"
+            } else {
+                "did not"
+            },
+        ));
+    }
+    put(
+        &planes[1].aws.ssm(),
+        &writer_name,
+        &format!("localhost:{}", world.port(Node::UsEast1)?),
+    )
+    .await?;
+    drop(path);
+    let ok = blip_report["ok"] == true && partition_report["ok"] == true && partition_seen;
+    Ok(json!({
+        "drill": "no move", "ok": ok, "grace_ms": grace.as_millis() as u64,
+        "blip": blip_report, "partial_partition": partition_report,
+        "partition_held_ms": hold.as_millis() as u64,
+        "eu_west_1_saw_during_the_cut": eu_saw,
+    }))
 }

@@ -654,9 +654,97 @@ fn region_loss_section(r: &Value) -> String {
                 if healed { "healed" } else { "NOT healed" }
             ),
             None => String::new(),
+        } + &match r["sync_while_down"]["answered_after_ms"].as_u64() {
+            Some(after) => format!(
+                " While its AWS was still down, {}'s scheduled <code>sync-endpoints</code> answered after {after} ms ({}).",
+                esc(r["sync_while_down"]["from"].as_str().unwrap_or("")),
+                esc(&r["sync_while_down"]["regions"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(region, v)| match v["error"].as_str() {
+                        Some(_) => format!("{region}: not written"),
+                        None => format!("{region}: {} written", num(&v["written"])),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            ),
+            None => String::new(),
         },
         table(&["from the kill", "event"], &rows),
         table(&["region: outcome", "invocations"], &actions),
+    )
+}
+
+fn no_move_section(r: &Value) -> String {
+    let rows: Vec<Vec<String>> = [
+        (
+            "blip",
+            "us-east-1's server stopped for 10 s (SIGSTOP), resumed in place",
+        ),
+        (
+            "partial_partition",
+            "us-east-1 unreachable from eu-west-1 only",
+        ),
+    ]
+    .iter()
+    .map(|(key, what)| {
+        let p = &r[*key];
+        let alarms = p["alarms_fired_ms"]
+            .as_object()
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                o.iter()
+                    .map(|(region, at)| {
+                        format!("{region} (+{:.1} s)", at.as_f64().unwrap_or(0.0) / 1000.0)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "none".into());
+        let outcomes = p["actions"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(a, n)| format!("{}× {a}", num(n)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        vec![
+            what.to_string(),
+            alarms,
+            outcomes,
+            num(&p["moves"]),
+            format!(
+                "{} during, {} after",
+                num(&p["acks_during"]),
+                num(&p["acks_after"])
+            ),
+            if p["writer"]["ok"] == true {
+                "us-east-1 everywhere".into()
+            } else {
+                "CHANGED".into()
+            },
+        ]
+    })
+    .collect();
+    let reasons: String = ["blip", "partial_partition"]
+        .iter()
+        .flat_map(|k| r[*k]["examples"].as_object().into_iter().flatten())
+        .map(|(a, text)| {
+            format!(
+                "<li><b>{}</b>: {}</li>",
+                esc(a),
+                esc(text.as_str().unwrap_or(""))
+            )
+        })
+        .collect();
+    format!(
+        "<h2>Nothing may move: a blip and a partial partition</h2><p>Every region's own lag-probe, <code>writer-unreachable</code> alarm and failover function (grace {} ms), an application in ap-southeast-1 writing throughout. The partition is held {:.0} s: the grace period and an alarm period more. Every alarm that fired invoked its region's failover ten times; in the blip each region's failover was also handed its alarm 1 s in. {}</p>{}<ul>{}</ul>",
+        num(&r["grace_ms"]),
+        r["partition_held_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        if r["ok"] == true { "<b>No move</b>, writes acknowledged after each." } else { "<b>NOT as expected</b>." },
+        table(&["what", "alarms fired", "invocations", "moves", "writes acknowledged by us-east-1", "writer after"], &rows),
+        reasons,
     )
 }
 
@@ -888,6 +976,9 @@ pub fn render_html(report: &Value) -> String {
                 &report["failover"]["reconciliation"],
             ));
         }
+    }
+    if report.get("no_move").is_some() {
+        body.push_str(&no_move_section(&report["no_move"]));
     }
     if report.get("region_loss").is_some() {
         body.push_str(&region_loss_section(&report["region_loss"]));

@@ -111,7 +111,10 @@ fn the_region_sections_show_the_heal_and_the_race() {
     let report = serde_json::json!({
         "region_loss": {"from": "us-east-1", "rto_from_kill_ms": 23841, "promotions": 1,
             "returned_region": {"region": "us-east-1", "ssm_before": "localhost:54621",
-                                "ssm_after": "localhost:54622", "healed": true}},
+                                "ssm_after": "localhost:54622", "healed": true},
+            "sync_while_down": {"from": "eu-west-1", "answered_after_ms": 2014, "regions": {
+                "ap-southeast-1": {"written": 0}, "eu-west-1": {"written": 0},
+                "us-east-1": {"error": "no answer within 2000 ms"}}}},
         "region_race": {"promotions": 1, "writers": ["eu-west-1"], "sides": [
             {"region": "eu-west-1", "target": "eu-west-1", "epoch": 1, "action": "switchover",
              "summary": "Switchover us-east-1 -> eu-west-1 done in 2218 ms (epoch 1)"},
@@ -121,6 +124,10 @@ fn the_region_sections_show_the_heal_and_the_race() {
     let html = render_html(&report);
     assert!(
         html.contains("its own SSM copy named localhost:54621 and, after its scheduled <code>sync-endpoints</code>, localhost:54622 (healed)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("While its AWS was still down, eu-west-1's scheduled <code>sync-endpoints</code> answered after 2014 ms (ap-southeast-1: 0 written, eu-west-1: 0 written, us-east-1: not written)."),
         "{html}"
     );
     let race = html
@@ -134,6 +141,43 @@ fn the_region_sections_show_the_heal_and_the_race() {
     assert!(
         race.contains("<td>ap-southeast-1</td><td>ap-southeast-1</td><td>-</td><td>error</td>"),
         "{race}"
+    );
+}
+
+/// The no-move section shows each phase's alarms, outcomes and the writer after it
+/// (values from a run of `tests/tests/region_no_move.rs`, 2026-12-03).
+#[test]
+fn the_no_move_section_shows_each_phase_and_the_refusals() {
+    let refusal = "refused: partial partition: unreachable from eu-west-1 (direct probe: 3 failures over 24063 ms; last error: no answer within 2000 ms) only; reachable from us-east-1 at 2026-12-03T09:20:36.147Z (lag-probe record, record 4.0 s old)";
+    let report = serde_json::json!({"no_move": {"ok": true, "grace_ms": 22000, "partition_held_ms": 35000,
+        "blip": {"alarms_fired_ms": {"eu-west-1": 9283, "us-east-1": 9273}, "actions": {"eu-west-1: refused": 11, "us-east-1: refused": 11},
+                 "examples": {"eu-west-1: refused": "refused: the writer us-east-1 answers, and an alarm never moves a writer that answers"},
+                 "moves": 0, "acks_during": 0, "acks_after": 1778, "writer": {"ok": true}},
+        "partial_partition": {"alarms_fired_ms": {"eu-west-1": 16728}, "actions": {"eu-west-1: refused": 10},
+                 "examples": {"eu-west-1: refused": refusal},
+                 "moves": 0, "acks_during": 3067, "acks_after": 681, "writer": {"ok": true}}}});
+    let html = render_html(&report);
+    let section = html
+        .split("<h2>Nothing may move: a blip and a partial partition</h2>")
+        .nth(1)
+        .expect("the no-move section");
+    assert!(section.contains("(grace 22000 ms)"), "{section}");
+    assert!(section.contains("<b>No move</b>"), "{section}");
+    assert!(
+        section.contains("<td>us-east-1 unreachable from eu-west-1 only</td><td>eu-west-1 (+16.7 s)</td><td>10× eu-west-1: refused</td><td>0</td><td>3067 during, 681 after</td><td>us-east-1 everywhere</td>"),
+        "{section}"
+    );
+    assert!(
+        section.contains("partial partition: unreachable from eu-west-1"),
+        "{section}"
+    );
+    let mut moved = report.clone();
+    moved["no_move"]["ok"] = serde_json::json!(false);
+    moved["no_move"]["blip"]["writer"]["ok"] = serde_json::json!(false);
+    let html = render_html(&moved);
+    assert!(
+        html.contains("<b>NOT as expected</b>") && html.contains("<td>CHANGED</td>"),
+        "{html}"
     );
 }
 

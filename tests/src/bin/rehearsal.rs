@@ -14,7 +14,7 @@ use cutover_rehearsal::{
 };
 use serde_json::{json, Map, Value};
 
-const STAGES: usize = 8;
+const STAGES: usize = 9;
 
 fn banner(n: usize, title: &str) {
     println!("\n== stage {n}/{STAGES}: {title}");
@@ -212,6 +212,48 @@ async fn main() -> ExitCode {
 
     banner(
         7,
+        "nothing may move: us-east-1's server stopped for 10 s, then unreachable from eu-west-1 only past the grace period; every region's own control plane watches",
+    );
+    match region_loss::no_move(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let phase = |p: &Value| {
+                format!(
+                    "{} invocations, {} moves, alarms fired in {}",
+                    p["invocations"],
+                    p["moves"],
+                    p["alarms_fired_ms"]
+                        .as_object()
+                        .filter(|o| !o.is_empty())
+                        .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_else(|| "none".into())
+                )
+            };
+            let detail = format!(
+                "blip of 10 s: {}; eu-west-1 cut off for {} s: {}",
+                phase(&v["blip"]),
+                v["partition_held_ms"].as_u64().unwrap_or(0) / 1000,
+                phase(&v["partial_partition"])
+            );
+            summary.push((
+                "no move on a blip or a partial partition".into(),
+                ok,
+                detail,
+            ));
+            report.insert("no_move".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push((
+                "no move on a blip or a partial partition".into(),
+                false,
+                e.to_string(),
+            ));
+        }
+    }
+
+    banner(
+        8,
         "region loss: us-east-1 lost whole (database, WAL links, AWS); the survivors' own control planes detect, decide and move",
     );
     match region_loss::run(&world, &mut |line| println!("   {line}")).await {
@@ -236,7 +278,7 @@ async fn main() -> ExitCode {
     }
 
     banner(
-        8,
+        9,
         "two regions at once: the state table's replication held back, a switchover asked in eu-west-1 (to eu-west-1) and in ap-southeast-1 (to ap-southeast-1) together",
     );
     let raced = match world.rebuild() {
@@ -360,7 +402,7 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Stage 8: the world rebuilt after the region loss, then the race with different targets.
+/// Stage 9: the world rebuilt after the region loss, then the race with different targets.
 async fn region_race(world: &World) -> Result<Value, cutover_rehearsal::world::WorldError> {
     region_loss::race(world, ["eu-west-1", "ap-southeast-1"], &mut |line| {
         println!("   {line}")

@@ -887,3 +887,149 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
                "recovered": recovered}),
     )
 }
+
+/// Whether `node` takes writes: not in recovery, not fenced read-only.
+async fn takes_writes(world: &World, node: Node) -> Result<bool, WorldError> {
+    Ok(world
+        .admin(node)
+        .await?
+        .query_one(
+            "SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .get(0))
+}
+
+/// us-east-1 the writer again (not fenced), the standbys rebuilt from it, SSM and state reset.
+async fn restore_us_east_1(world: &World) -> Result<(), WorldError> {
+    let c = world.admin(Node::UsEast1).await?;
+    // One statement at a time: ALTER SYSTEM refuses to run in a multi-statement batch.
+    for sql in [
+        "SET default_transaction_read_only = off",
+        "ALTER SYSTEM RESET default_transaction_read_only",
+        "SELECT pg_reload_conf()",
+    ] {
+        c.batch_execute(sql).await.map_err(|e| {
+            fail(format!(
+                "{sql}: {}",
+                cutover_core::error::describe_chain(&e)
+            ))
+        })?;
+    }
+    rebuild_standby(world, Node::EuWest1, Node::UsEast1)?;
+    rebuild_standby(world, Node::ApSoutheast1, Node::UsEast1)?;
+    crate::failover_kit::reset(world).await
+}
+
+/// The crash-at-every-step drill on real PostgreSQL (postgres-streaming): a switchover
+/// us-east-1 -> eu-west-1 dies right before each step in turn (after the lease, after
+/// fencing, after the promotion, after the endpoint write, before the final state);
+/// once the dead run's lease has expired, the next trigger (an alarm) finishes it with
+/// a higher epoch. Each round: eu-west-1 promoted exactly once, never fenced again once
+/// promoted, one writer, the endpoint and STATE at a consistent end. The world is
+/// rebuilt after each round (us-east-1 writing, both standbys streaming from it).
+pub async fn crash_drill(
+    world: &World,
+    progress: &mut dyn FnMut(String),
+) -> Result<Value, WorldError> {
+    use failover::driver::Step;
+    use failover::failover::{state_key, FailoverState, Phase};
+    let eu = format!("localhost:{}", world.port(Node::EuWest1)?);
+    let alarm: Value = serde_json::from_str(
+        &std::fs::read_to_string(world.root().join("events/failover/alarm-eventbridge.json"))
+            .map_err(fail)?,
+    )
+    .map_err(fail)?;
+    let mut rounds = Vec::new();
+    for (died_before, after, promoted_before_the_kill) in [
+        (Step::Fence, "the lease", false),
+        (Step::Promote, "fencing", false),
+        (Step::Repoint, "the promotion", true),
+        (Step::ActiveRegion, "the endpoint write", true),
+        (Step::Record, "the endpoints, before the final state", true),
+    ] {
+        crate::failover_kit::reset(world).await?;
+        let cfg = config(
+            world,
+            &[
+                ("CUTOVER_LEASE_TTL_MS", "1500"),
+                ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "10000"),
+            ],
+        )?;
+        let mut f = build(cfg, &world.aws().await?).await.map_err(fail)?;
+        let epoch_before = f.leases.current().await?.map_or(0, |l| l.epoch);
+        f.drill_stop_before = Some(died_before);
+        let died = handle(
+            &f,
+            json!({"command": "switchover", "target": "eu-west-1"}),
+            "doomed",
+        )
+        .await;
+        let died_as_planned = died
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("drill"));
+        let promoted_at_kill = takes_writes(world, Node::EuWest1).await?;
+        f.drill_stop_before = None;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let o = handle(&f, alarm.clone(), "next").await.map_err(fail)?;
+        let steps: Vec<String> = o["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect();
+        let promotions = steps.iter().filter(|s| s.contains("promoted in")).count();
+        let fenced_again =
+            promoted_before_the_kill && steps.iter().any(|s| s.contains("us-east-1: fenced"));
+        let writers = [
+            takes_writes(world, Node::UsEast1).await?,
+            takes_writes(world, Node::EuWest1).await?,
+            takes_writes(world, Node::ApSoutheast1).await?,
+        ];
+        let endpoint = cutover_core::db::parameter(
+            &f.ssm,
+            &format!(
+                "/migration/db/{}/writer-endpoint",
+                world.get("CUTOVER_SUFFIX")?
+            ),
+        )
+        .await
+        .ok();
+        let state = f.store.get::<FailoverState>(&state_key()).await?;
+        let completed = state
+            .as_ref()
+            .is_some_and(|s| s.value.phase == Phase::Completed && s.value.to == "eu-west-1");
+        let epoch = o["epoch"].as_u64();
+        let ok = died_as_planned
+            && promoted_at_kill == promoted_before_the_kill
+            && o["action"] == "switchover"
+            && epoch == Some(epoch_before + 2)
+            && promotions == usize::from(!promoted_before_the_kill)
+            && (!promoted_before_the_kill || steps.iter().any(|s| s.contains("already promoted")))
+            && !fenced_again
+            && writers == [false, true, false]
+            && endpoint.as_deref() == Some(eu.as_str())
+            && completed;
+        progress(format!(
+            "  killed after {after}: {} -> resumed by an alarm as epoch {} in {} ms; eu-west-1 {}; writers {}; {}",
+            if promoted_at_kill { "eu-west-1 already writing" } else { "eu-west-1 still a standby" },
+            epoch.map_or("-".into(), |e| e.to_string()),
+            o["timings"]["total_ms"],
+            if promoted_before_the_kill { "found already promoted (not again)" } else { "promoted once" },
+            writers.iter().filter(|w| **w).count(),
+            if ok { "ok" } else { "NOT as expected" }
+        ));
+        rounds.push(json!({
+            "killed_after": after, "died_as_planned": died_as_planned,
+            "promoted_at_kill": promoted_at_kill, "action": o["action"], "epoch_before": epoch_before,
+            "epoch": epoch, "resumed_ms": o["timings"]["total_ms"], "promotions_on_resume": promotions,
+            "fenced_again": fenced_again, "writers": writers.iter().filter(|w| **w).count(),
+            "writer_endpoint": endpoint, "state_completed": completed, "steps": steps, "ok": ok,
+        }));
+        restore_us_east_1(world).await?;
+    }
+    let ok = rounds.iter().all(|r| r["ok"] == true);
+    Ok(json!({"drill": "crash at every step", "ok": ok, "rounds": rounds}))
+}

@@ -676,6 +676,40 @@ fn region_loss_section(r: &Value) -> String {
     )
 }
 
+fn crash_drill_section(r: &Value) -> String {
+    let rows: Vec<Vec<String>> = r["rounds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            vec![
+                x["killed_after"].as_str().unwrap_or("").to_string(),
+                if x["promoted_at_kill"] == true {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                format!("{} (was {})", num(&x["epoch"]), num(&x["epoch_before"])),
+                num(&x["resumed_ms"]),
+                num(&x["promotions_on_resume"]),
+                num(&x["writers"]),
+                if x["ok"] == true {
+                    "ok".into()
+                } else {
+                    "NOT as expected".into()
+                },
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Crash at every step</h2><p>A switchover us-east-1 → eu-west-1 (postgres-streaming, real PostgreSQL) killed right before each of its steps in turn; once the dead run's lease expired, an alarm finished the recorded move. A promotion that had happened is found, not repeated, and the old primary is not fenced again.</p>{}",
+        table(
+            &["killed after", "eu-west-1 writing at the kill", "resumed as epoch", "resume ms", "promotions on resume", "writers after", ""],
+            &rows
+        ),
+    )
+}
+
 fn no_move_section(r: &Value) -> String {
     let rows: Vec<Vec<String>> = [
         (
@@ -976,6 +1010,9 @@ pub fn render_html(report: &Value) -> String {
                 &report["failover"]["reconciliation"],
             ));
         }
+    }
+    if report.get("crash_drill").is_some() {
+        body.push_str(&crash_drill_section(&report["crash_drill"]));
     }
     if report.get("no_move").is_some() {
         body.push_str(&no_move_section(&report["no_move"]));

@@ -884,48 +884,6 @@ async fn a_writer_down_from_two_regions_past_the_grace_period_moves_exactly_once
     reset(&world).await.unwrap();
 }
 
-/// `world.sh rebuild-standby`: the node's data replaced by a base backup of `primary`.
-fn rebuild_standby(world: &World, node: Node, primary: Node) {
-    let out = std::process::Command::new("bash")
-        .arg(world.root().join("tests/env/world.sh"))
-        .args(["rebuild-standby", node.name(), primary.name()])
-        .envs(world.env_pairs())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rebuilding {}: {}",
-        node.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// us-east-1 the writer again (not fenced), the standbys rebuilt from it, SSM and state reset.
-async fn restore_world(world: &World) {
-    let c = world.admin(Node::UsEast1).await.unwrap();
-    c.batch_execute("SET default_transaction_read_only = off")
-        .await
-        .unwrap();
-    c.batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
-        .await
-        .unwrap();
-    c.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    rebuild_standby(world, Node::EuWest1, Node::UsEast1);
-    rebuild_standby(world, Node::ApSoutheast1, Node::UsEast1);
-    reset(world).await.unwrap();
-}
-
-async fn writes(world: &World, node: Node) -> bool {
-    let c = world.admin(node).await.unwrap();
-    c.query_one(
-        "SELECT NOT pg_is_in_recovery() AND NOT current_setting('default_transaction_read_only')::bool",
-        &[],
-    )
-    .await
-    .unwrap()
-    .get(0)
-}
-
 /// The crash-at-every-step drill on real PostgreSQL (postgres-streaming): a
 /// switchover us-east-1 -> eu-west-1 dies right before each step in turn (after
 /// the lease, after fencing, after the promotion, after the endpoint write,
@@ -936,85 +894,42 @@ async fn writes(world: &World, node: Node) -> bool {
 async fn a_postgres_switchover_killed_after_any_step_is_finished_exactly_once() {
     let _t = TURN.lock().await;
     let world = World::load().unwrap();
-    let eu = format!("localhost:{}", world.port(Node::EuWest1).unwrap());
-    for (died_before, after, promoted_before_the_kill) in [
-        (Step::Fence, "the lease", false),
-        (Step::Promote, "fencing", false),
-        (Step::Repoint, "the promotion", true),
-        (Step::ActiveRegion, "the endpoint write", true),
-        (Step::Record, "the endpoints, before the final state", true),
-    ] {
-        reset(&world).await.unwrap();
-        let cfg = config(
-            &world,
-            &[
-                ("CUTOVER_LEASE_TTL_MS", "1500"),
-                ("CUTOVER_FAILOVER_PROBE_TIMEOUT_MS", "10000"),
-            ],
-        )
-        .unwrap();
-        let mut f = build(cfg, &world.aws().await.unwrap()).await.unwrap();
-        let epoch_before = f.leases.current().await.unwrap().map_or(0, |l| l.epoch);
-        f.drill_stop_before = Some(died_before);
-        let err = handle(
-            &f,
-            json!({"command": "switchover", "target": "eu-west-1"}),
-            "doomed",
-        )
+    let out = cutover_rehearsal::failover_stage::crash_drill(&world, &mut |l| println!("{l}"))
         .await
-        .unwrap_err();
-        assert!(err.to_string().contains("drill"), "after {after}: {err}");
+        .unwrap();
+    let rounds = out["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 5, "{out}");
+    for r in rounds {
+        let after = &r["killed_after"];
+        assert_eq!(r["died_as_planned"], true, "after {after}: {r}");
+        assert_eq!(r["action"], "switchover", "after {after}: {r}");
         assert_eq!(
-            writes(&world, Node::EuWest1).await,
-            promoted_before_the_kill,
-            "after {after}"
+            r["epoch"].as_u64(),
+            Some(r["epoch_before"].as_u64().unwrap() + 2),
+            "after {after}: {r}"
         );
-
-        f.drill_stop_before = None;
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        let o = handle(&f, sample(&world, "alarm-eventbridge.json"), "next")
-            .await
-            .unwrap();
-        assert_eq!(o["action"], "switchover", "after {after}: {o}");
-        assert_eq!(o["epoch"], epoch_before + 2, "after {after}: {o}");
-        let steps = o["steps"].to_string();
-        if promoted_before_the_kill {
+        let steps = r["steps"].to_string();
+        if r["promoted_at_kill"] == true {
             assert!(steps.contains("already promoted"), "after {after}: {steps}");
-            assert!(!steps.contains("promoted in"), "promoted twice: {steps}");
-            assert!(
-                !steps.contains("us-east-1: fenced"),
-                "fenced again: {steps}"
-            );
+            assert_eq!(r["promotions_on_resume"], 0, "promoted twice: {steps}");
+            assert_eq!(r["fenced_again"], false, "fenced again: {steps}");
         } else {
             assert!(
                 steps.contains("eu-west-1: promoted in"),
                 "after {after}: {steps}"
             );
         }
-        assert!(writes(&world, Node::EuWest1).await, "after {after}");
-        assert!(
-            !writes(&world, Node::UsEast1).await,
-            "after {after}: two writers"
-        );
-        assert_eq!(active_region(&f).await, "eu-west-1", "after {after}");
-        let writer = cutover_core::db::parameter(&f.ssm, "/migration/db/local/writer-endpoint")
-            .await
-            .unwrap();
-        assert_eq!(writer, eu, "after {after}");
-        let state = f
-            .store
-            .get::<FailoverState>(&state_key())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(state.value.phase, Phase::Completed, "after {after}");
-        assert_eq!(state.epoch, Some(epoch_before + 2));
-        println!(
-            "killed after {after}: resumed in {} ms: {steps}",
-            o["timings"]["total_ms"]
-        );
-        restore_world(&world).await;
+        assert_eq!(r["writers"], 1, "after {after}: two writers or none: {r}");
+        assert_eq!(r["state_completed"], true, "after {after}: {r}");
+        assert_eq!(r["ok"], true, "after {after}: {r}");
     }
+    // The kill points that came after the promotion found eu-west-1 already writing.
+    let promoted: Vec<bool> = rounds
+        .iter()
+        .map(|r| r["promoted_at_kill"] == true)
+        .collect();
+    assert_eq!(promoted, [false, false, true, true, true], "{out}");
+    assert_eq!(out["ok"], true, "{out}");
 }
 
 /// The blip drill with the defaults: the writer's server is stopped (SIGSTOP: it

@@ -144,6 +144,30 @@ fn the_region_sections_show_the_heal_and_the_race() {
     );
 }
 
+/// The crash section has a row per kill point (values from a run of
+/// `a_postgres_switchover_killed_after_any_step_is_finished_exactly_once`, 2026-12-03).
+#[test]
+fn the_crash_section_shows_every_kill_point() {
+    let report = serde_json::json!({"crash_drill": {"ok": true, "rounds": [
+        {"killed_after": "the lease", "promoted_at_kill": false, "epoch": 2, "epoch_before": 0,
+         "resumed_ms": 1097, "promotions_on_resume": 1, "writers": 1, "ok": true},
+        {"killed_after": "the promotion", "promoted_at_kill": true, "epoch": 2, "epoch_before": 0,
+         "resumed_ms": 407, "promotions_on_resume": 0, "writers": 1, "ok": true}]}});
+    let html = render_html(&report);
+    let section = html
+        .split("<h2>Crash at every step</h2>")
+        .nth(1)
+        .expect("the crash section");
+    assert!(
+        section.contains("<td>the promotion</td><td>yes</td><td>2 (was 0)</td><td>407</td><td>0</td><td>1</td><td>ok</td>"),
+        "{section}"
+    );
+    assert!(
+        section.contains("<td>the lease</td><td>no</td>"),
+        "{section}"
+    );
+}
+
 /// The no-move section shows each phase's alarms, outcomes and the writer after it
 /// (values from a run of `tests/tests/region_no_move.rs`, 2026-12-03).
 #[test]

@@ -209,6 +209,24 @@ async fn main() -> ExitCode {
             summary.push(("failover drills".into(), false, e.to_string()));
         }
     }
+    println!("   crash at every step: a switchover us-east-1 -> eu-west-1 killed before each of its steps in turn, finished by the next trigger");
+    match failover_stage::crash_drill(&world, &mut |line| println!("   {line}")).await {
+        Ok(v) => {
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let rounds = v["rounds"].as_array().map_or(&[][..], Vec::as_slice);
+            let detail = format!(
+                "{} of {} kill points finished by the next trigger with a higher epoch, one promotion and one writer each",
+                rounds.iter().filter(|r| r["ok"] == true).count(),
+                rounds.len()
+            );
+            summary.push(("crash at every step".into(), ok, detail));
+            report.insert("crash_drill".into(), v);
+        }
+        Err(e) => {
+            eprintln!("   failed: {e}");
+            summary.push(("crash at every step".into(), false, e.to_string()));
+        }
+    }
 
     banner(
         7,

@@ -618,6 +618,8 @@ cmd_rebuild_standby() {
   local i
   for i in $(seq 1 100); do port_busy "$(port_of "$node")" || break; sleep 0.1; done
   if [ -f "$R/net/$node.pid" ]; then kill "$(cat "$R/net/$node.pid")" 2>/dev/null || true; rm -f "$R/net/$node.pid"; fi
+  # The old delay-proxy exits a moment after its signal: wait for its port too.
+  for i in $(seq 1 100); do port_busy "$(proxy_port_of "$node")" || break; sleep 0.1; done
   start_proxy "$node" "$(port_of "$primary")"
   slot=${node//-/_}
   psql_on "$primary" postgres -c "SELECT pg_create_physical_replication_slot('$slot') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null

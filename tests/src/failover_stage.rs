@@ -920,6 +920,15 @@ async fn restore_us_east_1(world: &World) -> Result<(), WorldError> {
     }
     rebuild_standby(world, Node::EuWest1, Node::UsEast1)?;
     rebuild_standby(world, Node::ApSoutheast1, Node::UsEast1)?;
+    // Streaming again, and caught up, before the next round or the next stage.
+    for standby in ["eu-west-1", "ap-southeast-1"] {
+        let state = wait_streaming(&c, standby).await;
+        if state != "streaming" {
+            return Err(fail(format!(
+                "{standby} rebuilt from us-east-1 but {state} within 15 s"
+            )));
+        }
+    }
     crate::failover_kit::reset(world).await
 }
 

@@ -330,16 +330,24 @@ fn ms(a: Instant, b: Instant) -> i64 {
 /// failover record anywhere.
 async fn prepare(world: &World, suffix: &str) -> Result<(), WorldError> {
     let us = world.admin_db(Node::UsEast1, "app").await?;
-    let streaming: Vec<String> = us
-        .query(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(fail)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // A standby just rebuilt by the stage before may still be connecting: up to 15 s.
+    let mut streaming: Vec<String> = Vec::new();
+    for _ in 0..150 {
+        streaming = us
+            .query(
+                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if streaming == ["ap-southeast-1", "eu-west-1"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     if streaming != ["ap-southeast-1", "eu-west-1"] {
         return Err(fail(format!(
             "us-east-1 must stream to eu-west-1 and ap-southeast-1; it streams to {streaming:?}"

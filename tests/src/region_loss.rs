@@ -1113,8 +1113,10 @@ pub async fn no_move(world: &World, progress: &mut dyn FnMut(String)) -> Result<
         .collect();
     let handed_outcomes = Arc::new(Mutex::new(Vec::new()));
     let frozen = Arc::new(Mutex::new(None));
+    let thawed = Arc::new(Mutex::new(None));
     let blip = {
-        let (handed_outcomes, frozen) = (handed_outcomes.clone(), frozen.clone());
+        let (handed_outcomes, frozen, thawed) =
+            (handed_outcomes.clone(), frozen.clone(), thawed.clone());
         async move {
             world.freeze(Node::UsEast1)?;
             if let Ok(mut f) = frozen.lock() {
@@ -1126,6 +1128,10 @@ pub async fn no_move(world: &World, progress: &mut dyn FnMut(String)) -> Result<
             }));
             let thaw = async {
                 tokio::time::sleep(Duration::from_secs(9)).await;
+                // The blip ends when the resume begins (signalling every process takes a while).
+                if let Ok(mut t) = thawed.lock() {
+                    *t = Some(Instant::now());
+                }
                 world.thaw(Node::UsEast1)
             };
             let (outcomes, thawed) = tokio::join!(runs, thaw);
@@ -1135,23 +1141,7 @@ pub async fn no_move(world: &World, progress: &mut dyn FnMut(String)) -> Result<
             thawed
         }
     };
-    let thawed = Arc::new(Mutex::new(None));
-    let (outcomes, fired) = {
-        let thawed = thawed.clone();
-        alarms_through(
-            &planes,
-            world,
-            async move {
-                let r = blip.await;
-                if let Ok(mut t) = thawed.lock() {
-                    *t = Some(Instant::now());
-                }
-                r
-            },
-            Duration::from_secs(20),
-        )
-        .await?
-    };
+    let (outcomes, fired) = alarms_through(&planes, world, blip, Duration::from_secs(20)).await?;
     let thawed_at = thawed.lock().ok().and_then(|t| *t).unwrap_or(blip_at);
     // Counted from the moment every one of its processes was stopped.
     let frozen_at = frozen.lock().ok().and_then(|f| *f).unwrap_or(blip_at);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::EmptyText;
 use crate::schema::TablePlan;
 use crate::side::{Side, TextRow};
-use crate::sql::{KeyRange, Role, ScanOrder, SideSql};
+use crate::sql::{KeyRange, Role, SideSql};
 use crate::ValidatorError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,14 +288,6 @@ pub struct SegmentResult {
     /// (instead of buckets and bisection).
     #[serde(default)]
     pub merged_rows: u64,
-    /// Key-ordered merges given up for the buckets (a side's keys out of byte
-    /// order, e.g. a text key read in its own collation's order, or too many live
-    /// differences to hold): nothing they found is counted.
-    #[serde(default)]
-    pub merges_abandoned: u32,
-    /// Rows those abandoned merges had compared (work thrown away).
-    #[serde(default)]
-    pub discarded_rows: u64,
     /// Live validation: rows read again after the replication caught up…
     #[serde(default)]
     pub rechecked: u64,
@@ -364,8 +356,6 @@ impl SegmentResult {
         self.queries += other.queries;
         self.buckets_split += other.buckets_split;
         self.merged_rows += other.merged_rows;
-        self.merges_abandoned += other.merges_abandoned;
-        self.discarded_rows += other.discarded_rows;
         self.diffs.extend(other.diffs);
         if self.diffs.len() > keep {
             self.diffs.sort_by(|a, b| key_order(&a.key, &b.key));
@@ -583,20 +573,9 @@ impl<'a> Pair<'a> {
         deadline: Option<Instant>,
     ) -> Result<Progress, ValidatorError> {
         let mut result = SegmentResult::default();
-        let orders = if self.merges(options) {
-            self.merge_orders(range).await?
-        } else {
-            None
-        };
-        if let Some(orders) = orders {
-            // A side read in its own order proves that order is byte order only
-            // when its stream has ended: cut at the deadline, a row still to come
-            // could sort before the cut and be in neither part. Such a merge runs
-            // to the end, as the bucket pass it replaces does.
-            let optimistic = orders != (ScanOrder::Bytes, ScanOrder::Bytes);
-            let deadline = if optimistic { None } else { deadline };
+        if self.merges(options) && self.ordered_without_sort(range).await? {
             let (merged, position) = self
-                .merge_range_live(range, orders, options, &mut result, deadline)
+                .merge_range_live(range, options, &mut result, deadline)
                 .await?;
             if !matches!(merged, Merged::OutOfOrder(_)) && !result.merged_pending.is_empty() {
                 self.recheck_merged(options, &mut result, position).await?;
@@ -618,17 +597,10 @@ impl<'a> Pair<'a> {
                 }
                 Merged::OutOfOrder(why) => {
                     eprintln!(
-                        "[validate] {}: {why} after {} rows; comparing by buckets",
-                        self.plan.table, result.merged_rows
+                        "[validate] {}: {why}; comparing by buckets",
+                        self.plan.table
                     );
-                    // Nothing the merge found is kept: its counts, differences and
-                    // live re-checks all start again from the buckets.
-                    result = SegmentResult {
-                        queries: result.queries,
-                        merges_abandoned: 1,
-                        discarded_rows: result.merged_rows,
-                        ..SegmentResult::default()
-                    };
+                    result = SegmentResult::default();
                 }
             }
         }
@@ -669,73 +641,22 @@ impl<'a> Pair<'a> {
             && self.target_sql.keyed.is_some()
     }
 
-    /// The order each side reads a range in for a sorted merge, when both can
-    /// read it without sorting it (an index in that order serves): then one
-    /// key-ordered pass costs what the bucket pass costs, and finds every
-    /// difference in it. Byte order where an index serves it; otherwise, for a
-    /// whole table, the side's own order (a text key's index in another
-    /// collation, e.g. ICU en-US), on the bet that the data sorts the same in
-    /// both (generated codes, hex, digits often do). The merge checks every key
-    /// against the one before in byte order, and the first that is not greater
-    /// abandons the merge for the buckets. Only a whole table: a range is cut
-    /// in byte order, which the other collation's index cannot range-scan.
-    async fn merge_orders(
-        &self,
-        range: &KeyRange,
-    ) -> Result<Option<(ScanOrder, ScanOrder)>, ValidatorError> {
-        let whole = range.lo.is_none() && range.hi.is_none();
-        let (s, t) = tokio::join!(
-            self.order_without_sort(self.source, &self.source_sql, range, whole),
-            self.order_without_sort(self.target, &self.target_sql, range, whole),
-        );
-        Ok(s?.zip(t?))
-    }
-
-    /// One side's part of [`Self::merge_orders`]: byte order when its plan reads
-    /// it without a sort; else its own order when its plan reads that without a
-    /// sort and at most [`ORDERED_COST_RATIO`] times the planner's cost of reading
-    /// the range in any order. An index scan whose heap is not in key order visits
-    /// the table's pages at random; the planner prefers it to a sort, but measured
-    /// here (1M rows, ICU key, heap in another order) it took 3.8 s where the
-    /// sequential scan took 0.9 s, at 4.5x its estimated cost; with the heap in key
-    /// order, 1.1 s at 2.4x (an integer key: 0.9 s at 1.6x; a 3,000-row table in
-    /// key order: 2.9x, an index's fixed cost weighing more). The own order is a
-    /// bet that may be lost after the scan, so it is taken only where it is cheap.
-    async fn order_without_sort(
-        &self,
-        side: &Side,
-        sql: &SideSql,
-        range: &KeyRange,
-        own_allowed: bool,
-    ) -> Result<Option<ScanOrder>, ValidatorError> {
-        let explain = |select: Option<String>| async move {
-            side.query(&crate::sql::Query {
-                sql: format!("EXPLAIN {}", select.unwrap_or_default()),
-                params: Vec::new(),
-            })
-            .await
+    /// Whether both sides read a range in key order without sorting it (an index
+    /// in that order serves): then one key-ordered pass costs what the bucket pass
+    /// costs, and finds every difference in it.
+    async fn ordered_without_sort(&self, range: &KeyRange) -> Result<bool, ValidatorError> {
+        let explain = |sql: &SideSql| crate::sql::Query {
+            sql: format!("EXPLAIN {}", sql.keyed_select(range).unwrap_or_default()),
+            params: Vec::new(),
         };
-        let sorts = |plan: &[TextRow]| {
-            plan.iter()
+        let (s, t) = self
+            .both(explain(&self.source_sql), explain(&self.target_sql))
+            .await;
+        let sorts = |rows: Vec<TextRow>| {
+            rows.iter()
                 .any(|r| r[0].as_deref().is_some_and(|l| l.contains("Sort  (cost")))
         };
-        if !sorts(&explain(sql.keyed_select(range, ScanOrder::Bytes)).await?) {
-            return Ok(Some(ScanOrder::Bytes));
-        }
-        if !(own_allowed && sql.has_own_order()) {
-            return Ok(None);
-        }
-        let own = explain(sql.keyed_select(range, ScanOrder::Own)).await?;
-        if sorts(&own) {
-            return Ok(None);
-        }
-        let any = plan_cost(&explain(sql.unordered_select(range)).await?);
-        Ok(match (plan_cost(&own), any) {
-            (Some(ordered), Some(any)) if ordered <= ORDERED_COST_RATIO * any.max(1.0) => {
-                Some(ScanOrder::Own)
-            }
-            _ => None,
-        })
+        Ok(!sorts(s?) && !sorts(t?))
     }
 
     /// [`Self::merge_range`], live: with a slot to wait on, the source's stream is
@@ -747,7 +668,6 @@ impl<'a> Pair<'a> {
     async fn merge_range_live(
         &self,
         range: &KeyRange,
-        orders: (ScanOrder, ScanOrder),
         options: &Options,
         result: &mut SegmentResult,
         deadline: Option<Instant>,
@@ -770,9 +690,7 @@ impl<'a> Pair<'a> {
         } else {
             None
         };
-        let merged = self
-            .merge_range(range, orders, options, result, deadline)
-            .await;
+        let merged = self.merge_range(range, options, result, deadline).await;
         if position.is_some() {
             let ended = self.source.query(&query("COMMIT")).await;
             let merged = merged?;
@@ -786,13 +704,9 @@ impl<'a> Pair<'a> {
     /// row compared by key and hash as the rows arrive, never more than a few
     /// batches in memory. Counts are exact; the first `max_diffs` differences in
     /// key order are read again (by their leading key) for their columns and values.
-    /// `orders`: the source's and the target's [`ScanOrder`]; either way every key
-    /// must be greater in bytes than the one before it, or the merge ends
-    /// [`Merged::OutOfOrder`] and what it found must be dropped by the caller.
     async fn merge_range(
         &self,
         range: &KeyRange,
-        orders: (ScanOrder, ScanOrder),
         options: &Options,
         result: &mut SegmentResult,
         deadline: Option<Instant>,
@@ -811,13 +725,10 @@ impl<'a> Pair<'a> {
                 hash,
             )
         };
-        let copy = |sql: &SideSql, order| sql.keyed_copy_in(range, order).unwrap_or_default();
+        let copy = |sql: &SideSql| sql.keyed_copy(range).unwrap_or_default();
         let (stx, srx) = tokio::sync::mpsc::channel(4);
         let (ttx, trx) = tokio::sync::mpsc::channel(4);
-        let (s_copy, t_copy) = (
-            copy(&self.source_sql, orders.0),
-            copy(&self.target_sql, orders.1),
-        );
+        let (s_copy, t_copy) = (copy(&self.source_sql), copy(&self.target_sql));
         let (s_task, t_task) = tokio::join!(
             self.source
                 .copy_keyed(&s_copy, parser(&self.source_sql, source_scan), stx),
@@ -1036,11 +947,7 @@ impl<'a> Pair<'a> {
                     .map_or(range.hi.clone(), |r| r.hi.clone()),
             };
             let mut part = SegmentResult::default();
-            let bytes = (ScanOrder::Bytes, ScanOrder::Bytes);
-            if let Merged::Done = self
-                .merge_range(&span, bytes, options, &mut part, None)
-                .await?
-            {
+            if let Merged::Done = self.merge_range(&span, options, &mut part, None).await? {
                 // The rows were counted by the bucket pass.
                 result.absorb(part, options.max_diffs);
                 return Ok(());
@@ -1494,19 +1401,6 @@ impl<'a> Pair<'a> {
     }
 }
 
-/// How much more than reading a range in any order the planner may estimate for
-/// reading it in key order before a sorted merge is not worth it (see
-/// [`Pair::order_without_sort`]).
-const ORDERED_COST_RATIO: f64 = 3.5;
-
-/// The total cost of an `EXPLAIN`'s top plan node (`… (cost=0.42..41367.43 …`).
-fn plan_cost(plan: &[TextRow]) -> Option<f64> {
-    let line = plan.first()?.first()?.as_deref()?;
-    let (_, after) = line.split_once("cost=")?;
-    let (_, total) = after.split_once("..")?;
-    total.split_whitespace().next()?.parse().ok()
-}
-
 /// Orders key labels (`order_id=7,line_no=2`) as the keys sort: column by
 /// column, numbers as numbers (`id=9` before `id=10`), anything else by its
 /// bytes (the "C" order the ranges are cut in).
@@ -1733,28 +1627,6 @@ mod tests {
             vec!["email=B", "email=a", "email=b"],
             "byte order, as the ranges"
         );
-    }
-
-    #[test]
-    fn the_top_plan_nodes_cost_is_read_from_explain() {
-        let plan = |lines: &[&str]| -> Vec<TextRow> {
-            lines.iter().map(|l| vec![Some(l.to_string())]).collect()
-        };
-        assert_eq!(
-            plan_cost(&plan(&[
-                "Index Scan using t_pkey on t  (cost=0.42..109532.14 rows=1000000 width=80)"
-            ])),
-            Some(109532.14)
-        );
-        assert_eq!(
-            plan_cost(&plan(&[
-                "Gather Merge  (cost=82557.50..179786.59 rows=833334 width=112)",
-                "  ->  Sort  (cost=81557.48..82599.15 rows=416667 width=112)"
-            ])),
-            Some(179786.59)
-        );
-        assert_eq!(plan_cost(&plan(&["Result"])), None);
-        assert_eq!(plan_cost(&[]), None);
     }
 
     #[test]

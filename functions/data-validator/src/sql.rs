@@ -55,22 +55,8 @@ pub struct SideSql {
 pub struct KeyedScan {
     pub selects: Vec<String>,
     pub order_by: Vec<String>,
-    /// The same key columns in the table's own order (text in its own collation),
-    /// which an index of the table serves where `order_by`'s "C" order may not.
-    pub own_order_by: Vec<String>,
     pub orders: Vec<KeyOrder>,
     pub lead_text: Option<String>,
-}
-
-/// The order a key-ordered COPY asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanOrder {
-    /// Byte order of the key fields (text keys `COLLATE "C"`): the merge's order.
-    Bytes,
-    /// The table's own order (text keys in their own collation): byte order only
-    /// where the data happens to sort the same in both, which the merge checks
-    /// row by row as the rows arrive.
-    Own,
 }
 
 impl SideSql {
@@ -118,7 +104,6 @@ impl SideSql {
                 let mut scan = KeyedScan {
                     selects: Vec::new(),
                     order_by: Vec::new(),
-                    own_order_by: Vec::new(),
                     orders: Vec::new(),
                     lead_text: None,
                 };
@@ -128,7 +113,6 @@ impl SideSql {
                     let (select, order_by, order) = key_order_expr(&q, c.category)?;
                     scan.selects.push(select);
                     scan.order_by.push(order_by);
-                    scan.own_order_by.push(q);
                     scan.orders.push(order);
                 }
                 Some(scan)
@@ -165,16 +149,7 @@ impl SideSql {
     /// a binary COPY of each key column's order field, the lead's boundary text
     /// when needed, then each column in its wire form; `None` without a key order.
     pub fn keyed_copy(&self, range: &KeyRange) -> Option<String> {
-        self.keyed_copy_in(range, ScanOrder::Bytes)
-    }
-
-    /// [`Self::keyed_copy`] in the given order.
-    pub fn keyed_copy_in(&self, range: &KeyRange, order: ScanOrder) -> Option<String> {
         let keyed = self.keyed.as_ref()?;
-        let order_by = match order {
-            ScanOrder::Bytes => &keyed.order_by,
-            ScanOrder::Own => &keyed.own_order_by,
-        };
         let predicate = self.range_predicate_literal(range);
         let mut select = keyed.selects.clone();
         select.extend(keyed.lead_text.iter().cloned());
@@ -183,29 +158,13 @@ impl SideSql {
             "COPY (SELECT {} FROM {} WHERE {predicate} ORDER BY {}) TO STDOUT (FORMAT binary)",
             select.join(", "),
             self.from,
-            order_by.join(", ")
+            keyed.order_by.join(", ")
         ))
     }
 
-    /// Whether [`ScanOrder::Own`] differs from byte order for some key column (a
-    /// text key: its collation may not be "C").
-    pub fn has_own_order(&self) -> bool {
-        self.keyed
-            .as_ref()
-            .is_some_and(|k| k.own_order_by != k.order_by)
-    }
-
-    /// The SELECT of [`Self::keyed_copy`] without its ORDER BY: what reading the
-    /// range costs in any order, for `EXPLAIN` to weigh the ordered read against.
-    pub fn unordered_select(&self, range: &KeyRange) -> Option<String> {
-        let select = self.keyed_select(range, ScanOrder::Bytes)?;
-        let at = select.rfind(" ORDER BY ")?;
-        Some(select[..at].to_string())
-    }
-
-    /// The plain SELECT of [`Self::keyed_copy_in`], for `EXPLAIN`.
-    pub fn keyed_select(&self, range: &KeyRange, order: ScanOrder) -> Option<String> {
-        let copy = self.keyed_copy_in(range, order)?;
+    /// The plain SELECT of [`Self::keyed_copy`], for `EXPLAIN`.
+    pub fn keyed_select(&self, range: &KeyRange) -> Option<String> {
+        let copy = self.keyed_copy(range)?;
         let inner = copy.strip_prefix("COPY (")?;
         Some(
             inner

@@ -6,9 +6,11 @@
 //! cases: identical, 120 scattered differences (100 updates, 10 deletes,
 //! 10 inserts on the target), and massive drift (every tenth row updated on the
 //! target: exact totals, bounded and ordered stored differences), and the same rows
-//! keyed by text with the source in "C" and the target in ICU en-US; and live: a
+//! keyed by text with the source in "C" and the target in ICU en-US (four keys, see
+//! `TEXT_KEYS`: sorting alike in both collations with the heaps in id order and in
+//! key order, and sorting differently); and live: a
 //! table replicated by CDC held at ~2 s latency while a writer changes ~500 rows/s
-//! (see `live_case`). For each case:
+//! (see `live_case`; `BENCH_LIVE_ROWS` runs it at other sizes). For each case:
 //! (a) the scan floor: `COPY … TO STDOUT` of both sides at once;
 //! (b) the in-database hash floor: one aggregate hash over all rows, both sides at once;
 //! (c) reladiff (PyPI) with `-c '%' -j 4`, when it can be installed;
@@ -376,40 +378,78 @@ async fn floors(s: &tokio_postgres::Client, t: &tokio_postgres::Client, table: &
     ]
 }
 
+/// The text keys of the collation case: (table, what it shows, key expression over
+/// `bench.orders`, whether each side stores its rows in its own key order — as a
+/// load in key order leaves them — or in `bench.orders`' id order, which is random
+/// in the key). The source is in "C", the target in ICU en-US.
+type TextKey = (&'static str, &'static str, &'static str, bool);
+const TEXT_KEYS: [TextKey; 3] = [
+    // Lower-case hex, '-' and digits sort the same under "C" and ICU.
+    (
+        "by_text",
+        "orders agree, heaps in id order",
+        "md5(id::text) || '-' || id",
+        false,
+    ),
+    (
+        "by_text_sorted",
+        "orders agree, heaps in key order",
+        "md5(id::text) || '-' || id",
+        true,
+    ),
+    // Every other key in upper case: ICU puts 'a' before 'B', bytes put 'B' before 'a'.
+    (
+        "by_text_mixed",
+        "orders disagree (mixed case), heaps in key order",
+        "CASE WHEN id % 2 = 0 THEN upper(md5(id::text)) ELSE md5(id::text) END || '-' || id",
+        true,
+    ),
+];
+
 /// A text key, the source in the "C" collation and the target in ICU en-US (the
-/// same rows as `bench.orders`, keyed by `md5(id) || '-' || id`): the ratio to the
-/// floors should be that of the integer key.
-async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
+/// same rows as `bench.orders`, keyed by `key`): where the key sorts the same in
+/// both, the ratio to the floors should be that of the integer key.
+async fn collation_case(
+    world: &World,
+    rows: i64,
+    (table, _, key, in_key_order): TextKey,
+) -> Vec<Line> {
     let (s, t) = (
         client(world, Node::Source).await,
         client(world, Node::UsEast1).await,
     );
     for (c, collation) in [(&s, "C"), (&t, "en-US-x-icu")] {
-        println!("[bench] bench.by_text: {rows} rows, key in the {collation} collation");
+        println!("[bench] bench.{table}: {rows} rows, key in the {collation} collation");
         c.batch_execute(&format!(
-            "DROP TABLE IF EXISTS bench.by_text;
-             CREATE TABLE bench.by_text (k text COLLATE \"{collation}\" PRIMARY KEY, customer_id int NOT NULL,
+            "DROP TABLE IF EXISTS bench.{table};
+             CREATE TABLE bench.{table} (k text COLLATE \"{collation}\" PRIMARY KEY, customer_id int NOT NULL,
                status varchar(16) NOT NULL, total numeric(12,2), ordered_at timestamptz NOT NULL, note text, express boolean NOT NULL);
-             INSERT INTO bench.by_text SELECT md5(id::text) || '-' || id, customer_id, status, total, ordered_at, note, express
-             FROM bench.orders"
+             INSERT INTO bench.{table} SELECT {key}, customer_id, status, total, ordered_at, note, express
+             FROM bench.orders {order}",
+            order = if in_key_order {
+                format!("ORDER BY ({key}) COLLATE \"{collation}\"")
+            } else {
+                String::new()
+            }
         ))
         .await
         .unwrap();
-        c.batch_execute("VACUUM ANALYZE bench.by_text")
+        c.batch_execute(&format!("VACUUM ANALYZE bench.{table}"))
             .await
             .unwrap();
     }
-    let mut lines = floors(&s, &t, "bench.by_text").await;
+    let name = format!("bench.{table}");
+    let mut lines = floors(&s, &t, &name).await;
     assert_eq!(
-        hash_table(&s, "bench.by_text").await,
-        hash_table(&t, "bench.by_text").await,
+        hash_table(&s, &name).await,
+        hash_table(&t, &name).await,
         "the same rows on both sides"
     );
     for (name, merge) in [
         ("(d0) cutover before (buckets, bisection)", false),
         ("(d) cutover (rows streamed, default)", true),
     ] {
-        let (wall, peak, result) = cutover_on(world, Hashing::Stream, "by_text", merge).await;
+        let (wall, peak, result) = cutover_on(world, Hashing::Stream, table, merge).await;
         assert_eq!(result.source_rows as i64, rows, "every source row compared");
         lines.push(Line {
             name,
@@ -419,7 +459,9 @@ async fn collation_case(world: &World, rows: i64) -> Vec<Line> {
         });
     }
     for c in [&s, &t] {
-        c.batch_execute("DROP TABLE bench.by_text").await.unwrap();
+        c.batch_execute(&format!("DROP TABLE bench.{table}"))
+            .await
+            .unwrap();
     }
     lines
 }
@@ -887,28 +929,45 @@ fn main() {
             massive(&world, rows).await;
         }
         if wanted("collation") {
-            println!("\n[bench] case 4/5: a text key, the source in C, the target in ICU en-US");
-            let collation = collation_case(&world, rows).await;
-            print(
-                "text key across collations (identical rows)",
-                rows,
-                &collation,
-            );
+            for text_key in TEXT_KEYS {
+                println!(
+                    "\n[bench] case 4/5: a text key, the source in C, the target in ICU en-US: {}",
+                    text_key.1
+                );
+                let collation = collation_case(&world, rows, text_key).await;
+                print(
+                    &format!(
+                        "text key across collations, {} (identical rows, bench.{})",
+                        text_key.1, text_key.0
+                    ),
+                    rows,
+                    &collation,
+                );
+            }
         }
         if wanted("live") {
-            println!("\n[bench] case 5/5: live, CDC at ~2 s latency, a writer at ~500 rows/s, 120 differences");
-            let live = live_case(&world, rows).await;
-            print("live validation while CDC runs", rows, &live);
-            if let (Some(quiet), Some(busy), Some(before)) = (
-                live.iter().find(|l| l.name.starts_with("(d)")),
-                live.iter().find(|l| l.name.starts_with("(g)")),
-                live.iter().find(|l| l.name.starts_with("(g0)")),
-            ) {
-                println!(
-                    "live under writes takes {:.2}x the quiet run ({:.2}x before the merge served it)",
-                    busy.wall.as_secs_f64() / quiet.wall.as_secs_f64(),
-                    before.wall.as_secs_f64() / quiet.wall.as_secs_f64()
-                );
+            // BENCH_LIVE_ROWS=1000000,5000000 runs the live case at each size (default:
+            // BENCH_ROWS): the wait for the replication is a fixed cost, so its share
+            // falls as the table grows.
+            let sizes: Vec<i64> = std::env::var("BENCH_LIVE_ROWS")
+                .ok()
+                .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+                .unwrap_or_else(|| vec![rows]);
+            for size in sizes {
+                println!("\n[bench] case 5/5: live, CDC at ~2 s latency, a writer at ~500 rows/s, 120 differences ({size} rows)");
+                let live = live_case(&world, size).await;
+                print("live validation while CDC runs", size, &live);
+                if let (Some(quiet), Some(busy), Some(before)) = (
+                    live.iter().find(|l| l.name.starts_with("(d)")),
+                    live.iter().find(|l| l.name.starts_with("(g)")),
+                    live.iter().find(|l| l.name.starts_with("(g0)")),
+                ) {
+                    println!(
+                        "live under writes takes {:.2}x the quiet run ({:.2}x before the merge served it)",
+                        busy.wall.as_secs_f64() / quiet.wall.as_secs_f64(),
+                        before.wall.as_secs_f64() / quiet.wall.as_secs_f64()
+                    );
+                }
             }
         }
     });

@@ -532,28 +532,7 @@ pub async fn run(world: &World, progress: &mut dyn FnMut(String)) -> Result<Valu
             outcomes.push((*r, o.clone()));
         }
     }
-    let actions: BTreeMap<String, usize> =
-        outcomes.iter().fold(BTreeMap::new(), |mut m, (r, o)| {
-            let a = match o {
-                Ok(v) => v["action"].as_str().unwrap_or("?").to_string(),
-                Err(e) => format!("error: {}", e.chars().take(80).collect::<String>()),
-            };
-            *m.entry(format!("{r}: {a}")).or_insert(0) += 1;
-            m
-        });
-    // One summary of each kind, for the report.
-    let examples: BTreeMap<String, String> =
-        outcomes.iter().fold(BTreeMap::new(), |mut m, (r, o)| {
-            let (a, text) = match o {
-                Ok(v) => (
-                    v["action"].as_str().unwrap_or("?").to_string(),
-                    v["summary"].as_str().unwrap_or("").to_string(),
-                ),
-                Err(e) => ("error".to_string(), e.clone()),
-            };
-            m.entry(format!("{r}: {a}")).or_insert(text);
-            m
-        });
+    let (actions, examples) = tally(&outcomes);
     let movers: Vec<(&str, &Value)> = outcomes
         .iter()
         .filter_map(|(r, o)| {
@@ -884,6 +863,35 @@ async fn handle_one(f: &Failover, event: Value, holder: &str) -> Result<Value, S
         .map_err(|e| e.to_string())
 }
 
+/// The invocations' outcomes counted by "region: action" (an error by its first 80
+/// characters), and one summary of each "region: action", for the report.
+fn tally(
+    outcomes: &[(&str, Result<Value, String>)],
+) -> (BTreeMap<String, usize>, BTreeMap<String, String>) {
+    let mut actions = BTreeMap::new();
+    let mut examples = BTreeMap::new();
+    for (r, o) in outcomes {
+        let (a, counted, text) = match o {
+            Ok(v) => {
+                let a = v["action"].as_str().unwrap_or("?").to_string();
+                (
+                    a.clone(),
+                    a,
+                    v["summary"].as_str().unwrap_or("").to_string(),
+                )
+            }
+            Err(e) => (
+                "error".to_string(),
+                format!("error: {}", e.chars().take(80).collect::<String>()),
+                e.clone(),
+            ),
+        };
+        *actions.entry(format!("{r}: {counted}")).or_insert(0) += 1;
+        examples.entry(format!("{r}: {a}")).or_insert(text);
+    }
+    (actions, examples)
+}
+
 /// What the alarms of one phase set off: (region, outcome) of every invocation,
 /// and when each region's alarm fired (ms from the phase's start).
 type PhaseOutcomes = (
@@ -985,19 +993,7 @@ fn phase_report(
     world_after: Value,
     progress: &mut dyn FnMut(String),
 ) -> Value {
-    let mut actions: BTreeMap<String, usize> = BTreeMap::new();
-    let mut examples: BTreeMap<String, String> = BTreeMap::new();
-    for (r, o) in outcomes {
-        let (a, text) = match o {
-            Ok(v) => (
-                v["action"].as_str().unwrap_or("?").to_string(),
-                v["summary"].as_str().unwrap_or("").to_string(),
-            ),
-            Err(e) => ("error".to_string(), e.clone()),
-        };
-        *actions.entry(format!("{r}: {a}")).or_insert(0) += 1;
-        examples.entry(format!("{r}: {a}")).or_insert(text);
-    }
+    let (actions, examples) = tally(outcomes);
     let moves = outcomes
         .iter()
         .filter(|(_, o)| {
